@@ -1,0 +1,1 @@
+"""onnxviz: feature visualization and dataset examples for any ONNX vision model."""

@@ -1,0 +1,45 @@
+"""The errors onnxviz raises: each says what went wrong and what to do about it."""
+from __future__ import annotations
+
+import difflib
+
+
+class OnnxVizError(Exception):
+    """Base class: a problem with the user's input, reported without a traceback by the CLI."""
+
+
+class ModelLoadError(OnnxVizError):
+    """The file is missing, is not ONNX, is truncated or is not a valid model."""
+
+
+class UnknownNodeError(OnnxVizError, KeyError):
+    """A layer/node name that the model does not have; the message lists close matches."""
+
+    def __init__(self, name: str, known: list, what: str = "layer"):
+        self.name = name
+        close = difflib.get_close_matches(name, known, n=8, cutoff=0.5)
+        if not close:
+            close = [k for k in known if name.lower() in k.lower()][:8]
+        hint = f" Close matches: {', '.join(close)}." if close else ""
+        shown = ", ".join(known[:30]) + (" ..." if len(known) > 30 else "")
+        super().__init__(f"no {what} named {name!r} in this model.{hint} Known {what}s: {shown}"
+                         f" (`onnxviz inspect` lists them all)")
+
+    def __str__(self):  # KeyError would quote the message
+        return self.args[0]
+
+
+class ConversionError(OnnxVizError):
+    """The model cannot be converted to torch (render needs it); onnxruntime features still work."""
+
+
+class FaithfulnessError(OnnxVizError):
+    """The converted torch module disagrees with onnxruntime beyond tolerance."""
+
+
+class ImageError(OnnxVizError):
+    """An image file that cannot be read or decoded."""
+
+
+class ObjectiveError(OnnxVizError):
+    """An objective that names a layer or unit the model does not have, or is malformed."""

@@ -1,0 +1,126 @@
+"""Reading real photos into onnxviz images (float32, RGB, [0, 1]) at a model's input size.
+
+Any file PIL can open works: grayscale, RGBA (composited on white), palette, CMYK, 16-bit,
+huge (decoded at reduced size with ``draft``) and tiny images. Anything else raises ImageError,
+which callers that walk datasets catch, count and skip.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+from PIL import Image, ImageFile
+
+from .errors import ImageError
+
+Image.MAX_IMAGE_PIXELS = 400_000_000  # allow big photos; decompression bombs beyond this still fail
+_RESAMPLE = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+def open_rgb(source: Union[str, Path, Image.Image, bytes], draft_size: Optional[tuple] = None) -> Image.Image:
+    """Open an image file (or bytes, or a PIL image) as an 8-bit RGB PIL image."""
+    try:
+        if isinstance(source, Image.Image):
+            img = source
+        else:
+            if isinstance(source, (bytes, bytearray)):
+                import io
+
+                img = Image.open(io.BytesIO(source))
+            else:
+                path = Path(source)
+                if not path.exists():
+                    raise ImageError(f"image file not found: {path}")
+                img = Image.open(path)
+            if draft_size is not None and img.format == "JPEG":
+                img.draft("RGB", (draft_size[1], draft_size[0]))
+            img.load()
+        return _to_rgb(img)
+    except ImageError:
+        raise
+    except Exception as exc:  # PIL raises many types for bad files
+        raise ImageError(f"cannot read image {source if not isinstance(source, bytes) else '<bytes>'}: {exc}") from exc
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        img = Image.fromarray(arr.astype(np.uint8), "L")
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    return img.convert("RGB")
+
+
+def fit(img: Image.Image, size: tuple, resize: Optional[int] = None, interpolation: str = "bilinear") -> Image.Image:
+    """Resize the shorter side (to ``resize``, or so the crop fits) then center-crop to size (h, w)."""
+    h, w = size
+    resample = _RESAMPLE.get(interpolation, Image.Resampling.BILINEAR)
+    short = resize if resize else max(h, w)
+    iw, ih = img.size
+    scale = short / min(iw, ih)
+    nw, nh = max(w, round(iw * scale)), max(h, round(ih * scale))
+    img = img.resize((nw, nh), resample)
+    left, top = (nw - w) // 2, (nh - h) // 2
+    return img.crop((left, top, left + w, top + h))
+
+
+def crop_box(image_size: tuple, size: tuple, resize: Optional[int] = None) -> tuple:
+    """The box (left, top, right, bottom) in original pixels that ``fit`` maps to the model input.
+
+    Mining uses it to turn a position in the model input back into a crop of the original photo.
+    """
+    iw, ih = image_size
+    h, w = size
+    short = resize if resize else max(h, w)
+    scale = short / min(iw, ih)
+    nw, nh = max(w, round(iw * scale)), max(h, round(ih * scale))
+    left, top = (nw - w) // 2, (nh - h) // 2
+    sx, sy = iw / nw, ih / nh
+    return (left * sx, top * sy, (left + w) * sx, (top + h) * sy)
+
+
+def load_image(source, size: Optional[tuple] = None, resize: Optional[int] = None,
+               interpolation: str = "bilinear") -> np.ndarray:
+    """A photo as float32 (3, H, W), RGB in [0, 1]; resized and center-cropped when size is given."""
+    img = open_rgb(source, draft_size=(2 * size[0], 2 * size[1]) if size else None)
+    if size is not None:
+        img = fit(img, size, resize, interpolation)
+    return np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0
+
+
+def load_for_model(source, meta) -> np.ndarray:
+    """A photo as an onnxviz image (3, H, W) at the model's input size and crop (from its metadata)."""
+    return load_image(source, tuple(meta.input_size), meta.resize, meta.interpolation)
+
+
+def save_image(array: np.ndarray, path: Union[str, Path]) -> Path:
+    """Write an image (3, H, W) or (H, W, 3) in [0, 1] as PNG (or whatever the suffix says)."""
+    arr = np.asarray(array, dtype=np.float32)
+    if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3):
+        arr = arr.transpose(1, 2, 0)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((np.clip(arr, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
+    return path
+
+
+def sample_image_path() -> Path:
+    """A real photo that ships with onnxviz (scikit-image's 'chelsea' cat, public domain).
+
+    Used as the real input of the torch/onnxruntime faithfulness check.
+    """
+    return Path(__file__).parent / "data" / "chelsea.jpg"
