@@ -1,0 +1,221 @@
+"""onnx2torch converters for ops and op versions that real files contain and onnx2torch 1.5.15 lacks.
+
+- Reduce* at opset 18+ (axes became an input; the dynamo exporter writes ReduceMean v18).
+- Reshape 19/21 with ``allowzero`` (the dynamo exporter writes allowzero=1).
+- Gelu (opset 20), GlobalMaxPool, Mish.
+- Newer versions of ops whose changes do not matter when their new features are unused (Cast 19,
+  Pad 18 without axes, Resize 18/19 with default new attributes, ...): they reuse the older converter,
+  after checking that the new features are indeed unused.
+
+``register()`` is idempotent and called before every conversion.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ..compat import import_onnx2torch
+
+_registered = False
+
+# op -> attribute/input conditions under which the newest onnx2torch converter is still exact
+_BENIGN = {
+    "AveragePool": lambda n: all(d == 1 for d in n.attributes.get("dilations", [1])),
+    "Cast": lambda n: True,
+    "Constant": lambda n: True,
+    "ConstantOfShape": lambda n: True,
+    "Equal": lambda n: True,
+    "Flatten": lambda n: True,
+    "GreaterOrEqual": lambda n: True,
+    "LessOrEqual": lambda n: True,
+    "Identity": lambda n: True,
+    "IsInf": lambda n: True,
+    "IsNaN": lambda n: True,
+    "Shape": lambda n: True,
+    "Transpose": lambda n: True,
+    "Unsqueeze": lambda n: True,
+    "Squeeze": lambda n: True,
+    "Pad": lambda n: len(n.input_values) < 4 and n.attributes.get("mode", "constant") != "wrap",
+    "Resize": lambda n: (n.attributes.get("antialias", 0) == 0 and "axes" not in n.attributes
+                         and n.attributes.get("keep_aspect_ratio_policy", "stretch") == "stretch"),
+    "ScatterND": lambda n: n.attributes.get("reduction", "none") in ("none", "add", "mul"),
+    "Split": lambda n: "num_outputs" not in n.attributes or n.attributes["num_outputs"] == len(n.output_values),
+}
+_REDUCE = ("ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin",
+           "ReduceProd", "ReduceSumSquare")
+
+
+class Reduce(nn.Module):
+    """ONNX Reduce* with constant axes (opset 18+ passes them as an input)."""
+
+    def __init__(self, op: str, axes: Optional[list], keepdims: bool, noop_with_empty_axes: bool):
+        super().__init__()
+        self.op, self.axes, self.keepdims, self.noop = op, axes, keepdims, noop_with_empty_axes
+
+    def forward(self, x):
+        if not self.axes:
+            if self.noop:
+                return x
+            dims = list(range(x.dim()))
+        else:
+            dims = [a % x.dim() for a in self.axes]
+        k = self.keepdims
+        if self.op == "ReduceMean":
+            return x.mean(dim=dims, keepdim=k)
+        if self.op == "ReduceMax":
+            return x.amax(dim=dims, keepdim=k)
+        if self.op == "ReduceMin":
+            return x.amin(dim=dims, keepdim=k)
+        if self.op == "ReduceProd":
+            out = x
+            for d in sorted(dims, reverse=True):
+                out = out.prod(dim=d, keepdim=k)
+            return out
+        if self.op == "ReduceL1":
+            return x.abs().sum(dim=dims, keepdim=k)
+        if self.op == "ReduceL2":
+            return x.square().sum(dim=dims, keepdim=k).sqrt()
+        if self.op == "ReduceSumSquare":
+            return x.square().sum(dim=dims, keepdim=k)
+        if self.op == "ReduceLogSum":
+            return x.sum(dim=dims, keepdim=k).log()
+        if self.op == "ReduceLogSumExp":
+            return torch.logsumexp(x, dim=dims, keepdim=k)
+        raise NotImplementedError(self.op)
+
+
+class Reshape(nn.Module):
+    """ONNX Reshape with allowzero (0 means a real zero-size dim) or not (0 copies the input dim)."""
+
+    def __init__(self, allowzero: bool):
+        super().__init__()
+        self.allowzero = allowzero
+
+    def forward(self, x, shape):
+        dims = [int(d) for d in shape.tolist()]
+        if not self.allowzero:
+            dims = [x.shape[i] if d == 0 else d for i, d in enumerate(dims)]
+        return torch.reshape(x, dims)
+
+
+class Gelu(nn.Module):
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        self.approximate = approximate
+
+    def forward(self, x):
+        return nn.functional.gelu(x, approximate=self.approximate)
+
+
+class GlobalMaxPool(nn.Module):
+    def forward(self, x):
+        return x.amax(dim=tuple(range(2, x.dim())), keepdim=True)
+
+
+class Mish(nn.Module):
+    def forward(self, x):
+        return nn.functional.mish(x)
+
+
+def register() -> None:
+    """Add onnxviz's converters to onnx2torch's registry (once)."""
+    global _registered
+    if _registered:
+        return
+    import_onnx2torch()
+    from onnx import defs
+    from onnx2torch.node_converters.registry import _CONVERTER_REGISTRY, OperationDescription, add_converter
+    from onnx2torch.utils.common import OnnxMapping, OperationConverterResult, get_const_value, \
+        onnx_mapping_from_node
+
+    def since_versions(op: str, after: int) -> list:
+        out = set()
+        for v in range(after + 1, 26):
+            try:
+                sv = defs.get_schema(op, max_inclusive_version=v).since_version
+            except Exception:  # noqa: BLE001
+                continue
+            if sv > after:
+                out.add(sv)
+        return sorted(out)
+
+    def registered_versions(op: str) -> list:
+        return sorted(d.version for d in _CONVERTER_REGISTRY if d.domain == "" and d.operation_type == op)
+
+    for op, ok in _BENIGN.items():
+        versions = registered_versions(op)
+        if not versions:
+            continue
+        base = _CONVERTER_REGISTRY[OperationDescription("", op, versions[-1])]
+
+        def make(base=base, ok=ok, op=op):
+            def convert(node, graph):
+                if not ok(node):
+                    raise NotImplementedError(f"{op} v{node.attributes} uses features onnxviz cannot convert")
+                return base(node, graph)
+            return convert
+
+        for v in since_versions(op, versions[-1]):
+            add_converter(operation_type=op, version=v)(make())
+
+    def reduce_converter(node, graph):
+        keepdims = bool(node.attributes.get("keepdims", 1))
+        noop = bool(node.attributes.get("noop_with_empty_axes", 0))
+        axes = node.attributes.get("axes", None)
+        if len(node.input_values) > 1 and node.input_values[1]:
+            axes = get_const_value(node.input_values[1], graph)
+            axes = axes.tolist() if isinstance(axes, torch.Tensor) else list(axes)
+        module = Reduce(node.operation_type, list(axes) if axes is not None else None, keepdims, noop)
+        return OperationConverterResult(torch_module=module,
+                                        onnx_mapping=OnnxMapping(inputs=(node.input_values[0],),
+                                                                 outputs=node.output_values))
+
+    for op in _REDUCE:
+        after = max(registered_versions(op) or [0])
+        for v in since_versions(op, max(after, 17)):
+            add_converter(operation_type=op, version=v)(reduce_converter)
+    if 18 not in registered_versions("ReduceSum"):
+        pass  # ReduceSum has taken axes as an input since v13, which onnx2torch handles
+
+    def reshape_converter(node, graph):
+        return OperationConverterResult(torch_module=Reshape(bool(node.attributes.get("allowzero", 0))),
+                                        onnx_mapping=onnx_mapping_from_node(node))
+
+    for v in since_versions("Reshape", max(registered_versions("Reshape"))):
+        add_converter(operation_type="Reshape", version=v)(reshape_converter)
+
+    simple = {
+        "Gelu": lambda node: Gelu(node.attributes.get("approximate", "none")),
+        "GlobalMaxPool": lambda node: GlobalMaxPool(),
+        "Mish": lambda node: Mish(),
+    }
+    for op, factory in simple.items():
+        if registered_versions(op):
+            continue
+
+        def make_simple(factory=factory):
+            def convert(node, graph):
+                return OperationConverterResult(torch_module=factory(node), onnx_mapping=onnx_mapping_from_node(node))
+            return convert
+
+        for v in since_versions(op, 0):
+            add_converter(operation_type=op, version=v)(make_simple())
+    _registered = True
+
+
+def unconvertible_nodes(proto) -> list:
+    """(op_type, version, node name) for every node onnx2torch has no converter for."""
+    register()
+    from onnx2torch.node_converters.registry import get_converter
+
+    versions = {e.domain if e.domain != "ai.onnx" else "": e.version for e in proto.opset_import}
+    missing = []
+    for i, node in enumerate(proto.graph.node):
+        domain = node.domain if node.domain != "ai.onnx" else ""
+        try:
+            get_converter(operation_type=node.op_type, version=versions.get(domain, 1), domain=domain)
+        except NotImplementedError:
+            missing.append((node.op_type, versions.get(domain, 1), node.name or f"#{i}"))
+    return missing

@@ -1,0 +1,94 @@
+"""onnxruntime sessions: providers that really load, thread settings, batched runs.
+
+onnxruntime-gpu lists CUDA (and TensorRT) as available even where the CUDA libraries cannot load,
+and then silently runs on the CPU. ``usable_providers`` asks each provider to run a tiny model once
+and keeps those that took; a fallback is logged once, in one line.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper
+
+log = logging.getLogger("onnxviz")
+
+PREFERRED = ("CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+@functools.lru_cache(maxsize=None)
+def _provider_loads(provider: str) -> bool:
+    if provider == "CPUExecutionProvider":
+        return True
+    if provider not in ort.get_available_providers():
+        return False
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    tiny = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "probe", [x], [y]),
+                             opset_imports=[helper.make_opsetid("", 13)])
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 4
+    try:
+        sess = ort.InferenceSession(tiny.SerializeToString(), opts, providers=[provider, "CPUExecutionProvider"])
+    except Exception:  # noqa: BLE001 - any failure means "does not load"
+        return False
+    return provider in sess.get_providers()
+
+
+def usable_providers(requested: Optional[Sequence[str]] = None) -> list:
+    """The providers to use: the requested (or preferred) ones that load, CPU always last."""
+    wanted = list(requested) if requested else list(PREFERRED)
+    if os.environ.get("ONNXVIZ_PROVIDERS") and not requested:
+        wanted = os.environ["ONNXVIZ_PROVIDERS"].split(",")
+    chosen = [p for p in wanted if p != "CPUExecutionProvider" and _provider_loads(p)]
+    dropped = [p for p in wanted if p != "CPUExecutionProvider" and p not in chosen]
+    if dropped and requested:
+        log.warning("onnxruntime: %s cannot load here; running on %s", ", ".join(dropped),
+                    ", ".join(chosen + ["CPUExecutionProvider"]))
+    elif dropped:
+        log.info("onnxruntime: %s not usable here; using %s", ", ".join(dropped),
+                 ", ".join(chosen + ["CPUExecutionProvider"]))
+    return chosen + ["CPUExecutionProvider"]
+
+
+def session_options(threads: Optional[int] = None) -> ort.SessionOptions:
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+    return opts
+
+
+class Runner:
+    """An onnxruntime session over one (possibly edited) model, run in batches."""
+
+    def __init__(self, proto: onnx.ModelProto, providers: Optional[Sequence[str]] = None,
+                 threads: Optional[int] = None, input_name: Optional[str] = None):
+        self.providers_requested = usable_providers(providers)
+        self.session = ort.InferenceSession(proto.SerializeToString(), session_options(threads),
+                                            providers=self.providers_requested)
+        self.providers = self.session.get_providers()
+        self.input_name = input_name or self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def run(self, x: np.ndarray, outputs: Optional[Iterable[str]] = None) -> dict:
+        """One batch: output name -> array."""
+        names = list(outputs) if outputs is not None else self.output_names
+        result = self.session.run(names, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})
+        return dict(zip(names, result))
+
+    def run_batched(self, x: np.ndarray, batch_size: int = 32, outputs: Optional[Iterable[str]] = None) -> dict:
+        """Many images in batches of batch_size; outputs concatenated along the batch axis."""
+        names = list(outputs) if outputs is not None else self.output_names
+        parts: dict = {n: [] for n in names}
+        for start in range(0, len(x), max(1, batch_size)):
+            for n, v in self.run(x[start:start + batch_size], names).items():
+                parts[n].append(v)
+        return {n: np.concatenate(v, axis=0) if v else np.zeros((0,)) for n, v in parts.items()}

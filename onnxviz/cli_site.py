@@ -1,0 +1,55 @@
+"""`onnxviz site` (build the static site) and `onnxviz serve` (serve it on 127.0.0.1)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("site")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False))
+@click.option("--runs", type=click.Path(file_okay=False), default=None,
+              help="Run directory with render/ and mining/ (what `onnxviz render` and `onnxviz mine` wrote).")
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Folder to write the site into.")
+@click.option("--page-size", type=click.IntRange(1, 100000), default=256, show_default=True,
+              help="Units per layer page.")
+@click.option("--examples", "examples_per_unit", type=click.IntRange(0, 1000), default=8, show_default=True,
+              help="Dataset examples shown per unit (positive and negative each).")
+@click.option("--render-missing", is_flag=True,
+              help="Render units that have no visualization yet (via the render API) before building.")
+@click.option("--layers", "render_layers", default=None,
+              help="With --render-missing: comma-separated layers to render (default: all).")
+@click.option("--steps", type=int, default=None, help="With --render-missing: optimization steps.")
+def site(model, runs, out, page_size, examples_per_unit, render_missing, render_layers, steps):
+    """Build a browsable static site (model > layer > unit) for MODEL and its runs."""
+    import onnxviz
+    from .site import build_site
+    from .site.render_missing import render_missing as _render_missing
+
+    m = onnxviz.load(model)
+    if render_missing:
+        if runs is None:
+            raise click.UsageError("--render-missing needs --runs (where the renders are written)")
+        layers = [s.strip() for s in render_layers.split(",")] if render_layers else None
+        n = _render_missing(m, Path(runs) / "render", layers=layers, steps=steps, model_arg=model)
+        click.echo(f"rendered {n} missing units")
+    index = build_site(m, out, runs, page_size=page_size, examples_per_unit=examples_per_unit, model_arg=model,
+                       runs_arg=runs)
+    click.echo(f"site written to {index.parent} (open {index}, or `onnxviz serve {out}`)")
+
+
+@click.command("serve")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (default: local only).")
+def serve(directory, port, host):
+    """Serve a built site folder over HTTP (any static web server works as well)."""
+    from .site import serve as _serve
+
+    try:
+        _serve(directory, host=host, port=port)
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc))
+
+
+COMMANDS = [site, serve]

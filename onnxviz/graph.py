@@ -1,0 +1,247 @@
+"""Edits of ONNX graphs: normalisation of real-world files, exposing nodes, in-graph reductions.
+
+Every function takes a ModelProto and returns a new one (the input is never modified), and every
+result passes ``onnx.checker``.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Iterable, Optional
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+BATCH_DIM = "batch"
+
+
+def opset(proto: onnx.ModelProto) -> int:
+    """The default-domain opset version of a model."""
+    for entry in proto.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return entry.version
+    return 1
+
+
+def initializer_names(graph: onnx.GraphProto) -> set:
+    return {t.name for t in graph.initializer}
+
+
+def image_input(proto: onnx.ModelProto) -> onnx.ValueInfoProto:
+    """The graph input that carries the image: the first non-weight input (rank 4 preferred)."""
+    inits = initializer_names(proto.graph)
+    inputs = [i for i in proto.graph.input if i.name not in inits]
+    if not inputs:
+        raise ValueError("the model has no inputs besides its weights")
+    for inp in inputs:
+        if len(inp.type.tensor_type.shape.dim) == 4:
+            return inp
+    return inputs[0]
+
+
+def normalize(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """Make a real-world file uniform for everything downstream.
+
+    - weights that are also listed as graph inputs (old exporters, PaddlePaddle) stop being inputs;
+    - ``Identity`` nodes that merely alias a weight (the classic torch exporter merges identical
+      initializers this way, which breaks onnx2torch) become weights of their own;
+    - the batch dimension becomes dynamic, with hard-coded batch sizes in Reshape shapes replaced
+      by 0 (copy the input's batch), so batches of any size run;
+    - stale intermediate shapes are dropped (shape inference recomputes them).
+    """
+    proto = copy.deepcopy(proto)
+    graph = proto.graph
+    inits = {t.name: t for t in graph.initializer}
+
+    for inp in list(graph.input):
+        if inp.name in inits:
+            graph.input.remove(inp)
+
+    outputs = {o.name for o in graph.output}
+    for node in list(graph.node):
+        if node.op_type == "Identity" and node.input and node.input[0] in inits and node.output[0] not in outputs:
+            alias = copy.deepcopy(inits[node.input[0]])
+            alias.name = node.output[0]
+            graph.initializer.append(alias)
+            inits[alias.name] = alias
+            graph.node.remove(node)
+
+    inp = image_input(proto)
+    dims = inp.type.tensor_type.shape.dim
+    fixed_batch = dims[0].dim_value if dims and dims[0].HasField("dim_value") else None
+    if dims:
+        dims[0].Clear()
+        dims[0].dim_param = BATCH_DIM
+    for out in graph.output:
+        odims = out.type.tensor_type.shape.dim
+        if odims:
+            odims[0].Clear()
+            odims[0].dim_param = BATCH_DIM
+    if fixed_batch:
+        _free_reshape_batch(graph, inits, fixed_batch)
+    del graph.value_info[:]
+    return proto
+
+
+def _free_reshape_batch(graph: onnx.GraphProto, inits: dict, batch: int) -> None:
+    """Reshape nodes whose constant target shape starts with the old fixed batch size copy it instead."""
+    constants = {n.output[0]: n for n in graph.node if n.op_type == "Constant"}
+    for node in graph.node:
+        if node.op_type != "Reshape" or len(node.input) < 2:
+            continue
+        name = node.input[1]
+        if name in inits:
+            shape = numpy_helper.to_array(inits[name])
+        elif name in constants:
+            attr = next((a for a in constants[name].attribute if a.name == "value"), None)
+            if attr is None:
+                continue
+            shape = numpy_helper.to_array(attr.t)
+        else:
+            continue
+        allowzero = next((a.i for a in node.attribute if a.name == "allowzero"), 0)
+        if shape.ndim != 1 or len(shape) < 2 or shape[0] != batch:
+            continue
+        new = shape.copy()
+        if -1 not in new[1:]:
+            new[0] = -1
+        elif not allowzero:
+            new[0] = 0
+        else:
+            continue
+        fresh = numpy_helper.from_array(new.astype(np.int64), name=f"{name}__onnxviz_batch_{node.output[0]}")
+        graph.initializer.append(fresh)
+        inits[fresh.name] = fresh
+        node.input[1] = fresh.name
+
+
+def infer_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """ONNX shape inference, tolerant of files it cannot fully handle."""
+    try:
+        return onnx.shape_inference.infer_shapes(proto, data_prop=True)
+    except Exception:  # noqa: BLE001 - a partial answer is better than none
+        try:
+            return onnx.shape_inference.infer_shapes(proto)
+        except Exception:  # noqa: BLE001
+            return proto
+
+
+def value_shapes(proto: onnx.ModelProto) -> dict:
+    """tensor name -> (elem_type, shape tuple with None for unknown dims) from a shape-inferred model."""
+    out = {}
+    for vi in list(proto.graph.value_info) + list(proto.graph.output) + list(proto.graph.input):
+        tt = vi.type.tensor_type
+        if not tt.HasField("shape"):
+            out.setdefault(vi.name, (tt.elem_type, None))
+            continue
+        shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim)
+        out[vi.name] = (tt.elem_type, shape)
+    return out
+
+
+def expose(proto: onnx.ModelProto, tensors: Iterable[str], keep_outputs: bool = False) -> onnx.ModelProto:
+    """A model whose outputs are the given internal tensors (onnxruntime prunes what they do not need)."""
+    tensors = list(dict.fromkeys(tensors))
+    proto = copy.deepcopy(proto)
+    graph = proto.graph
+    produced = {o for n in graph.node for o in n.output} | {i.name for i in graph.input}
+    missing = [t for t in tensors if t not in produced]
+    if missing:
+        raise KeyError(f"tensors not produced by any node: {missing}")
+    old = list(graph.output) if keep_outputs else []
+    del graph.output[:]
+    for t in tensors:
+        graph.output.append(helper.make_tensor_value_info(t, TensorProto.FLOAT, None))
+    for o in old:
+        if o.name not in tensors:
+            graph.output.append(o)
+    return proto
+
+
+STATS = ("mean", "max", "argmax")
+
+
+def add_channel_reductions(proto: onnx.ModelProto, layers: list, stats: Iterable[str] = STATS):
+    """A model that outputs per-channel statistics of each layer instead of its full activation map.
+
+    ``layers``: objects with ``tensor``, ``layout`` ("NCHW", "NHWC", "NLC" or "NC") and ``units``.
+    Returns (ModelProto, outputs) where ``outputs[i]`` maps each stat to the output name for
+    ``layers[i]``: "mean" and "max" are (N, C) float, "argmax" is (N, C) int64, the flat index of
+    the first spatial maximum in (H, W). For (N, C) layers the tensor itself is returned once.
+    This is how mining moves kilobytes, not the megabytes of full maps, out of onnxruntime.
+    """
+    stats = tuple(stats)
+    unknown = set(stats) - set(STATS)
+    if unknown:
+        raise ValueError(f"unknown statistics {sorted(unknown)}; known: {STATS}")
+    proto = copy.deepcopy(proto)
+    graph = proto.graph
+    version = opset(proto)
+    del graph.output[:]
+    outputs = []
+    shapes = {}
+    for i, layer in enumerate(layers):
+        t = layer.tensor
+        names = {}
+        if layer.layout == "NC":
+            for s in stats:
+                if s in ("mean", "max"):
+                    names[s] = t
+            if t not in {o.name for o in graph.output}:
+                graph.output.append(helper.make_tensor_value_info(t, TensorProto.FLOAT, [BATCH_DIM, layer.units]))
+            outputs.append(names)
+            continue
+        prefix = f"onnxviz_stat{i}"
+        if layer.layout == "NCHW":
+            flat_shape, axis = [0, 0, -1], 2
+        elif layer.layout == "NHWC":
+            flat_shape, axis = [0, -1, int(layer.units)], 1
+        elif layer.layout == "NLC":
+            flat_shape, axis = None, 1
+        else:
+            raise ValueError(f"cannot reduce a layer with layout {layer.layout!r}")
+        src = t
+        if flat_shape is not None:
+            key = tuple(flat_shape)
+            if key not in shapes:
+                shapes[key] = f"onnxviz_shape_{len(shapes)}"
+                graph.initializer.append(numpy_helper.from_array(np.asarray(flat_shape, np.int64), shapes[key]))
+            src = f"{prefix}_flat"
+            graph.node.append(helper.make_node("Reshape", [t, shapes[key]], [src], name=f"{prefix}/Reshape"))
+        for s in stats:
+            out = f"{prefix}_{s}"
+            if s == "argmax":
+                graph.node.append(helper.make_node("ArgMax", [src], [out], name=f"{prefix}/ArgMax", axis=axis,
+                                                   keepdims=0))
+                elem = TensorProto.INT64
+            else:
+                op = "ReduceMean" if s == "mean" else "ReduceMax"
+                if version >= 18:
+                    axes_name = f"onnxviz_axes_{axis}"
+                    if axes_name not in {x.name for x in graph.initializer}:
+                        graph.initializer.append(numpy_helper.from_array(np.asarray([axis], np.int64), axes_name))
+                    node = helper.make_node(op, [src, axes_name], [out], name=f"{prefix}/{op}", keepdims=0)
+                else:
+                    node = helper.make_node(op, [src], [out], name=f"{prefix}/{op}", axes=[axis], keepdims=0)
+                graph.node.append(node)
+                elem = TensorProto.FLOAT
+            graph.output.append(helper.make_tensor_value_info(out, elem, [BATCH_DIM, layer.units]))
+            names[s] = out
+        outputs.append(names)
+    return proto, outputs
+
+
+def check(proto: onnx.ModelProto) -> None:
+    """onnx.checker on a model of any size (large models are checked without their weights' bytes)."""
+    if proto.ByteSize() < 2_000_000_000:
+        onnx.checker.check_model(proto)
+
+
+def with_opset(proto: onnx.ModelProto, target: int) -> Optional[onnx.ModelProto]:
+    """The model converted to another opset, or None when onnx's converter cannot do it."""
+    try:
+        converted = onnx.version_converter.convert_version(proto, target)
+        onnx.checker.check_model(converted)
+        return converted
+    except Exception:  # noqa: BLE001
+        return None
