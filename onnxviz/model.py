@@ -299,7 +299,8 @@ class Model:
         if op in ("Conv", "BatchNormalization", "Gemm", "MatMul", "ConvTranspose", "ReduceMean"):
             if op == "ReduceMean" and lay.layout not in ("NCHW", "NC"):
                 return False
-            return not any(u.op_type in ABSORBERS for u in users)
+            # conv -> bn -> relu is one layer; an output that also branches elsewhere is a layer itself
+            return not (len(users) == 1 and users[0].op_type in ABSORBERS)
         return False
 
     @staticmethod
@@ -325,12 +326,11 @@ class Model:
         node_by_tensor = {t: n for n in nodes for t in n.output}
         for lay in layers:
             s = scope_of.get(lay.tensor, ())
-            name = None
-            for depth in range(1, len(s) + 1):
-                prefix = s[:depth]
-                if escaping.get(prefix) == {lay.tensor}:
-                    name = ".".join(prefix)
-                    break
+            # the outermost scope it is the only output of, preferring numbered blocks (features.7
+            # over features.7.conv, features.18 over the container features)
+            owned = [s[:d] for d in range(1, len(s) + 1) if escaping.get(s[:d]) == {lay.tensor}]
+            numbered = [p for p in owned if p[-1].isdigit()]
+            name = ".".join((numbered or owned)[0]) if owned else None
             if name is None or name in taken:
                 node = node_by_tensor[lay.tensor]
                 base = ".".join(s + (op_suffix(node),)) if s else op_suffix(node)
