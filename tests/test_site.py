@@ -1,0 +1,378 @@
+"""The static site: pages, links, hostile names, and a real headless browser clicking through it."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import threading
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
+
+import onnxviz
+from onnxviz.names import slug
+from onnxviz.site import Example, MiningSource, UnsafePathError, build_site, make_server
+from onnxviz.site.build import SiteBuilder
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+# --------------------------------------------------------------------------- inputs
+def write_render(render_dir: Path, model_path, layer: str, unit, kind="channel", size=32, seed=0, **extra) -> Path:
+    """One render output in the documented format (PNG + JSON in render/<layer_slug>/)."""
+    d = render_dir / slug(layer)
+    d.mkdir(parents=True, exist_ok=True)
+    stem = f"{kind}-{unit if unit is not None else 'layer'}-s{seed}"
+    rng = np.random.default_rng(abs(hash((layer, unit, seed))) % 2**32)
+    Image.fromarray((rng.random((size, size, 3)) * 255).astype(np.uint8)).save(d / f"{stem}.png")
+    target = f"{layer}:{unit}" if unit is not None else layer
+    rec = dict(model=str(model_path), layer=layer, unit=unit, kind=kind, objective=f"{kind}({layer}, {unit})",
+               image=f"{stem}.png", command=f"onnxviz render {model_path} {target} --seed {seed}", seed=seed,
+               steps=8, size=size, activation_start=0.1, activation_end=2.0, activation_per_step=[0.1, 2.0])
+    rec.update(extra)
+    (d / f"{stem}.json").write_text(json.dumps(rec))
+    return d / f"{stem}.png"
+
+
+class StatsMining(MiningSource):
+    """Dataset examples from the model's real channel statistics on real digits (what mining computes)."""
+
+    command = "onnxviz mine digits.onnx --out runs/digits/mining"
+
+    def __init__(self, model, images):
+        self.images = images
+        self.layers = tuple(l.name for l in model.layers)
+        self.stats = model.channel_stats(model.prepare(images), list(self.layers))
+
+    def scores(self, layer):
+        return self.stats[layer]["max"].max(0)
+
+    def examples(self, layer, unit, k):
+        a = self.stats[layer]["max"][:, unit]
+        order = np.argsort(-a, kind="stable")
+        make = lambda i: Example(float(a[i]), image=self.images[i], crop=self.images[i][:, :8, :8], label=f"#{i}")
+        return [make(i) for i in order[:k]], [make(i) for i in order[::-1][:k]]
+
+
+def hostile_model(path) -> str:
+    """A valid ONNX model whose node, tensor, graph and producer names are hostile."""
+    X = helper.make_tensor_value_info("in<img src=x onerror=alert(1)>", TensorProto.FLOAT, ["N", 3, 8, 8])
+    Y = helper.make_tensor_value_info("../../evil_out", TensorProto.FLOAT, ["N", 4])
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "w\"'><b>")
+    w2 = numpy_helper.from_array(rng.normal(size=(4, 4, 3, 3)).astype(np.float32), "w2")
+    nodes = [
+        helper.make_node("Conv", [X.name, w.name], ["conv_out"], name="/evil/Conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["conv_out"], ["../../x"], name="<script>alert(1)</script>"),
+        helper.make_node("Conv", ["../../x", "w2"], ["c2"], name="/../../../etc/Conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c2"], ["/etc/passwd"], name="..\\..\\win"),
+        helper.make_node("GlobalAveragePool", ["/etc/passwd"], ["gap\"onmouseover=\"alert(2)"], name="gap<svg onload=alert(3)>"),
+        helper.make_node("Flatten", ["gap\"onmouseover=\"alert(2)"], [Y.name], name="flat"),
+    ]
+    graph = helper.make_graph(nodes, "g</title><script>alert(4)</script>", [X], [Y], [w, w2])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="<script>alert(5)</script>")
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return str(path)
+
+
+# --------------------------------------------------------------------------- helpers
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links, self.scripts = [], []
+
+    def handle_starttag(self, tag, attrs):
+        for k, v in attrs:
+            if k in ("href", "src") and v is not None:
+                self.links.append((tag, v))
+
+
+def page_links(page: Path) -> list:
+    p = _Links()
+    p.feed(page.read_text(encoding="utf-8"))
+    return p.links
+
+
+def check_links(site: Path) -> int:
+    """Every href/src of every page is relative and points at an existing file inside the site."""
+    n = 0
+    root = site.resolve()
+    for page in site.rglob("*.html"):
+        for tag, url in page_links(page):
+            parts = urlsplit(url)
+            if url.startswith("data:") or url.startswith("#"):
+                continue
+            assert not parts.scheme and not parts.netloc and not url.startswith("/"), f"{page}: absolute link {url}"
+            target = (page.parent / parts.path).resolve()
+            assert target.is_relative_to(root), f"{page}: {url} leaves the site"
+            assert target.is_file(), f"{page}: broken link {url}"
+            n += 1
+    return n
+
+
+# --------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def digits_site(digits_onnx, digits_data, tmp_path_factory):
+    """The digits CNN site: some units rendered (plus a deepdream and a caricature), all layers mined."""
+    tmp = tmp_path_factory.mktemp("site")
+    runs = tmp / "runs"
+    m = onnxviz.load(digits_onnx)
+    first = m.layers[0].name
+    for u in (0, 1, 3):
+        write_render(runs / "render", digits_onnx, first, u)
+    write_render(runs / "render", digits_onnx, first, 1, kind="diversity", seed=1, activation_end=1.0)
+    write_render(runs / "render", digits_onnx, first, None, kind="deepdream")
+    write_render(runs / "render", digits_onnx, first, None, kind="caricature", activation_end=None)
+    mining = StatsMining(m, digits_data[0][:120])
+    out = tmp / "site"
+    build_site(m, out, runs, mining=mining, page_size=12, examples_per_unit=4, model_arg="digits.onnx", runs_arg="runs/d")
+    return dict(out=out, model=m, runs=runs, mining=mining, first=first)
+
+
+# --------------------------------------------------------------------------- tests
+def test_pages_exist_and_links_resolve(digits_site):
+    out, m = digits_site["out"], digits_site["model"]
+    index = (out / "index.html").read_text()
+    for layer in m.layers:
+        s = slug(layer.name)
+        assert f'href="layers/{s}/index.html"' in index
+        assert (out / "layers" / s / "units.js").is_file()
+        for u in range(layer.units):
+            assert (out / "layers" / s / "units" / f"{u}.html").is_file()
+    assert check_links(out) > 100
+    # model facts: opset, input, preprocessing from the metadata
+    assert "ai.onnx 17" in index and "16×16" in index and "digits_cnn" in index
+    assert re.search(r"Channel order</th><td>L<", index)
+
+
+def test_pagination(digits_site):
+    out, m = digits_site["out"], digits_site["model"]
+    layer = next(l for l in m.layers if l.units == 32)
+    d = out / "layers" / slug(layer.name)
+    pages = sorted(p.name for p in d.glob("*.html"))
+    assert pages == ["index.html", "page-2.html", "page-3.html"]  # 32 units, 12 per page
+    third = (d / "page-3.html").read_text()
+    assert third.count('class="card') == 8 and 'href="units/31.html"' in third and 'href="units/23.html"' not in third
+    unit_page = (d / "units" / "30.html").read_text()
+    assert 'href="../page-3.html"' in unit_page  # the layer link goes back to the unit's page
+
+
+def test_unit_page_renders_examples_ratio_and_commands(digits_site):
+    out, first, mining = digits_site["out"], digits_site["first"], digits_site["mining"]
+    page = (out / "layers" / slug(first) / "units" / "1.html").read_text()
+    assert page.count('class="pic big"') == 3  # channel, diversity, caricature
+    assert f"{first}:1 --seed 0</code>" in page and f"{first}:1 --seed 1</code>" in page  # each picture's command
+    best = float(mining.stats[first]["max"][:, 1].max())
+    assert f"{2.0 / best:.3g}× best example" in page
+    assert "Positive (highest activation)" in page and "Negative (lowest activation)" in page
+    assert page.count('class="ex"') == 8
+    assert f"{best:.4g}" in page
+    assert 'href="0.html"' in page and 'href="2.html"' in page  # previous / next unit
+    assert "onnxviz mine digits.onnx" in page
+    # an unrendered unit: placeholder with the exact render command
+    missing = (out / "layers" / slug(first) / "units" / "2.html").read_text()
+    assert "Not rendered" in missing and f"onnxviz render digits.onnx {first}:2 --out runs/d/render" in missing
+
+
+def test_layer_grid_thumbnails_and_scores(digits_site):
+    out, first, mining = digits_site["out"], digits_site["first"], digits_site["mining"]
+    page = (out / "layers" / slug(first) / "index.html").read_text()
+    assert page.count("not rendered") == 12 - 3  # 3 of the first 12 units rendered
+    assert 'loading="lazy"' in page
+    data = json.loads((out / "layers" / slug(first) / "units.js").read_text().split("=", 1)[1].rstrip().rstrip(";"))
+    scores = [u[1] for u in data["units"]]
+    np.testing.assert_allclose(scores, mining.stats[first]["max"].max(0), rtol=1e-6)
+    thumbs = [u[2] for u in data["units"]]
+    assert [bool(t) for t in thumbs[:4]] == [True, True, False, True]
+    with Image.open(out / thumbs[0]) as im:
+        assert max(im.size) <= 160
+    index = (out / "index.html").read_text()
+    assert f'src="img/{slug(first)}/layer.png"' in index  # the deepdream thumbnail of the layer
+
+
+def test_hostile_names_escaped_and_contained(tmp_path):
+    path = hostile_model(tmp_path / "hostile.onnx")
+    m = onnxviz.load(path)
+    runs = tmp_path / "runs"
+    layer = next(l for l in m.layers if "script" in l.node)
+    write_render(runs / "render", path, layer.name, 0)
+    # a render record that tries to read a file outside its folder, and one for a layer that does not exist
+    evil = runs / "render" / slug(layer.name) / "evil.json"
+    evil.write_text(json.dumps(dict(layer=layer.name, unit=1, kind="channel", image="../../../../secret.png",
+                                    command="<script>alert(6)</script>")))
+    (tmp_path / "secret.png").write_bytes((runs / "render" / slug(layer.name) / "channel-0-s0.png").read_bytes())
+    out = tmp_path / "deep" / "site"
+    before = {p for p in tmp_path.rglob("*")}
+    build_site(m, out, runs, page_size=2)
+    created = {p for p in tmp_path.rglob("*")} - before - {tmp_path / "deep"}
+    assert created and all(p.resolve().is_relative_to(out.resolve()) for p in created)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "deep" / "x").exists()
+    for page in out.rglob("*.html"):
+        text = page.read_text()
+        assert "<script>alert" not in text and "<svg" not in text and "<img src=x" not in text, page
+        assert 'onmouseover="' not in text and "'><b>" not in text
+        assert "secret" not in text and "alert(6)" not in text
+    for js in out.rglob("*.js"):
+        assert "<" not in js.read_text() or js.name == "site.js"
+    index = (out / "index.html").read_text()
+    assert "&lt;script&gt;alert(1)" in index  # the name is shown, escaped
+    assert check_links(out) > 10
+    builder = SiteBuilder(m, out)
+    with pytest.raises(UnsafePathError):
+        builder.path("../../x.html")
+    with pytest.raises(UnsafePathError):
+        builder.path("/etc/passwd")
+
+
+def test_cli_site_and_server(digits_site, digits_onnx, tmp_path):
+    from onnxviz.cli import main
+
+    out = tmp_path / "cli_site"
+    res = CliRunner().invoke(main, ["site", str(digits_onnx), "--runs", str(digits_site["runs"]), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert (out / "index.html").is_file() and (out / "static" / "style.css").is_file()
+    assert (out / "layers" / slug(digits_site["first"]) / "units" / "0.html").is_file()
+    server = make_server(out, port=0, quiet=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        import urllib.request
+        import urllib.error
+
+        base = f"http://127.0.0.1:{server.server_port}/"
+        with urllib.request.urlopen(base + "index.html") as r:
+            assert r.status == 200 and b"onnxviz" in r.read()
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(base + "../../etc/passwd")
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(base + "layers/")  # no directory listings
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# --------------------------------------------------------------------------- browser
+def _browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} not installed (run scripts/install_browser.sh)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed (pip install playwright)")
+    return sync_api
+
+
+@pytest.fixture()
+def served(request):
+    servers = []
+
+    def serve(directory):
+        server = make_server(directory, port=0, quiet=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}/"
+
+    yield serve
+    for s in servers:
+        s.shutdown()
+        s.server_close()
+
+
+def _all_images_loaded(page) -> None:
+    page.wait_for_load_state("networkidle")
+    page.evaluate("() => Promise.all([...document.images].map(i => { i.loading = 'eager'; return i.decode().catch(() => null); }))")
+    broken = page.evaluate("() => [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
+    assert broken == [], f"images not loaded on {page.url}: {broken}"
+
+
+def test_browser_click_through(digits_site, served, tmp_path):
+    sync_api = _browser()
+    out, first = digits_site["out"], digits_site["first"]
+    base = served(out)
+    errors, dialogs = [], []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("requestfailed", lambda req: errors.append(f"failed: {req.url}"))
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.goto(base + "index.html")
+            _all_images_loaded(page)
+            assert page.locator("table.layers tbody tr").count() == len(digits_site["model"].layers)
+            page.screenshot(path=str(tmp_path / "model.png"), full_page=True)
+            page.click(f"td.lname a:text-is('{first}')")
+            page.wait_for_url(f"**/layers/{slug(first)}/index.html")
+            _all_images_loaded(page)
+            assert page.locator("#grid .card").count() == 12
+            assert page.locator(".crumbs a").first.inner_text() == "digits_cnn"
+            # sort by top activation: the first card is the unit with the highest score
+            page.select_option("#sort", "score-desc")
+            best = int(np.argmax(digits_site["mining"].stats[first]["max"].max(0)))
+            assert page.locator("#grid .card .unum").first.inner_text() == str(best)
+            # text filter
+            page.fill("#filter", "15")
+            assert page.locator("#grid .card").count() == 1
+            page.fill("#filter", "")
+            page.select_option("#sort", "index")
+            page.check("#rendered-only")
+            assert page.locator("#grid .card").count() == 3
+            _all_images_loaded(page)
+            page.screenshot(path=str(tmp_path / "layer.png"), full_page=True)
+            page.click("#grid .card[data-unit='1']")
+            page.wait_for_url(f"**/layers/{slug(first)}/units/1.html")
+            _all_images_loaded(page)
+            assert page.locator(".pic.big img").count() == 3 and page.locator(".ex img").count() == 16
+            page.screenshot(path=str(tmp_path / "unit.png"), full_page=True)
+            page.click("a.next")
+            page.wait_for_url("**/units/2.html")
+            assert "Not rendered" in page.inner_text("main")
+            page.click(".crumbs a >> nth=1")
+            page.wait_for_url(f"**/layers/{slug(first)}/index.html")
+        finally:
+            browser.close()
+    assert errors == [] and dialogs == []
+    if (shots := Path(__file__).parent.parent / "site_screenshots").is_dir():  # opt-in: keep the screenshots
+        for f in tmp_path.glob("*.png"):
+            shutil.copy(f, shots / f.name)
+
+
+def test_browser_hostile_site_runs_no_script(tmp_path, served):
+    sync_api = _browser()
+    path = hostile_model(tmp_path / "hostile.onnx")
+    m = onnxviz.load(path)
+    runs = tmp_path / "runs"
+    for layer in m.layers:
+        write_render(runs / "render", path, layer.name, 0)
+    out = tmp_path / "site"
+    build_site(m, out, runs, page_size=2)
+    base = served(out)
+    dialogs, errors = [], []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            pages = [base + p.relative_to(out).as_posix() for p in out.rglob("*.html")]
+            for url in pages:
+                page.goto(url)
+                _all_images_loaded(page)
+                page.mouse.move(10, 10)
+                page.hover("h1")
+            page.goto(pages[0])
+            page.goto(base + "index.html")
+            page.click("td.lname a >> nth=0")
+            page.fill("#filter", "0")  # the JS-built grid, too
+            assert page.locator("#grid .card").count() == 1
+            assert "<script>alert(1)" in page.inner_text("h1") or "<script>alert(1)" in page.inner_text(".crumbs")
+        finally:
+            browser.close()
+    assert dialogs == [] and errors == []
