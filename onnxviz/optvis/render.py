@@ -1,0 +1,339 @@
+"""Gradient ascent on a parameterized image: ``render(model, objective, ...) -> RenderResult``.
+
+The loop (Lucid's render_vis, without its global state):
+
+    image = image_f()                         # (N, 3, H, W) RGB in [0, 1]
+    x = transforms(image, generator)          # random pad/jitter/scale/rotate, seeded
+    x = model.meta.to_model_input(x)          # the model's own preprocessing (never ImageNet by default)
+    acts = view(x)                            # model.torch_view(objective.layers): truncated at the deepest layer
+    loss = -(objective(acts) + regularizers)  # per image, summed over the batch
+    loss.backward(); optimizer.step()
+
+``model`` is anything with ``meta`` (a ModelMeta) and ``torch_view(names, device=...)`` returning a
+module that maps a model-input tensor to ``{layer name: activation}``; ``model.layer(name)``
+(layout, unit count) is used when present to check objectives and read NHWC layers.
+
+Dead units: a unit whose every input position is below a ReLU gives no gradient and the image
+would stay grey. For the first ``redirect_steps`` steps ReLU/ReLU6 gradients are *redirected*
+(Lucid): an image whose gradient through a ReLU is all zero gets the gradient of the units that
+would move back into range. Whatever remains dead is reported in the record (``dead``,
+``warnings``), never returned silently.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import ObjectiveError
+from . import param as param_mod
+from . import transforms as tr
+from .objectives import Objective, as_objective
+
+
+@dataclass
+class RenderResult:
+    """``images``: (N, 3, H, W) float32 RGB in [0, 1] after the last step; ``snapshots``: {step:
+    images} at the thresholds; ``record``: settings and the objective's value per image at the
+    start, the end (both on the untransformed image) and at every step (on the transformed image
+    the step optimized)."""
+
+    images: np.ndarray
+    snapshots: dict = field(default_factory=dict)
+    record: dict = field(default_factory=dict)
+
+
+class Activations:
+    """What objectives receive: ``T(layer)`` -> activation (NCHW or NC), ``T.image``, ``T.batch``."""
+
+    def __init__(self, acts: dict, image: torch.Tensor, keys: dict, layouts: dict):
+        self._acts = acts
+        self.image = image
+        self.batch = image.shape[0]
+        self._keys = keys
+        self._layouts = layouts
+
+    def __call__(self, name: str) -> torch.Tensor:
+        key = self._keys.get(name, name)
+        if key not in self._acts:
+            raise ObjectiveError(f"layer {name!r} was not computed (objective layers: {sorted(self._keys)})")
+        a = self._acts[key]
+        if self._layouts.get(name) == "NHWC" and a.dim() == 4:
+            a = a.permute(0, 3, 1, 2)
+        return a
+
+
+# ---------------------------------------------------------------------- ReLU gradient redirection
+class _RedirectedClamp(torch.autograd.Function):
+    """clamp(x, lo, hi) whose backward, for an image with an all-zero gradient, lets through the
+    gradient components that would move x back into (lo, hi) (Lucid's redirected_relu_grad)."""
+
+    @staticmethod
+    def forward(ctx, x, lo, hi):
+        ctx.save_for_backward(x)
+        ctx.lo, ctx.hi = lo, hi
+        return x.clamp(min=lo, max=hi)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        lo, hi = ctx.lo, ctx.hi
+        inside = x > lo if hi is None else (x > lo) & (x < hi)
+        relu_grad = g * inside
+        zero = torch.zeros_like(g)
+        below_ok = torch.where(g < 0, g, zero)  # descending the loss raises x
+        redirected = torch.where(x <= lo, below_ok, g)
+        if hi is not None:
+            redirected = torch.where(x >= hi, torch.where(g > 0, g, zero), redirected)
+        mag = relu_grad.flatten(1).abs().sum(1) if g.dim() > 1 else relu_grad.abs()
+        use = (mag > 0).view(-1, *[1] * (g.dim() - 1))
+        return torch.where(use, relu_grad, redirected), None, None
+
+
+def _clamp_bounds(module: nn.Module):
+    if isinstance(module, nn.ReLU) and not module.inplace:
+        return 0.0, None
+    if isinstance(module, nn.Hardtanh) and not module.inplace and module.min_val == 0.0:
+        return 0.0, float(module.max_val)
+    return None
+
+
+@contextlib.contextmanager
+def redirected_relus(module: nn.Module, enabled: bool = True):
+    """Context manager: ReLU/ReLU6 modules of ``module`` redirect gradients; hooks always removed."""
+    handles = []
+    try:
+        if enabled:
+            for sub in module.modules():
+                bounds = _clamp_bounds(sub)
+                if bounds is None:
+                    continue
+                lo, hi = bounds
+                handles.append(sub.register_forward_hook(
+                    lambda m, inputs, out, lo=lo, hi=hi: _RedirectedClamp.apply(inputs[0], lo, hi)))
+        yield len(handles)
+    finally:
+        for h in handles:
+            h.remove()
+
+
+# ---------------------------------------------------------------------- helpers
+def _resolve_device(device) -> torch.device:
+    if device is None:
+        return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    return torch.device(device)
+
+
+def _layer_info(model, names) -> tuple:
+    """({objective name: key in the view's output}, {name: layout}, {name: Layer or None})."""
+    keys, layouts, layers = {}, {}, {}
+    lookup = getattr(model, "layer", None)
+    for name in names:
+        info = lookup(name) if lookup is not None else None
+        layers[name] = info
+        keys[name] = getattr(info, "name", name) if info is not None else name
+        layouts[name] = getattr(info, "layout", "NCHW") if info is not None else "NCHW"
+    return keys, layouts, layers
+
+
+def make_view(model, layers: Sequence[str], device) -> nn.Module:
+    """``model.torch_view`` for the canonical names of ``layers`` on ``device``."""
+    keys, _, _ = _layer_info(model, layers)
+    names = list(dict.fromkeys(keys[n] for n in layers))
+    try:
+        view = model.torch_view(names, device=device)
+    except TypeError:  # a torch_view without a device argument
+        view = model.torch_view(names).to(device)
+    return view
+
+
+def _as_transform(transforms, size) -> Callable:
+    if transforms is None or transforms == "standard":
+        return tr.compose(tr.for_size(size))
+    if transforms == "none" or transforms == ():
+        return tr.compose([])
+    if callable(transforms):
+        return transforms
+    return tr.compose(list(transforms))
+
+
+def _transform_names(t) -> list:
+    return [getattr(x, "__name__", type(x).__name__) for x in getattr(t, "transforms", [t])]
+
+
+def _needs_fixed_size(model, layer_infos: dict) -> bool:
+    """True when an objective layer has no spatial map (logits, pools) and the model has a fixed size."""
+    if getattr(model.meta, "dynamic_size", False):
+        return False
+    for info in layer_infos.values():
+        shape = getattr(info, "shape", None)
+        if info is None or shape is None or len(shape) <= 2:
+            return True
+    return False
+
+
+def _default_batch(objective: Objective) -> int:
+    for _, unit in objective.units:
+        if isinstance(unit, (list, tuple)):
+            return len(unit)
+    return 1
+
+
+def render(model, objective, param_f=None, transforms=None, steps: int = 256,
+           thresholds: Optional[Sequence[int]] = None, seed: int = 0, device=None, lr: float = 0.05,
+           regularizers: Sequence[Objective] = (), batch: Optional[int] = None,
+           size: Optional[Union[int, Sequence[int]]] = None, redirect_steps: int = 16,
+           fit_input: Optional[bool] = None, channels_last: bool = True, progress: bool = False,
+           view: Optional[nn.Module] = None, optimizer: Optional[Callable] = None) -> RenderResult:
+    """Optimize images to maximize ``objective`` on ``model``.
+
+    objective: an Objective or "layer:unit". param_f: None (the standard FFT, color-decorrelated
+    image, grayscale for "L" models), a ``(params, image_f)`` pair, or a callable
+    ``(generator, device) -> (params, image_f)``. transforms: None/"standard" (Lucid's set scaled to
+    the size), "none", a list of transforms or one callable ``(x, generator) -> x``. size: int or
+    (H, W), default the model's input size. fit_input: resize each transformed image to the
+    model's input size (default: only for objectives on spatial-free layers of fixed-size models).
+    thresholds: steps at which to keep a snapshot. seed: one CPU ``torch.Generator`` draws the
+    initial image and every transform. regularizers: objectives on the image (l1, total_variation,
+    blur) added to the loss but not to the recorded activation.
+    Returns RenderResult (images (N, 3, H, W) in [0, 1], snapshots, record).
+    """
+    objective = as_objective(objective)
+    regularizers = [as_objective(r) for r in regularizers]
+    if steps < 1:
+        raise ObjectiveError(f"steps must be >= 1, got {steps}")
+    objective.check(model)
+    meta = model.meta
+    device = _resolve_device(device)
+    if size is None:
+        size = tuple(meta.input_size)
+    elif isinstance(size, int):
+        size = (size, size)
+    size = tuple(int(v) for v in size)
+    layer_names = list(dict.fromkeys(objective.layers + tuple(n for r in regularizers for n in r.layers)))
+    if not layer_names:
+        raise ObjectiveError(f"objective {objective.name} reads no layer of the model")
+    keys, layouts, infos = _layer_info(model, layer_names)
+    if fit_input is None:
+        fit_input = _needs_fixed_size(model, infos) and size != tuple(meta.input_size)
+    if view is None:
+        view = make_view(model, layer_names, device)
+    view.eval()
+    use_cl = channels_last and meta.layout == "NCHW"
+    if use_cl:
+        view = view.to(memory_format=torch.channels_last)
+
+    generator = torch.Generator().manual_seed(int(seed))
+    n = batch or _default_batch(objective)
+    gray = meta.channel_order == "L"
+    if param_f is None:
+        params, image_f = param_mod.image(size[1], size[0], batch=n, channels=1 if gray else 3,
+                                          generator=generator, device=device)
+        param_desc = f"fft, {'grayscale' if gray else 'decorrelated color'}, sd 0.01"
+    elif isinstance(param_f, tuple):
+        params, image_f = param_f
+        param_desc = "custom"
+    else:
+        params, image_f = param_f(generator, device)
+        param_desc = getattr(param_f, "__name__", "custom")
+    transform = _as_transform(transforms, size)
+    fit = tr.resize(meta.input_size) if fit_input else (lambda x, g=None: x)
+
+    def forward(img: torch.Tensor) -> Activations:
+        inp = meta.to_model_input(img)
+        if use_cl and inp.dim() == 4:
+            inp = inp.contiguous(memory_format=torch.channels_last)
+        acts = view(inp)
+        return Activations(acts, img, keys, layouts)
+
+    def evaluate() -> list:
+        with torch.no_grad():
+            img = image_f()
+            return objective(forward(fit(img))).float().cpu().tolist()
+
+    opt = optimizer(params) if optimizer is not None else torch.optim.Adam(params, lr=lr)
+    thresholds = sorted(set(int(t) for t in (thresholds or ())))
+    snapshots: dict = {}
+    per_step: list = []
+    grad_seen = torch.zeros(n, dtype=torch.bool)
+    warnings: list = []
+    start = evaluate()
+    if len(start) != n:
+        raise ObjectiveError(f"objective {objective.name} gave {len(start)} values for a batch of {n}")
+
+    t0 = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        redirect = stack.enter_context(redirected_relus(view, enabled=redirect_steps > 0))
+        iterator = range(1, steps + 1)
+        if progress:
+            from tqdm import tqdm
+
+            iterator = tqdm(iterator, desc=f"render {objective.name}"[:60], unit="step", leave=False)
+        for step in iterator:
+            if step == redirect_steps + 1:
+                stack.close()  # hooks removed: plain ReLU gradients from here on
+            opt.zero_grad(set_to_none=True)
+            img = image_f()
+            img.retain_grad()
+            T = forward(fit(transform(img, generator)))
+            values = objective(T)
+            total = values.sum()
+            for r in regularizers:
+                total = total + r(T).sum()
+            (-total).backward()
+            if img.grad is not None:
+                grad_seen |= (img.grad.detach().flatten(1).abs().sum(1) > 0).cpu()
+            opt.step()
+            per_step.append([round(float(v), 6) for v in values.detach().float().cpu()])
+            if step in thresholds:
+                with torch.no_grad():
+                    snapshots[step] = image_f().detach().float().cpu().numpy()
+    seconds = time.perf_counter() - t0
+    end = evaluate()
+    with torch.no_grad():
+        images = image_f().detach().float().cpu().numpy()
+
+    # dead: no gradient ever reached the image, or the objective never rose above its start
+    best = np.max(np.asarray(per_step, dtype=np.float64), axis=0) if per_step else np.asarray(end)
+    dead = []
+    for i in range(n):
+        eps = 1e-6 * max(1.0, abs(start[i]))
+        no_gain = end[i] <= start[i] + eps and best[i] <= start[i] + eps
+        dead.append(bool(not grad_seen[i] or no_gain))
+        if dead[i]:
+            why = ("no gradient reached the image" if not grad_seen[i] else
+                   f"the objective never rose above its start ({start[i]:.4g})")
+            warnings.append(f"image {i}: not optimized, {why} in {steps} steps even with ReLU gradient "
+                            f"redirection: a dead unit (every position stays below a ReLU). The image is "
+                            f"close to the random start; activation {start[i]:.4g} -> {end[i]:.4g}")
+    record = {
+        "objective": objective.name,
+        "kind": objective.kind,
+        "layer": objective.layer,
+        "unit": objective.unit,
+        "regularizers": [r.name for r in regularizers],
+        "seed": int(seed),
+        "steps": int(steps),
+        "size": list(size),
+        "batch": n,
+        "lr": lr,
+        "device": str(device),
+        "param": param_desc,
+        "transforms": _transform_names(transform),
+        "fit_input": bool(fit_input),
+        "redirect_steps": redirect_steps if redirect else 0,
+        "activation_start": start,
+        "activation_end": end,
+        "activation_per_step": per_step,
+        "activation_per_step_note": "objective value per step on the transformed image that step optimized",
+        "dead": dead,
+        "warnings": warnings,
+        "seconds": round(seconds, 3),
+        "ms_per_step": round(1000 * seconds / steps, 2),
+    }
+    return RenderResult(images=images, snapshots=snapshots, record=record)
