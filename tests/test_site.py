@@ -133,10 +133,13 @@ def digits_site(digits_onnx, digits_data, tmp_path_factory):
     write_render(runs / "render", digits_onnx, first, 1, kind="diversity", seed=1, activation_end=1.0)
     write_render(runs / "render", digits_onnx, first, None, kind="deepdream")
     write_render(runs / "render", digits_onnx, first, None, kind="caricature", activation_end=None)
+    last = m.layers[-1].name
+    real = pytest.importorskip("onnxviz.site.render_missing")
+    assert real.render_missing(m, runs / "render", layers=[last], steps=8, model_arg="digits.onnx", progress=False) == m.layers[-1].units
     mining = StatsMining(m, digits_data[0][:120])
     out = tmp / "site"
     build_site(m, out, runs, mining=mining, page_size=12, examples_per_unit=4, model_arg="digits.onnx", runs_arg="runs/d")
-    return dict(out=out, model=m, runs=runs, mining=mining, first=first)
+    return dict(out=out, model=m, runs=runs, mining=mining, first=first, last=last)
 
 
 # --------------------------------------------------------------------------- tests
@@ -182,6 +185,23 @@ def test_unit_page_renders_examples_ratio_and_commands(digits_site):
     # an unrendered unit: placeholder with the exact render command
     missing = (out / "layers" / slug(first) / "units" / "2.html").read_text()
     assert "Not rendered" in missing and f"onnxviz render digits.onnx {first}:2 --out runs/d/render" in missing
+
+
+def test_real_renders_from_the_render_api(digits_site):
+    """The last layer was rendered with the render API (--render-missing): real images, real activations."""
+    out, last, mining, runs = digits_site["out"], digits_site["last"], digits_site["mining"], digits_site["runs"]
+    rec = json.loads((runs / "render" / slug(last) / "channel-7-s0.json").read_text())
+    assert rec["layer"] == last and rec["unit"] == 7 and rec["kind"] == "channel" and rec["steps"] == 8
+    assert rec["activation_end"] > rec["activation_start"]  # the optimization did something
+    page = (out / "layers" / slug(last) / "units" / "7.html").read_text()
+    assert f"onnxviz render digits.onnx {last}:7 --steps 8 --seed 0" in page
+    best = float(mining.stats[last]["max"][:, 7].max())
+    assert f"{rec['activation_end'] / best:.3g}× best example" in page
+    assert 'class="label">7<' in page  # class label of a logit unit, from the metadata
+    grid = (out / "layers" / slug(last) / "index.html").read_text()
+    assert "not rendered" not in grid and grid.count("<img") == 10
+    with Image.open(out / "img" / slug(last) / "channel-7-s0.png") as im:
+        assert im.size == (16, 16) and np.asarray(im).std() > 0
 
 
 def test_layer_grid_thumbnails_and_scores(digits_site):

@@ -38,7 +38,15 @@ class Picture:
     @property
     def activation(self) -> Optional[float]:
         """The objective's final activation, when the record has a finite one."""
-        return _finite(self.record.get("activation_end"))
+        value = self.record.get("activation_end")
+        if isinstance(value, list):  # one value per image of a batch: this image's, else the best
+            index = self.record.get("index", self.record.get("batch_index"))
+            if isinstance(index, int) and not isinstance(index, bool) and 0 <= index < len(value):
+                value = value[index]
+            else:
+                values = [v for v in map(_finite, value) if v is not None]
+                value = max(values) if values else None
+        return _finite(value)
 
     @property
     def order(self) -> tuple:

@@ -1,10 +1,20 @@
-"""`onnxviz site --render-missing`: render the units that have no visualization yet."""
+"""`onnxviz site --render-missing`: render the units that have no visualization yet.
+
+Uses the render API (``onnxviz.optvis.recipes.render_layer``, one torch view per layer, units in
+batches) and writes each image as PNG + JSON into ``render/<layer_slug>/`` in the documented
+run-directory format, so the site (and a later `onnxviz render`) read them like any other render.
+"""
 from __future__ import annotations
 
+import json
+import shlex
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
+
 from ..errors import OnnxVizError
+from ..names import slug
 from .collect import UNIT_KINDS, collect_renders
 
 
@@ -22,11 +32,42 @@ def missing_units(model, render_dir, layers: Optional[list] = None) -> dict:
     return out
 
 
+def _per_image(value, i: int):
+    return value[i] if isinstance(value, list) and len(value) > i else value
+
+
 def render_missing(model, render_dir, layers: Optional[list] = None, steps: Optional[int] = None,
-                   model_arg: Optional[str] = None) -> int:
-    """Render every missing unit with the render API; returns how many were rendered."""
+                   model_arg: Optional[str] = None, seed: int = 0, batch_size: int = 16, progress: bool = True) -> int:
+    """Render every missing unit of ``layers`` (default all) into ``render_dir``; returns how many."""
     try:
-        from ..optvis import render as R  # noqa: F401
+        from ..images import save_image
+        from ..optvis.recipes import render_layer
     except ImportError as exc:
-        raise OnnxVizError(f"--render-missing needs onnxviz.optvis (render API not available: {exc})") from exc
-    raise OnnxVizError("--render-missing: render API adapter not wired yet")
+        raise OnnxVizError(f"--render-missing needs the render API (onnxviz.optvis): {exc}") from exc
+    render_dir = Path(render_dir)
+    model_arg = model_arg or str(model.path)
+    steps = int(steps or 256)
+    todo = missing_units(model, render_dir, layers)
+    total = sum(len(v) for v in todo.values())
+    done = 0
+    for name, units in todo.items():
+        folder = render_dir / slug(name)
+        folder.mkdir(parents=True, exist_ok=True)
+        for chunk, result in render_layer(model, name, units, batch_size=batch_size, steps=steps, seed=seed):
+            rec = result.record
+            for i, unit in enumerate(chunk):
+                stem = f"channel-{unit}-s{seed}"
+                save_image(np.asarray(result.images[i]), folder / f"{stem}.png")
+                cmd = (f"onnxviz render {shlex.quote(model_arg)} {shlex.quote(f'{name}:{unit}')} --steps {steps} "
+                       f"--seed {seed} --out {shlex.quote(str(render_dir))}")
+                record = {k: _per_image(v, i) if k in ("activation_start", "activation_end", "dead") else v
+                          for k, v in rec.items() if k != "activation_per_step"}
+                record.update(model=model_arg, layer=name, unit=unit, kind="channel",
+                              objective=f"channel({name}, {unit})", image=f"{stem}.png", command=cmd,
+                              activation_per_step=[s[i] if isinstance(s, list) and len(s) > i else s
+                                                   for s in rec.get("activation_per_step", [])])
+                (folder / f"{stem}.json").write_text(json.dumps(record), encoding="utf-8")
+            done += len(chunk)
+            if progress:
+                print(f"rendered {done}/{total} missing units ({name})", flush=True)
+    return done
