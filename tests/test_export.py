@@ -164,3 +164,26 @@ def test_arch_torchvision_user_weights_file(tmp_path):
     assert summary["top1_ort"] >= 17 and summary["pretrained"]
     with pytest.raises(ex.ExportError, match="does not fit"):
         ex.build(ex.arch_recipe("torchvision:resnet18"), weights=str(src))
+
+
+def test_mobilenet_v2_torch_view_on_alias(mobilenet_v2_export):
+    """A real pretrained file through onnx2torch: the view at an alias agrees with onnxruntime, has gradients."""
+    m = onnxviz.load(mobilenet_v2_export["path"])
+    view = m.torch_view(["block_7"])  # check=True compares with onnxruntime on the cat photo
+    x = m.prepare(m.load_images([p for p, _ in PHOTOS[:2]]))
+    ref = m.activations(x, ["block_7"])[m.layer("block_7").name]
+    xt = torch.from_numpy(x).requires_grad_(True)
+    out = view(xt)[m.layer("block_7").name]
+    assert float((out.detach().numpy() - ref).__abs__().max()) <= 1e-4 * float(abs(ref).max())
+    out[:, 5].mean().backward()
+    assert float(xt.grad.abs().sum()) > 0
+
+
+def test_cli_exports_a_recipe(tmp_path):
+    out = subprocess.run([sys.executable, str(REPO / "scripts" / "export.py"), "squeezenet1_1",
+                          "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (tmp_path / "squeezenet1_1.onnx").exists()
+    assert "top-1 identical: True" in out.stdout
+    top1 = int(out.stdout.split("onnxruntime ")[-1].split("/")[0])
+    assert top1 >= 12, out.stdout
