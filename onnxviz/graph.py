@@ -47,9 +47,12 @@ def normalize(proto: onnx.ModelProto) -> onnx.ModelProto:
       initializers this way, which breaks onnx2torch) become weights of their own;
     - the batch dimension becomes dynamic, with hard-coded batch sizes in Reshape shapes replaced
       by 0 (copy the input's batch), so batches of any size run;
+    - an IR version newer than onnxruntime reads is lowered to 10 (vision ops need nothing newer);
     - stale intermediate shapes are dropped (shape inference recomputes them).
     """
     proto = copy.deepcopy(proto)
+    if proto.ir_version > 10:  # onnx.helper writes IR versions newer than many onnxruntime builds read
+        proto.ir_version = 10
     graph = proto.graph
     inits = {t.name: t for t in graph.initializer}
 
@@ -149,9 +152,17 @@ def expose(proto: onnx.ModelProto, tensors: Iterable[str], keep_outputs: bool = 
     if missing:
         raise KeyError(f"tensors not produced by any node: {missing}")
     old = list(graph.output) if keep_outputs else []
+    known = value_shapes(infer_shapes(proto))
     del graph.output[:]
     for t in tensors:
-        graph.output.append(helper.make_tensor_value_info(t, TensorProto.FLOAT, None))
+        elem, shape = known.get(t, (TensorProto.FLOAT, None))
+        if shape is None:  # rank unknown: the checker still wants a shape field
+            vi = helper.make_tensor_value_info(t, elem or TensorProto.FLOAT, None)
+            vi.type.tensor_type.shape.SetInParent()
+            graph.output.append(vi)
+            continue
+        dims = [BATCH_DIM if i == 0 else d for i, d in enumerate(shape)]
+        graph.output.append(helper.make_tensor_value_info(t, elem or TensorProto.FLOAT, dims))
     for o in old:
         if o.name not in tensors:
             graph.output.append(o)

@@ -92,6 +92,8 @@ class ActivationView(nn.Module):
         self.module.delete_all_unused_submodules()
         self.module.recompile()
         self.names = list(wanted)
+        self.eval()
+        self.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> dict:
         return self.module(x)
