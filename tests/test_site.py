@@ -190,17 +190,17 @@ def test_unit_page_renders_examples_ratio_and_commands(digits_site):
 def test_real_renders_from_the_render_api(digits_site):
     """The last layer was rendered with the render API (--render-missing): real images, real activations."""
     out, last, mining, runs = digits_site["out"], digits_site["last"], digits_site["mining"], digits_site["runs"]
-    rec = json.loads((runs / "render" / slug(last) / "channel-7-s0.json").read_text())
+    rec = json.loads((runs / "render" / slug(last) / "channel_7.json").read_text())
     assert rec["layer"] == last and rec["unit"] == 7 and rec["kind"] == "channel" and rec["steps"] == 8
     assert rec["activation_end"] > rec["activation_start"]  # the optimization did something
     page = (out / "layers" / slug(last) / "units" / "7.html").read_text()
-    assert f"onnxviz render digits.onnx {last}:7 --steps 8 --seed 0" in page
+    assert f"onnxviz render digits.onnx --layer {last} --units 0,1,2,3,4,5,6,7,8,9 --batch-size 16 --steps 8" in page
     best = float(mining.stats[last]["max"][:, 7].max())
     assert f"{rec['activation_end'] / best:.3g}× best example" in page
     assert 'class="label">7<' in page  # class label of a logit unit, from the metadata
     grid = (out / "layers" / slug(last) / "index.html").read_text()
     assert "not rendered" not in grid and grid.count("<img") == 10
-    with Image.open(out / "img" / slug(last) / "channel-7-s0.png") as im:
+    with Image.open(out / "img" / slug(last) / "channel_7.png") as im:
         assert im.size == (16, 16) and np.asarray(im).std() > 0
 
 

@@ -49,16 +49,19 @@ def _q(value) -> str:
     return shlex.quote(str(value))
 
 
-def render_command(model_arg: str, layer: str, unit, out_dir: str, kind: str = "channel") -> str:
-    """The CLI line that renders one unit (or, with unit None and kind 'deepdream', a layer)."""
-    if kind == "deepdream" or unit is None:
-        return f"onnxviz render {_q(model_arg)} {_q(layer)} --deepdream --out {_q(out_dir)}"
+def render_command(model_arg: str, layer: str, unit, out_dir: str) -> str:
+    """The `onnxviz render` line that renders one unit."""
     return f"onnxviz render {_q(model_arg)} {_q(f'{layer}:{unit}')} --out {_q(out_dir)}"
 
 
 def layer_render_command(model_arg: str, layer: str, out_dir: str) -> str:
-    """The CLI line that renders every unit of a layer."""
-    return f"onnxviz render {_q(model_arg)} {_q(layer)} --all-units --out {_q(out_dir)}"
+    """The `onnxviz render` line that renders every unit of a layer (batched)."""
+    return f"onnxviz render {_q(model_arg)} --layer {_q(layer)} --all --out {_q(out_dir)}"
+
+
+def photo_render_command(model_arg: str, layer: str, out_dir: str, kind: str = "deepdream") -> str:
+    """The `onnxviz render` line for a DeepDream or a caricature of a photo at a layer."""
+    return f"onnxviz render {_q(model_arg)} --{kind} {_q(layer)} --image PHOTO.jpg --out {_q(out_dir)}"
 
 
 def _to_pil(obj) -> Optional[Image.Image]:
@@ -134,6 +137,8 @@ class LayerInfo:
     mined: bool = False
     command_all: str = ""
     command_tmpl: str = ""
+    command_dream: str = ""
+    command_caricature: str = ""
 
     @property
     def name(self) -> str:
@@ -214,6 +219,8 @@ class SiteBuilder:
             info.units = [UnitInfo(index=u, label=str(labels[u]) if show_labels else "",
                                    command=tmpl.replace(_UNIT_MARK, str(u))) for u in range(units)]
             info.command_all = layer_render_command(self.model_arg, layer.name, self.render_out)
+            info.command_dream = photo_render_command(self.model_arg, layer.name, self.render_out, "deepdream")
+            info.command_caricature = photo_render_command(self.model_arg, layer.name, self.render_out, "caricature")
             info.command_tmpl = tmpl
             infos.append(info)
         return infos

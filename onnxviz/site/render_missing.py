@@ -41,6 +41,7 @@ def render_missing(model, render_dir, layers: Optional[list] = None, steps: Opti
     """Render every missing unit of ``layers`` (default all) into ``render_dir``; returns how many."""
     try:
         from ..images import save_image
+        from ..optvis import objectives
         from ..optvis.recipes import render_layer
     except ImportError as exc:
         raise OnnxVizError(f"--render-missing needs the render API (onnxviz.optvis): {exc}") from exc
@@ -55,15 +56,19 @@ def render_missing(model, render_dir, layers: Optional[list] = None, steps: Opti
         folder.mkdir(parents=True, exist_ok=True)
         for chunk, result in render_layer(model, name, units, batch_size=batch_size, steps=steps, seed=seed):
             rec = result.record
+            # the units were optimized together (one batch, one seeded generator): the command that
+            # reproduces these exact images renders the same batch
+            cmd = (f"onnxviz render {shlex.quote(model_arg)} --layer {shlex.quote(name)} "
+                   f"--units {','.join(str(u) for u in chunk)} --batch-size {batch_size} --steps {steps} "
+                   f"--seed {seed} --out {shlex.quote(str(render_dir))}")
             for i, unit in enumerate(chunk):
-                stem = f"channel-{unit}-s{seed}"
+                stem = f"channel_{unit}"
                 save_image(np.asarray(result.images[i]), folder / f"{stem}.png")
-                cmd = (f"onnxviz render {shlex.quote(model_arg)} {shlex.quote(f'{name}:{unit}')} --steps {steps} "
-                       f"--seed {seed} --out {shlex.quote(str(render_dir))}")
                 record = {k: _per_image(v, i) if k in ("activation_start", "activation_end", "dead") else v
                           for k, v in rec.items() if k != "activation_per_step"}
                 record.update(model=model_arg, layer=name, unit=unit, kind="channel",
-                              objective=f"channel({name}, {unit})", image=f"{stem}.png", command=cmd,
+                              objective=objectives.channel(name, unit).name, image=f"{stem}.png", command=cmd,
+                              batch_index=i, warnings=[w for w in rec.get("warnings", []) if w.startswith(f"image {i}:")],
                               activation_per_step=[s[i] if isinstance(s, list) and len(s) > i else s
                                                    for s in rec.get("activation_per_step", [])])
                 (folder / f"{stem}.json").write_text(json.dumps(record), encoding="utf-8")
