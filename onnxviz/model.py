@@ -35,6 +35,7 @@ ABSORBERS = ACTIVATIONS | {"BatchNormalization", "InstanceNormalization", "Layer
                            "Div", "Sum"}
 SPATIAL_OPS = {"Conv", "ConvTranspose", "BatchNormalization", "InstanceNormalization", "LRN", "DepthToSpace",
                "SpaceToDepth", "Upsample", "Resize"} | POOLS
+WEIGHTED = {"Conv", "ConvTranspose", "Gemm", "MatMul", "Einsum"}
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
 TOLERANCE = 1e-3  # faithfulness: max |torch - onnxruntime| / max(|onnxruntime|, 1)
 
@@ -196,8 +197,12 @@ class Model:
         self.nodes = [lay for lay in all_layers if lay.units]
         by_tensor = {lay.tensor: lay for lay in self.nodes}
         node_of = {t: n for n in nodes for t in n.output}
-        interesting = [lay for lay in self.nodes if self._interesting(lay, node_of[lay.tensor], consumers,
-                                                                       node_of, graph_outputs)]
+        learned = set()  # tensors computed through at least one weighted op: not input preprocessing
+        for node in nodes:
+            if node.op_type in WEIGHTED or any(i in learned for i in node.input):
+                learned.update(node.output)
+        interesting = [lay for lay in self.nodes if lay.tensor in learned and self._interesting(
+            lay, node_of[lay.tensor], consumers, node_of, graph_outputs)]
         names = self._short_names(interesting, nodes, consumers, graph_outputs)
         self.layers = []
         for lay in interesting:

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Set up onnxviz (./.venv) and a headless Chromium, then run the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+bash scripts/install_browser.sh || echo "warning: could not install chromium; the browser test will say so"
+. .venv/bin/activate
+python -m pytest -q -p no:cacheprovider "$@"
