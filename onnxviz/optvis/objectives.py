@@ -192,14 +192,19 @@ def class_logit(layer: str, n, batch: Optional[int] = None) -> Objective:
                      kind="class_logit", layer=layer, unit=n)
 
 
-def class_prob(layer: str, n, batch: Optional[int] = None) -> Objective:
-    """A class's probability: softmax over ``layer`` (the logits), taken at ``n``."""
+def class_prob(layer: str, n, batch: Optional[int] = None, log: bool = False) -> Objective:
+    """A class's probability: softmax over ``layer`` (the logits), taken at ``n``.
+
+    ``log=True`` maximizes the log-probability instead: same optimum, but the gradient does not
+    vanish when the class starts very unlikely (a batch of classes converges together).
+    """
     def inner(T):
         a = T(layer)
         a = a.flatten(2).mean(2) if a.dim() > 2 else a
-        return _pick(F.softmax(a, dim=1), n, batch)
+        return _pick(F.log_softmax(a, dim=1) if log else F.softmax(a, dim=1), n, batch)
 
-    return Objective(inner, f"class_prob({layer!r}, {_unit_str(n)}{_batch_str(batch)})", [layer], [(layer, n)],
+    name = "class_logprob" if log else "class_prob"
+    return Objective(inner, f"{name}({layer!r}, {_unit_str(n)}{_batch_str(batch)})", [layer], [(layer, n)],
                      kind="class_prob", layer=layer, unit=n)
 
 
