@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The main job, end to end on a fresh machine: set up, export the real pretrained MobileNetV2,
+# inspect it, mine dataset examples over real photos, render feature visualizations, build the site.
+# CPU-only friendly (about 10-15 minutes on 2 cores). Outputs: models/, runs/mobilenet_v2/, site/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+. .venv/bin/activate
+STEPS=${STEPS:-256}
+RUN=runs/mobilenet_v2
+MODEL=models/mobilenet_v2.onnx
+
+echo "== 1/6 export the real pretrained MobileNetV2 (weights shipped in a pip package) =="
+[ -f "$MODEL" ] || python scripts/export.py mobilenet_v2 --out models/
+
+echo "== 2/6 inspect it =="
+onnxviz inspect "$MODEL" | head -30
+
+echo "== 3/6 gather real photos that ship inside installed packages =="
+python scripts/collect_photos.py data/photos
+
+echo "== 4/6 mine the images that most and least excite every unit of every layer =="
+onnxviz mine "$MODEL" data/photos --out "$RUN" --top 8 --bottom 8
+
+echo "== 5/6 render feature visualizations =="
+onnxviz render "$MODEL" --layer block_7 --units 0-15 --steps "$STEPS" --out "$RUN/render"
+onnxviz render "$MODEL" --layer block_14 --units 0-7 --steps "$STEPS" --out "$RUN/render"
+onnxviz render "$MODEL" "block_7:12" --diversity 4 --steps "$STEPS" --out "$RUN/render"
+for cls in 207 285 323 980; do  # golden retriever, Egyptian cat, monarch butterfly, volcano
+  onnxviz render "$MODEL" "logits:$cls" --objective logit --steps "$STEPS" --out "$RUN/render"
+done
+onnxviz render "$MODEL" --deepdream block_7 --image data/photos/skimage_astronaut.png --steps 64 --out "$RUN/render"
+onnxviz render "$MODEL" --caricature block_7 --image data/photos/skimage_chelsea.png --steps "$STEPS" --out "$RUN/render"
+
+echo "== 6/6 build the site =="
+onnxviz site "$MODEL" --runs "$RUN" --out site/
+echo
+echo "Done. Open site/index.html in a browser, or run: onnxviz serve site/ --port 8000"
