@@ -204,6 +204,36 @@ def test_real_renders_from_the_render_api(digits_site):
         assert im.size == (16, 16) and np.asarray(im).std() > 0
 
 
+def test_render_cli_outputs(digits_onnx, digits_data, tmp_path):
+    """What `onnxviz render` writes (a DeepDream, diverse images, a caricature) shows up on the pages."""
+    pytest.importorskip("onnxviz.cli_render", reason="the render CLI has not landed")
+    from onnxviz.cli import main
+    from onnxviz.images import sample_image_path
+
+    m = onnxviz.load(digits_onnx)
+    layer = m.layers[1].name
+    render_out = tmp_path / "runs" / "render"
+    photo = str(sample_image_path())
+    for args in (["--deepdream", layer, "--image", photo], [f"{layer}:5", "--diversity", "2"],
+                 ["--caricature", layer, "--image", photo]):
+        res = CliRunner().invoke(main, ["render", str(digits_onnx), *args, "--steps", "4", "--out", str(render_out),
+                                        "--no-progress"])
+        assert res.exit_code == 0, res.output
+    out = tmp_path / "site"
+    build_site(m, out, tmp_path / "runs", mining=StatsMining(m, digits_data[0][:50]), examples_per_unit=2)
+    s = slug(layer)
+    unit = (out / "layers" / s / "units" / "5.html").read_text()
+    assert unit.count("<b>diversity</b>") == 2 and "--diversity 2" in unit
+    assert "<b>caricature</b>" in unit and "--caricature" in unit
+    assert "× best example" in unit
+    assert "Not rendered" in (out / "layers" / s / "units" / "4.html").read_text()
+    index = (out / "index.html").read_text()
+    assert f'src="img/{s}/layer.png"' in index  # the DeepDream is the layer's thumbnail
+    layer_page = (out / "layers" / s / "index.html").read_text()
+    assert "<b>deepdream</b>" in layer_page and "DeepDream of a photo" not in layer_page
+    assert check_links(out) > 50
+
+
 def test_layer_grid_thumbnails_and_scores(digits_site):
     out, first, mining = digits_site["out"], digits_site["first"], digits_site["mining"]
     page = (out / "layers" / slug(first) / "index.html").read_text()
