@@ -161,8 +161,8 @@ def main(onnx_path, layer, unit, size, steps, batch, quality_steps, quality_unit
     for i, u in enumerate(q_units):
         s, e = q.record["activation_start"][i], q.record["activation_end"][i]
         best = float(photo_means[:, u].max())
-        lines.append(f"| {u} | {s:.3f} | {e:.3f} | {best:.3f} | {e / s if s > 0 else float('inf'):.1f}x | "
-                     f"{e / best if best > 0 else float('inf'):.1f}x |")
+        ratio = lambda a, b: f"{a / b:.1f}x" if a > 0 and b > 0 else f"n/a ({a:+.3f} vs {b:+.3f})"  # noqa: E731
+        lines.append(f"| {u} | {s:.3f} | {e:.3f} | {best:.3f} | {ratio(e, s)} | {ratio(e, best)} |")
     from onnxviz.images import save_image
 
     for i, u in enumerate(q_units):
