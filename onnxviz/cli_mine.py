@@ -1,0 +1,90 @@
+"""`onnxviz mine`, `onnxviz mine-merge`, `onnxviz examples`: dataset examples from the command line."""
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from .cli_inspect import load_with_overrides, meta_options
+
+
+@click.command()
+@click.argument("model_path", type=click.Path())
+@click.argument("source", type=click.Path())
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory (results in OUT/mining).")
+@click.option("--layers", default=None, help="Comma-separated layer names (default: all layers).")
+@click.option("--top", default=16, show_default=True, type=click.IntRange(0), help="Top-k examples per unit.")
+@click.option("--bottom", default=16, show_default=True, type=click.IntRange(0), help="Bottom-k examples per unit.")
+@click.option("--batch", "batch_size", default=32, show_default=True, type=click.IntRange(1))
+@click.option("--workers", default=None, type=click.IntRange(0), help="Decoder threads (0: decode inline).")
+@click.option("--threads", default=None, type=click.IntRange(1), help="onnxruntime intra-op threads.")
+@click.option("--shard", default=None, help="i/n: mine every n-th image starting at i (merge with mine-merge).")
+@click.option("--limit", default=None, type=click.IntRange(1), help="Only the first N images.")
+@click.option("--overwrite", is_flag=True, help="Start over instead of resuming an existing run.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--no-thumbs", is_flag=True, help="Do not write thumbnails of the example images at the end.")
+@meta_options
+def mine(model_path, source, out, layers, top, bottom, batch_size, workers, threads, shard, limit, overwrite,
+         no_progress, no_thumbs, **meta_kwargs):
+    """Dataset examples: the top/bottom images of every unit of MODEL_PATH over SOURCE.
+
+    SOURCE is a folder tree, a zip or tar archive of images, or a list file (one path per line).
+    Running the same command again resumes an interrupted run.
+    """
+    from .mining import mine as run_mine
+
+    model = load_with_overrides(model_path, **meta_kwargs)
+    command = "onnxviz " + " ".join(shlex.quote(a) for a in ["mine"] + sys.argv[2:]) if len(sys.argv) > 1 else ""
+    s = run_mine(model, source, out, layers=layers, top=top, bottom=bottom, batch_size=batch_size, workers=workers,
+                 threads=threads, shard=shard, limit=limit, overwrite=overwrite, progress=not no_progress,
+                 thumbs=not no_thumbs, command=command)
+    click.echo(s.text())
+    if not s.complete:
+        sys.exit(130)
+
+
+@click.command("mine-merge")
+@click.argument("shard_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory of the merged result.")
+def mine_merge(shard_dirs, out):
+    """Merge the runs of `onnxviz mine --shard i/n` into one (identical to an unsharded run)."""
+    from .mining import merge_runs
+
+    s = merge_runs(list(shard_dirs), out, command="onnxviz " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    click.echo(s.text())
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
+@click.argument("unit_spec")
+@click.option("--stat", type=click.Choice(["max", "mean"]), default="max", show_default=True)
+@click.option("--bottom", "bottom", is_flag=True, help="The bottom examples instead of the top ones.")
+@click.option("-k", "k", default=None, type=click.IntRange(1), help="How many (default: all stored).")
+@click.option("--sheet", default=None, type=click.Path(dir_okay=False),
+              help="Write a contact sheet PNG here ('-' for the default place under RUN_DIR/mining/sheets).")
+@click.option("--whole", is_flag=True, help="Whole images in the sheet instead of receptive-field crops.")
+def examples(run_dir, unit_spec, stat, bottom, k, sheet, whole):
+    """Print (or draw) the dataset examples of a unit: UNIT_SPEC is LAYER:UNIT, e.g. features.7:12."""
+    from .errors import OnnxVizError
+    from .mining import open_results
+
+    layer, sep, unit = unit_spec.rpartition(":")
+    if not sep or not unit.isdigit():
+        raise OnnxVizError(f"expected LAYER:UNIT (e.g. features.7:12), got {unit_spec!r}")
+    r = open_results(run_dir)
+    direction = "bottom" if bottom else "top"
+    ex = r.examples(layer, int(unit), stat, direction, k)
+    click.echo(f"{layer}:{unit} {direction} {len(ex)} by {stat}" + ("" if r.complete else " (run not complete)"))
+    for e in ex:
+        pos = f"({e.position[0]},{e.position[1]})" if e.position else "-"
+        box = ",".join(str(int(round(v))) for v in e.box)
+        click.echo(f"{e.rank:3d}  {e.activation:10.4g}  at {pos:9s} crop [{box}]  {e.key}")
+    if sheet:
+        path = r.default_sheet_path(layer, int(unit), stat, direction) if sheet == "-" else Path(sheet)
+        r.contact_sheet(layer, int(unit), path, stat, direction, k, crops=not whole)
+        click.echo(f"wrote {path}")
+
+
+COMMANDS = [mine, examples, mine_merge]

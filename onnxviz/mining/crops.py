@@ -1,0 +1,220 @@
+"""Receptive fields from the ONNX graph, crops of dataset examples, contact sheets.
+
+The receptive field of a layer is *computed from the graph*, not measured: walking the nodes
+in order, each tensor carries (size, jump, start) in model-input pixels — the side of the input
+window one position sees, the input distance between neighbouring positions, and the input
+coordinate of the centre of position 0 — updated by every Conv / ConvTranspose / pooling node
+from its kernel, stride, dilation and padding (auto_pad included). Element-wise ops keep it;
+a node with several spatial inputs (Add, Concat, Mul) takes the largest window; global pools,
+Flatten, Gemm and unknown ops that change the map size make it the whole image. It is the
+theoretical field (an upper bound on what the unit can see), like Microscope's crops; the test
+suite checks it empirically (pixels outside it never change the activation).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+from onnx import helper
+
+GLOBAL = None  # receptive field covering the whole image
+
+
+@dataclass(frozen=True)
+class Field:
+    size: float  # window side in input pixels
+    jump: float  # input pixels between neighbouring positions
+    start: float  # input coordinate of the centre of position 0
+
+    def box(self, pos: int, extent: int) -> tuple:
+        """(lo, hi) input-pixel interval seen by position ``pos``, clipped to [0, extent]."""
+        c = self.start + pos * self.jump
+        lo, hi = c - (self.size - 1) / 2.0, c + (self.size - 1) / 2.0 + 1
+        return max(0.0, math.floor(lo)), min(float(extent), math.ceil(hi))
+
+
+_IDENTITY = (Field(1.0, 1.0, 0.0), Field(1.0, 1.0, 0.0))  # (y, x)
+_KEEP = {"Relu", "Clip", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "HardSwish", "HardSigmoid", "Sigmoid", "Tanh",
+         "Gelu", "Mish", "Softplus", "ThresholdedRelu", "BatchNormalization", "InstanceNormalization", "Add", "Sub",
+         "Mul", "Div", "Sum", "Max", "Min", "Concat", "Identity", "Dropout", "Cast", "Abs", "Neg", "Exp", "Log",
+         "Sqrt", "Pow", "Erf", "LRN", "Where", "Softmax", "Transpose", "Pad", "Split", "Slice", "Shape", "Gather"}
+_WINDOW = {"Conv", "MaxPool", "AveragePool", "LpPool", "ConvTranspose"}
+_GLOBAL = {"GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool", "Flatten", "Gemm", "MatMul", "ReduceMean",
+           "ReduceMax", "Reshape", "Squeeze"}
+
+
+def _attrs(node) -> dict:
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def receptive_fields(proto, input_name: str, weights: dict = None) -> dict:
+    """tensor name -> (Field y, Field x), or None for the whole image, for every spatial tensor."""
+    inits = {i.name: i for i in proto.graph.initializer}
+    rf: dict = {input_name: _IDENTITY}
+    for node in proto.graph.node:
+        ins = [rf[i] for i in node.input if i in rf]
+        if not ins:
+            continue
+        if any(f is GLOBAL for f in ins):
+            out = GLOBAL
+        elif node.op_type in _WINDOW:
+            out = _window(node, ins[0], inits)
+        elif node.op_type in ("Resize", "Upsample"):
+            out = GLOBAL if len(ins) > 1 else ins[0]  # conservative for scale changes: handled below
+            out = _resize(node, ins[0], inits)
+        elif node.op_type in _KEEP:
+            out = _union(ins) if len(ins) > 1 else ins[0]
+        else:  # _GLOBAL and anything unknown
+            out = GLOBAL
+        for o in node.output:
+            rf[o] = out
+    return rf
+
+
+def _union(fields: list):
+    """Largest window over several inputs of the same resolution (else the whole image)."""
+    jumps = {f[0].jump for f in fields} | {f[1].jump for f in fields}
+    if len({(f[0].jump, f[1].jump) for f in fields}) > 1:
+        return GLOBAL
+    out = []
+    for axis in (0, 1):
+        los = [f[axis].start - (f[axis].size - 1) / 2 for f in fields]
+        his = [f[axis].start + (f[axis].size - 1) / 2 for f in fields]
+        lo, hi = min(los), max(his)
+        out.append(Field(hi - lo + 1, fields[0][axis].jump, (lo + hi) / 2))
+    del jumps
+    return tuple(out)
+
+
+def _window(node, f, inits):
+    a = _attrs(node)
+    if node.op_type in ("Conv", "ConvTranspose"):
+        w = inits.get(node.input[1]) if len(node.input) > 1 else None
+        kernel = a.get("kernel_shape") or (list(w.dims[2:]) if w is not None else None)
+    else:
+        kernel = a.get("kernel_shape")
+    if not kernel or len(kernel) != 2:
+        return GLOBAL
+    strides = a.get("strides") or [1, 1]
+    dil = a.get("dilations") or [1, 1]
+    pads = a.get("pads") or [0, 0, 0, 0]
+    auto = a.get("auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    if node.op_type == "ConvTranspose":
+        # each output position depends on input positions within kernel/stride of it
+        out = []
+        for i in range(2):
+            k, s = dil[i] * (kernel[i] - 1) + 1, strides[i]
+            out.append(Field(f[i].size + (math.ceil(k / s) - 1) * f[i].jump, f[i].jump / s, f[i].start))
+        return tuple(out)
+    out = []
+    for i in range(2):
+        k = dil[i] * (kernel[i] - 1) + 1
+        s = strides[i]
+        if auto in ("SAME_UPPER", "SAME_LOWER"):
+            total = max(k - s, 0)
+            begin = total // 2 if auto == "SAME_UPPER" else total - total // 2
+        elif auto == "VALID":
+            begin = 0
+        else:
+            begin = pads[i]
+        out.append(Field(f[i].size + (k - 1) * f[i].jump, f[i].jump * s,
+                         f[i].start + ((k - 1) / 2.0 - begin) * f[i].jump))
+    return tuple(out)
+
+
+def _resize(node, f, inits):
+    from onnx import numpy_helper
+
+    scales = None
+    for name in node.input[1:]:
+        if name in inits:
+            arr = numpy_helper.to_array(inits[name])
+            if arr.dtype.kind == "f" and arr.size == 4:
+                scales = arr
+    if scales is None:
+        return GLOBAL
+    return tuple(Field(f[i].size, f[i].jump / float(scales[2 + i]), f[i].start) for i in range(2))
+
+
+def input_box(field, pos: Optional[tuple], input_hw: tuple) -> tuple:
+    """(left, top, right, bottom) in model-input pixels seen by position (y, x); whole image if unknown."""
+    h, w = input_hw
+    if field is GLOBAL or pos is None:
+        return (0, 0, int(w), int(h))
+    y0, y1 = field[0].box(pos[0], h)
+    x0, x1 = field[1].box(pos[1], w)
+    return (int(x0), int(y0), int(x1), int(y1))
+
+
+def to_original(box: tuple, original_size: tuple, meta) -> tuple:
+    """A box in model-input pixels -> the same region in the original photo's pixels."""
+    from ..images import crop_box
+
+    h, w = meta.input_size
+    left, top, right, bottom = crop_box(tuple(original_size), (h, w), meta.resize)
+    sx, sy = (right - left) / w, (bottom - top) / h
+    return (left + box[0] * sx, top + box[1] * sy, left + box[2] * sx, top + box[3] * sy)
+
+
+# ---------------------------------------------------------------------------- pictures
+def render_crop(data: bytes, box: tuple, out: Path, max_side: int = 224) -> Path:
+    """Cut ``box`` (original-photo pixels) out of the image bytes and save it as PNG."""
+    from ..images import open_rgb
+
+    img = open_rgb(data)
+    l, t, r, b = (int(round(v)) for v in box)
+    r, b = max(r, l + 1), max(b, t + 1)
+    crop = img.crop((l, t, r, b))
+    if max(crop.size) > max_side:
+        crop.thumbnail((max_side, max_side))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    crop.save(out)
+    return out
+
+
+def render_thumb(data: bytes, meta, out: Path) -> Path:
+    """The image as the model saw it (resized and cropped to the input size), as PNG."""
+    from ..images import fit, open_rgb
+
+    img = fit(open_rgb(data), tuple(meta.input_size), meta.resize, meta.interpolation)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    img.save(out)
+    return out
+
+
+def contact_sheet(paths: Sequence, captions: Sequence[str], out: Path, cell: int = 128, columns: int = 8,
+                  title: str = "") -> Path:
+    """A grid of images with one caption under each, as PNG."""
+    from PIL import Image, ImageDraw
+
+    n = max(1, len(paths))
+    cols = min(columns, n)
+    rows = math.ceil(n / cols)
+    cap_h, head = 14, (18 if title else 0)
+    sheet = Image.new("RGB", (cols * (cell + 4) + 4, head + rows * (cell + cap_h + 4) + 4), "white")
+    draw = ImageDraw.Draw(sheet)
+    if title:
+        draw.text((4, 3), title, fill="black")
+    for i, (p, cap) in enumerate(zip(paths, captions)):
+        r, c = divmod(i, cols)
+        x, y = 4 + c * (cell + 4), head + 4 + r * (cell + cap_h + 4)
+        try:
+            im = Image.open(p).convert("RGB")
+            im.thumbnail((cell, cell))
+            sheet.paste(im, (x + (cell - im.width) // 2, y + (cell - im.height) // 2))
+        except Exception:  # noqa: BLE001 - a missing picture leaves its cell empty
+            pass
+        draw.text((x, y + cell + 1), cap[:22], fill="black")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out)
+    return out
+
+
+def np_clip_box(box, w, h):
+    return (float(np.clip(box[0], 0, w)), float(np.clip(box[1], 0, h)), float(np.clip(box[2], 0, w)),
+            float(np.clip(box[3], 0, h)))

@@ -1,0 +1,283 @@
+"""Image collections for mining: a folder tree, a zip or tar archive, or a list file.
+
+Every source is an ordered list of *items*. An item's position in that list (its *index*) is
+its identity during mining: ties between equal activations go to the lower index, shards take
+every n-th index, and a resumed run skips the indices already done. The order is the sorted
+relative path (folders, archives) or the line order (list files), so it does not depend on the
+file system's listing order.
+
+    src = open_source("photos/")           # or "data.zip", "data.tar.gz", "files.txt"
+    len(src), src.key(0), src.read(0)       # number of items, a readable key, the file's bytes
+
+``decode_batches`` decodes and preprocesses images in a thread pool ahead of the consumer
+(Pillow and numpy release the GIL while decoding and resizing), so onnxruntime never waits for
+the decoder; a file that cannot be read is reported as a skip, never an exception.
+"""
+from __future__ import annotations
+
+import collections
+import concurrent.futures as cf
+import hashlib
+import io
+import os
+import tarfile
+import threading
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+
+from ..errors import ImageError, OnnxVizError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm",
+                  ".jfif", ".jpe", ".tga", ".ico"}
+LIST_SUFFIXES = {".txt", ".lst", ".list", ".csv"}
+
+
+class DatasetError(OnnxVizError):
+    """An image source that cannot be used at all (missing, empty, no images)."""
+
+
+def is_image_name(name: str) -> bool:
+    return Path(name).suffix.lower() in IMAGE_SUFFIXES
+
+
+class ImageSource:
+    """An ordered collection of image files. Subclasses implement ``_read``."""
+
+    kind = "source"
+
+    def __init__(self, spec: str, keys: Sequence[str], ignored: int = 0):
+        self.spec = str(spec)
+        self.keys = list(keys)
+        self.ignored = ignored  # files that were not considered images (by their suffix)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def key(self, index: int) -> str:
+        return self.keys[index]
+
+    def read(self, index: int) -> bytes:
+        """The raw bytes of item ``index`` (ImageError when unreadable)."""
+        try:
+            return self._read(self.keys[index])
+        except ImageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any I/O failure is a skip for the caller
+            raise ImageError(f"cannot read {self.keys[index]}: {exc}") from exc
+
+    def _read(self, key: str) -> bytes:
+        raise NotImplementedError
+
+    def fingerprint(self) -> str:
+        """A hash of the item list: a resumed run or a shard merge checks it is the same data."""
+        h = hashlib.sha256()
+        for k in self.keys:
+            h.update(k.encode("utf-8", "surrogateescape") + b"\0")
+        return h.hexdigest()[:16]
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.spec} ({len(self)} images)"
+
+
+class FolderSource(ImageSource):
+    kind = "folder"
+
+    def __init__(self, root):
+        self.root = Path(root)
+        keys, ignored = [], 0
+        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=False):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            rel = Path(dirpath).relative_to(self.root)
+            for f in sorted(filenames):
+                if f.startswith("."):
+                    continue
+                if is_image_name(f):
+                    keys.append((rel / f).as_posix())
+                else:
+                    ignored += 1
+        keys.sort()
+        super().__init__(str(self.root), keys, ignored)
+
+    def path(self, index: int) -> Path:
+        return self.root / self.keys[index]
+
+    def _read(self, key: str) -> bytes:
+        return (self.root / key).read_bytes()
+
+
+class ListSource(ImageSource):
+    """A text file with one image path per line (relative paths are relative to the list file)."""
+
+    kind = "list"
+
+    def __init__(self, list_file):
+        self.list_file = Path(list_file)
+        base = self.list_file.parent
+        keys = []
+        for line in self.list_file.read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            if self.list_file.suffix.lower() == ".csv":
+                line = line.split(",")[0].strip()
+            p = Path(line).expanduser()
+            keys.append(str(p if p.is_absolute() else (base / p)))
+        super().__init__(str(self.list_file), keys)
+
+    def _read(self, key: str) -> bytes:
+        return Path(key).read_bytes()
+
+
+class ZipSource(ImageSource):
+    kind = "zip"
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self._local = threading.local()
+        with zipfile.ZipFile(self.path) as z:
+            names = [i.filename for i in z.infolist() if not i.is_dir()]
+        keys = sorted(n for n in names if is_image_name(n) and not Path(n).name.startswith("."))
+        super().__init__(str(self.path), keys, len(names) - len(keys))
+
+    def _read(self, key: str) -> bytes:
+        z = getattr(self._local, "zip", None)
+        if z is None:  # one handle per thread: ZipFile is not safe to share across threads
+            z = self._local.zip = zipfile.ZipFile(self.path)
+        return z.read(key)
+
+
+class TarSource(ImageSource):
+    kind = "tar"
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self._local = threading.local()
+        with tarfile.open(self.path) as t:
+            members = [m for m in t.getmembers() if m.isfile()]
+        keys = sorted(m.name for m in members if is_image_name(m.name) and not Path(m.name).name.startswith("."))
+        super().__init__(str(self.path), keys, len(members) - len(keys))
+        self._compressed = not str(self.path).lower().endswith(".tar")
+
+    def _read(self, key: str) -> bytes:
+        t = getattr(self._local, "tar", None)
+        if t is None:
+            t = self._local.tar = tarfile.open(self.path)
+        f = t.extractfile(key)
+        if f is None:
+            raise ImageError(f"{key} is not a regular file in {self.path}")
+        return f.read()
+
+
+def open_source(spec) -> ImageSource:
+    """An image source from a folder, a .zip, a .tar(.gz|.bz2|.xz) or a list file (.txt/.lst/.csv)."""
+    path = Path(str(spec)).expanduser()
+    if not path.exists():
+        raise DatasetError(f"image source not found: {path}")
+    if path.is_dir():
+        src: ImageSource = FolderSource(path)
+    elif zipfile.is_zipfile(path):
+        src = ZipSource(path)
+    elif tarfile.is_tarfile(path):
+        src = TarSource(path)
+    elif path.suffix.lower() in LIST_SUFFIXES:
+        src = ListSource(path)
+    else:
+        raise DatasetError(f"{path} is neither a folder, a zip or tar archive, nor a list file (.txt/.lst/.csv "
+                           "with one image path per line)")
+    if len(src) == 0:
+        if src.ignored:
+            raise DatasetError(f"no images in {path}: {src.ignored} files, none with an image suffix "
+                               f"({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise DatasetError(f"no images in {path}: it is empty")
+    return src
+
+
+def parse_shard(text: Optional[str]) -> tuple:
+    """'i/n' -> (i, n); None -> (0, 1)."""
+    if text in (None, ""):
+        return 0, 1
+    try:
+        i, n = (int(v) for v in str(text).split("/"))
+    except ValueError:
+        raise DatasetError(f"--shard must look like i/n (e.g. 0/2), got {text!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise DatasetError(f"--shard {text}: need 0 <= i < n")
+    return i, n
+
+
+# ---------------------------------------------------------------------------- decoding
+@dataclass
+class Decoded:
+    index: int
+    x: Optional[np.ndarray]  # model input for one image (no batch axis), None when skipped
+    size: Optional[tuple]  # (width, height) of the original image
+    error: str = ""
+
+
+def decode_one(source: ImageSource, index: int, model_meta) -> Decoded:
+    """Read, decode, resize/crop and preprocess one item; failures come back as ``error``."""
+    from PIL import Image
+
+    from ..images import fit, open_rgb
+
+    try:
+        data = source.read(index)
+        img = open_rgb(data, draft_size=(2 * model_meta.input_size[0], 2 * model_meta.input_size[1]))
+        size = _original_size(data) or img.size
+        img = fit(img, tuple(model_meta.input_size), model_meta.resize, model_meta.interpolation)
+        arr = np.asarray(img, dtype=np.float32).transpose(2, 0, 1) * np.float32(1 / 255.0)
+        x = model_meta.to_model_input(arr[None])[0]
+        return Decoded(index, np.ascontiguousarray(x, dtype=np.float32), size)
+    except (ImageError, Image.DecompressionBombError, OSError, ValueError, MemoryError) as exc:
+        return Decoded(index, None, None, str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__)
+
+
+def _original_size(data: bytes) -> Optional[tuple]:
+    """(w, h) of the file itself (draft decoding may have shrunk the decoded image)."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.size
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def decode_batches(source: ImageSource, indices: Sequence[int], model_meta, batch_size: int,
+                   workers: int = 2, prefetch: int = 3) -> Iterator[tuple]:
+    """Yield (batch: (B, ...) float32 model input, decoded: list[Decoded]) in index order.
+
+    ``decoded`` lists every item of the chunk, the skipped ones included (x None, error set);
+    ``batch`` stacks only the readable ones (B may be 0). Up to ``prefetch`` batches are decoded
+    ahead by ``workers`` threads while the caller runs the model.
+    """
+    indices = list(indices)
+    chunks = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
+    if workers <= 0:
+        for chunk in chunks:
+            yield _stack([decode_one(source, i, model_meta) for i in chunk])
+        return
+    with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="onnxviz-decode") as pool:
+        pending: collections.deque = collections.deque()
+        it = iter(chunks)
+        try:
+            for chunk in it:
+                pending.append([pool.submit(decode_one, source, i, model_meta) for i in chunk])
+                if len(pending) > prefetch:
+                    yield _stack([f.result() for f in pending.popleft()])
+            while pending:
+                yield _stack([f.result() for f in pending.popleft()])
+        finally:
+            for futs in pending:
+                for f in futs:
+                    f.cancel()
+
+
+def _stack(decoded: list) -> tuple:
+    good = [d.x for d in decoded if d.x is not None]
+    batch = np.stack(good) if good else None
+    return batch, decoded

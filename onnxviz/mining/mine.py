@@ -1,0 +1,355 @@
+"""The mining loop: images -> per-channel statistics (in-graph) -> streaming top/bottom-k -> store.
+
+Speed by design: the model is edited once (``Model.stats_runner``) so that onnxruntime returns
+per-channel mean, max and argmax of every mined layer — kilobytes per image instead of the
+megabytes of full activation maps; a thread pool decodes and resizes the next batches while
+onnxruntime runs the current one; the top-k update is a vectorised merge of uint64 keys.
+
+Exactness: ties go to the lower image index and NaNs rank last (see topk.py), so the result does
+not depend on batch size, interruptions or sharding. An interrupted run (Ctrl-C, SIGTERM: the
+current batch finishes and is saved; kill -9: the work since the last checkpoint is redone)
+resumes where it stopped when the same command is run again, and ends identical to a run that
+was never interrupted.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+from ..errors import OnnxVizError
+from . import crops as C
+from .datasets import ImageSource, decode_batches, open_source, parse_shard
+from .store import FILENAME, Store
+from .topk import TopK
+
+log = logging.getLogger("onnxviz")
+STATS = ("mean", "max")
+DIRS = ("top", "bottom")
+
+
+class MiningError(OnnxVizError):
+    """A mining run that cannot start or go on (mismatched resume, bad shard set, ...)."""
+
+
+@dataclass
+class Summary:
+    """What a run did (also stored in the store's meta table as 'summary')."""
+
+    out: str
+    images: int = 0  # read and mined, in total (all sessions of this run)
+    skipped: int = 0  # unreadable files, in total
+    seconds: float = 0.0  # this session
+    processed_now: int = 0  # items handled in this session
+    complete: bool = False
+    resumed_from: int = 0
+    skipped_files: list = field(default_factory=list)  # (key, reason), first 20
+
+    @property
+    def throughput(self) -> float:
+        return self.processed_now / self.seconds if self.seconds > 0 else 0.0
+
+    def text(self) -> str:
+        state = "complete" if self.complete else "interrupted (run the same command again to resume)"
+        lines = [f"mining {state}: {self.images} images mined, {self.skipped} skipped; this session "
+                 f"{self.processed_now} images in {self.seconds:.1f} s ({self.throughput:.1f} img/s)"
+                 + (f", resumed after {self.resumed_from}" if self.resumed_from else ""),
+                 f"results: {self.out}"]
+        for key, why in self.skipped_files:
+            lines.append(f"  skipped {key}: {why}")
+        if self.skipped > len(self.skipped_files):
+            lines.append(f"  ... and {self.skipped - len(self.skipped_files)} more (see the images table)")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {"images": self.images, "skipped": self.skipped, "seconds": self.seconds,
+                "processed_now": self.processed_now, "throughput": self.throughput, "complete": self.complete}
+
+
+def mining_dir(run_dir) -> Path:
+    return Path(run_dir) / "mining"
+
+
+def _file_hash(model) -> str:
+    if model.path is not None and Path(model.path).is_file():
+        h = hashlib.sha256()
+        with open(model.path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        return h.hexdigest()[:16]
+    return hashlib.sha256(model.proto.SerializeToString()).hexdigest()[:16]
+
+
+def layer_records(model, layers: list) -> list:
+    """Per layer: name, units, spatial height/width (measured when the graph leaves them open), field."""
+    fields = C.receptive_fields(model.proto, model.input_name)
+    unknown = [lay for lay in layers if lay.layout in ("NCHW", "NHWC") and
+               (not lay.spatial or any(d is None for d in lay.spatial))]
+    measured = {}
+    if unknown:  # dynamic-size models: one run at the mining input size gives the map sizes
+        h, w = model.meta.input_size
+        x = model.prepare(np.zeros((1, 3, h, w), np.float32))
+        acts = model.activations(x, [lay.name for lay in unknown], threads=1)
+        for lay in unknown:
+            a = acts[lay.name]
+            measured[lay.name] = tuple(a.shape[2:4]) if lay.layout == "NCHW" else tuple(a.shape[1:3])
+    recs = []
+    for lay in layers:
+        if lay.layout in ("NCHW", "NHWC"):
+            hh, ww = measured.get(lay.name, lay.spatial)
+        elif lay.layout == "NLC":
+            hh, ww = 1, lay.shape[1]
+        else:
+            hh, ww = None, None
+        f = fields.get(lay.tensor) if lay.layout in ("NCHW", "NHWC") else None
+        recs.append({"name": lay.name, "units": int(lay.units), "height": hh, "width": ww, "layout": lay.layout,
+                     "field": [[f[0].size, f[0].jump, f[0].start], [f[1].size, f[1].jump, f[1].start]] if f else None})
+    return recs
+
+
+class _Stopper:
+    """First Ctrl-C / SIGTERM: finish the batch, save, stop. Second: stop at once."""
+
+    def __init__(self):
+        self.stop = False
+        self._old = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    self._old[sig] = signal.signal(sig, self._handle)
+                except (ValueError, OSError):
+                    pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.stop:
+            raise KeyboardInterrupt
+        self.stop = True
+        print("\nonnxviz: stopping after this batch and saving (press Ctrl-C again to stop at once)",
+              file=sys.stderr)
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch_size: int = 32,
+         workers: Optional[int] = None, threads: Optional[int] = None, providers=None, shard=None,
+         limit: Optional[int] = None, overwrite: bool = False, progress: bool = True,
+         stop_after: Optional[int] = None, checkpoint_seconds: float = 20.0, thumbs: bool = True,
+         command: str = "") -> Summary:
+    """Mine dataset examples of ``layers`` (default all of ``model.layers``) over ``source``.
+
+    model: path or onnxviz Model; source: folder / zip / tar / list file or an ImageSource;
+    out: the run directory (results go to ``out/mining/``). ``top``/``bottom``: k per list.
+    ``shard``: "i/n" or (i, n): mine every n-th image starting at i (merge with ``merge_runs``).
+    ``limit``: only the first ``limit`` images of the shard. ``stop_after``: stop (as if
+    interrupted) after that many batches — for tests and demos. Returns a :class:`Summary`;
+    calling again with the same arguments resumes an unfinished run.
+    """
+    from .. import load
+
+    t_start = time.perf_counter()
+    if not hasattr(model, "stats_runner"):
+        model = load(model)
+    src = source if isinstance(source, ImageSource) else open_source(source)
+    si, sn = shard if isinstance(shard, tuple) else parse_shard(shard)
+    if batch_size < 1:
+        raise MiningError("--batch must be at least 1")
+    chosen = [lay for lay in model.resolve(layers) if lay.units]
+    if not chosen:
+        raise MiningError("no layers with channels to mine")
+    indices = list(range(si, len(src), sn))
+    if limit is not None:
+        indices = indices[:limit]
+    records = layer_records(model, chosen)
+    config = {"model": str(Path(model.path).resolve()) if model.path else model.meta.name,
+              "model_hash": _file_hash(model), "source": _spec(src), "source_kind": src.kind,
+              "source_fingerprint": src.fingerprint(), "items": len(src), "shard": [si, sn], "limit": limit,
+              "layers": [r["name"] for r in records], "top": int(top), "bottom": int(bottom),
+              "preprocessing": model.meta.to_dict() | {"labels": None}}
+    mdir = mining_dir(out)
+    path = mdir / FILENAME
+    if overwrite and path.exists():
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+    store = Store(path)
+    try:
+        old = store.get("config")
+        if old is not None and old != config:
+            diff = sorted(k for k in config if old.get(k) != config.get(k))
+            raise MiningError(f"{path} holds a run with other settings ({', '.join(diff)} differ); "
+                              "use another --out, or --overwrite to start over")
+        if old is None:
+            with store.db:
+                store.put("config", config)
+                store.put("command", command)
+                store.set_layers(records)
+                store.put("done", 0)
+        units = {r["name"]: r["units"] for r in records}
+        widths = {r["name"]: r["width"] for r in records}
+        states = store.load_state(units)
+        for r in records:
+            for stat in STATS:
+                for d, k in (("top", top), ("bottom", bottom)):
+                    states.setdefault((r["name"], stat, d), TopK(r["units"], k, d == "top"))
+        done = int(store.get("done", 0))
+        summary = Summary(out=str(mdir), resumed_from=done)
+        if store.get("complete"):
+            summary.images, summary.skipped = store.counts()
+            summary.complete = True
+            summary.seconds = time.perf_counter() - t_start
+            summary.skipped_files = [(k, e) for _, k, e in store.skipped()[:20]]
+            return summary
+        todo = indices[done:]
+        runner = model.stats_runner([r["name"] for r in records], providers=providers, threads=threads)
+        names = [lay.name for lay in runner.layers]
+        if workers is None:
+            workers = max(1, min(4, (os.cpu_count() or 2) // 2))
+        bar = _bar(progress, len(indices), done)
+        pending_rows: list = []
+        last_save = time.perf_counter()
+        n_batches = 0
+        processed = 0
+        t_loop = time.perf_counter()
+        with _Stopper() as stopper:
+            for batch, decoded in decode_batches(src, todo, model.meta, batch_size, workers):
+                good = [d for d in decoded if d.x is not None]
+                if good:
+                    stats = runner.run(batch)
+                    idx = np.array([d.index for d in good], np.int64)
+                    for name in names:
+                        s = stats[name]
+                        pos = s.get("argmax")
+                        for stat in STATS:
+                            for d in DIRS:
+                                states[(name, stat, d)].update(s[stat], idx, pos)
+                for d in decoded:
+                    pending_rows.append((d.index, src.key(d.index), d.size[0] if d.size else None,
+                                         d.size[1] if d.size else None, d.error or None))
+                    if d.error:
+                        log.info("skipped %s: %s", src.key(d.index), d.error)
+                done += len(decoded)
+                processed += len(decoded)
+                n_batches += 1
+                if bar is not None:
+                    bar.update(len(decoded))
+                    bad = sum(1 for r in pending_rows if r[4])
+                    if bad:
+                        bar.set_postfix_str(f"skipped {bad}+", refresh=False)
+                stop = stopper.stop or (stop_after is not None and n_batches >= stop_after)
+                if stop or time.perf_counter() - last_save > checkpoint_seconds:
+                    store.checkpoint(states, pending_rows, done)
+                    pending_rows, last_save = [], time.perf_counter()
+                if stop:
+                    break
+            store.checkpoint(states, pending_rows, done)
+        if bar is not None:
+            bar.close()
+        summary.seconds = time.perf_counter() - t_loop
+        summary.processed_now = processed
+        if done >= len(indices):
+            store.write_examples(states, widths)
+            summary.complete = True
+        summary.images, summary.skipped = store.counts()
+        summary.skipped_files = [(k, e) for _, k, e in store.skipped()[:20]]
+        with store.db:
+            store.put("summary", summary.to_dict())
+            if summary.complete:
+                store.put("complete", True)
+    finally:
+        store.close()
+    if summary.complete and thumbs:
+        from .results import open_results
+
+        open_results(out).write_thumbnails()
+    return summary
+
+
+def _spec(src: ImageSource) -> str:
+    try:
+        return str(Path(src.spec).resolve())
+    except OSError:
+        return src.spec
+
+
+def _bar(progress: bool, total: int, initial: int):
+    if not progress:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:  # tqdm is a dependency; still, never fail a run over a progress bar
+        return None
+    return tqdm(total=total, initial=initial, unit="img", dynamic_ncols=True, smoothing=0.1, desc="mining")
+
+
+def merge_runs(shard_dirs: Sequence[Union[str, Path]], out, thumbs: bool = True, command: str = "") -> Summary:
+    """Merge complete shard runs (``mine(..., shard="i/n")``) into ``out``: the same result as one run."""
+    stores = []
+    try:
+        for d in shard_dirs:
+            p = mining_dir(d) / FILENAME
+            if not p.exists():
+                raise MiningError(f"no mining results in {d} (expected {p})")
+            stores.append(Store(p, readonly=True))
+        configs = [s.get("config") for s in stores]
+        base = {k: v for k, v in configs[0].items() if k != "shard"}
+        for d, c, s in zip(shard_dirs, configs, stores):
+            if {k: v for k, v in c.items() if k != "shard"} != base:
+                raise MiningError(f"{d} was mined with other settings than {shard_dirs[0]}; cannot merge")
+            if not s.get("complete"):
+                raise MiningError(f"{d} is not complete; finish it first (run its mine command again)")
+        shards = sorted(tuple(c["shard"]) for c in configs)
+        n = shards[0][1]
+        if any(sn != n for _, sn in shards) or sorted(i for i, _ in shards) != list(range(n)):
+            log.warning("merging shards %s: not the full set 0..%d/%d; the result covers only these", shards,
+                        n - 1, n)
+        layers = stores[0].layers()
+        units = {r["name"]: r["units"] for r in layers}
+        merged: dict = {}
+        for s in stores:
+            for key, t in s.load_state(units).items():
+                if key in merged:
+                    merged[key].merge(t)
+                else:
+                    merged[key] = t
+        total = sum(int(s.get("done", 0)) for s in stores)
+        dest = Store(mining_dir(out) / FILENAME)
+        try:
+            if dest.get("config") is not None:
+                raise MiningError(f"{mining_dir(out)} already holds results; choose an empty --out")
+            with dest.db:
+                dest.put("config", dict(base, shard=[0, 1], merged_from=[list(x) for x in shards]))
+                dest.put("command", command)
+                dest.set_layers(layers)
+                for s in stores:
+                    dest.add_images(s.db.execute("SELECT idx, key, width, height, error FROM images").fetchall())
+                dest.save_state(merged)
+                dest.put("done", total)
+            dest.write_examples(merged, {r["name"]: r["width"] for r in layers})
+            summary = Summary(out=str(mining_dir(out)), complete=True)
+            summary.images, summary.skipped = dest.counts()
+            with dest.db:
+                dest.put("summary", summary.to_dict())
+                dest.put("complete", True)
+        finally:
+            dest.close()
+    finally:
+        for s in stores:
+            s.close()
+    if thumbs:
+        from .results import open_results
+
+        open_results(out).write_thumbnails()
+    return summary

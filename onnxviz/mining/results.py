@@ -1,0 +1,177 @@
+"""Reading mining results: examples per (layer, unit, stat, direction), thumbnails, crops, sheets."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from ..errors import OnnxVizError
+from ..meta import ModelMeta
+from ..names import slug
+from . import crops as C
+from .datasets import ImageSource, open_source
+from .store import FILENAME, Store
+
+
+@dataclass
+class Example:
+    """One dataset example of a unit.
+
+    ``activation`` (float; NaN stays NaN), ``index`` (image index in the source), ``key`` (path
+    in the folder/archive), ``position`` ((y, x) of the spatial maximum in the layer's map, None
+    for (N, C) layers), ``input_box`` (left, top, right, bottom) of the receptive field in
+    model-input pixels, ``box`` the same region in the original photo's pixels. ``image`` and
+    ``crop`` are paths of PNGs (the whole image as the model saw it; the receptive-field crop of
+    the original photo), made on first access and cached under ``<run>/mining/``.
+    """
+
+    layer: str
+    unit: int
+    stat: str
+    direction: str
+    rank: int
+    index: int
+    key: str
+    activation: float
+    position: Optional[tuple]
+    input_box: tuple
+    box: tuple
+    image_size: tuple
+    _results: "Results" = None
+
+    @property
+    def label(self) -> str:
+        return Path(self.key).name
+
+    @property
+    def image(self) -> Path:
+        return self._results.thumbnail(self.index)
+
+    @property
+    def crop(self) -> Path:
+        return self._results.crop(self.index, self.box)
+
+
+class Results:
+    """Mining results of one run directory (read-only)."""
+
+    def __init__(self, run_dir):
+        self.run_dir = Path(run_dir)
+        self.dir = self.run_dir / "mining"
+        path = self.dir / FILENAME
+        if not path.exists():
+            raise OnnxVizError(f"no mining results in {self.run_dir} (expected {path}); run `onnxviz mine` first")
+        self.store = Store(path, readonly=True)
+        self.config = self.store.get("config") or {}
+        self.command = self.store.get("command") or ""
+        self.summary = self.store.get("summary") or {}
+        self.complete = bool(self.store.get("complete"))
+        self._layers = {r["name"]: r for r in self.store.layers()}
+        self.meta = ModelMeta.from_dict(self.config["preprocessing"])
+        self._source: Optional[ImageSource] = None
+
+    # ------------------------------------------------------------------ what is there
+    @property
+    def layers(self) -> list:
+        return list(self._layers)
+
+    def units(self, layer: str) -> int:
+        return self._layer(layer)["units"]
+
+    def skipped(self) -> list:
+        """[(image index, key, reason)] of files that could not be read."""
+        return self.store.skipped()
+
+    def _layer(self, layer: str) -> dict:
+        if layer not in self._layers:
+            raise OnnxVizError(f"layer {layer!r} was not mined; mined layers: {', '.join(self._layers)}")
+        return self._layers[layer]
+
+    def scores(self, layer: str, stat: str = "max") -> list:
+        """Per unit, the best (top-1) activation (None where unknown): for sorting a layer's units."""
+        s = self.store.scores(layer, stat)
+        return [s.get(u) for u in range(self.units(layer))]
+
+    # ------------------------------------------------------------------ examples
+    def examples(self, layer: str, unit: int, stat: str = "max", direction: str = "top",
+                 k: Optional[int] = None) -> list:
+        """The ranked examples (best first) of one unit: a list of :class:`Example`."""
+        rec = self._layer(layer)
+        if not 0 <= unit < rec["units"]:
+            raise OnnxVizError(f"unit {unit} out of range: {layer} has {rec['units']} units")
+        if stat not in ("mean", "max") or direction not in ("top", "bottom"):
+            raise OnnxVizError("stat must be 'mean' or 'max', direction 'top' or 'bottom'")
+        field = rec["field"]
+        f = tuple(C.Field(*a) for a in field) if field else C.GLOBAL
+        hw = tuple(self.meta.input_size)
+        out = []
+        for rank, idx, value, y, x, key, w, h in self.store.examples(layer, unit, stat, direction, k):
+            pos = (y, x) if y is not None else None
+            ibox = C.input_box(f, pos, hw)
+            box = C.to_original(ibox, (w, h), self.meta) if w else (0, 0, 0, 0)
+            out.append(Example(layer, unit, stat, direction, rank, idx, key,
+                               float("nan") if value is None else float(value), pos, ibox, box, (w, h), self))
+        return out
+
+    # ------------------------------------------------------------------ pictures
+    @property
+    def source(self) -> Optional[ImageSource]:
+        if self._source is None:
+            try:
+                self._source = open_source(self.config["source"])
+            except OnnxVizError:
+                return None
+        return self._source
+
+    def _bytes(self, index: int) -> bytes:
+        src = self.source
+        row = self.store.image(index)
+        if src is None or row is None or index >= len(src) or src.key(index) != row[0]:
+            raise OnnxVizError(f"the images of this run ({self.config.get('source')}) are not available any more")
+        return src.read(index)
+
+    def thumbnail(self, index: int) -> Path:
+        """PNG of image ``index`` as the model saw it (cached in mining/images/)."""
+        p = self.dir / "images" / f"{index}.png"
+        if not p.exists():
+            C.render_thumb(self._bytes(index), self.meta, p)
+        return p
+
+    def crop(self, index: int, box: tuple) -> Path:
+        """PNG of a box of the original image ``index`` (cached in mining/crops/)."""
+        b = tuple(int(round(v)) for v in box)
+        p = self.dir / "crops" / f"{index}_{b[0]}_{b[1]}_{b[2]}_{b[3]}.png"
+        if not p.exists():
+            C.render_crop(self._bytes(index), b, p)
+        return p
+
+    def write_thumbnails(self) -> int:
+        """Thumbnails of every image that appears in some list (so the run folder is self-contained)."""
+        rows = self.store.db.execute("SELECT DISTINCT image FROM examples").fetchall()
+        n = 0
+        for (idx,) in rows:
+            try:
+                self.thumbnail(idx)
+                n += 1
+            except OnnxVizError:
+                break
+        return n
+
+    def contact_sheet(self, layer: str, unit: int, out, stat: str = "max", direction: str = "top",
+                      k: Optional[int] = None, crops: bool = True) -> Path:
+        """A PNG grid of a unit's examples (crops around the maximum, or whole images)."""
+        ex = self.examples(layer, unit, stat, direction, k)
+        paths = [e.crop if crops and stat == "max" else e.image for e in ex]
+        caps = [f"{e.activation:.3g} {e.label}" for e in ex]
+        return C.contact_sheet(paths, caps, Path(out), title=f"{layer}:{unit} {direction} by {stat}")
+
+    def default_sheet_path(self, layer: str, unit: int, stat: str, direction: str) -> Path:
+        return self.dir / "sheets" / f"{slug(layer)}_{unit}_{stat}_{direction}.png"
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def open_results(run_dir) -> Results:
+    """Open the mining results of a run directory (``<run_dir>/mining/mining.sqlite``)."""
+    return Results(run_dir)

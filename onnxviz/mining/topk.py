@@ -1,0 +1,129 @@
+"""Streaming top-k / bottom-k per unit, exact, with a defined order for ties and NaNs.
+
+The ranking of one list (one unit, one statistic, one direction) is a total order on
+(value, image index):
+
+* ``top``: larger values first; ``bottom``: smaller values first;
+* equal values: the lower image index first (so the result never depends on batch size,
+  on where a run was interrupted, or on how the data was sharded);
+* NaN is never ranked above a real number, in either direction: NaNs come after every real
+  value (-inf and +inf included), among themselves by image index. -0.0 equals 0.0.
+
+Each (value, index) pair is packed into one uint64 sort key: the high 32 bits are an
+order-preserving encoding of the float32 value (flipped for ``top``, NaN mapped to the worst
+code), the low 32 bits the image index (so at most 2**32 images per run). Smaller key = better.
+The state of a list is the k best keys per unit (plus the spatial position of each), a
+(units, k) array: memory is units x k, whatever the number of images. Merging two states (a
+resumed run, two shards) is the same operation as adding a batch, hence exact.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+EMPTY = np.uint64(0xFFFFFFFFFFFFFFFF)  # key of an empty slot (worse than anything real)
+_NAN_CODE = np.uint64(0xFFFFFFFF)
+MAX_INDEX = 0xFFFFFFFE
+
+
+def _order_code(values: np.ndarray) -> np.ndarray:
+    """float32 -> uint32 code (as uint64) with the same order as the float values (non-NaN)."""
+    v = np.asarray(values, dtype=np.float32) + np.float32(0.0)  # -0.0 -> 0.0
+    bits = v.view(np.uint32)
+    neg = (bits >> np.uint32(31)).astype(bool)
+    code = np.where(neg, ~bits, bits | np.uint32(0x80000000))
+    return code.astype(np.uint64)
+
+
+def encode(values: np.ndarray, indices: np.ndarray, largest: bool) -> np.ndarray:
+    """Sort keys (uint64) for values (..., n) float and image indices broadcastable to them."""
+    values = np.asarray(values, dtype=np.float32)
+    code = _order_code(values)
+    if largest:
+        code = np.uint64(0xFFFFFFFF) - code  # 0xFFFFFFFF - code is in [0x7FFFFF, ...) never reaching NaN code
+    code = np.where(np.isnan(values), _NAN_CODE, code)
+    idx = np.broadcast_to(np.asarray(indices, dtype=np.uint64), values.shape)
+    return (code << np.uint64(32)) | idx
+
+
+def decode(keys: np.ndarray, largest: bool) -> tuple:
+    """(values float32, indices int64) from sort keys; empty slots give (nan, -1)."""
+    keys = np.asarray(keys, dtype=np.uint64)
+    empty = keys == EMPTY
+    code = (keys >> np.uint64(32)).astype(np.uint64)
+    nan = code == _NAN_CODE
+    if largest:
+        code = np.uint64(0xFFFFFFFF) - code
+    code = code.astype(np.uint32)
+    top = (code >> np.uint32(31)).astype(bool)
+    bits = np.where(top, code & np.uint32(0x7FFFFFFF), ~code)
+    values = bits.view(np.float32).copy()
+    values[nan | empty] = np.nan
+    idx = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    idx[empty] = -1
+    return values, idx
+
+
+class TopK:
+    """The k best (value, index, position) per unit for one statistic and one direction."""
+
+    def __init__(self, units: int, k: int, largest: bool, keys: Optional[np.ndarray] = None,
+                 positions: Optional[np.ndarray] = None):
+        self.units, self.k, self.largest = int(units), int(k), bool(largest)
+        self.keys = keys if keys is not None else np.full((self.units, self.k), EMPTY, np.uint64)
+        self.positions = positions if positions is not None else np.full((self.units, self.k), -1, np.int64)
+
+    def update(self, values: np.ndarray, indices: np.ndarray, positions: Optional[np.ndarray] = None) -> None:
+        """Add a batch: values (B, units), indices (B,) image indices, positions (B, units) or None."""
+        if self.k == 0 or len(indices) == 0:
+            return
+        indices = np.asarray(indices, dtype=np.int64)
+        if indices.min() < 0 or indices.max() > MAX_INDEX:
+            raise ValueError("image indices must be in [0, 2**32 - 2]")
+        keys = encode(np.asarray(values).T, indices[None, :], self.largest)  # (units, B)
+        pos = (np.asarray(positions, dtype=np.int64).T if positions is not None
+               else np.full(keys.shape, -1, np.int64))
+        self._merge(keys, pos)
+
+    def merge(self, other: "TopK") -> None:
+        """Fold another state (same units, same direction) into this one."""
+        if other.units != self.units or other.largest != self.largest:
+            raise ValueError("cannot merge top-k states of different shapes or directions")
+        self._merge(other.keys, other.positions)
+
+    def _merge(self, keys: np.ndarray, pos: np.ndarray) -> None:
+        if keys.shape[1] > self.k:  # cheap prefilter: the batch's own k best
+            part = np.argpartition(keys, self.k - 1, axis=1)[:, :self.k]
+            keys = np.take_along_axis(keys, part, 1)
+            pos = np.take_along_axis(pos, part, 1)
+        allk = np.concatenate([self.keys, keys], axis=1)
+        allp = np.concatenate([self.positions, pos], axis=1)
+        order = np.argsort(allk, axis=1, kind="stable")[:, :self.k]
+        self.keys = np.take_along_axis(allk, order, 1)
+        self.positions = np.take_along_axis(allp, order, 1)
+
+    def result(self) -> tuple:
+        """(values (units, k) float32, indices (units, k) int64, positions (units, k) int64); -1 = empty."""
+        values, idx = decode(self.keys, self.largest)
+        pos = self.positions.copy()
+        pos[idx < 0] = -1
+        return values, idx, pos
+
+
+def brute_force(values: np.ndarray, k: int, largest: bool) -> np.ndarray:
+    """Reference ranking of a full (N, units) matrix: (units, min(k, N)) image indices.
+
+    Written independently of the key encoding (a lexsort on NaN flag, value, index) so tests
+    can compare the streaming result with it.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    n = values.shape[0]
+    out = []
+    for u in range(values.shape[1]):
+        v = values[:, u]
+        nan = np.isnan(v)
+        primary = np.where(nan, 0.0, -v if largest else v)
+        order = np.lexsort((np.arange(n), primary, nan))
+        out.append(order[:k])
+    return np.array(out, dtype=np.int64).reshape(values.shape[1], min(k, n))
