@@ -234,6 +234,31 @@ def test_render_cli_outputs(digits_onnx, digits_data, tmp_path):
     assert check_links(out) > 50
 
 
+def test_real_mining_results(digits_onnx, digits_data, tmp_path):
+    """`onnxviz.mining.mine` over a folder of real digit images: its examples appear on unit pages."""
+    mining = pytest.importorskip("onnxviz.mining", reason="mining has not landed")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    images = digits_data[0][:40]
+    for i, im in enumerate(images):
+        Image.fromarray((im.transpose(1, 2, 0) * 255).astype(np.uint8)).resize((32, 32)).save(photos / f"d{i:03d}.png")
+    runs = tmp_path / "runs"
+    mining.mine(str(digits_onnx), str(photos), out=str(runs), top=3, bottom=3, batch_size=16, progress=False)
+    m = onnxviz.load(digits_onnx)
+    out = tmp_path / "site"
+    build_site(m, out, runs, examples_per_unit=3)
+    res = mining.open_results(runs)
+    layer = m.layers[0].name
+    top = res.examples(layer, 2, stat="max", direction="top", k=3)
+    page = (out / "layers" / slug(layer) / "units" / "2.html").read_text()
+    assert page.count('class="ex"') == 6 and f"{top[0].activation:.4g}" in page and top[0].label in page
+    assert page.count("-crop.png") == 6  # spatial crops of conv-layer examples
+    assert f"onnxviz mine {digits_onnx} {photos}" in page and "--top 3 --bottom 3" in page
+    data = json.loads((out / "layers" / slug(layer) / "units.js").read_text().split("=", 1)[1].rstrip().rstrip(";"))
+    np.testing.assert_allclose([u[1] for u in data["units"]], res.scores(layer, "max"), rtol=1e-6)
+    assert check_links(out) > 50
+
+
 def test_layer_grid_thumbnails_and_scores(digits_site):
     out, first, mining = digits_site["out"], digits_site["first"], digits_site["mining"]
     page = (out / "layers" / slug(first) / "index.html").read_text()

@@ -1,13 +1,56 @@
-"""Adapt the mining store (onnxviz.mining) to the site's MiningSource interface."""
+"""Adapt the mining results (``onnxviz.mining.open_results``) to the site's MiningSource interface."""
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 from typing import Optional
 
-from .collect import MiningSource
+from .collect import Example, MiningSource
 
 log = logging.getLogger(__name__)
+
+
+class ResultsSource(MiningSource):
+    """Dataset examples from ``runs/<name>/mining`` (ranked by the spatial maximum, "max")."""
+
+    def __init__(self, results, model=None, statistic: str = "max"):
+        self.results = results
+        self.statistic = statistic
+        self.command = results.command or self._command(results)
+        names = set(l.name for l in model.layers) if model is not None else None
+        self.layers = tuple(n for n in results.layers if names is None or n in names)
+
+    @staticmethod
+    def _command(results) -> str:
+        """The `onnxviz mine` line, rebuilt from the stored settings when the run recorded none."""
+        import shlex
+
+        c = results.config
+        if not c.get("model") or not c.get("source"):
+            return ""
+        return (f"onnxviz mine {shlex.quote(str(c['model']))} {shlex.quote(str(c['source']))} "
+                f"--out {shlex.quote(str(results.run_dir))} --top {c.get('top')} --bottom {c.get('bottom')}")
+
+    def scores(self, layer: str):
+        return [float("nan") if v is None else v for v in self.results.scores(layer, self.statistic)]
+
+    def examples(self, layer: str, unit: int, k: int) -> tuple:
+        out = []
+        for direction in ("top", "bottom"):
+            items = []
+            for e in self.results.examples(layer, unit, stat=self.statistic, direction=direction, k=k):
+                if e.activation is None or e.activation != e.activation:  # NaN: nothing to show
+                    continue
+                image = crop = None
+                try:
+                    image = e.image
+                    crop = e.crop if e.position is not None else None
+                except Exception as exc:  # noqa: BLE001 - the source photos may be gone; show what is left
+                    log.warning("example %s of %s:%d: %s", e.key, layer, unit, exc)
+                items.append(Example(activation=float(e.activation), image=image, crop=crop, box=e.box,
+                                     position=e.position, label=e.label))
+            out.append(items)
+        return out[0], out[1]
 
 
 def open_mining(mining_dir, model=None) -> Optional[MiningSource]:
@@ -15,7 +58,13 @@ def open_mining(mining_dir, model=None) -> Optional[MiningSource]:
     mining_dir = Path(mining_dir)
     if not mining_dir.is_dir():
         return None
-    # TODO(site): adapt onnxviz.mining's reader (top/bottom examples per unit, crops) once it lands.
-    log.warning("%s: mining results found but not yet read by the site (no mining reader API); "
-                "dataset examples are not shown", mining_dir)
-    return None
+    try:
+        from ..mining import open_results
+    except ImportError as exc:  # pragma: no cover - mining is part of the package
+        log.warning("cannot read %s: %s", mining_dir, exc)
+        return None
+    try:
+        return ResultsSource(open_results(mining_dir.parent), model)
+    except Exception as exc:  # noqa: BLE001 - a broken store must not stop the site
+        log.warning("cannot read mining results in %s: %s; dataset examples are not shown", mining_dir, exc)
+        return None
