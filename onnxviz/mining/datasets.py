@@ -222,15 +222,13 @@ def decode_one(source: ImageSource, index: int, model_meta) -> Decoded:
     """Read, decode, resize/crop and preprocess one item; failures come back as ``error``."""
     from PIL import Image
 
-    from ..images import fit, open_rgb
+    from ..images import load_for_model
 
     try:
         data = source.read(index)
-        img = open_rgb(data, draft_size=(2 * model_meta.input_size[0], 2 * model_meta.input_size[1]))
-        size = _original_size(data) or img.size
-        img = fit(img, tuple(model_meta.input_size), model_meta.resize, model_meta.interpolation)
-        arr = np.asarray(img, dtype=np.float32).transpose(2, 0, 1) * np.float32(1 / 255.0)
-        x = model_meta.to_model_input(arr[None])[0]
+        size = _original_size(data)
+        image = load_for_model(data, model_meta)  # exactly what onnxviz.images gives for the file
+        x = model_meta.to_model_input(image[None])[0]
         return Decoded(index, np.ascontiguousarray(x, dtype=np.float32), size)
     except (ImageError, Image.DecompressionBombError, OSError, ValueError, MemoryError) as exc:
         return Decoded(index, None, None, str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__)

@@ -97,6 +97,7 @@ class Results:
                  k: Optional[int] = None) -> list:
         """The ranked examples (best first) of one unit: a list of :class:`Example`."""
         rec = self._layer(layer)
+        unit = int(unit)
         if not 0 <= unit < rec["units"]:
             raise OnnxVizError(f"unit {unit} out of range: {layer} has {rec['units']} units")
         if stat not in ("mean", "max") or direction not in ("top", "bottom"):
