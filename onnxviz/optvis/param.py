@@ -91,7 +91,9 @@ def fft_image(shape: Sequence[int], sd: float = 0.01, decay_power: float = 1.0,
     freqs = _rfft2d_freqs(h, w)
     spectrum = _randn((n, c) + freqs.shape + (2,), sd, generator, device).requires_grad_(True)
     scale = 1.0 / np.maximum(freqs, 1.0 / max(w, h)) ** decay_power
-    scale = torch.from_numpy((scale * np.sqrt(w * h)).astype(np.float32))[None, None, :, :, None]
+    # no extra sqrt(w*h) factor: with the orthonormal inverse FFT that would make every step
+    # ~w times larger than Lucid's (its irfft2d divides by h*w) and saturate the image
+    scale = torch.from_numpy(scale.astype(np.float32))[None, None, :, :, None]
     state = {"scale": scale}
 
     def inner():
