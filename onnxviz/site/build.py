@@ -419,7 +419,7 @@ class SiteBuilder:
                 prev_unit=u.index - 1 if u.index > 0 else None,
                 next_unit=u.index + 1 if u.index + 1 < len(info.units) else None,
                 layer_page=_page_file(page), mining_command=mine_cmd,
-                statistic=getattr(self.mining, "statistic", "max"), **common))
+                statistic=getattr(self.mining, "statistic", "mean"), **common))
 
 
 def _page_file(page: int) -> str:

@@ -152,7 +152,7 @@ class MiningSource:
 
     layers: tuple = ()
     command: str = ""
-    statistic: str = "max"  # which activation statistic the examples are ranked by
+    statistic: str = "mean"  # which activation statistic the examples are ranked by
 
     def scores(self, layer: str):
         return None

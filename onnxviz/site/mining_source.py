@@ -11,9 +11,9 @@ log = logging.getLogger(__name__)
 
 
 class ResultsSource(MiningSource):
-    """Dataset examples from ``runs/<name>/mining`` (ranked by the spatial maximum, "max")."""
+    """Dataset examples from ``runs/<name>/mining`` (ranked by the channel mean over space, "mean": the same statistic as the channel objective of a render, so their ratio compares like with like)."""
 
-    def __init__(self, results, model=None, statistic: str = "max"):
+    def __init__(self, results, model=None, statistic: str = "mean"):
         self.results = results
         self.statistic = statistic
         self.command = results.command or self._command(results)
