@@ -93,6 +93,19 @@ class TopK:
         self._merge(other.keys, other.positions)
 
     def _merge(self, keys: np.ndarray, pos: np.ndarray) -> None:
+        # only units where something beats the current k-th best need work (after the first
+        # batches, few do): keys are unique, so "<" is exact
+        rows = np.nonzero((keys < self.keys[:, -1:]).any(axis=1))[0]
+        if len(rows) == 0:
+            return
+        if len(rows) < self.units:
+            sub = TopK(len(rows), self.k, self.largest, self.keys[rows], self.positions[rows])
+            sub._merge_all(keys[rows], pos[rows])
+            self.keys[rows], self.positions[rows] = sub.keys, sub.positions
+            return
+        self._merge_all(keys, pos)
+
+    def _merge_all(self, keys: np.ndarray, pos: np.ndarray) -> None:
         if keys.shape[1] > self.k:  # cheap prefilter: the batch's own k best
             part = np.argpartition(keys, self.k - 1, axis=1)[:, :self.k]
             keys = np.take_along_axis(keys, part, 1)
