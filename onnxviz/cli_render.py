@@ -13,18 +13,15 @@ Files: ``<out>/<layer slug>/<kind>_<unit>.png`` and ``.json`` (fields in docs/AP
 """
 from __future__ import annotations
 
-import json
 import shlex
 from pathlib import Path
-from typing import Optional
 
 import click
-import numpy as np
 
 from .cli_inspect import load_with_overrides, meta_options
 from .errors import ObjectiveError
-from .images import save_image
 from .names import slug
+from .optvis.output import write_render
 
 _KIND_NAMES = {"channel": "channel", "neuron": "neuron", "logit": "class_logit", "prob": "class_prob"}
 
@@ -64,28 +61,6 @@ def _command(model_path, target, opts: dict) -> str:
         else:
             parts.extend([flag, str(value)])
     return " ".join(shlex.quote(p) for p in parts)
-
-
-def _write(out_dir: Path, layer: str, stem: str, image: np.ndarray, record: dict, index: int, base: dict) -> Path:
-    folder = out_dir / slug(layer)
-    png = save_image(image, folder / f"{stem}.png")
-    entry = dict(base)
-    entry.update({
-        "image": png.name,
-        "activation_start": record["activation_start"][index],
-        "activation_end": record["activation_end"][index],
-        "activation_per_step": [step[index] for step in record["activation_per_step"]],
-        "dead": record["dead"][index],
-        "warnings": [w for w in record["warnings"] if w.startswith(f"image {index}:")],
-        "batch_index": index,
-    })
-    for key in ("steps", "size", "seed", "lr", "batch", "device", "param", "transforms", "regularizers",
-                "redirect_steps", "fit_input", "ms_per_step", "seconds", "activation_per_step_note",
-                "diversity_weight", "diversity_layer"):
-        if key in record:
-            entry.setdefault(key, record[key])
-    folder.joinpath(f"{stem}.json").write_text(json.dumps(entry, indent=1))
-    return png
 
 
 def _report(png: Path, record: dict, index: int) -> None:
@@ -169,7 +144,7 @@ def render(model_path, target, kind, neuron, layer_name, all_units, units, batch
         stem = f"{what}_{slug(Path(image_path).stem)}"
         info = dict(base, layer=model.layer(lay).name, unit=None, kind=what, objective=result.record["objective"],
                     command=cmd, photo=str(image_path))
-        _report(_write(out, info["layer"], stem, result.images[0], result.record, 0, info), result.record, 0)
+        _report(write_render(out, info["layer"], stem, result.images[0], result.record, 0, info), result.record, 0)
         return
 
     if layer_name:
@@ -194,7 +169,7 @@ def render(model_path, target, kind, neuron, layer_name, all_units, units, batch
                 info = dict(base, layer=lay.name, unit=u, kind=_KIND_NAMES.get(kind, kind),
                             objective=(obj.neuron if kind == "neuron" else obj.channel)(lay.name, u).name,
                             command=cmd)
-                png = _write(out, lay.name, f"{info['kind']}_{u}", result.images[i], result.record, i, info)
+                png = write_render(out, lay.name, f"{info['kind']}_{u}", result.images[i], result.record, i, info)
                 ok += not result.record["dead"][i]
                 if not progress:
                     _report(png, result.record, i)
@@ -212,7 +187,7 @@ def render(model_path, target, kind, neuron, layer_name, all_units, units, batch
         for i in range(diversity):
             info = dict(base, layer=lay.name, unit=target_obj.unit, kind="diversity", objective=target_obj.name,
                         target_kind=target_obj.kind, command=cmd)
-            png = _write(out, lay.name, f"diversity_{_KIND_NAMES[kind]}_{target_obj.unit}_{i}", result.images[i],
+            png = write_render(out, lay.name, f"diversity_{_KIND_NAMES[kind]}_{target_obj.unit}_{i}", result.images[i],
                          result.record, i, info)
             _report(png, result.record, i)
         return
@@ -222,7 +197,7 @@ def render(model_path, target, kind, neuron, layer_name, all_units, units, batch
                 command=cmd)
     if target_obj.kind in ("class_logit", "class_prob"):
         info["label"] = model.meta.label(target_obj.unit)
-    png = _write(out, lay.name, f"{target_obj.kind}_{target_obj.unit}", result.images[0], result.record, 0, info)
+    png = write_render(out, lay.name, f"{target_obj.kind}_{target_obj.unit}", result.images[0], result.record, 0, info)
     _report(png, result.record, 0)
 
 

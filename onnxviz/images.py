@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
-from PIL import Image, ImageFile
+from PIL import Image
 
 from .errors import ImageError
 

@@ -14,7 +14,7 @@ echo "== 1/6 export the real pretrained MobileNetV2 (weights shipped in a pip pa
 [ -f "$MODEL" ] || python scripts/export.py mobilenet_v2 --out models/
 
 echo "== 2/6 inspect it =="
-onnxviz inspect "$MODEL" | head -30
+onnxviz inspect "$MODEL"
 
 echo "== 3/6 gather real photos that ship inside installed packages =="
 python scripts/collect_photos.py data/photos
@@ -26,7 +26,7 @@ echo "== 5/6 render feature visualizations =="
 onnxviz render "$MODEL" --layer block_7 --units 0-15 --steps "$STEPS" --out "$RUN/render"
 onnxviz render "$MODEL" --layer block_14 --units 0-7 --steps "$STEPS" --out "$RUN/render"
 onnxviz render "$MODEL" "block_7:12" --diversity 4 --steps "$STEPS" --out "$RUN/render"
-for cls in 207 285 323 980; do  # golden retriever, Egyptian cat, monarch butterfly, volcano
+for cls in 207 323; do  # golden retriever, monarch butterfly
   onnxviz render "$MODEL" "logits:$cls" --objective logit --steps "$STEPS" --out "$RUN/render"
 done
 onnxviz render "$MODEL" --deepdream block_7 --image data/photos/skimage_astronaut.png --steps 64 --out "$RUN/render"

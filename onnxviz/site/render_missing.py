@@ -6,7 +6,6 @@ run-directory format, so the site (and a later `onnxviz render`) read them like 
 """
 from __future__ import annotations
 
-import json
 import shlex
 from pathlib import Path
 from typing import Optional
@@ -14,7 +13,6 @@ from typing import Optional
 import numpy as np
 
 from ..errors import OnnxVizError
-from ..names import slug
 from .collect import UNIT_KINDS, collect_renders
 
 
@@ -32,16 +30,12 @@ def missing_units(model, render_dir, layers: Optional[list] = None) -> dict:
     return out
 
 
-def _per_image(value, i: int):
-    return value[i] if isinstance(value, list) and len(value) > i else value
-
-
 def render_missing(model, render_dir, layers: Optional[list] = None, steps: Optional[int] = None,
                    model_arg: Optional[str] = None, seed: int = 0, batch_size: int = 16, progress: bool = True) -> int:
     """Render every missing unit of ``layers`` (default all) into ``render_dir``; returns how many."""
     try:
-        from ..images import save_image
         from ..optvis import objectives
+        from ..optvis.output import write_render
         from ..optvis.recipes import render_layer
     except ImportError as exc:
         raise OnnxVizError(f"--render-missing needs the render API (onnxviz.optvis): {exc}") from exc
@@ -52,8 +46,6 @@ def render_missing(model, render_dir, layers: Optional[list] = None, steps: Opti
     total = sum(len(v) for v in todo.values())
     done = 0
     for name, units in todo.items():
-        folder = render_dir / slug(name)
-        folder.mkdir(parents=True, exist_ok=True)
         for chunk, result in render_layer(model, name, units, batch_size=batch_size, steps=steps, seed=seed):
             rec = result.record
             # the units were optimized together (one batch, one seeded generator): the command that
@@ -62,16 +54,9 @@ def render_missing(model, render_dir, layers: Optional[list] = None, steps: Opti
                    f"--units {','.join(str(u) for u in chunk)} --batch-size {batch_size} --steps {steps} "
                    f"--seed {seed} --out {shlex.quote(str(render_dir))}")
             for i, unit in enumerate(chunk):
-                stem = f"channel_{unit}"
-                save_image(np.asarray(result.images[i]), folder / f"{stem}.png")
-                record = {k: _per_image(v, i) if k in ("activation_start", "activation_end", "dead") else v
-                          for k, v in rec.items() if k != "activation_per_step"}
-                record.update(model=model_arg, layer=name, unit=unit, kind="channel",
-                              objective=objectives.channel(name, unit).name, image=f"{stem}.png", command=cmd,
-                              batch_index=i, warnings=[w for w in rec.get("warnings", []) if w.startswith(f"image {i}:")],
-                              activation_per_step=[s[i] if isinstance(s, list) and len(s) > i else s
-                                                   for s in rec.get("activation_per_step", [])])
-                (folder / f"{stem}.json").write_text(json.dumps(record), encoding="utf-8")
+                write_render(render_dir, name, f"channel_{unit}", np.asarray(result.images[i]), rec, i,
+                             {"model": model_arg, "layer": name, "unit": unit, "kind": "channel",
+                              "objective": objectives.channel(name, unit).name, "command": cmd})
             done += len(chunk)
             if progress:
                 print(f"rendered {done}/{total} missing units ({name})", flush=True)
