@@ -63,7 +63,6 @@ def receptive_fields(proto, input_name: str, weights: dict = None) -> dict:
         elif node.op_type in _WINDOW:
             out = _window(node, ins[0], inits)
         elif node.op_type in ("Resize", "Upsample"):
-            out = GLOBAL if len(ins) > 1 else ins[0]  # conservative for scale changes: handled below
             out = _resize(node, ins[0], inits)
         elif node.op_type in _KEEP:
             out = _union(ins) if len(ins) > 1 else ins[0]
@@ -76,7 +75,6 @@ def receptive_fields(proto, input_name: str, weights: dict = None) -> dict:
 
 def _union(fields: list):
     """Largest window over several inputs of the same resolution (else the whole image)."""
-    jumps = {f[0].jump for f in fields} | {f[1].jump for f in fields}
     if len({(f[0].jump, f[1].jump) for f in fields}) > 1:
         return GLOBAL
     out = []
@@ -85,7 +83,6 @@ def _union(fields: list):
         his = [f[axis].start + (f[axis].size - 1) / 2 for f in fields]
         lo, hi = min(los), max(his)
         out.append(Field(hi - lo + 1, fields[0][axis].jump, (lo + hi) / 2))
-    del jumps
     return tuple(out)
 
 
@@ -214,7 +211,3 @@ def contact_sheet(paths: Sequence, captions: Sequence[str], out: Path, cell: int
     sheet.save(out)
     return out
 
-
-def np_clip_box(box, w, h):
-    return (float(np.clip(box[0], 0, w)), float(np.clip(box[1], 0, h)), float(np.clip(box[2], 0, w)),
-            float(np.clip(box[3], 0, h)))
