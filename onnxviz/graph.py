@@ -211,6 +211,18 @@ def add_channel_reductions(proto: onnx.ModelProto, layers: list, stats: Iterable
             flat_shape, axis = None, 1
         else:
             raise ValueError(f"cannot reduce a layer with layout {layer.layout!r}")
+        if layer.layout == "NCHW" and "argmax" not in stats:
+            # GlobalAveragePool / GlobalMaxPool read onnxruntime's blocked conv layout directly: no
+            # reorder of the full map back to NCHW, which otherwise costs as much as the reduction
+            for s in stats:
+                op = "GlobalAveragePool" if s == "mean" else "GlobalMaxPool"
+                pooled, out = f"{prefix}_{s}_pooled", f"{prefix}_{s}"
+                graph.node.append(helper.make_node(op, [t], [pooled], name=f"{prefix}/{op}"))
+                graph.node.append(helper.make_node("Flatten", [pooled], [out], name=f"{prefix}/Flatten_{s}", axis=1))
+                graph.output.append(helper.make_tensor_value_info(out, TensorProto.FLOAT, [BATCH_DIM, layer.units]))
+                names[s] = out
+            outputs.append(names)
+            continue
         src = t
         if flat_shape is not None:
             key = tuple(flat_shape)

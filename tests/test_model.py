@@ -66,6 +66,13 @@ def test_channel_reductions_equal_numpy_on_full_maps(digits_model, digits_data):
     stats = digits_model.channel_stats(x, names, batch_size=16)
     proto, _ = G.add_channel_reductions(digits_model.proto, digits_model.layers)
     onnx.checker.check_model(proto)
+    pooled = digits_model.stats_runner(names, stats=("mean", "max")).run(x)  # the GlobalPool path mining uses
+    for name in names:
+        a = full[name]
+        axes = (2, 3) if a.ndim == 4 else ()
+        np.testing.assert_allclose(pooled[name]["mean"], a.mean(axes) if axes else a, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(pooled[name]["max"], a.max(axes) if axes else a)
+        assert "argmax" not in pooled[name]
     for name in names:
         a = full[name]
         if a.ndim == 4:

@@ -1,7 +1,8 @@
 """The mining loop: images -> per-channel statistics (in-graph) -> streaming top/bottom-k -> store.
 
 Speed by design: the model is edited once (``Model.stats_runner``) so that onnxruntime returns
-per-channel mean, max and argmax of every mined layer — kilobytes per image instead of the
+per-channel mean and max of every mined layer (the argmax positions of the examples come from a
+second pass over the example images only, see ``fill_positions``) — kilobytes per image instead of the
 megabytes of full activation maps; a thread pool decodes and resizes the next batches while
 onnxruntime runs the current one; the top-k update is a vectorised merge of uint64 keys.
 
@@ -213,7 +214,10 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
             summary.skipped_files = [(k, e) for _, k, e in store.skipped()[:20]]
             return summary
         todo = indices[done:]
-        runner = model.stats_runner([r["name"] for r in records], providers=providers, threads=threads)
+        # pass 1 ranks by mean and max only: GlobalAveragePool/GlobalMaxPool stay in onnxruntime's
+        # blocked layout, while an in-graph ArgMax would force a reorder of every full map
+        runner = model.stats_runner([r["name"] for r in records], providers=providers, threads=threads,
+                                    stats=STATS)
         names = [lay.name for lay in runner.layers]
         if workers is None:
             workers = max(1, min(4, (os.cpu_count() or 2) // 2))
@@ -259,7 +263,10 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
             bar.close()
         summary.seconds = time.perf_counter() - t_loop
         summary.processed_now = processed
-        if done >= len(indices):
+        if done >= len(indices) and not stopper.stop:
+            fill_positions(model, src, states, names, batch_size, workers, providers, threads)
+            with store.db:
+                store.save_state(states)
             store.write_examples(states, widths)
             summary.complete = True
         summary.images, summary.skipped = store.counts()
@@ -275,6 +282,34 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
 
         open_results(out).write_thumbnails()
     return summary
+
+
+def fill_positions(model, src: ImageSource, states: dict, names: list, batch_size: int, workers: int,
+                   providers=None, threads=None) -> int:
+    """Pass 2: the spatial argmax of each example, computed only for the images in some list.
+
+    Positions are needed for the examples alone (their crops), so they are computed after the
+    ranking, on at most units x 2k images however large the dataset. Returns how many images.
+    """
+    wanted = sorted({int(i) for t in states.values() for i in t.result()[1].ravel() if i >= 0})
+    if not wanted:
+        return 0
+    runner = model.stats_runner(names, providers=providers, threads=threads, stats=("argmax",))
+    for batch, decoded in decode_batches(src, wanted, model.meta, batch_size, workers):
+        good = [d.index for d in decoded if d.x is not None]
+        if not good:
+            continue
+        argmax = runner.run(batch)
+        row = {idx: r for r, idx in enumerate(good)}
+        for (name, _stat, _dir), t in states.items():
+            idx = t.result()[1]
+            hit = np.isin(idx, good)
+            if not hit.any():
+                continue
+            units, slots = np.nonzero(hit)
+            rows = np.array([row[int(i)] for i in idx[units, slots]], np.int64)
+            t.positions[units, slots] = argmax[name]["argmax"][rows, units]
+    return len(wanted)
 
 
 def _spec(src: ImageSource) -> str:
