@@ -252,7 +252,7 @@ def test_real_mining_results(digits_onnx, digits_data, tmp_path):
     top = res.examples(layer, 2, stat="mean", direction="top", k=3)
     page = (out / "layers" / slug(layer) / "units" / "2.html").read_text()
     assert page.count('class="ex"') == 6 and f"{top[0].activation:.4g}" in page and top[0].label in page
-    assert page.count("-crop.png") == 6  # spatial crops of conv-layer examples
+    assert page.count('class="cropview"') == 6 and "background-position:" in page  # crops of conv-layer examples, shown from the shared image
     assert f"onnxviz mine {digits_onnx} {photos}" in page and "--top 3 --bottom 3" in page
     data = json.loads((out / "layers" / slug(layer) / "units.js").read_text().split("=", 1)[1].rstrip().rstrip(";"))
     np.testing.assert_allclose([u[1] for u in data["units"]], res.scores(layer, "mean"), rtol=1e-6)

@@ -91,6 +91,17 @@ def _to_pil(obj) -> Optional[Image.Image]:
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
+def _crop_css(box: tuple, frame: tuple) -> str:
+    """CSS background that shows ``box`` (left, top, right, bottom) of an image of size ``frame``."""
+    w, h = frame
+    left, top, right, bottom = (float(v) for v in box)
+    bw, bh = max(right - left, 1e-6), max(bottom - top, 1e-6)
+    px = 0.0 if bw >= w else 100.0 * left / (w - bw)
+    py = 0.0 if bh >= h else 100.0 * top / (h - bh)
+    return (f"background-size:{100.0 * w / bw:.2f}% {100.0 * h / bh:.2f}%;"
+            f"background-position:{px:.2f}% {py:.2f}%")
+
+
 def _thumbnail(img: Image.Image, size: int) -> Image.Image:
     w, h = img.size
     scale = size / max(w, h)
@@ -169,6 +180,7 @@ class SiteBuilder:
 
             self.mining = open_mining(self.runs / "mining", model)
         self._written: set = set()
+        self._shared: dict = {}  # source image path -> site path (each example photo copied once)
 
     # ------------------------------------------------------------------ safe writes
     def path(self, rel: str) -> Path:
@@ -299,14 +311,28 @@ class SiteBuilder:
         top, bottom = self.mining.examples(info.name, unit, self.k)
         for which, examples in (("top", top), ("bottom", bottom)):
             for i, ex in enumerate(examples):
-                img = _to_pil(ex.image)
+                ex.site_image = self._example_image(ex.image, f"img/{info.slug}/ex/{unit}-{which}-{i}")
                 crop = _to_pil(ex.crop)
-                base = f"img/{info.slug}/ex/{unit}-{which}-{i}"
-                if img is not None:
-                    ex.site_image = self.save_image(f"{base}.png", _thumbnail(img, THUMB_SIZE) if max(img.size) > THUMB_SIZE else img)
                 if crop is not None:
-                    ex.site_crop = self.save_image(f"{base}-crop.png", _thumbnail(crop, THUMB_SIZE) if max(crop.size) > THUMB_SIZE else crop)
+                    ex.site_crop = self.save_image(f"img/{info.slug}/ex/{unit}-{which}-{i}-crop.png",
+                                                   _thumbnail(crop, THUMB_SIZE) if max(crop.size) > THUMB_SIZE else crop)
+                elif ex.box and ex.site_image and ex.frame:
+                    ex.crop_style = _crop_css(ex.box, ex.frame)
         return list(top), list(bottom)
+
+    def _example_image(self, image, base: str) -> str:
+        """Copy an example image once: a photo that is an example of many units is stored once."""
+        if image is None:
+            return ""
+        if isinstance(image, (str, Path)):
+            key = str(image)
+            if key not in self._shared:
+                img = _to_pil(image)
+                self._shared[key] = self.save_image(f"img/examples/{len(self._shared)}.jpg",
+                                                    _thumbnail(img, THUMB_SIZE).convert("RGB"))
+            return self._shared[key]
+        img = _to_pil(image)
+        return self.save_image(f"{base}.png", _thumbnail(img, THUMB_SIZE) if max(img.size) > THUMB_SIZE else img)
 
     # ------------------------------------------------------------------ pages
     def _env(self):

@@ -64,8 +64,10 @@ class Example:
     box: Optional[tuple] = None  # (left, top, right, bottom) of the crop in the whole image
     position: Optional[tuple] = None  # (y, x) of the maximum in the activation map
     label: str = ""  # the image's name or class, shown as a caption
+    frame: Optional[tuple] = None  # (width, height) of the space ``box`` is in, when it is not the image's own
     site_image: str = ""
     site_crop: str = ""
+    crop_style: str = ""  # CSS that shows ``box`` of site_image, when there is no crop file
 
 
 def _finite(value) -> Optional[float]:

@@ -41,14 +41,17 @@ class ResultsSource(MiningSource):
             for e in self.results.examples(layer, unit, stat=self.statistic, direction=direction, k=k):
                 if e.activation is None or e.activation != e.activation:  # NaN: nothing to show
                     continue
-                image = crop = None
+                image = None
                 try:
-                    image = e.image
-                    crop = e.crop if e.position is not None else None
+                    image = e.image  # the image as the model saw it: shared by every unit it is an example of
                 except Exception as exc:  # noqa: BLE001 - the source photos may be gone; show what is left
                     log.warning("example %s of %s:%d: %s", e.key, layer, unit, exc)
-                items.append(Example(activation=float(e.activation), image=image, crop=crop, box=e.box,
-                                     position=e.position, label=e.label))
+                # the crop is shown from that shared image by the browser (a box in model-input pixels),
+                # not written as a file per unit: a large model has hundreds of thousands of examples
+                box = e.input_box if e.position is not None else None
+                items.append(Example(activation=float(e.activation), image=image, crop=None, box=box,
+                                     position=e.position, label=e.label,
+                                     frame=tuple(self.results.meta.input_size[::-1])))
             out.append(items)
         return out[0], out[1]
 
