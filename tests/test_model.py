@@ -181,15 +181,18 @@ def test_truncated_onnx(tmp_path, digits_onnx):
 def test_unconvertible_op_names_op_and_node_and_says_ort_still_works(tmp_path):
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
-    nodes = [helper.make_node("Relu", ["x"], ["r"], name="/stem/Relu"),
+    w = numpy_helper.from_array(np.random.default_rng(0).normal(size=(4, 3, 3, 3)).astype(np.float32), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="/stem/Conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"], name="/stem/Relu"),
              helper.make_node("Hardmax", ["r"], ["h"], name="/head/Hardmax", axis=1),
              helper.make_node("Relu", ["h"], ["y"], name="/head/Relu")]
-    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y]), opset_imports=[helper.make_opsetid("", 13)])
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [w]),
+                              opset_imports=[helper.make_opsetid("", 13)])
     p = tmp_path / "hardmax.onnx"
     onnx.save(model, p)
     m = onnxviz.load(p)
     out = m.activations(np.random.rand(2, 3, 8, 8).astype(np.float32), [m.layers[0].name])  # onnxruntime works
-    assert out[m.layers[0].name].shape == (2, 3, 8, 8)
+    assert out[m.layers[0].name].shape == (2, 4, 8, 8)
     with pytest.raises(ConversionError) as err:
         m.torch_view([m.layers[0].name])
     msg = str(err.value)

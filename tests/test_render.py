@@ -196,3 +196,22 @@ def test_cli_render_writes_png_json_and_reproducible_command(digits_onnx, digits
     assert (tmp_path / "out/relu_2/diversity_channel_3_1.png").exists()
     res = runner.invoke(main, ["render", digits_onnx, "nope:1", "--steps", "2"])
     assert res.exit_code == 2 and "no layer named 'nope'" in res.output
+
+
+def test_render_through_nhwc_bgr_input_applies_metadata(tmp_path):
+    """A Keras-style file (NHWC input) with Caffe-style preprocessing (BGR, 0..255 minus mean)."""
+    from onnx_traits import nhwc_input
+
+    trait = nhwc_input(tmp_path)
+    m = onnxviz.load(trait.path, channel_order="BGR", value_range=(0, 255), mean=[103.9, 116.8, 123.7])
+    assert m.meta.layout == "NHWC"
+    layer = m.layer(trait.tensor)
+    r = render(m, obj.channel(layer.name, [0, 1]), steps=32, seed=0, size=32)
+    img = torch.as_tensor(np.asarray(r.images))
+    assert img.shape == (2, 3, 32, 32)
+    # what render reports is what onnxruntime computes on the same image, preprocessed per the metadata
+    x = m.prepare(img.numpy())
+    assert x.shape == (2, 32, 32, 3)
+    ort = m.activations(x, [layer.name])[layer.name].mean(axis=(2, 3))
+    np.testing.assert_allclose(ort[[0, 1], [0, 1]], r.record["activation_end"], rtol=1e-3, atol=1e-4)
+    assert (np.array(r.record["activation_end"]) > np.array(r.record["activation_start"])).all()
