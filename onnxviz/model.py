@@ -269,13 +269,15 @@ class Model:
         except Exception as exc:  # noqa: BLE001 - shapes stay partly unknown
             log.warning("could not determine some layer shapes: %s", exc)
             return
+        dynamic = any(d is None for d in self.input_shape[1:])
         for lay in unknown:
             arr = out[lay.tensor]
-            if arr.ndim == len(lay.shape):
-                dyn = self.input_shape and any(d is None for d in self.input_shape[1:])
-                lay.shape = (None,) + tuple(None if (dyn and i > 0 and lay.layout != "NC" and
-                                                     i != lay.channel_axis - 1 and lay.shape[i + 1] is None)
-                                            else int(d) for i, d in enumerate(arr.shape[1:]))
+            if arr.ndim != len(lay.shape):
+                continue
+            # with a dynamic input size only the channel count is a fact; spatial dims follow the input
+            lay.shape = (None,) + tuple(
+                int(probed) if (i == lay.channel_axis or not dynamic or known is not None) else None
+                for i, (known, probed) in enumerate(zip(lay.shape[1:], arr.shape[1:]), start=1))
 
     def meta_size_guess(self) -> tuple:
         s = self.input_shape

@@ -66,8 +66,6 @@ def op_suffix(node) -> str:
     """The op part of a node name ('Relu_1' for '/Relu_1'), lower-cased; falls back to the op type."""
     name = node.name or ""
     last = name.rsplit("/", 1)[-1] if name else ""
-    if not last or last == name and "/" not in name and node_scope(node) == [] and name:
-        last = name
     if last.startswith("node_"):
         last = last[5:]
     return (last or node.op_type).lower()

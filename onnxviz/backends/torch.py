@@ -111,12 +111,3 @@ def to_device(module: nn.Module, device: Optional[str | torch.device], channels_
     if channels_last:
         module = module.to(memory_format=torch.channels_last)
     return module
-
-
-def default_device() -> torch.device:
-    """CUDA when torch sees one (whichever is current), else CPU; never hard-wired to cuda:0."""
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-
-
-def fresh_names(names: Sequence[str]) -> list:
-    return list(dict.fromkeys(names))
