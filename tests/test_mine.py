@@ -135,6 +135,8 @@ def test_digits_results_equal_brute_force_on_every_layer(digits_model, digits_fo
                     assert np.allclose([e.activation for e in ex], matrix[ref[unit], unit], rtol=1e-6, atol=1e-6)
                     checked += 1
     assert checked > 100
+    # any name the model accepts reaches the mined layer: the raw output tensor "logits" is layer "fc"
+    assert [e.index for e in r.examples("logits", 3, "mean")] == [e.index for e in r.examples("fc", 3, "mean")]
 
 
 def test_argmax_positions_and_crops_point_at_the_true_maximum(digits_model, digits_folder, digits_run):

@@ -82,13 +82,28 @@ class Results:
         """[(image index, key, reason)] of files that could not be read."""
         return self.store.skipped()
 
+    def name(self, layer: str) -> str:
+        """The mined layer's name for any name the model accepts (alias such as block_7, raw tensor name)."""
+        if layer in self._layers:
+            return layer
+        model_path = self.config.get("model")
+        if model_path and Path(model_path).exists():
+            from ..model import load
+
+            try:
+                resolved = load(model_path).layer(layer).name
+            except OnnxVizError:
+                resolved = None
+            if resolved in self._layers:
+                return resolved
+        raise OnnxVizError(f"layer {layer!r} was not mined; mined layers: {', '.join(self._layers)}")
+
     def _layer(self, layer: str) -> dict:
-        if layer not in self._layers:
-            raise OnnxVizError(f"layer {layer!r} was not mined; mined layers: {', '.join(self._layers)}")
-        return self._layers[layer]
+        return self._layers[self.name(layer)]
 
     def scores(self, layer: str, stat: str = "max") -> list:
         """Per unit, the best (top-1) activation (None where unknown): for sorting a layer's units."""
+        layer = self.name(layer)
         s = self.store.scores(layer, stat)
         return [s.get(u) for u in range(self.units(layer))]
 
@@ -96,6 +111,7 @@ class Results:
     def examples(self, layer: str, unit: int, stat: str = "max", direction: str = "top",
                  k: Optional[int] = None) -> list:
         """The ranked examples (best first) of one unit: a list of :class:`Example`."""
+        layer = self.name(layer)
         rec = self._layer(layer)
         unit = int(unit)
         if not 0 <= unit < rec["units"]:
