@@ -15,6 +15,9 @@ from PIL import Image
 from .errors import ImageError
 
 Image.MAX_IMAGE_PIXELS = 400_000_000  # allow big photos; decompression bombs beyond this still fail
+# file names that are taken for images when walking folders and archives
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm",
+                  ".jfif", ".jpe", ".tga", ".ico"}
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,

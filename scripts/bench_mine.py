@@ -18,7 +18,6 @@ JPEGs: foolbox's 20 ImageNet photos, scikit-image and scikit-learn sample photos
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import shutil
 import sys
@@ -30,16 +29,16 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
 
 
 def photos(folder: Path, n: int) -> Path:
     """n JPEG files (real photos, repeated under distinct names) in folder."""
     from PIL import Image
 
-    src = []
-    spec = importlib.util.find_spec("foolbox")
-    if spec and spec.submodule_search_locations:
-        src += sorted((Path(list(spec.submodule_search_locations)[0]) / "data").glob("imagenet_*.jpg"))
+    from export import imagenet_photos  # scripts/export.py
+
+    src = [p for p, _ in imagenet_photos()]
     tmp = folder.parent / "src"
     tmp.mkdir(parents=True, exist_ok=True)
     try:

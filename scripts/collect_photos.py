@@ -19,15 +19,13 @@ from PIL import Image
 def collect(out: Path) -> list:
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    import importlib.util
+    from export import imagenet_photos  # scripts/export.py: finds foolbox's data without importing foolbox
 
-    spec = importlib.util.find_spec("foolbox")  # found, not imported: installed --no-deps, only its data is used
-    if spec and spec.submodule_search_locations:
-        data = Path(list(spec.submodule_search_locations)[0]) / "data"
-        for p in sorted(data.glob("imagenet_*.jpg")):
-            shutil.copy(p, out / p.name)
-            written.append(out / p.name)
-    else:
+    labelled = imagenet_photos()
+    for p, _ in labelled:
+        shutil.copy(p, out / p.name)
+        written.append(out / p.name)
+    if not labelled:
         print("foolbox not installed: skipping its ImageNet photos", file=sys.stderr)
     try:
         import skimage.data as sd

@@ -6,7 +6,6 @@ The real MobileNetV2 (if its weights are installed) is mined over the bundled Im
 """
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import sqlite3
 from pathlib import Path
@@ -281,10 +280,9 @@ def test_cli_mine_and_examples(digits_onnx, digits_folder, tmp_path):
 
 # ---------------------------------------------------------------------------- real MobileNetV2
 def _imagenet_photos() -> list:
-    spec = importlib.util.find_spec("foolbox")
-    if not spec or not spec.submodule_search_locations:
-        return []
-    return sorted((Path(list(spec.submodule_search_locations)[0]) / "data").glob("imagenet_*.jpg"))
+    from models_fixture import export_script
+
+    return [p for p, _ in export_script().imagenet_photos()]
 
 
 @pytest.mark.slow

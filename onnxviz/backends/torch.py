@@ -8,7 +8,7 @@ of them is removed from the graph, so it never runs.
 from __future__ import annotations
 
 from operator import getitem
-from typing import Optional, Sequence
+from typing import Optional
 
 import onnx
 import torch

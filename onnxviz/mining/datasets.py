@@ -30,9 +30,8 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 
 from ..errors import ImageError, OnnxVizError
+from ..images import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm",
-                  ".jfif", ".jpe", ".tga", ".ico"}
 LIST_SUFFIXES = {".txt", ".lst", ".list", ".csv"}
 
 

@@ -40,12 +40,11 @@ def color_matrix_from_images(images: Union[str, Path, np.ndarray, Iterable], max
     Unreadable files are skipped; none readable -> ImageError.
     """
     from ..errors import ImageError
-    from ..images import load_image
+    from ..images import IMAGE_SUFFIXES, load_image
 
     if isinstance(images, (str, Path)):
         folder = Path(images)
-        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in
-                       (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"))[:max_images]
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:max_images]
         arrays = []
         for f in files:
             try:

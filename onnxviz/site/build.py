@@ -102,6 +102,11 @@ def _crop_css(box: tuple, frame: tuple) -> str:
             f"background-position:{px:.2f}% {py:.2f}%")
 
 
+def _at_most(img: Image.Image, size: int) -> Image.Image:
+    """The image shrunk to ``size`` on its longest side; small images stay as they are."""
+    return _thumbnail(img, size) if max(img.size) > size else img
+
+
 def _thumbnail(img: Image.Image, size: int) -> Image.Image:
     w, h = img.size
     scale = size / max(w, h)
@@ -315,7 +320,7 @@ class SiteBuilder:
                 crop = _to_pil(ex.crop)
                 if crop is not None:
                     ex.site_crop = self.save_image(f"img/{info.slug}/ex/{unit}-{which}-{i}-crop.png",
-                                                   _thumbnail(crop, THUMB_SIZE) if max(crop.size) > THUMB_SIZE else crop)
+                                                   _at_most(crop, THUMB_SIZE))
                 elif ex.box and ex.site_image and ex.frame:
                     ex.crop_style = _crop_css(ex.box, ex.frame)
         return list(top), list(bottom)
@@ -332,7 +337,7 @@ class SiteBuilder:
                                                     _thumbnail(img, THUMB_SIZE).convert("RGB"))
             return self._shared[key]
         img = _to_pil(image)
-        return self.save_image(f"{base}.png", _thumbnail(img, THUMB_SIZE) if max(img.size) > THUMB_SIZE else img)
+        return self.save_image(f"{base}.png", _at_most(img, THUMB_SIZE))
 
     # ------------------------------------------------------------------ pages
     def _env(self):
