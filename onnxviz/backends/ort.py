@@ -7,6 +7,7 @@ and keeps those that took; a fallback is logged once, in one line.
 from __future__ import annotations
 
 import functools
+import re
 import logging
 import os
 from typing import Iterable, Optional, Sequence
@@ -16,6 +17,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
+from ..errors import RuntimeModelError
 from ..graph import STATS, add_channel_reductions
 
 log = logging.getLogger("onnxviz")
@@ -58,33 +60,58 @@ def usable_providers(requested: Optional[Sequence[str]] = None) -> list:
     return chosen + ["CPUExecutionProvider"]
 
 
-def session_options(threads: Optional[int] = None) -> ort.SessionOptions:
+def session_options(threads: Optional[int] = None, quiet: bool = False) -> ort.SessionOptions:
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4 if quiet else 3
     if threads:
         opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1
     return opts
 
 
+def _first_line(exc: BaseException) -> str:
+    """onnxruntime's message without its C++ source locations: the node, op and shapes."""
+    text = str(exc).replace("\n", " ")
+    text = re.sub(r"/onnxruntime_src/\S+ ", "", text)
+    text = re.sub(r"\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    return text[:400]
+
+
 class Runner:
     """An onnxruntime session over one (possibly edited) model, run in batches."""
 
     def __init__(self, proto: onnx.ModelProto, providers: Optional[Sequence[str]] = None,
-                 threads: Optional[int] = None, input_name: Optional[str] = None):
+                 threads: Optional[int] = None, input_name: Optional[str] = None, extras: Optional[dict] = None,
+                 quiet: bool = False):
+        """``extras``: {input name: array with batch 1} for the model's other inputs (repeated to the
+        batch size); inputs the session does not have are ignored."""
         self.providers_requested = usable_providers(providers)
-        self.session = ort.InferenceSession(proto.SerializeToString(), session_options(threads),
-                                            providers=self.providers_requested)
+        try:
+            self.session = ort.InferenceSession(proto.SerializeToString(), session_options(threads, quiet),
+                                                providers=self.providers_requested)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's own message names the node
+            raise RuntimeModelError(f"onnxruntime cannot load the model: {_first_line(exc)}") from exc
         self.providers = self.session.get_providers()
-        self.input_name = input_name or self.session.get_inputs()[0].name
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        self.input_name = input_name or next(iter(inputs))
+        self.input_dtype = np.float16 if inputs.get(self.input_name) is not None and \
+            inputs[self.input_name].type == "tensor(float16)" else np.float32
+        self.extras = {k: v for k, v in (extras or {}).items() if k in inputs and k != self.input_name}
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def run(self, x: np.ndarray, outputs: Optional[Iterable[str]] = None) -> dict:
-        """One batch: output name -> array."""
+        """One batch: output name -> array (float16 results as float32)."""
         names = list(outputs) if outputs is not None else self.output_names
-        result = self.session.run(names, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})
-        return dict(zip(names, result))
+        feed = {self.input_name: np.ascontiguousarray(x, dtype=self.input_dtype)}
+        for k, v in self.extras.items():
+            feed[k] = np.repeat(v, len(x), axis=0) if v.ndim and v.shape[0] == 1 else v
+        try:
+            result = self.session.run(names, feed)
+        except Exception as exc:  # noqa: BLE001
+            raise RuntimeModelError(f"onnxruntime failed on an input of shape {tuple(np.shape(x))} "
+                                    f"({self.input_name!r}): {_first_line(exc)}") from exc
+        return {n: (r.astype(np.float32) if r.dtype == np.float16 else r) for n, r in zip(names, result)}
 
     def run_batched(self, x: np.ndarray, batch_size: int = 32, outputs: Optional[Iterable[str]] = None) -> dict:
         """Many images in batches of batch_size; outputs concatenated along the batch axis."""
@@ -105,11 +132,11 @@ class StatsRunner:
     """
 
     def __init__(self, proto: onnx.ModelProto, layers: list, providers=None, threads=None, stats=STATS,
-                 input_name: Optional[str] = None):
+                 input_name: Optional[str] = None, extras: Optional[dict] = None):
         self.layers = layers
         self.stats = tuple(stats)
         edited, self._outputs = add_channel_reductions(proto, layers, self.stats)
-        self.runner = Runner(edited, providers=providers, threads=threads, input_name=input_name)
+        self.runner = Runner(edited, providers=providers, threads=threads, input_name=input_name, extras=extras)
         self.providers = self.runner.providers
 
     def run(self, x: np.ndarray) -> dict:
@@ -119,7 +146,7 @@ class StatsRunner:
         for lay, names in zip(self.layers, self._outputs):
             entry = {s: raw[n] for s, n in names.items()}
             if lay.layout == "NC":
-                v = raw[lay.tensor]
+                v = raw[names.get("mean") or names.get("max") or lay.tensor]
                 entry = {s: v for s in self.stats if s != "argmax"}
                 if "argmax" in self.stats:
                     entry["argmax"] = np.zeros(v.shape, np.int64)
