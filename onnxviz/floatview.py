@@ -143,12 +143,18 @@ def _dequantize(graph: onnx.GraphProto) -> None:
                                               list(node.output), name=node.name, **attrs))
             continue
         n = copy.deepcopy(node)
+        for a in n.attribute:  # integer arithmetic (a quantized bias) is done in float
+            if op == "Cast" and a.name == "to" and a.i in (TensorProto.INT32, TensorProto.INT8, TensorProto.UINT8):
+                a.i = TensorProto.FLOAT
         del n.input[:]
         n.input.extend(ins)
         new_nodes.append(n)
     for o in graph.output:
         if o.name in rename:  # a graph output that was a dropped DequantizeLinear
             new_nodes.append(helper.make_node("Identity", [rename[o.name]], [o.name]))
+    for i, n in enumerate(new_nodes):  # onnx2torch names unnamed nodes op_N, which may collide
+        if not n.name:
+            n.name = f"onnxviz_float_{n.op_type}_{i}"
     del graph.node[:]
     graph.node.extend(_live(new_nodes, {o.name for o in graph.output}))
     used = {i for n in graph.node for i in n.input}

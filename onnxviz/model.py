@@ -226,7 +226,7 @@ class Model:
     def activations(self, x: np.ndarray, names, batch_size: int = 32, providers=None, threads=None) -> dict:
         """Full activations of layers (onnxruntime): {layer name: array (N, ...)}. x is model input."""
         layers = self.resolve(names)
-        runner = self.session([lay.tensor for lay in layers], providers, threads)
+        runner = self.session([lay.name for lay in layers], providers, threads)
         out = runner.run_batched(x, batch_size, [lay.tensor for lay in layers])
         return {lay.name: out[lay.tensor] for lay in layers}
 

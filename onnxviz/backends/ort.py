@@ -136,6 +136,9 @@ class StatsRunner:
         self.layers = layers
         self.stats = tuple(stats)
         edited, self._outputs = add_channel_reductions(proto, layers, self.stats)
+        outs = {o.name for o in edited.graph.output}  # (N, C) layers are output as they are (or cast)
+        self._nc_tensor = {lay.name: lay.tensor if lay.tensor in outs else f"{lay.tensor}__onnxviz_f32"
+                           for lay in layers}
         self.runner = Runner(edited, providers=providers, threads=threads, input_name=input_name, extras=extras)
         self.providers = self.runner.providers
 
@@ -146,7 +149,7 @@ class StatsRunner:
         for lay, names in zip(self.layers, self._outputs):
             entry = {s: raw[n] for s, n in names.items()}
             if lay.layout == "NC":
-                v = raw[names.get("mean") or names.get("max") or lay.tensor]
+                v = raw[names.get("mean") or names.get("max") or self._nc_tensor[lay.name]]
                 entry = {s: v for s in self.stats if s != "argmax"}
                 if "argmax" in self.stats:
                     entry["argmax"] = np.zeros(v.shape, np.int64)
