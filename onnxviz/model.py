@@ -80,8 +80,9 @@ class Model:
         inp = G.image_input(self.proto, input)
         self.input_name = inp.name
         dims = inp.type.tensor_type.shape.dim
-        self.input_shape = tuple(None if i == 0 else (d.dim_value if d.HasField("dim_value") else None)
-                                 for i, d in enumerate(dims))
+        # -1 or 0 (old Paddle2ONNX writes -1 for a dynamic dim) is unknown too
+        self.input_shape = tuple(None if i == 0 else (d.dim_value if d.HasField("dim_value") and d.dim_value > 0
+                                                      else None) for i, d in enumerate(dims))
         self.input_layout = input_layout(self.proto, self.input_name, self.input_shape)
         stored = ModelMeta.from_onnx(raw)
         self.meta_source = "file" if stored else "defaults"

@@ -94,10 +94,13 @@ def check_file(name: str, photos: Path, steps: int = 48, work: Path | None = Non
     except Exception as exc:  # noqa: BLE001
         row["mine"] = "FAIL " + _line(exc)
         row["trace"] = traceback.format_exc(limit=-3)
-    try:  # the unit to render: the most active on the photos
-        x = m.prepare(m.load_images(sorted(photos.iterdir())))
+    try:  # the unit to render: the one photos raise most above a gray image (responsive, not saturated)
+        imgs = m.load_images(sorted(photos.iterdir()))
+        x = m.prepare(imgs)
+        gray = m.prepare(np.full_like(imgs[:1], 0.5))
         stats = m.channel_stats(x, [lay.name for lay in chosen])
-        means = {k: v["mean"].mean(0) for k, v in stats.items()}
+        base = m.channel_stats(gray, [lay.name for lay in chosen])
+        means = {k: v["mean"].mean(0) - base[k]["mean"][0] for k, v in stats.items()}
     except Exception:  # noqa: BLE001
         pass
     row["seconds"]["mine"] = round(time.perf_counter() - t, 2)
@@ -134,7 +137,8 @@ def check_file(name: str, photos: Path, steps: int = 48, work: Path | None = Non
             s, e_ = r.record["activation_start"][0], r.record["activation_end"][0]
             ri = rise(s, e_)
             row["rise"].append(round(ri, 2))
-            results.append("ok" if ri >= RISE_TARGET else f"low rise at {lay.name}:{unit} ({s:.3g} -> {e_:.3g})")
+            results.append("ok" if ri >= RISE_TARGET else f"{_why_low(lay, r.record)} at {lay.name}:{unit} "
+                           f"({s:.3g} -> {e_:.3g})")
         except Exception as exc:  # noqa: BLE001
             row["rise"].append(None)
             results.append(f"{lay.name}: " + _line(exc))
@@ -144,6 +148,15 @@ def check_file(name: str, photos: Path, steps: int = 48, work: Path | None = Non
                      "; ".join(r for r in results if r != "ok"))
     row["seconds"]["render"] = round(time.perf_counter() - t, 2)
     return row
+
+
+def _why_low(lay, record) -> str:
+    """A one-line reason for a rise under the target."""
+    if any(record.get("dead") or []):
+        return "dead unit"
+    if lay.op in ("Clip", "Sigmoid", "HardSigmoid", "Softmax", "Tanh"):
+        return f"bounded ({lay.op}): starts near its ceiling"
+    return "low rise"
 
 
 def _last_error(m, lay) -> float:
