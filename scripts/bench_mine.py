@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=str(REPO / "models" / "mobilenet_v2.onnx"))
     ap.add_argument("--images", type=int, default=160, help="JPEG files for the end-to-end run")
-    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--batch-size", "--batch", dest="batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime / torch threads")
     ap.add_argument("--workers", type=int, default=2, help="decoder threads")
     ap.add_argument("--repeat", type=int, default=3)
