@@ -91,6 +91,11 @@ def normalize(proto: onnx.ModelProto, input_name: Optional[str] = None) -> onnx.
             inits[alias.name] = alias
             graph.node.remove(node)
 
+    for vi in list(graph.input) + list(graph.output):  # old Paddle2ONNX writes -1 for a dynamic dim
+        for k, d in enumerate(vi.type.tensor_type.shape.dim):
+            if d.HasField("dim_value") and d.dim_value <= 0:
+                d.Clear()
+                d.dim_param = f"{vi.name}_dim{k}"
     inp = image_input(proto, input_name)
     dims = inp.type.tensor_type.shape.dim
     fixed_batch = dims[0].dim_value if dims and dims[0].HasField("dim_value") else None

@@ -155,7 +155,7 @@ def _why_low(lay, record) -> str:
     if any(record.get("dead") or []):
         return "dead unit"
     if lay.op in ("Clip", "Sigmoid", "HardSigmoid", "Softmax", "Tanh"):
-        return f"bounded ({lay.op}): starts near its ceiling"
+        return f"bounded ({lay.op}): its ceiling caps the rise"
     return "low rise"
 
 

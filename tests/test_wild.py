@@ -47,12 +47,16 @@ def test_corpus_file(name, photos, tmp_path):
     assert row["inspect"].startswith("ok"), row["inspect"]
     assert row["mine"].startswith("ok"), row.get("trace") or row["mine"]
     assert row["parity"].startswith("ok"), row["parity"]
-    # every picked unit rendered (a rise, however small) or says in one line why it cannot
+    # every picked unit is rendered, or the report says in one line why it cannot (the op and node
+    # that cannot be converted before it); under the 5x target the report names a reason
+    rendered = [r for r in row["rise"] if r is not None]
     for r, unit in zip(row["rise"], row["units"]):
+        layer = unit.rsplit(":", 1)[0]
         if r is None:
-            assert "\n" not in row["render"] and unit.split(":")[0] in row["render"], row["render"]
-        else:
-            assert r > 1.0, (unit, row["render"])
+            assert "\n" not in row["render"] and f"{layer}: " in row["render"], row["render"]
+        elif r < corpus_check.RISE_TARGET:
+            assert f"at {unit} (" in row["render"], row["render"]
+    assert rendered and max(rendered) > 1.05, row["render"]  # gradient ascent moves at least one unit up
 
 
 @pytest.mark.parametrize("name", ["ddddocr_int8", "capspot_siamese", "ppocr_v4_rec"])
