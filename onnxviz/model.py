@@ -93,6 +93,9 @@ class Model:
         found = discover(self.proto, self.input_name, self.input_shape, self.input_layout, self._probe_size(),
                          self.meta.aliases, self._extras)
         self.tensors, self.layers, self._lookup, self._probed = found.tensors, found.layers, found.lookup, found.probed
+        if len(self._extras):  # with several inputs, layers are what the chosen input computes
+            reached = G.depends_on(self.proto.graph, [self.input_name])
+            self.layers = [lay for lay in self.layers if lay.tensor in reached]
         self._runners: dict = {}
         self._torch = None
         self._checked: set = set()
