@@ -121,6 +121,10 @@ def check_file(name: str, photos: Path, steps: int = 48, work: Path | None = Non
         row["parity"] = f"ok: {len(converted)}/{len(chosen)} layers" + (f" ({'; '.join(row['parity_errors'][b] for b in bad)[:200]})" if bad else "")
     else:
         row["parity"] = "FAIL " + next(iter(row.get("parity_errors", {}).values()), "no layer")
+    fv = getattr(m, "float_view_error", None)
+    if fv:  # quantized / fp16: how far the float view (what torch runs) is from the file itself
+        row["float_view_error"] = {k: round(float(v), 4) for k, v in fv.items()}
+        row["parity"] += f"; float view vs the file: max {max(fv.values()):.3g}"
     row["seconds"]["parity"] = round(time.perf_counter() - t, 2)
 
     t = time.perf_counter()
