@@ -36,7 +36,7 @@ def photos(folder: Path, n: int) -> Path:
     """n JPEG files (real photos, repeated under distinct names) in folder."""
     from PIL import Image
 
-    from export import imagenet_photos  # scripts/export.py
+    from onnxviz.zoo import imagenet_photos
 
     src = [p for p, _ in imagenet_photos()]
     tmp = folder.parent / "src"

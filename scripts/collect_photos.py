@@ -19,7 +19,7 @@ from PIL import Image
 def collect(out: Path) -> list:
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    from export import imagenet_photos  # scripts/export.py: finds foolbox's data without importing foolbox
+    from onnxviz.zoo import imagenet_photos  # finds foolbox's data without importing foolbox
 
     labelled = imagenet_photos()
     for p, _ in labelled:
