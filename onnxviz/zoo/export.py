@@ -47,7 +47,7 @@ def calibrate_batchnorm(built: Built) -> None:
     if not bns:
         return
     meta = ModelMeta.from_dict(built.meta_fields)
-    photos = [p for p, _ in imagenet_photos()][:16]
+    photos = [p for p, _ in imagenet_photos()][:8]
     if not photos:
         from ..images import sample_image_path
 

@@ -63,6 +63,8 @@ def vgg19(with_classifier: bool = True) -> dict:
         aliases[f"pool{block}"] = pool
         aliases[f"block{block}_pool"] = pool
         i += 1
+    if not with_classifier:  # features only: pool5 is the graph's output
+        aliases["pool5"] = aliases["block5_pool"] = "features"
     if with_classifier:
         aliases.update({"fc6": "classifier.1", "fc7": "classifier.4", "fc8": "classifier.6"})
     return aliases
