@@ -408,9 +408,10 @@ class Model:
         out = runner.run_batched(x, batch_size, [lay.tensor for lay in layers])
         return {lay.name: out[lay.tensor] for lay in layers}
 
-    def stats_runner(self, names=None, providers=None, threads=None, stats=G.STATS) -> "StatsRunner":
-        """A session that returns per-channel mean/max/argmax of each layer (computed in the graph)."""
-        return StatsRunner(self, self.resolve(names), providers, threads, stats)
+    def stats_runner(self, names=None, providers=None, threads=None, stats=G.STATS, maps=()) -> "StatsRunner":
+        """A session that returns per-channel mean/max/argmax of each layer (computed in the graph),
+        and with ``maps`` the full activation maps of those layers too (``run(x, maps=True)``)."""
+        return StatsRunner(self, self.resolve(names), providers, threads, stats, [self.layer(m) for m in maps])
 
     def channel_stats(self, x: np.ndarray, names=None, batch_size: int = 32, providers=None, threads=None) -> dict:
         """{layer: {"mean": (N,C), "max": (N,C), "argmax": (N,C) flat index into the spatial map}}."""
@@ -495,17 +496,21 @@ class Model:
 class StatsRunner:
     """Per-channel statistics of many layers from one onnxruntime session (what mining runs)."""
 
-    def __init__(self, model: Model, layers: list, providers, threads, stats):
+    def __init__(self, model: Model, layers: list, providers, threads, stats, maps=()):
         from .backends.ort import Runner
 
         self.layers = layers
         self.stats = tuple(stats)
+        self.maps = list(maps)
         proto, self._outputs = G.add_channel_reductions(model.proto, layers, self.stats)
+        if self.maps:
+            proto = G.expose(proto, [m.tensor for m in self.maps], keep_outputs=True)
         self.runner = Runner(proto, providers=providers, threads=threads, input_name=model.input_name)
         self.providers = self.runner.providers
 
-    def run(self, x: np.ndarray) -> dict:
-        """One batch of model input -> {layer name: {stat: (N, C) array}}."""
+    def run(self, x: np.ndarray, maps: bool = False):
+        """One batch of model input -> {layer name: {stat: (N, C) array}}; with ``maps``, also
+        {map layer name: full activation (model layout)} as a second value."""
         raw = self.runner.run(x)
         out = {}
         for lay, names in zip(self.layers, self._outputs):
@@ -516,4 +521,6 @@ class StatsRunner:
                 if "argmax" in self.stats:
                     entry["argmax"] = np.zeros(v.shape, np.int64)
             out[lay.name] = entry
+        if maps:
+            return out, {m.name: raw[m.tensor] for m in self.maps}
         return out
