@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-import numpy as np
 from onnx import helper
 
 GLOBAL = None  # receptive field covering the whole image

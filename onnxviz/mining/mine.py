@@ -28,6 +28,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from ..errors import OnnxVizError
+from ..progress import bar as progress_bar
 from . import crops as C
 from . import samples as SM
 from . import spectrum as SP
@@ -234,7 +235,7 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
         names = [lay.name for lay in runner.layers]
         if workers is None:
             workers = max(1, min(4, (os.cpu_count() or 2) // 2))
-        bar = _bar(progress, len(indices), done)
+        bar = progress_bar(len(indices), "mining", "img", enabled=progress, initial=done, smoothing=0.1)
         pending_rows: list = []
         last_save = time.perf_counter()
         n_batches = 0
@@ -265,11 +266,10 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
                 done += len(decoded)
                 processed += len(decoded)
                 n_batches += 1
-                if bar is not None:
-                    bar.update(len(decoded))
-                    bad = sum(1 for r in pending_rows if r[4])
-                    if bad:
-                        bar.set_postfix_str(f"skipped {bad}+", refresh=False)
+                bar.update(len(decoded))
+                bad = sum(1 for r in pending_rows if r[4])
+                if bad:
+                    bar.set_postfix_str(f"skipped {bad}+", refresh=False)
                 stop = stopper.stop or (stop_after is not None and n_batches >= stop_after)
                 if stop or time.perf_counter() - last_save > checkpoint_seconds:
                     store.checkpoint(states, pending_rows, done, save_samplers)
@@ -277,8 +277,7 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
                 if stop:
                     break
             store.checkpoint(states, pending_rows, done, save_samplers)
-        if bar is not None:
-            bar.close()
+        bar.close()
         summary.seconds = time.perf_counter() - t_loop
         summary.processed_now = processed
         if done >= len(indices) and not stopper.stop:
@@ -335,16 +334,6 @@ def _spec(src: ImageSource) -> str:
         return str(Path(src.spec).resolve())
     except OSError:
         return src.spec
-
-
-def _bar(progress: bool, total: int, initial: int):
-    if not progress:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:  # tqdm is a dependency; still, never fail a run over a progress bar
-        return None
-    return tqdm(total=total, initial=initial, unit="img", dynamic_ncols=True, smoothing=0.1, desc="mining")
 
 
 def merge_runs(shard_dirs: Sequence[Union[str, Path]], out, thumbs: bool = True, command: str = "") -> Summary:

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from ..errors import ObjectiveError
+from ..progress import bar as progress_bar
 from . import param as param_mod
 from . import transforms as tr
 from .objectives import Objective, as_objective
@@ -269,11 +270,8 @@ def render(model, objective, param_f=None, transforms=None, steps: int = 256,
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
         redirect = stack.enter_context(redirected_relus(view, enabled=redirect_steps > 0))
-        iterator = range(1, steps + 1)
-        if progress:
-            from tqdm import tqdm
-
-            iterator = tqdm(iterator, desc=f"render {objective.name}"[:60], unit="step", leave=False)
+        iterator = progress_bar(steps, f"render {objective.name}"[:60], "step", enabled=progress,
+                                iterable=range(1, steps + 1), leave=False)
         for step in iterator:
             if step == redirect_steps + 1:
                 stack.close()  # hooks removed: plain ReLU gradients from here on
