@@ -87,11 +87,10 @@ def render_directions(model, layer: str, vectors: np.ndarray, size: int = 64, st
     dev = resolve_device(device)
     view = make_view(model, [layer], dev)
     out, record = [], {}
-    chunks = range(0, len(vectors), batch)
-    if progress:
-        from tqdm import tqdm
+    from ..progress import bar
 
-        chunks = tqdm(chunks, desc=f"render {len(vectors)} directions", unit="batch", leave=False)
+    chunks = bar(iterable=range(0, len(vectors), batch), total=-(-len(vectors) // batch), enabled=progress,
+                 desc=f"render {len(vectors)} directions", unit="batch", leave=False)
     for i in chunks:
         v = np.ascontiguousarray(vectors[i:i + batch], np.float32)
         res = render(model, obj.direction(layer, v, cossim_pow=cossim_pow), batch=len(v), steps=steps, size=size,
