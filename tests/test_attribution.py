@@ -245,3 +245,84 @@ def test_mobilenet_v2_true_class_attribution_on_labelled_photos(tmp_path_factory
     assert la.spatial.shape == (1, 14, 14)
     g = A.activation_grid(m, str(photos[0][0]), "block_7", size=32, steps=4, batch=64, max_cells=3)
     assert len(g.icons) >= 1
+
+
+# ---------------------------------------------------------------------------- site
+@pytest.fixture(scope="module")
+def blocks_site(digits, digits_onnx, folder, run, tmp_path_factory):
+    from onnxviz.attribution.output import attribute_photo, grid_photo
+    from onnxviz.site import build_site
+
+    photo = sorted(folder.glob("*.png"))[0]
+    attribute_photo(digits, photo, run / "attribution", layer="relu_2", channels=2, render_steps=2, render_size=16)
+    grid_photo(digits, photo, run / "attribution", "relu_2", size=16, steps=2, batch=64, max_cells=3)
+    a = A.build_atlas(digits, run, "relu_2", grid=4, method="pca", min_count=1, size=16, steps=2, batch=64)
+    A.write_atlas(a, run / "atlas" / "relu_2", cell=32)
+    out = tmp_path_factory.mktemp("site")
+    build_site(digits, out, run, examples_per_unit=3)
+    return {"out": out, "photo": photo.stem}
+
+
+def test_site_shows_spectrum_attribution_grid_and_atlas(blocks_site):
+    out = blocks_site["out"]
+    layer = (out / "layers" / "relu_2" / "index.html").read_text()
+    assert "Attribution and activation grid" in layer and 'href="atlas/index.html"' in layer
+    assert "activation grid" in layer and f'id="attr-{blocks_site["photo"]}"' in layer
+    unit = (out / "layers" / "relu_2" / "units" / "0.html").read_text()
+    assert "Spectrum of examples" in unit and "exact quantiles of all 60 images" in unit
+    assert unit.count('class="exs"') == 5 and "Attribution in photos" in unit
+    page = (out / "layers" / "relu_2" / "atlas" / "index.html").read_text()
+    assert 'src="atlas.png"' in page and (out / "layers" / "relu_2" / "atlas" / "atlas.png").exists()
+    other = (out / "layers" / "relu" / "index.html").read_text()
+    assert "atlas/index.html" not in other
+
+
+def test_browser_atlas_page_pans_and_zooms(blocks_site, tmp_path):
+    from pathlib import Path
+
+    chromium = "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip(f"{chromium} not installed (run scripts/install_browser.sh)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
+    from onnxviz.site import make_server
+    import threading
+
+    server = make_server(blocks_site["out"], port=0, quiet=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    errors = []
+    try:
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=["--headless", "--no-sandbox", "--disable-gpu"])
+            try:
+                page = browser.new_page(viewport={"width": 900, "height": 700})
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+                page.goto(f"http://127.0.0.1:{server.server_port}/layers/relu_2/index.html")
+                page.click("a[href='atlas/index.html']")
+                page.wait_for_url("**/atlas/index.html")
+                page.wait_for_function("document.getElementById('atlas').naturalWidth > 0")
+                s0 = page.evaluate("atlasView.state()")
+                page.mouse.move(450, 400)
+                page.mouse.wheel(0, -300)
+                s1 = page.evaluate("atlasView.state()")
+                assert s1["s"] > s0["s"]  # zoomed in about the pointer
+                page.mouse.down()
+                page.mouse.move(350, 300)
+                page.mouse.up()
+                s2 = page.evaluate("atlasView.state()")
+                assert (s2["tx"], s2["ty"]) == pytest.approx((s1["tx"] - 100, s1["ty"] - 100))
+                page.evaluate("atlasView.fit()")
+                box = page.locator("#atlas").bounding_box()
+                cells = page.evaluate("JSON.parse(document.getElementById('atlas-data').textContent).cells")
+                c = cells[0]
+                size = box["width"] / 4
+                page.mouse.move(box["x"] + (c["col"] + 0.5) * size, box["y"] + (c["row"] + 0.5) * size)
+                assert page.locator("#tip").is_visible() and "supports:" in page.inner_text("#tip")
+                page.check("#classes")
+                assert page.evaluate("document.getElementById('atlas').src").endswith("atlas_classes.png")
+            finally:
+                browser.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert errors == []

@@ -19,7 +19,7 @@ import torch
 from ..errors import ObjectiveError
 from ..optvis import objectives as obj
 from ..optvis.objectives import Objective
-from ..optvis.render import Activations, make_view
+from ..optvis.render import Activations, make_view, nchw
 
 
 def resolve_device(device) -> torch.device:
@@ -108,5 +108,4 @@ def as_images(model, photos) -> np.ndarray:
     return model.load_images(list(photos))
 
 
-def to_nchw(t: torch.Tensor, layout: str) -> torch.Tensor:
-    return t.permute(0, 3, 1, 2) if layout == "NHWC" and t.dim() == 4 else t
+to_nchw = nchw  # (N, H, W, C) -> (N, C, H, W) for NHWC layers, else unchanged

@@ -81,7 +81,8 @@ def attribute_photo(model, photo, out_dir, target: Optional[str] = None, layer: 
         name = slug(la.layer)
         entry = {"layer": la.layer, "value": la.record["value"][0], "channel_sum": la.record["channel_sum"][0],
                  "top_channels": [{"channel": u, "attribution": a} for u, a in la.top_channels(0, 10)],
-                 "bottom_channels": [{"channel": u, "attribution": a} for u, a in la.top_channels(0, 5, sign=-1)]}
+                 "bottom_channels": [{"channel": u, "attribution": a} for u, a in la.top_channels(0, 5, sign=-1)],
+                 "channels": np.round(la.channels[0], 6).tolist()}
         if la.spatial is not None:
             heat_overlay(image, la.spatial[0]).save(folder / f"spatial_{name}.png")
             rec["files"]["spatial"] = f"spatial_{name}.png"
