@@ -4,7 +4,8 @@ There are no segmentation masks for these photos, so the test uses the model its
 gradients for the true class point at the evidence for that class, then *deleting* the most
 attributed pixels (replacing them by a blurred copy of the photo) should lower the true-class logit
 far more than deleting the same number of pixels chosen
-  - at random (a seeded numpy Generator), or
+  - at random (a seeded numpy Generator): scattered pixels, and random blobs (smoothed noise,
+    thresholded: regions shaped like an attribution map's), or
   - by the attribution of a *shuffled label* (another photo's class: same method, same
     model, same photo, wrong target).
 For each deleted fraction the table gives the mean drop of the true-class logit over the photos and
@@ -44,6 +45,8 @@ def main(argv=None) -> int:
     ap.add_argument("--photos", type=int, default=20)
     ap.add_argument("--steps", type=int, default=32, help="IG steps (fixed; completeness is reported)")
     ap.add_argument("--fractions", default="0.05,0.1,0.2")
+    ap.add_argument("--baseline", default="black", choices=["black", "gray", "blur"], help="IG baseline")
+    ap.add_argument("--smooth", type=int, default=0, help="SmoothGrad copies (0: none)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
@@ -71,8 +74,10 @@ def main(argv=None) -> int:
     fwd = Forward(m, [out_name])
     rows = []
     for i, (img, y, ys) in enumerate(zip(images, labels, shuffled)):
-        ig_true = integrated_gradients(m, img, f"{out_name}:{y}", steps=args.steps, tolerance=None, view=fwd.view)
-        ig_shuf = integrated_gradients(m, img, f"{out_name}:{ys}", steps=args.steps, tolerance=None, view=fwd.view)
+        kw = dict(steps=args.steps, tolerance=None, view=fwd.view, baseline=args.baseline, smooth=args.smooth,
+                  seed=args.seed)
+        ig_true = integrated_gradients(m, img, f"{out_name}:{y}", **kw)
+        ig_shuf = integrated_gradients(m, img, f"{out_name}:{ys}", **kw)
         maps = {"true": smooth(ig_true.heat[0]), "shuffled": smooth(ig_shuf.heat[0])}
         x = torch.from_numpy(img[None])
         xb = blur(x)
@@ -89,6 +94,11 @@ def main(argv=None) -> int:
             mask[rng.choice(n, k, replace=False)] = True
             variants.append(mask)
             keys.append((f, "random"))
+            blobs = smooth(rng.random(img.shape[1:], dtype=np.float32), 31)
+            mask = np.zeros(n, bool)
+            mask[np.argsort(-blobs.ravel(), kind="stable")[:k]] = True
+            variants.append(mask)
+            keys.append((f, "blobs"))
         masks = torch.from_numpy(np.stack(variants).reshape(-1, 1, *img.shape[1:]).astype(np.float32))
         deleted = x * (1 - masks) + xb * masks
         with torch.no_grad():
@@ -100,26 +110,31 @@ def main(argv=None) -> int:
                      "ig_completeness_error": rec["completeness_error"],
                      "drops": {f"{f}/{name}": d for (f, name), d in drops.items()}})
         print(f"{photos[i][0].name}: " + "  ".join(f"{f:.0%} true {drops[(f, 'true')]:.2f} shuffled "
-                                                  f"{drops[(f, 'shuffled')]:.2f} random {drops[(f, 'random')]:.2f}"
-                                                  for f in fractions), flush=True)
+                                                  f"{drops[(f, 'shuffled')]:.2f} random {drops[(f, 'random')]:.2f} "
+                                                  f"blobs {drops[(f, 'blobs')]:.2f}" for f in fractions), flush=True)
     summary = {}
-    print(f"\n{len(rows)} photos, IG {args.steps} steps, deleted pixels replaced by a blurred copy; "
+    print(f"\n{len(rows)} photos, IG {args.steps} steps from a {args.baseline} baseline"
+          f"{f', smoothed over {args.smooth} noisy copies' if args.smooth else ''}; deleted pixels replaced by a blurred copy; "
           "drop of the true-class logit (mean over photos)")
-    print(f"{'deleted':>8} {'true label':>11} {'shuffled':>9} {'random':>7} {'true > shuffled':>16} {'true > random':>14}")
+    print(f"{'deleted':>8} {'true label':>11} {'shuffled':>9} {'random px':>10} {'random blobs':>13} "
+          f"{'true > shuffled':>16} {'true > random px':>16} {'true > blobs':>13}")
     for f in fractions:
         t = np.array([r["drops"][f"{f}/true"] for r in rows])
         s = np.array([r["drops"][f"{f}/shuffled"] for r in rows])
         r_ = np.array([r["drops"][f"{f}/random"] for r in rows])
+        b_ = np.array([r["drops"][f"{f}/blobs"] for r in rows])
         summary[str(f)] = {"true": float(t.mean()), "shuffled": float(s.mean()), "random": float(r_.mean()),
-                           "true_beats_shuffled": int((t > s).sum()), "true_beats_random": int((t > r_).sum()),
+                           "blobs": float(b_.mean()), "true_beats_shuffled": int((t > s).sum()),
+                           "true_beats_random": int((t > r_).sum()), "true_beats_blobs": int((t > b_).sum()),
                            "photos": len(rows)}
-        print(f"{f:>8.0%} {t.mean():>11.2f} {s.mean():>9.2f} {r_.mean():>7.2f} {(t > s).sum():>13}/{len(rows)} "
-              f"{(t > r_).sum():>11}/{len(rows)}")
+        print(f"{f:>8.0%} {t.mean():>11.2f} {s.mean():>9.2f} {r_.mean():>10.2f} {b_.mean():>13.2f} "
+              f"{(t > s).sum():>13}/{len(rows)} {(t > r_).sum():>13}/{len(rows)} {(t > b_).sum():>10}/{len(rows)}")
     ce = [r["ig_completeness_error"] for r in rows]
     print(f"IG completeness error at {args.steps} steps: median {np.median(ce):.2%}, max {np.max(ce):.2%} "
           f"(the CLI doubles steps until < 1%); {time.perf_counter() - t0:.0f} s")
     if args.json:
-        Path(args.json).write_text(json.dumps({"summary": summary, "photos": rows, "steps": args.steps}, indent=1))
+        Path(args.json).write_text(json.dumps({"summary": summary, "photos": rows, "steps": args.steps,
+                                               "baseline": args.baseline, "smooth": args.smooth}, indent=1))
     return 0
 
 

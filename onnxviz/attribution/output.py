@@ -40,7 +40,7 @@ def _json(path: Path, data: dict) -> None:
 
 def attribute_photo(model, photo, out_dir, target: Optional[str] = None, layer: Optional[str] = None,
                     methods=("ig", "gxi"), steps: int = 32, smooth: int = 0, noise: float = 0.1,
-                    baseline="black", channels: int = 6, render_steps: int = 128, render_size: int = 96,
+                    baseline="blur", channels: int = 6, render_steps: int = 128, render_size: int = 96,
                     seed: int = 0, device=None, command: str = "", progress: bool = False) -> dict:
     """Every attribution of one photo, written under ``out_dir/<photo stem>/``; returns the JSON record."""
     from .input import gradient_x_input, integrated_gradients

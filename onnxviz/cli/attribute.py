@@ -42,7 +42,8 @@ def _default_out(model, out):
 @click.option("--smooth", default=0, show_default=True, type=click.IntRange(0),
               help="Average integrated gradients over N noisy copies (SmoothGrad).")
 @click.option("--noise", default=0.1, show_default=True, type=float, help="Noise sd for --smooth (pixels in [0, 1]).")
-@click.option("--baseline", type=click.Choice(["black", "gray", "blur"]), default="black", show_default=True)
+@click.option("--baseline", type=click.Choice(["blur", "black", "gray"]), default="blur", show_default=True,
+              help="Integrated gradients start from a blurred copy of the photo (default), black or gray.")
 @click.option("--channels", default=6, show_default=True, type=click.IntRange(0),
               help="Top channels of --layer to render (0: none).")
 @click.option("--render-steps", default=128, show_default=True, type=click.IntRange(1))
