@@ -270,7 +270,7 @@ def test_site_shows_spectrum_attribution_grid_and_atlas(blocks_site):
     assert "activation grid" in layer and f'id="attr-{blocks_site["photo"]}"' in layer
     unit = (out / "layers" / "relu_2" / "units" / "0.html").read_text()
     assert "Spectrum of examples" in unit and "exact quantiles of all 60 images" in unit
-    assert unit.count('class="exs"') == 5 and "Attribution in photos" in unit
+    assert unit.count('alt="example at') == 5 and "Attribution in photos" in unit
     page = (out / "layers" / "relu_2" / "atlas" / "index.html").read_text()
     assert 'src="atlas.png"' in page and (out / "layers" / "relu_2" / "atlas" / "atlas.png").exists()
     other = (out / "layers" / "relu" / "index.html").read_text()
@@ -297,6 +297,7 @@ def test_browser_atlas_page_pans_and_zooms(blocks_site, tmp_path):
                 page = browser.new_page(viewport={"width": 900, "height": 700})
                 page.on("pageerror", lambda exc: errors.append(str(exc)))
                 page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+                page.on("response", lambda r: errors.append(r.url) if r.status >= 400 else None)
                 page.goto(f"http://127.0.0.1:{server.server_port}/layers/relu_2/index.html")
                 page.click("a[href='atlas/index.html']")
                 page.wait_for_url("**/atlas/index.html")

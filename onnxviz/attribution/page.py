@@ -7,7 +7,7 @@ import html
 import json
 
 _PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>__TITLE__</title>
+<html lang="en"><head><meta charset="utf-8"><title>__TITLE__</title><link rel="icon" href="data:,">
 <style>
 body{margin:0;font:14px system-ui,sans-serif;background:#111;color:#eee}
 header{padding:8px 12px;background:#222}header a{color:#9cf}
