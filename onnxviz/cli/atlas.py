@@ -1,7 +1,7 @@
 """`onnxviz atlas`: the activation atlas of a layer from a mining run.
 
     onnxviz mine model.onnx photos/ --out runs/m --atlas-layers block_7    # samples vectors while mining
-    onnxviz atlas model.onnx --runs runs/m --layer block_7 --grid 20        # atlas.png/.json/.html
+    onnxviz atlas model.onnx --run runs/m --layer block_7 --grid 20        # atlas.png/.json/.html
 
 Files: ``<out>/atlas.png`` (and ``atlas_classes.png`` for classifiers), ``atlas.json``, a pannable,
 zoomable ``atlas.html``; ``<out>`` defaults to ``<run>/atlas/<layer>``.
@@ -19,7 +19,7 @@ from .options import load_model, meta_options
 
 @click.command()
 @click.argument("model_path", type=click.Path())
-@click.option("--runs", "run_dir", required=True, type=click.Path(file_okay=False, exists=True),
+@click.option("--run", "--runs", "run_dir", required=True, type=click.Path(file_okay=False, exists=True),
               help="A mining run made with --atlas-layers LAYER.")
 @click.option("--layer", "layer_name", required=True)
 @click.option("--grid", "grid_size", default=20, show_default=True, type=click.IntRange(2), help="Cells per side.")
@@ -55,7 +55,7 @@ def atlas(model_path, run_dir, layer_name, grid_size, method, min_count, size, s
     a = build_atlas(model, run_dir, name, grid=grid_size, method=method, min_count=min_count, size=size, steps=steps,
                     batch=batch_size, seed=seed, classes=not no_classes, max_samples=max_samples, device=device,
                     progress=not no_progress)
-    a.record["command"] = command("atlas", model_path, runs=run_dir, layer=layer_name, grid=grid_size, method=method,
+    a.record["command"] = command("atlas", model_path, run=run_dir, layer=layer_name, grid=grid_size, method=method,
                                   min_count=min_count, size=size, steps=steps, batch_size=batch_size,
                                   max_samples=max_samples, no_classes=no_classes, seed=seed, out=out_dir, **meta_opts)
     paths = write_atlas(a, out)
