@@ -34,6 +34,15 @@ def predicted_target(model, image: np.ndarray) -> str:
     return f"{out.name}:{int(np.argmax(logits))}"
 
 
+def _display(heat: np.ndarray) -> np.ndarray:
+    """Pixel attributions lightly smoothed for the overlay (per-pixel maps read as noise; the numbers
+    in the JSON and the API are not smoothed)."""
+    from scipy.ndimage import uniform_filter
+
+    k = max(3, (min(heat.shape) // 64) | 1)
+    return uniform_filter(heat.astype(np.float32), size=k, mode="nearest")
+
+
 def _json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=1, default=float), encoding="utf-8")
 
@@ -63,12 +72,12 @@ def attribute_photo(model, photo, out_dir, target: Optional[str] = None, layer: 
     if "ig" in methods:
         ig = integrated_gradients(model, image, objective, baseline=baseline, steps=steps, smooth=smooth, noise=noise,
                                   seed=seed, device=device)
-        heat_overlay(image, ig.heat[0]).save(folder / "input_ig.png")
+        heat_overlay(image, _display(ig.heat[0])).save(folder / "input_ig.png")
         rec["integrated_gradients"] = {k: v for k, v in ig.record.items() if k != "images"} | ig.record["images"][0]
         rec["files"]["input_ig"] = "input_ig.png"
     if "gxi" in methods:
         gx = gradient_x_input(model, image, objective, baseline=baseline, device=device)
-        heat_overlay(image, gx.heat[0]).save(folder / "input_gxi.png")
+        heat_overlay(image, _display(gx.heat[0])).save(folder / "input_gxi.png")
         rec["gradient_x_input"] = gx.record
         rec["files"]["input_gxi"] = "input_gxi.png"
     if layer:
