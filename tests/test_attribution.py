@@ -229,6 +229,7 @@ def test_nhwc_bgr_file(tmp_path):
 
 # ---------------------------------------------------------------------------- real MobileNetV2
 @pytest.mark.slow
+@pytest.mark.weights
 def test_mobilenet_v2_true_class_attribution_on_labelled_photos(tmp_path_factory):
     from models_fixture import export_script, exported
 
@@ -277,6 +278,7 @@ def test_site_shows_spectrum_attribution_grid_and_atlas(blocks_site):
     assert "atlas/index.html" not in other
 
 
+@pytest.mark.browser
 def test_browser_atlas_page_pans_and_zooms(blocks_site, tmp_path):
     from pathlib import Path
 
