@@ -18,7 +18,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from ..errors import RuntimeModelError
-from ..graph import STATS, add_channel_reductions
+from ..graph import STATS, add_channel_reductions, expose
 
 log = logging.getLogger("onnxviz")
 
@@ -135,18 +135,22 @@ class StatsRunner:
     """
 
     def __init__(self, proto: onnx.ModelProto, layers: list, providers=None, threads=None, stats=STATS,
-                 input_name: Optional[str] = None, extras: Optional[dict] = None):
+                 input_name: Optional[str] = None, extras: Optional[dict] = None, maps: Sequence = ()):
         self.layers = layers
         self.stats = tuple(stats)
+        self.maps = list(maps)  # layers whose full maps are returned too (atlas samples)
         edited, self._outputs = add_channel_reductions(proto, layers, self.stats)
         outs = {o.name for o in edited.graph.output}  # (N, C) layers are output as they are (or cast)
         self._nc_tensor = {lay.name: lay.tensor if lay.tensor in outs else f"{lay.tensor}__onnxviz_f32"
                            for lay in layers}
+        if self.maps:
+            edited = expose(edited, [m.tensor for m in self.maps], keep_outputs=True)
         self.runner = Runner(edited, providers=providers, threads=threads, input_name=input_name, extras=extras)
         self.providers = self.runner.providers
 
-    def run(self, x: np.ndarray) -> dict:
-        """One batch of model input -> {layer name: {stat: (N, C) array}}."""
+    def run(self, x: np.ndarray, maps: bool = False):
+        """One batch of model input -> {layer name: {stat: (N, C) array}}; with ``maps``, also
+        {map layer name: full activation (model layout)} as a second value."""
         raw = self.runner.run(x)
         out = {}
         for lay, names in zip(self.layers, self._outputs):
@@ -157,4 +161,6 @@ class StatsRunner:
                 if "argmax" in self.stats:
                     entry["argmax"] = np.zeros(v.shape, np.int64)
             out[lay.name] = entry
+        if maps:
+            return out, {m.name: raw[m.tensor] for m in self.maps}
         return out

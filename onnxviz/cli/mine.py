@@ -27,9 +27,16 @@ from .options import load_model, meta_options
 @click.option("--overwrite", is_flag=True, help="Start over instead of resuming an existing run.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--no-thumbs", is_flag=True, help="Do not write thumbnails of the example images at the end.")
+@click.option("--spectrum", default=128, show_default=True, type=click.IntRange(0),
+              help="Images in the uniform sample behind each unit's spectrum of examples (quantiles; 0: none).")
+@click.option("--atlas-layers", default=None, help="Comma-separated layers whose activation vectors are sampled "
+              "for `onnxviz atlas`.")
+@click.option("--atlas-per-image", default=8, show_default=True, type=click.IntRange(1),
+              help="Random positions sampled per image and atlas layer.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the spectrum and atlas samplers.")
 @meta_options
 def mine(model_path, source, out, layers, top, bottom, batch_size, workers, threads, shard, limit, overwrite,
-         no_progress, no_thumbs, **meta_kwargs):
+         no_progress, no_thumbs, spectrum, atlas_layers, atlas_per_image, seed, **meta_kwargs):
     """Dataset examples: the top/bottom images of every unit of MODEL_PATH over SOURCE.
 
     SOURCE is a folder tree, a zip or tar archive of images, or a list file (one path per line).
@@ -39,10 +46,12 @@ def mine(model_path, source, out, layers, top, bottom, batch_size, workers, thre
 
     model, meta_opts = load_model(model_path, **meta_kwargs)
     cmd = command("mine", model_path, source, out=out, layers=layers, top=top, bottom=bottom, batch_size=batch_size,
-                  shard=shard, limit=limit, **meta_opts)
+                  shard=shard, limit=limit, spectrum=spectrum, atlas_layers=atlas_layers,
+                  atlas_per_image=atlas_per_image if atlas_layers else None, seed=seed, **meta_opts)
     s = run_mine(model, source, out, layers=layers, top=top, bottom=bottom, batch_size=batch_size, workers=workers,
                  threads=threads, shard=shard, limit=limit, overwrite=overwrite, progress=not no_progress,
-                 thumbs=not no_thumbs, command=cmd)
+                 thumbs=not no_thumbs, command=cmd, spectrum=spectrum, atlas_layers=atlas_layers,
+                 atlas_per_image=atlas_per_image, seed=seed)
     click.echo(s.text())
     if not s.complete:
         sys.exit(130)

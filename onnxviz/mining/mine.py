@@ -30,6 +30,8 @@ import numpy as np
 from ..errors import OnnxVizError
 from ..progress import bar as progress_bar
 from . import fields as C
+from . import samples as SM
+from . import spectrum as SP
 from .datasets import ImageSource, decode_batches, open_source, parse_shard
 from .store import FILENAME, Store
 from .topk import TopK
@@ -140,14 +142,18 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
          workers: Optional[int] = None, threads: Optional[int] = None, providers=None, shard=None,
          limit: Optional[int] = None, overwrite: bool = False, progress: bool = True,
          stop_after: Optional[int] = None, checkpoint_seconds: float = 20.0, thumbs: bool = True,
-         command: str = "") -> Summary:
+         command: str = "", spectrum: int = 128, atlas_layers=None, atlas_per_image: int = 8,
+         seed: int = 0) -> Summary:
     """Mine dataset examples of ``layers`` (default all of ``model.layers``) over ``source``.
 
     model: path or onnxviz Model; source: folder / zip / tar / list file or an ImageSource;
     out: the run directory (results go to ``out/mining/``). ``top``/``bottom``: k per list.
     ``shard``: "i/n" or (i, n): mine every n-th image starting at i (merge with ``merge_runs``).
     ``limit``: only the first ``limit`` images of the shard. ``stop_after``: stop (as if
-    interrupted) after that many batches — for tests and demos. Returns a :class:`Summary`;
+    interrupted) after that many batches — for tests and demos. ``spectrum``: images in the
+    uniform sample behind every unit's spectrum of examples (0: none; see spectrum.py).
+    ``atlas_layers``: layers whose activation vectors are sampled at ``atlas_per_image`` random
+    positions per image for ``onnxviz atlas`` (samples.py). ``seed``: of both samplers. Returns a :class:`Summary`;
     calling again with the same arguments resumes an unfinished run.
     """
     from .. import load
@@ -171,6 +177,13 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
               "source_fingerprint": src.fingerprint(), "items": len(src), "shard": [si, sn], "limit": limit,
               "layers": [r["name"] for r in records], "top": int(top), "bottom": int(bottom),
               "preprocessing": model.meta.to_dict() | {"labels": None}}
+    atlas = [model.layer(n) for n in (atlas_layers.split(",") if isinstance(atlas_layers, str) else atlas_layers or [])]
+    bad = [lay.name for lay in atlas if lay.layout not in ("NCHW", "NHWC")]
+    if bad:
+        raise MiningError(f"atlas layers need spatial maps; {', '.join(bad)} ha{'s' if len(bad) == 1 else 've'} none")
+    if spectrum or atlas:
+        config["samplers"] = {"spectrum": int(spectrum), "atlas_layers": [lay.name for lay in atlas],
+                              "atlas_per_image": int(atlas_per_image), "seed": int(seed)}
     mdir = mining_dir(out)
     path = mdir / FILENAME
     if overwrite and path.exists():
@@ -205,10 +218,20 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
             summary.skipped_files = [(k, e) for _, k, e in store.skipped()[:20]]
             return summary
         todo = indices[done:]
+        reservoir = SP.load(store.db) or SP.empty(spectrum, seed)
+        pending_samples: dict = {}
+
+        def save_samplers(db):
+            if spectrum:
+                SP.save(db, reservoir)
+            for name, rows in pending_samples.items():
+                SM.save(db, name, rows)
+            pending_samples.clear()
+
         # pass 1 ranks by mean and max only: GlobalAveragePool/GlobalMaxPool stay in onnxruntime's
         # blocked layout, while an in-graph ArgMax would force a reorder of every full map
         runner = model.stats_runner([r["name"] for r in records], providers=providers, threads=threads,
-                                    stats=STATS)
+                                    stats=STATS, maps=[lay.name for lay in atlas])
         names = [lay.name for lay in runner.layers]
         if workers is None:
             workers = max(1, min(4, (os.cpu_count() or 2) // 2))
@@ -222,8 +245,13 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
             for batch, decoded in decode_batches(src, todo, model.meta, batch_size, workers):
                 good = [d for d in decoded if d.x is not None]
                 if good:
-                    stats = runner.run(batch)
+                    stats, maps = runner.run(batch, maps=True)
                     idx = np.array([d.index for d in good], np.int64)
+                    if spectrum:
+                        reservoir = SP.update(reservoir, stats, idx)
+                    for lay in atlas:
+                        pending_samples.setdefault(lay.name, []).extend(
+                            SM.sample(maps[lay.name], idx, atlas_per_image, seed, lay.layout))
                     for name in names:
                         s = stats[name]
                         pos = s.get("argmax")
@@ -244,11 +272,11 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
                     bar.set_postfix_str(f"skipped {bad}+", refresh=False)
                 stop = stopper.stop or (stop_after is not None and n_batches >= stop_after)
                 if stop or time.perf_counter() - last_save > checkpoint_seconds:
-                    store.checkpoint(states, pending_rows, done)
+                    store.checkpoint(states, pending_rows, done, save_samplers)
                     pending_rows, last_save = [], time.perf_counter()
                 if stop:
                     break
-            store.checkpoint(states, pending_rows, done)
+            store.checkpoint(states, pending_rows, done, save_samplers)
         bar.close()
         summary.seconds = time.perf_counter() - t_loop
         summary.processed_now = processed
@@ -355,6 +383,10 @@ def merge_runs(shard_dirs: Sequence[Union[str, Path]], out, thumbs: bool = True,
                 else:
                     merged[key] = t
         total = sum(int(s.get("done", 0)) for s in stores)
+        reservoirs = [r for r in (SP.load(s.db) for s in stores) if r is not None]
+        reservoir = reservoirs[0] if reservoirs else None
+        for r in reservoirs[1:]:
+            reservoir = SP.merge(reservoir, r)
         dest = Store(mining_dir(out) / FILENAME)
         try:
             if dest.get("config") is not None:
@@ -367,6 +399,13 @@ def merge_runs(shard_dirs: Sequence[Union[str, Path]], out, thumbs: bool = True,
                     dest.add_images(s.db.execute("SELECT idx, key, width, height, error FROM images").fetchall())
                 dest.save_state(merged)
                 dest.put("done", total)
+                if reservoir is not None:
+                    SP.save(dest.db, reservoir)
+                for s in stores:
+                    for name in SM.layers(s.db):
+                        dest.db.execute(SM.SCHEMA)
+                        dest.db.executemany("INSERT OR REPLACE INTO atlas_samples VALUES (?,?,?,?,?,?)",
+                                            s.db.execute("SELECT * FROM atlas_samples WHERE layer=?", (name,)))
             summary = Summary(out=str(mining_dir(out)), complete=True)
             _end_run(dest, summary, merged, {r["name"]: r["width"] for r in layers})
         finally:

@@ -103,11 +103,14 @@ class Store:
         """rows: (idx, key, width, height, error or None)."""
         self.db.executemany("INSERT OR REPLACE INTO images VALUES (?,?,?,?,?)", rows)
 
-    def checkpoint(self, states: dict, image_rows: list, done: int) -> None:
-        """Everything processed so far, atomically."""
+    def checkpoint(self, states: dict, image_rows: list, done: int, extra=None) -> None:
+        """Everything processed so far, atomically; ``extra(db)`` writes more in the same transaction
+        (the spectrum reservoir and atlas samples)."""
         with self.db:
             self.add_images(image_rows)
             self.save_state(states)
+            if extra is not None:
+                extra(self.db)
             self.put("done", done)
 
     def write_examples(self, states: dict, widths: dict) -> None:
