@@ -12,7 +12,8 @@ Tables
 ------
 ``meta(key, value)``          JSON values: config (model, source, layers, k, shard), progress
                               (``done``: how many of this shard's items are processed),
-                              ``complete``, ``summary``, ``command``.
+                              ``complete``, ``summary``, ``command``; Ray runs also
+                              ``blocks_done`` (ids of the blocks folded into the state).
 ``layers(name, position, units, height, width, layout, field)``
 ``images(idx, key, width, height, error)``  idx = index in the source; error NULL when read fine.
 ``state(layer, stat, dir, keys, positions)`` the streaming top-k state as raw arrays (exact, for
@@ -103,12 +104,14 @@ class Store:
         """rows: (idx, key, width, height, error or None)."""
         self.db.executemany("INSERT OR REPLACE INTO images VALUES (?,?,?,?,?)", rows)
 
-    def checkpoint(self, states: dict, image_rows: list, done: int) -> None:
-        """Everything processed so far, atomically."""
+    def checkpoint(self, states: dict, image_rows: list, done: int, **meta) -> None:
+        """Everything processed so far, atomically (``meta``: more progress keys, e.g. blocks_done)."""
         with self.db:
             self.add_images(image_rows)
             self.save_state(states)
             self.put("done", done)
+            for key, value in meta.items():
+                self.put(key, value)
 
     def write_examples(self, states: dict, widths: dict) -> None:
         """The final table, from the states; widths: {layer: spatial width (or None)}."""
