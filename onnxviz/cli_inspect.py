@@ -53,7 +53,7 @@ def inspect(model_path, as_json, all_nodes, **kwargs):
     m = load_with_overrides(model_path, **kwargs)
     info = m.describe()
     if all_nodes:
-        info["nodes_detail"] = [lay.to_dict() for lay in m.nodes]
+        info["nodes_detail"] = [lay.to_dict() for lay in m.tensors]
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
@@ -67,7 +67,7 @@ def inspect(model_path, as_json, all_nodes, **kwargs):
                f"{list(meta.value_range)}, mean {list(meta.mean)}, std {list(meta.std)}, "
                f"labels {len(meta.labels) if meta.labels else 'none'}")
     click.echo("ops     " + ", ".join(f"{k} {v}" for k, v in info["ops"].items()))
-    rows = m.nodes if all_nodes else m.layers
+    rows = m.tensors if all_nodes else m.layers
     click.echo(f"\n{len(rows)} {'nodes' if all_nodes else 'layers'}:")
     width = max((len(r.name) for r in rows), default=10)
     click.echo(f"  {'name':<{width}}  {'op':<18} {'shape':<22} {'units':>6}  tensor")

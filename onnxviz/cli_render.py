@@ -20,7 +20,7 @@ import click
 
 from .cli_inspect import load_with_overrides, meta_options
 from .errors import ObjectiveError
-from .names import slug
+from .paths import slug
 from .optvis.output import write_render
 
 _KIND_NAMES = {"channel": "channel", "neuron": "neuron", "logit": "class_logit", "prob": "class_prob"}

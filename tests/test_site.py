@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
 import onnxviz
-from onnxviz.names import slug
+from onnxviz.paths import slug
 from onnxviz.site import Example, MiningSource, UnsafePathError, build_site, make_server
 from onnxviz.site.build import SiteBuilder
 

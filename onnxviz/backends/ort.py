@@ -16,6 +16,8 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
+from ..graph import STATS, add_channel_reductions
+
 log = logging.getLogger("onnxviz")
 
 PREFERRED = ("CUDAExecutionProvider", "CPUExecutionProvider")
@@ -92,3 +94,34 @@ class Runner:
             for n, v in self.run(x[start:start + batch_size], names).items():
                 parts[n].append(v)
         return {n: np.concatenate(v, axis=0) if v else np.zeros((0,)) for n, v in parts.items()}
+
+
+class StatsRunner:
+    """Per-channel statistics of many layers from one onnxruntime session (what mining runs).
+
+    ``layers``: objects with ``name``, ``tensor``, ``layout`` and ``units`` (onnxviz Layers); the
+    graph is edited once (``graph.add_channel_reductions``) so onnxruntime returns (N, C) numbers
+    per layer instead of full maps.
+    """
+
+    def __init__(self, proto: onnx.ModelProto, layers: list, providers=None, threads=None, stats=STATS,
+                 input_name: Optional[str] = None):
+        self.layers = layers
+        self.stats = tuple(stats)
+        edited, self._outputs = add_channel_reductions(proto, layers, self.stats)
+        self.runner = Runner(edited, providers=providers, threads=threads, input_name=input_name)
+        self.providers = self.runner.providers
+
+    def run(self, x: np.ndarray) -> dict:
+        """One batch of model input -> {layer name: {stat: (N, C) array}}."""
+        raw = self.runner.run(x)
+        out = {}
+        for lay, names in zip(self.layers, self._outputs):
+            entry = {s: raw[n] for s, n in names.items()}
+            if lay.layout == "NC":
+                v = raw[lay.tensor]
+                entry = {s: v for s in self.stats if s != "argmax"}
+                if "argmax" in self.stats:
+                    entry["argmax"] = np.zeros(v.shape, np.int64)
+            out[lay.name] = entry
+        return out

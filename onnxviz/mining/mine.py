@@ -91,22 +91,12 @@ def _file_hash(model) -> str:
 
 
 def layer_records(model, layers: list) -> list:
-    """Per layer: name, units, spatial height/width (measured when the graph leaves them open), field."""
+    """Per layer: name, units, spatial height/width at the model's input size, receptive field."""
     fields = C.receptive_fields(model.proto, model.input_name)
-    unknown = [lay for lay in layers if lay.layout in ("NCHW", "NHWC") and
-               (not lay.spatial or any(d is None for d in lay.spatial))]
-    measured = {}
-    if unknown:  # dynamic-size models: one run at the mining input size gives the map sizes
-        h, w = model.meta.input_size
-        x = model.prepare(np.zeros((1, 3, h, w), np.float32))
-        acts = model.activations(x, [lay.name for lay in unknown], threads=1)
-        for lay in unknown:
-            a = acts[lay.name]
-            measured[lay.name] = tuple(a.shape[2:4]) if lay.layout == "NCHW" else tuple(a.shape[1:3])
     recs = []
     for lay in layers:
         if lay.layout in ("NCHW", "NHWC"):
-            hh, ww = measured.get(lay.name, lay.spatial)
+            hh, ww = model.map_size(lay)  # probed at the mining input size when the graph leaves it open
         elif lay.layout == "NLC":
             hh, ww = 1, lay.shape[1]
         else:

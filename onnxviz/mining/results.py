@@ -7,7 +7,7 @@ from typing import Optional
 
 from ..errors import OnnxVizError
 from ..meta import ModelMeta
-from ..names import slug
+from ..paths import slug
 from . import crops as C
 from .datasets import ImageSource, open_source
 from .store import FILENAME, Store

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..images import save_image
-from ..names import slug
+from ..paths import slug
 
 _SETTINGS = ("steps", "size", "seed", "lr", "batch", "device", "param", "transforms", "regularizers",
              "redirect_steps", "fit_input", "ms_per_step", "seconds", "activation_per_step_note",

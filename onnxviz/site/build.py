@@ -28,7 +28,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
-from ..names import slug
+from ..paths import slug
 from .collect import UNIT_KINDS, Example, MiningSource, Picture, collect_renders
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from ..names import slug
+from ..paths import inside, slug
 
 log = logging.getLogger(__name__)
 
@@ -77,14 +77,6 @@ def _finite(value) -> Optional[float]:
     return value if math.isfinite(value) else None
 
 
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-        return True
-    except (ValueError, OSError):
-        return False
-
-
 def collect_renders(render_dir, layer_names: list) -> dict:
     """Map layer name -> list of Picture, from ``render_dir/<layer_slug>/*.json``.
 
@@ -100,7 +92,7 @@ def collect_renders(render_dir, layer_names: list) -> dict:
     by_slug = {slug(n): n for n in layer_names}
     known = set(layer_names)
     for folder in sorted(render_dir.iterdir()):
-        if not folder.is_dir() or not _inside(folder, render_dir):
+        if not folder.is_dir() or not inside(folder, render_dir):
             continue
         for js in sorted(folder.glob("*.json")):
             pic = _read_record(js, folder, render_dir, known, by_slug)
@@ -112,7 +104,7 @@ def collect_renders(render_dir, layer_names: list) -> dict:
 
 
 def _read_record(js: Path, folder: Path, render_dir: Path, known: set, by_slug) -> Optional[Picture]:
-    if not _inside(js, render_dir):
+    if not inside(js, render_dir):
         log.warning("skipping %s: outside the render folder", js)
         return None
     try:
@@ -132,7 +124,7 @@ def _read_record(js: Path, folder: Path, render_dir: Path, known: set, by_slug) 
     if not isinstance(image_name, str) or not image_name:
         image_name = js.with_suffix(".png").name
     src = folder / Path(image_name.replace("\\", "/")).name  # a file name, never a path
-    if not src.is_file() or not _inside(src, render_dir):
+    if not src.is_file() or not inside(src, render_dir):
         log.warning("skipping %s: image %r not found", js, image_name)
         return None
     unit = rec.get("unit")
