@@ -10,6 +10,19 @@ import click
 from .cli_inspect import load_with_overrides, meta_options
 
 
+def engine_options(f):
+    """--engine local|ray and where Ray runs (shared by mine and render)."""
+    f = click.option("--block-size", default=None, type=click.IntRange(1),
+                     help="ray: images per block (the unit of work and of resume; default 8 batches).")(f)
+    f = click.option("--gpus-per-worker", default=0.0, type=click.FloatRange(0), show_default=True,
+                     help="ray: GPUs per worker (e.g. 1: one onnxruntime CUDA session per GPU).")(f)
+    f = click.option("--address", default=None,
+                     help="ray: the cluster to join ('auto' on a node of a `ray start` cluster, or HOST:PORT); "
+                          "default: start Ray on this machine.")(f)
+    return click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                        help="Run in this process, or on Ray workers (this machine or a cluster).")(f)
+
+
 @click.command()
 @click.argument("model_path", type=click.Path())
 @click.argument("source", type=click.Path())
@@ -18,28 +31,34 @@ from .cli_inspect import load_with_overrides, meta_options
 @click.option("--top", default=16, show_default=True, type=click.IntRange(0), help="Top-k examples per unit.")
 @click.option("--bottom", default=16, show_default=True, type=click.IntRange(0), help="Bottom-k examples per unit.")
 @click.option("--batch", "batch_size", default=32, show_default=True, type=click.IntRange(1))
-@click.option("--workers", default=None, type=click.IntRange(0), help="Decoder threads (0: decode inline).")
+@click.option("--workers", default=None, type=click.IntRange(0),
+              help="local: decoder threads (0: decode inline); ray: onnxruntime workers (default 2).")
 @click.option("--threads", default=None, type=click.IntRange(1), help="onnxruntime intra-op threads.")
 @click.option("--shard", default=None, help="i/n: mine every n-th image starting at i (merge with mine-merge).")
 @click.option("--limit", default=None, type=click.IntRange(1), help="Only the first N images.")
 @click.option("--overwrite", is_flag=True, help="Start over instead of resuming an existing run.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--no-thumbs", is_flag=True, help="Do not write thumbnails of the example images at the end.")
+@engine_options
 @meta_options
 def mine(model_path, source, out, layers, top, bottom, batch_size, workers, threads, shard, limit, overwrite,
-         no_progress, no_thumbs, **meta_kwargs):
+         no_progress, no_thumbs, engine, address, gpus_per_worker, block_size, **meta_kwargs):
     """Dataset examples: the top/bottom images of every unit of MODEL_PATH over SOURCE.
 
     SOURCE is a folder tree, a zip or tar archive of images, or a list file (one path per line).
     Running the same command again resumes an interrupted run.
     """
-    from .mining import mine as run_mine
+    from .engines import mine as run_mine
 
     model = load_with_overrides(model_path, **meta_kwargs)
     command = "onnxviz " + " ".join(shlex.quote(a) for a in ["mine"] + sys.argv[2:]) if len(sys.argv) > 1 else ""
-    s = run_mine(model, source, out, layers=layers, top=top, bottom=bottom, batch_size=batch_size, workers=workers,
-                 threads=threads, shard=shard, limit=limit, overwrite=overwrite, progress=not no_progress,
-                 thumbs=not no_thumbs, command=command)
+    kw = {}
+    if engine == "ray":
+        kw = dict(address=address, gpus_per_worker=gpus_per_worker, block_size=block_size)
+        workers = workers or 2
+    s = run_mine(model, source, out, engine=engine, layers=layers, top=top, bottom=bottom, batch_size=batch_size,
+                 workers=workers, threads=threads, shard=shard, limit=limit, overwrite=overwrite,
+                 progress=not no_progress, thumbs=not no_thumbs, command=command, **kw)
     click.echo(s.text())
     if not s.complete:
         sys.exit(130)

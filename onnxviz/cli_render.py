@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 
 from .cli_inspect import load_with_overrides, meta_options
+from .cli_mine import engine_options
 from .errors import ObjectiveError
 from .paths import slug
 from .optvis.output import write_render
@@ -79,7 +80,8 @@ def _report(png: Path, record: dict, index: int) -> None:
               show_default=True, help="What TARGET 'layer:unit' means: a channel's mean, the center neuron, a class "
               "logit (pre-softmax) or a class probability.")
 @click.option("--neuron", is_flag=True, help="Same as --objective neuron.")
-@click.option("--layer", "layer_name", help="With --all or --units: render channels of this layer in batches.")
+@click.option("--layer", "layer_name", help="With --all or --units: render channels of this layer in batches "
+              "('all': every layer of the model).")
 @click.option("--all", "all_units", is_flag=True, help="Every channel of --layer.")
 @click.option("--units", help="Units of --layer, e.g. 0,3,5-9.")
 @click.option("--batch-size", type=int, default=16, show_default=True, help="Units per batch with --layer.")
@@ -96,10 +98,14 @@ def _report(png: Path, record: dict, index: int) -> None:
 @click.option("--out", "out_dir", type=click.Path(), default=None,
               help="Output folder (default runs/<model name>/render).")
 @click.option("--no-progress", is_flag=True)
+@click.option("--workers", type=click.IntRange(1), default=2, show_default=True,
+              help="With --engine ray: render workers (one torch model each).")
+@click.option("--overwrite", is_flag=True, help="With --layer: render again the units whose PNG + JSON exist.")
+@engine_options
 @meta_options
 def render(model_path, target, kind, neuron, layer_name, all_units, units, batch_size, deepdream_layer,
            caricature_layer, image_path, diversity, steps, size, seed, lr, device, threads, out_dir, no_progress,
-           **meta_kwargs):
+           workers, overwrite, engine, address, gpus_per_worker, block_size, **meta_kwargs):
     """Feature visualization by gradient ascent: PNG + JSON per image."""
     import torch
 
@@ -148,32 +154,20 @@ def render(model_path, target, kind, neuron, layer_name, all_units, units, batch
         return
 
     if layer_name:
-        lay = model.layer(layer_name)
-        unit_list = list(range(lay.units)) if all_units else _parse_units(units)
-        obj.channel(lay.name, unit_list).check(model)
-        batches = list(range(0, len(unit_list), batch_size))
-        it = recipes.render_layer(model, lay.name, unit_list, batch_size=batch_size, neuron=kind == "neuron",
-                                  **render_kw)
-        cmd = _command(model_path, None, {"layer": layer_name, "all": bool(all_units), "units": units,
-                                          "objective": kind, "batch_size": batch_size, **common, **meta_opts})
-        try:
-            from tqdm import tqdm
+        import contextlib
 
-            it = tqdm(it, total=len(batches), desc=f"{lay.name}: {len(unit_list)} units", unit="batch",
-                      disable=not progress)
-        except ImportError:  # pragma: no cover
-            pass
-        ok = 0
-        for chunk, result in it:
-            for i, u in enumerate(chunk):
-                info = dict(base, layer=lay.name, unit=u, kind=_KIND_NAMES.get(kind, kind),
-                            objective=(obj.neuron if kind == "neuron" else obj.channel)(lay.name, u).name,
-                            command=cmd)
-                png = write_render(out, lay.name, f"{info['kind']}_{u}", result.images[i], result.record, i, info)
-                ok += not result.record["dead"][i]
-                if not progress:
-                    _report(png, result.record, i)
-        click.echo(f"{len(unit_list)} units of {lay.name} -> {out / slug(lay.name)} ({len(unit_list) - ok} dead)")
+        names = [lay.name for lay in model.layers if lay.units] if layer_name == "all" else [layer_name]
+        if engine == "ray":  # one Ray session for all layers
+            from .engines.ray import session
+
+            ctx = session(address)
+        else:
+            ctx = contextlib.nullcontext()
+        with ctx:
+            for name in names:
+                _render_units(model, model_path, name, all_units, units, kind, batch_size, render_kw, common,
+                              meta_opts, base, out, progress, overwrite, engine,
+                              dict(workers=workers, threads=threads, gpus_per_worker=gpus_per_worker))
         return
 
     target_obj = obj.parse(target, kind)
@@ -199,6 +193,64 @@ def render(model_path, target, kind, neuron, layer_name, all_units, units, batch
         info["label"] = model.meta.label(target_obj.unit)
     png = write_render(out, lay.name, f"{target_obj.kind}_{target_obj.unit}", result.images[0], result.record, 0, info)
     _report(png, result.record, 0)
+
+
+def _render_units(model, model_path, layer_name, all_units, units, kind, batch_size, render_kw, common, meta_opts,
+                  base, out, progress, overwrite, engine, ray_kw) -> None:
+    """Every unit (or --units) of one layer, in batches, locally or on Ray; existing pictures are kept."""
+    import json
+
+    from .optvis import objectives as obj
+    from .optvis import recipes
+
+    lay = model.layer(layer_name)
+    unit_list = list(range(lay.units)) if all_units else _parse_units(units)
+    obj.channel(lay.name, unit_list).check(model)
+    cmd = _command(model_path, None, {"layer": layer_name, "all": bool(all_units), "units": units,
+                                      "objective": kind, "batch_size": batch_size, **common, **meta_opts})
+    kind_name = _KIND_NAMES.get(kind, kind)
+    folder = out / slug(lay.name)
+    dead = [0]
+
+    def exists(u) -> bool:  # a picture made by this same command (resume); other settings are redone
+        if overwrite or not (folder / f"{kind_name}_{u}.png").exists():
+            return False
+        try:
+            return json.loads((folder / f"{kind_name}_{u}.json").read_text())["command"] == cmd
+        except (OSError, ValueError, KeyError):
+            return False
+
+    def write(chunk, images, record) -> None:
+        for i, u in enumerate(chunk):
+            info = dict(base, layer=lay.name, unit=u, kind=kind_name,
+                        objective=(obj.neuron if kind == "neuron" else obj.channel)(lay.name, u).name, command=cmd)
+            png = write_render(out, lay.name, f"{kind_name}_{u}", images[i], record, i, info)
+            dead[0] += bool(record["dead"][i])
+            if not progress:
+                _report(png, record, i)
+
+    chunks = [unit_list[i:i + batch_size] for i in range(0, len(unit_list), batch_size)]
+    todo = [c for c in chunks if not all(exists(u) for u in c)]
+    if engine == "ray":
+        from .engines import ray as ray_engine
+
+        ray_engine.render_layer(model, lay.name, unit_list, batch_size, kind == "neuron", render_kw, write, exists,
+                                progress=progress, **ray_kw)
+    elif todo:
+        it = recipes.render_layer(model, lay.name, [u for c in todo for u in c], batch_size=batch_size,
+                                  neuron=kind == "neuron", **render_kw)
+        try:
+            from tqdm import tqdm
+
+            it = tqdm(it, total=len(todo), desc=f"{lay.name}: {len(unit_list)} units", unit="batch",
+                      disable=not progress)
+        except ImportError:  # pragma: no cover
+            pass
+        for chunk, result in it:
+            write(chunk, result.images, result.record)
+    kept = len(unit_list) - sum(len(c) for c in todo)
+    click.echo(f"{len(unit_list)} units of {lay.name} -> {out / slug(lay.name)} ({dead[0]} dead"
+               + (f"; {kept} kept from an earlier run" if kept else "") + ")")
 
 
 COMMANDS = [render]

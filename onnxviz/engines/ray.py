@@ -72,7 +72,7 @@ def session(address: Optional[str] = None, num_cpus: Optional[int] = None):
 def _context(progress: bool):
     from ray.data import DataContext
 
-    logging.getLogger("ray.data").setLevel(logging.WARNING)  # Ray Data's per-dataset INFO lines
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # Ray Data's per-dataset INFO lines
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False  # the driver shows one bar in images, not Ray's per operator
     ctx.execution_options.preserve_order = False
@@ -112,7 +112,7 @@ def _pipeline(ray, blocks: dict, reader, spec, layers, top, bottom, batch_size, 
     return ds.map(_Mine, fn_constructor_kwargs=dict(spec=spec, layers=layers, top=top, bottom=bottom,
                                                    batch_size=batch_size, threads=threads, providers=providers,
                                                    positions=positions),
-                  compute=ray.data.ActorPoolStrategy(size=max(1, workers)), **actor)
+                  compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, workers)), **actor)
 
 
 def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch_size: int = 32,
@@ -244,10 +244,7 @@ def render_layer(model, layer: str, units: Sequence[int], batch_size: int, neuro
         return 0, len(chunks)
     spec = work.ModelSpec.of(model)
     kw = dict(render_kw, progress=False)
-    bar = _bar(progress, len(chunks), len(chunks) - len(todo))
-    if bar is not None:
-        bar.set_description(f"{layer}: {len(units)} units")
-        bar.unit = "batch"
+    bar = _bar(progress, len(chunks), len(chunks) - len(todo), desc=f"{layer}: {len(units)} units", unit="batch")
     with session(address, num_cpus) as ray:
         _context(progress)
         threads = threads or _threads_per_worker(ray, workers, gpus_per_worker)
@@ -256,7 +253,7 @@ def render_layer(model, layer: str, units: Sequence[int], batch_size: int, neuro
         actor = dict(num_gpus=gpus_per_worker) if gpus_per_worker else dict(num_cpus=0.5)
         ds = ds.map(_Render, fn_constructor_kwargs=dict(spec=spec, layer=layer, neuron=neuron, render_kw=kw,
                                                        threads=threads),
-                    compute=ray.data.ActorPoolStrategy(size=max(1, workers)), **actor)
+                    compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, workers)), **actor)
         for row in ds.iter_rows():
             write(chunks[int(row["chunk"])], row["images"], pickle.loads(row["record"]))
             if bar is not None:

@@ -344,14 +344,14 @@ def _spec(src: ImageSource) -> str:
         return src.spec
 
 
-def _bar(progress: bool, total: int, initial: int):
+def _bar(progress: bool, total: int, initial: int, desc: str = "mining", unit: str = "img"):
     if not progress:
         return None
     try:
         from tqdm import tqdm
     except ImportError:  # tqdm is a dependency; still, never fail a run over a progress bar
         return None
-    return tqdm(total=total, initial=initial, unit="img", dynamic_ncols=True, smoothing=0.1, desc="mining")
+    return tqdm(total=total, initial=initial, unit=unit, dynamic_ncols=True, smoothing=0.1, desc=desc)
 
 
 def merge_runs(shard_dirs: Sequence[Union[str, Path]], out, thumbs: bool = True, command: str = "") -> Summary:
