@@ -120,14 +120,16 @@ class Store:
             for (layer, stat, d), t in states.items():
                 values, idx, pos = t.result()
                 w = widths.get(layer)
-                units, ranks = np.nonzero(idx >= 0)
-                rows = []
-                for u, r in zip(units.tolist(), ranks.tolist()):
-                    v = float(values[u, r])
-                    p = int(pos[u, r])
-                    y, x = (divmod(p, w) if (w and p >= 0) else (None, None))
-                    rows.append((layer, u, stat, d, r, int(idx[u, r]), None if v != v else v, y, x))
-                self.db.executemany("INSERT INTO examples VALUES (?,?,?,?,?,?,?,?,?)", rows)
+                units, ranks = np.nonzero(idx >= 0)  # vectorised: rows are built in numpy, not one by one
+                p = pos[units, ranks]
+                has = ((p >= 0) & bool(w)).tolist()
+                y = [int(v) if h else None for h, v in zip(has, (p // (w or 1)).tolist())]
+                x = [int(v) if h else None for h, v in zip(has, (p % (w or 1)).tolist())]
+                vals = [None if f != f else f for f in values[units, ranks].astype(np.float64).tolist()]
+                n = len(vals)
+                self.db.executemany("INSERT INTO examples VALUES (?,?,?,?,?,?,?,?,?)",
+                                    zip([layer] * n, units.tolist(), [stat] * n, [d] * n, ranks.tolist(),
+                                        idx[units, ranks].tolist(), vals, y, x))
 
     # ------------------------------------------------------------------ reading
     def image(self, idx: int) -> Optional[tuple]:
