@@ -179,7 +179,7 @@ class Model:
         out = runner.run_batched(x, batch_size, [lay.tensor for lay in layers])
         return {lay.name: out[lay.tensor] for lay in layers}
 
-    def stats_runner(self, names=None, providers=None, threads=None, stats=G.STATS) -> "StatsRunner":
+    def stats_runner(self, names=None, providers=None, threads=None, stats=G.STATS):
         """A session that returns per-channel mean/max/argmax of each layer (computed in the graph)."""
         from .backends.ort import StatsRunner
 
@@ -254,9 +254,14 @@ class Model:
             "path": str(self.path) if self.path else None,
             "file_size": size,
             "opset": self.opset,
+            "opsets": {o.domain or "ai.onnx": o.version for o in self.proto.opset_import},
+            "ir_version": self.proto.ir_version,
+            "parameters": sum(int(np.prod(t.dims)) for t in self.proto.graph.initializer),
             "producer": self.producer,
             "input": {"name": self.input_name, "shape": list(self.input_shape), "layout": self.input_layout},
             "outputs": [o.name for o in self.proto.graph.output],
+            "output_shapes": {o.name: [d.dim_param or (d.dim_value if d.HasField("dim_value") else None)
+                                       for d in o.type.tensor_type.shape.dim] for o in self.proto.graph.output},
             "meta": self.meta.to_dict(),
             "meta_source": self.meta_source,
             "ops": dict(sorted(ops.items(), key=lambda kv: -kv[1])),

@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=str(REPO / "models" / "mobilenet_v2.onnx"))
     ap.add_argument("--images", type=int, default=192)
-    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--batch-size", "--batch", dest="batch", type=int, default=32)
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
 

@@ -116,7 +116,7 @@ def test_ray_render_writes_the_local_pictures_and_skips_existing(digits_onnx, ra
         b = np.asarray(Image.open(tmp_path / "ray" / "relu_2" / f"channel_{u}.png"))
         assert np.array_equal(a, b), u
         assert json.loads((tmp_path / "ray" / "relu_2" / f"channel_{u}.json").read_text())["unit"] == u
-    (tmp_path / "ray" / "relu_2" / "channel_5.png").unlink()
+    (tmp_path / "ray" / "relu_2" / "channel_5.png").unlink()  # batch 0-3 kept, batch 4-5 redone
     res = CliRunner().invoke(cli, args + ["--out", str(tmp_path / "ray"), "--engine", "ray"])
     assert res.exit_code == 0 and "4 kept from an earlier run" in res.output, res.output
     assert (tmp_path / "ray" / "relu_2" / "channel_5.png").exists()

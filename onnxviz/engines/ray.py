@@ -29,8 +29,9 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from ..errors import OnnxVizError
-from ..mining.mine import (MiningError, Summary, _bar, _Stopper, completed, finalize, mining_dir, open_run,
-                           set_positions, wanted_images)
+from ..mining.mine import (MiningError, Summary, _Stopper, _write_thumbnails, completed, finalize, mining_dir,
+                           open_run, set_positions, wanted_images)
+from ..progress import bar as progress_bar
 from ..mining.datasets import ImageSource, key_reader, open_source
 from . import work
 
@@ -151,7 +152,7 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
             return completed(store, summary, t_start)
         plan = work.plan_blocks(indices, block_size)
         todo = {b: (idx, [src.key(i) for i in idx]) for b, idx in enumerate(plan) if b not in finished}
-        bar = _bar(progress, len(indices), done)
+        bar = progress_bar(len(indices), "mining", "img", enabled=progress, initial=done, smoothing=0.1)
         processed, pending_rows, last_save, n_blocks = 0, [], time.perf_counter(), 0
         t_loop = time.perf_counter()
         with session(address, num_cpus) as ray, _Stopper() as stopper:
@@ -168,8 +169,7 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
                     done += len(rows)
                     processed += len(rows)
                     n_blocks += 1
-                    if bar is not None:
-                        bar.update(len(rows))
+                    bar.update(len(rows))
                     stop = stopper.stop or (stop_after is not None and n_blocks >= stop_after)
                     if stop or time.perf_counter() - last_save > checkpoint_seconds:
                         store.checkpoint(states, pending_rows, done, blocks_done=sorted(finished))
@@ -177,8 +177,7 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
                     if stop:
                         break
                 store.checkpoint(states, pending_rows, done, blocks_done=sorted(finished))
-            if bar is not None:
-                bar.close()
+            bar.close()
             summary.seconds = time.perf_counter() - t_loop
             summary.processed_now = processed
             if len(finished) == len(plan) and not stopper.stop:
@@ -189,9 +188,7 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
     finally:
         store.close()
     if summary.complete and thumbs:
-        from ..mining.results import open_results
-
-        open_results(out).write_thumbnails()
+        _write_thumbnails(out)
     return summary
 
 
@@ -228,36 +225,27 @@ class _Render:
         return {"chunk": row["chunk"], "images": images, "record": pickle.dumps(record)}
 
 
-def render_layer(model, layer: str, units: Sequence[int], batch_size: int, neuron: bool, render_kw: dict,
-                 write: Callable, exists: Callable, workers: int = 2, threads: Optional[int] = None,
-                 address: Optional[str] = None, num_cpus: Optional[int] = None, gpus_per_worker: float = 0,
-                 progress: bool = True) -> tuple:
-    """Render ``units`` of ``layer`` in chunks of ``batch_size`` on Ray actors.
+def render_chunks(model, layer: str, chunks: Sequence[Sequence[int]], neuron: bool, render_kw: dict,
+                  write: Callable, workers: int = 2, threads: Optional[int] = None, address: Optional[str] = None,
+                  num_cpus: Optional[int] = None, gpus_per_worker: float = 0) -> int:
+    """Render each chunk of units of ``layer`` (one batch each) on Ray actors.
 
-    write(chunk_units, images, record): called in the driver for each finished chunk (writes
-    PNG + JSON); exists(unit) -> bool: chunks whose units all exist are skipped (resume).
-    Returns (rendered chunks, skipped chunks).
+    write(chunk, images, record) is called in the driver as each chunk finishes (in any order),
+    so workers need no shared disk for the output. Returns the number of chunks rendered.
     """
-    chunks = [list(units[i:i + batch_size]) for i in range(0, len(units), batch_size)]
-    todo = [(c, chunk) for c, chunk in enumerate(chunks) if not all(exists(u) for u in chunk)]
-    if not todo:
-        return 0, len(chunks)
+    if not chunks:
+        return 0
     spec = work.ModelSpec.of(model)
     kw = dict(render_kw, progress=False)
-    bar = _bar(progress, len(chunks), len(chunks) - len(todo), desc=f"{layer}: {len(units)} units", unit="batch")
     with session(address, num_cpus) as ray:
-        _context(progress)
+        _context(False)
         threads = threads or _threads_per_worker(ray, workers, gpus_per_worker)
-        items = [{"chunk": c, "units": np.asarray(chunk, np.int64)} for c, chunk in todo]
+        items = [{"chunk": c, "units": np.asarray(chunk, np.int64)} for c, chunk in enumerate(chunks)]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         actor = dict(num_gpus=gpus_per_worker) if gpus_per_worker else dict(num_cpus=0.5)
         ds = ds.map(_Render, fn_constructor_kwargs=dict(spec=spec, layer=layer, neuron=neuron, render_kw=kw,
                                                        threads=threads),
                     compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, workers)), **actor)
         for row in ds.iter_rows():
-            write(chunks[int(row["chunk"])], row["images"], pickle.loads(row["record"]))
-            if bar is not None:
-                bar.update(1)
-    if bar is not None:
-        bar.close()
-    return len(todo), len(chunks) - len(todo)
+            write(list(chunks[int(row["chunk"])]), row["images"], pickle.loads(row["record"]))
+    return len(chunks)

@@ -28,7 +28,8 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from ..errors import OnnxVizError
-from . import crops as C
+from ..progress import bar as progress_bar
+from . import fields as C
 from .datasets import ImageSource, decode_batches, open_source, parse_shard
 from .store import FILENAME, Store
 from .topk import TopK
@@ -152,11 +153,11 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
     from .. import load
 
     t_start = time.perf_counter()
-    if not hasattr(model, "stats_runner"):
+    if isinstance(model, (str, os.PathLike)):
         model = load(model)
     src = source if isinstance(source, ImageSource) else open_source(source)
     if batch_size < 1:
-        raise MiningError("--batch must be at least 1")
+        raise MiningError("--batch-size must be at least 1")
     store, records, states, indices = open_run(model, src, out, layers, top, bottom, shard, limit, overwrite,
                                                command)
     try:
@@ -172,7 +173,7 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
         names = [lay.name for lay in runner.layers]
         if workers is None:
             workers = max(1, min(4, (os.cpu_count() or 2) // 2))
-        bar = _bar(progress, len(indices), done)
+        bar = progress_bar(len(indices), "mining", "img", enabled=progress, initial=done, smoothing=0.1)
         pending_rows: list = []
         last_save = time.perf_counter()
         n_batches = 0
@@ -198,11 +199,10 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
                 done += len(decoded)
                 processed += len(decoded)
                 n_batches += 1
-                if bar is not None:
-                    bar.update(len(decoded))
-                    bad = sum(1 for r in pending_rows if r[4])
-                    if bad:
-                        bar.set_postfix_str(f"skipped {bad}+", refresh=False)
+                bar.update(len(decoded))
+                bad = sum(1 for r in pending_rows if r[4])
+                if bad:
+                    bar.set_postfix_str(f"skipped {bad}+", refresh=False)
                 stop = stopper.stop or (stop_after is not None and n_batches >= stop_after)
                 if stop or time.perf_counter() - last_save > checkpoint_seconds:
                     store.checkpoint(states, pending_rows, done)
@@ -210,8 +210,7 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
                 if stop:
                     break
             store.checkpoint(states, pending_rows, done)
-        if bar is not None:
-            bar.close()
+        bar.close()
         summary.seconds = time.perf_counter() - t_loop
         summary.processed_now = processed
         if done >= len(indices) and not stopper.stop:
@@ -221,9 +220,7 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
     finally:
         store.close()
     if summary.complete and thumbs:
-        from .results import open_results
-
-        open_results(out).write_thumbnails()
+        _write_thumbnails(out)
     return summary
 
 
@@ -286,17 +283,35 @@ def completed(store: Store, summary: Summary, t_start: float) -> Summary:
 
 
 def finalize(store: Store, states: dict, records: list, summary: Summary) -> None:
-    """Write the final examples table (when ``summary.complete``) and the summary."""
+    """Write the final state and examples table (when ``summary.complete``) and the summary."""
     if summary.complete:
         with store.db:
             store.save_state(states)
-        store.write_examples(states, {r["name"]: r["width"] for r in records})
+    _end_run(store, summary, states, {r["name"]: r["width"] for r in records})
+
+
+def _end_run(store: Store, summary: Summary, states: dict, widths: dict) -> None:
+    """The end of a mining session (and of a merge): the examples table when the run is complete,
+    the counts, the summary, the complete flag."""
+    if summary.complete:
+        store.write_examples(states, widths)
     summary.images, summary.skipped = store.counts()
     summary.skipped_files = [(k, e) for _, k, e in store.skipped()[:20]]
     with store.db:
         store.put("summary", summary.to_dict())
         if summary.complete:
             store.put("complete", True)
+
+
+def _write_thumbnails(out) -> None:
+    """Thumbnails of every example image, so the run directory is self-contained."""
+    from .results import open_results
+
+    r = open_results(out)
+    try:
+        r.write_thumbnails()
+    finally:
+        r.close()
 
 
 def wanted_images(states: dict) -> list:
@@ -344,16 +359,6 @@ def _spec(src: ImageSource) -> str:
         return src.spec
 
 
-def _bar(progress: bool, total: int, initial: int, desc: str = "mining", unit: str = "img"):
-    if not progress:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:  # tqdm is a dependency; still, never fail a run over a progress bar
-        return None
-    return tqdm(total=total, initial=initial, unit=unit, dynamic_ncols=True, smoothing=0.1, desc=desc)
-
-
 def merge_runs(shard_dirs: Sequence[Union[str, Path]], out, thumbs: bool = True, command: str = "") -> Summary:
     """Merge complete shard runs (``mine(..., shard="i/n")``) into ``out``: the same result as one run."""
     stores = []
@@ -397,19 +402,13 @@ def merge_runs(shard_dirs: Sequence[Union[str, Path]], out, thumbs: bool = True,
                     dest.add_images(s.db.execute("SELECT idx, key, width, height, error FROM images").fetchall())
                 dest.save_state(merged)
                 dest.put("done", total)
-            dest.write_examples(merged, {r["name"]: r["width"] for r in layers})
             summary = Summary(out=str(mining_dir(out)), complete=True)
-            summary.images, summary.skipped = dest.counts()
-            with dest.db:
-                dest.put("summary", summary.to_dict())
-                dest.put("complete", True)
+            _end_run(dest, summary, merged, {r["name"]: r["width"] for r in layers})
         finally:
             dest.close()
     finally:
         for s in stores:
             s.close()
     if thumbs:
-        from .results import open_results
-
-        open_results(out).write_thumbnails()
+        _write_thumbnails(out)
     return summary

@@ -1,26 +1,15 @@
 """`onnxviz mine`, `onnxviz mine-merge`, `onnxviz examples`: dataset examples from the command line."""
 from __future__ import annotations
 
-import shlex
 import sys
 from pathlib import Path
 
 import click
 
-from .cli_inspect import load_with_overrides, meta_options
-
-
-def engine_options(f):
-    """--engine local|ray and where Ray runs (shared by mine and render)."""
-    f = click.option("--block-size", default=None, type=click.IntRange(1),
-                     help="ray: images per block (the unit of work and of resume; default 8 batches).")(f)
-    f = click.option("--gpus-per-worker", default=0.0, type=click.FloatRange(0), show_default=True,
-                     help="ray: GPUs per worker (e.g. 1: one onnxruntime CUDA session per GPU).")(f)
-    f = click.option("--address", default=None,
-                     help="ray: the cluster to join ('auto' on a node of a `ray start` cluster, or HOST:PORT); "
-                          "default: start Ray on this machine.")(f)
-    return click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-                        help="Run in this process, or on Ray workers (this machine or a cluster).")(f)
+from ..errors import OnnxVizError
+from ..mining.results import DEFAULT_STAT
+from ..runs import command
+from .options import engine_options, load_model, meta_options
 
 
 @click.command()
@@ -30,7 +19,7 @@ def engine_options(f):
 @click.option("--layers", default=None, help="Comma-separated layer names (default: all layers).")
 @click.option("--top", default=16, show_default=True, type=click.IntRange(0), help="Top-k examples per unit.")
 @click.option("--bottom", default=16, show_default=True, type=click.IntRange(0), help="Bottom-k examples per unit.")
-@click.option("--batch", "batch_size", default=32, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1), help="Images per batch.")
 @click.option("--workers", default=None, type=click.IntRange(0),
               help="local: decoder threads (0: decode inline); ray: onnxruntime workers (default 2).")
 @click.option("--threads", default=None, type=click.IntRange(1), help="onnxruntime intra-op threads.")
@@ -48,17 +37,18 @@ def mine(model_path, source, out, layers, top, bottom, batch_size, workers, thre
     SOURCE is a folder tree, a zip or tar archive of images, or a list file (one path per line).
     Running the same command again resumes an interrupted run.
     """
-    from .engines import mine as run_mine
+    from ..engines import mine as run_mine
 
-    model = load_with_overrides(model_path, **meta_kwargs)
-    command = "onnxviz " + " ".join(shlex.quote(a) for a in ["mine"] + sys.argv[2:]) if len(sys.argv) > 1 else ""
+    model, meta_opts = load_model(model_path, **meta_kwargs)
+    cmd = command("mine", model_path, source, out=out, layers=layers, top=top, bottom=bottom, batch_size=batch_size,
+                  shard=shard, limit=limit, **meta_opts)
     kw = {}
     if engine == "ray":
         kw = dict(address=address, gpus_per_worker=gpus_per_worker, block_size=block_size)
         workers = workers or 2
     s = run_mine(model, source, out, engine=engine, layers=layers, top=top, bottom=bottom, batch_size=batch_size,
                  workers=workers, threads=threads, shard=shard, limit=limit, overwrite=overwrite,
-                 progress=not no_progress, thumbs=not no_thumbs, command=command, **kw)
+                 progress=not no_progress, thumbs=not no_thumbs, command=cmd, **kw)
     click.echo(s.text())
     if not s.complete:
         sys.exit(130)
@@ -69,16 +59,17 @@ def mine(model_path, source, out, layers, top, bottom, batch_size, workers, thre
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory of the merged result.")
 def mine_merge(shard_dirs, out):
     """Merge the runs of `onnxviz mine --shard i/n` into one (identical to an unsharded run)."""
-    from .mining import merge_runs
+    from ..mining import merge_runs
 
-    s = merge_runs(list(shard_dirs), out, command="onnxviz " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    s = merge_runs(list(shard_dirs), out, command=command("mine-merge", *shard_dirs, out=out))
     click.echo(s.text())
 
 
 @click.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
 @click.argument("unit_spec")
-@click.option("--stat", type=click.Choice(["max", "mean"]), default="max", show_default=True)
+@click.option("--stat", type=click.Choice(["mean", "max"]), default=DEFAULT_STAT, show_default=True,
+              help="Rank by the channel's mean over positions (what a channel render maximizes) or its maximum.")
 @click.option("--bottom", "bottom", is_flag=True, help="The bottom examples instead of the top ones.")
 @click.option("-k", "k", default=None, type=click.IntRange(1), help="How many (default: all stored).")
 @click.option("--sheet", default=None, type=click.Path(dir_okay=False),
@@ -86,8 +77,7 @@ def mine_merge(shard_dirs, out):
 @click.option("--whole", is_flag=True, help="Whole images in the sheet instead of receptive-field crops.")
 def examples(run_dir, unit_spec, stat, bottom, k, sheet, whole):
     """Print (or draw) the dataset examples of a unit: UNIT_SPEC is LAYER:UNIT, e.g. features.7:12."""
-    from .errors import OnnxVizError
-    from .mining import open_results
+    from ..mining import open_results
 
     layer, sep, unit = unit_spec.rpartition(":")
     if not sep or not unit.isdigit():
