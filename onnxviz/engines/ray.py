@@ -11,8 +11,8 @@ so an interrupted run resumes without redoing a finished block. Pass 2 (argmax p
 examples) runs on the same actors. The result equals the single-process run's, row for row.
 
 Rendering every unit of a layer sends fixed chunks of units to UnitRenderer actors; the driver
-writes the PNG + JSON (so workers need no shared disk for the output) and skips chunks whose
-pictures exist already (resume).
+writes the PNG + JSON (so workers need no shared disk for the output). Which chunks still need
+rendering (resume) is decided by the caller, onnxviz.runs.render.units.
 
 What each node needs: the same Python with onnxviz installed (``pip install onnxviz[ray]``), the
 model file and the images at the same path (a shared file system, or the same copy on each).
@@ -23,7 +23,6 @@ import contextlib
 import logging
 import pickle
 import time
-from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -136,7 +135,7 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
     src = source if isinstance(source, ImageSource) else open_source(source)
     reader = key_reader(src)
     if batch_size < 1 or workers < 1:
-        raise MiningError("--batch and --workers must be at least 1")
+        raise MiningError("--batch-size and --workers must be at least 1")
     block_size = int(block_size or batch_size * 8)
     if gpus_per_worker and providers is None:
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
