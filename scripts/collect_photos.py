@@ -32,7 +32,7 @@ def collect(out: Path, jpeg: bool = False) -> list:
     out.mkdir(parents=True, exist_ok=True)
     ext, opts = (".jpg", {"quality": 90}) if jpeg else (".png", {})
     written = []
-    from export import imagenet_photos  # scripts/export.py: finds foolbox's data without importing foolbox
+    from onnxviz.zoo import imagenet_photos  # finds foolbox's data without importing foolbox
 
     labelled = imagenet_photos()
     for p, _ in labelled:
