@@ -21,7 +21,7 @@ from google.protobuf.message import DecodeError
 
 from . import graph as G
 from .errors import FaithfulnessError, ModelLoadError, UnknownNodeError
-from .meta import ModelMeta
+from .meta import PREPROCESSING_FIELDS, ModelMeta
 from .names import node_scope, op_suffix
 
 log = logging.getLogger("onnxviz")
@@ -78,10 +78,12 @@ class Layer:
                 "aliases": list(self.aliases)}
 
 
-def load(path: Union[str, Path], meta: Optional[ModelMeta] = None, **overrides) -> "Model":
+def load(path: Union[str, Path], meta: Optional[ModelMeta] = None, infer: bool = True, **overrides) -> "Model":
     """Open an ONNX file. ``meta`` or keyword overrides (input_size, mean, std, channel_order, ...)
-    replace what the file says about preprocessing."""
-    return Model(path, meta=meta, **overrides)
+    replace what the file says about preprocessing. A file without onnxviz metadata gets its
+    preprocessing inferred from evidence (onnxviz.preprocess) unless ``infer`` is False or the
+    overrides set it."""
+    return Model(path, meta=meta, infer=infer, **overrides)
 
 
 def read_proto(path: Union[str, Path]) -> onnx.ModelProto:
@@ -116,7 +118,7 @@ def read_proto(path: Union[str, Path]) -> onnx.ModelProto:
 class Model:
     """An ONNX vision model: its layers, its metadata, and both backends."""
 
-    def __init__(self, path_or_proto, meta: Optional[ModelMeta] = None, **overrides):
+    def __init__(self, path_or_proto, meta: Optional[ModelMeta] = None, infer: bool = True, **overrides):
         if isinstance(path_or_proto, onnx.ModelProto):
             self.path, raw = None, path_or_proto
         else:
@@ -134,6 +136,9 @@ class Model:
         stored = ModelMeta.from_onnx(raw)
         self.meta_source = "file" if stored else "defaults"
         base = meta or stored or self._default_meta()
+        if meta is None and stored is None and infer and not any(
+                overrides.get(k) is not None for k in PREPROCESSING_FIELDS):
+            base = self._inferred_meta(base.replace(**overrides) if overrides else base)
         self.meta = base.replace(**overrides) if overrides else base
         self._analyse()
         self._runners: dict = {}
@@ -168,6 +173,20 @@ class Model:
         return ModelMeta(input_size=(h or 224, w or 224), layout=self.input_layout,
                          channel_order="L" if c == 1 else "RGB", dynamic_size=dynamic, name=self.path.stem
                          if self.path else "model")
+
+    def _inferred_meta(self, base: ModelMeta) -> ModelMeta:
+        """Preprocessing inferred from evidence in the file (onnxviz.preprocess); defaults if that fails."""
+        from .preprocess import infer
+
+        try:
+            found = infer(self, base)
+        except Exception as exc:  # noqa: BLE001 - a file onnxruntime cannot run still gets inspected
+            log.warning("could not infer the preprocessing of %s (%s); using defaults",
+                        self.path or "the model", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            return base
+        self.meta_source = "inferred"
+        return base.replace(**found.candidate.fields(), preprocessing_source="inferred", evidence=found.evidence,
+                            confidence=found.confidence)
 
     def _analyse(self) -> None:
         proto = G.infer_shapes(self.proto)
@@ -486,6 +505,7 @@ class Model:
             "outputs": [o.name for o in self.proto.graph.output],
             "meta": self.meta.to_dict(),
             "meta_source": self.meta_source,
+            "preprocessing": self.meta.preprocessing(),
             "ops": dict(sorted(ops.items(), key=lambda kv: -kv[1])),
             "nodes": len(self.proto.graph.node),
             "layers": [lay.to_dict() for lay in self.layers],

@@ -313,6 +313,7 @@ def render(model, objective, param_f=None, transforms=None, steps: int = 256,
                             f"close to the random start; activation {start[i]:.4g} -> {end[i]:.4g}")
     record = {
         "objective": objective.name,
+        "preprocessing": meta.preprocessing() if hasattr(meta, "preprocessing") else None,
         "kind": objective.kind,
         "layer": objective.layer,
         "unit": objective.unit,
