@@ -66,16 +66,22 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def _geometry(image_size: tuple, size: tuple, resize: Optional[int]) -> tuple:
+    """(resized width, resized height, left, top): the shorter side scaled to ``resize`` (or so that
+    the crop fits), then a center crop of ``size`` (h, w) at (left, top) of the resized image."""
+    iw, ih = image_size
+    h, w = size
+    short = resize if resize else max(h, w)
+    scale = short / min(iw, ih)
+    nw, nh = max(w, round(iw * scale)), max(h, round(ih * scale))
+    return nw, nh, (nw - w) // 2, (nh - h) // 2
+
+
 def fit(img: Image.Image, size: tuple, resize: Optional[int] = None, interpolation: str = "bilinear") -> Image.Image:
     """Resize the shorter side (to ``resize``, or so the crop fits) then center-crop to size (h, w)."""
     h, w = size
-    resample = _RESAMPLE.get(interpolation, Image.Resampling.BILINEAR)
-    short = resize if resize else max(h, w)
-    iw, ih = img.size
-    scale = short / min(iw, ih)
-    nw, nh = max(w, round(iw * scale)), max(h, round(ih * scale))
-    img = img.resize((nw, nh), resample)
-    left, top = (nw - w) // 2, (nh - h) // 2
+    nw, nh, left, top = _geometry(img.size, size, resize)
+    img = img.resize((nw, nh), _RESAMPLE.get(interpolation, Image.Resampling.BILINEAR))
     return img.crop((left, top, left + w, top + h))
 
 
@@ -86,10 +92,7 @@ def crop_box(image_size: tuple, size: tuple, resize: Optional[int] = None) -> tu
     """
     iw, ih = image_size
     h, w = size
-    short = resize if resize else max(h, w)
-    scale = short / min(iw, ih)
-    nw, nh = max(w, round(iw * scale)), max(h, round(ih * scale))
-    left, top = (nw - w) // 2, (nh - h) // 2
+    nw, nh, left, top = _geometry(image_size, size, resize)
     sx, sy = iw / nw, ih / nh
     return (left * sx, top * sy, (left + w) * sx, (top + h) * sy)
 
@@ -108,16 +111,25 @@ def load_for_model(source, meta) -> np.ndarray:
     return load_image(source, tuple(meta.input_size), meta.resize, meta.interpolation)
 
 
-def save_image(array: np.ndarray, path: Union[str, Path]) -> Path:
-    """Write an image (3, H, W) or (H, W, 3) in [0, 1] as PNG (or whatever the suffix says)."""
-    arr = np.asarray(array, dtype=np.float32)
+def to_pil(array) -> Image.Image:
+    """An image array as a PIL image: (3, H, W), (H, W, 3), (H, W) or a batch of one; float in [0, 1] or uint8."""
+    arr = np.asarray(array)
+    if arr.ndim == 4 and arr.shape[0] == 1:
+        arr = arr[0]
     if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3):
         arr = arr.transpose(1, 2, 0)
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
+    if arr.dtype != np.uint8:
+        arr = (np.clip(arr.astype(np.float32), 0, 1) * 255 + 0.5).astype(np.uint8)
+    return Image.fromarray(arr)
+
+
+def save_image(array: np.ndarray, path: Union[str, Path]) -> Path:
+    """Write an image (see ``to_pil``) as PNG (or whatever the suffix says)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((np.clip(arr, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
+    to_pil(array).save(path)
     return path
 
 

@@ -261,7 +261,7 @@ def test_zip_tar_and_list_sources_give_the_same_result(digits_model, digits_fold
 def test_cli_mine_and_examples(digits_onnx, digits_folder, tmp_path):
     out = tmp_path / "run"
     res = CliRunner().invoke(cli, ["mine", str(digits_onnx), str(digits_folder), "--out", str(out), "--top", "4",
-                                   "--bottom", "2", "--batch", "64", "--threads", "1", "--layers", "relu_2,fc",
+                                   "--bottom", "2", "--batch-size", "64", "--threads", "1", "--layers", "relu_2,fc",
                                    "--no-progress"])
     assert res.exit_code == 0, res.output
     assert f"{N_DIGITS} images mined, 0 skipped" in res.output and "img/s" in res.output
@@ -271,7 +271,7 @@ def test_cli_mine_and_examples(digits_onnx, digits_folder, tmp_path):
     sheet = tmp_path / "sheet.png"
     res = CliRunner().invoke(cli, ["examples", str(out), f"{layer}:3", "--sheet", str(sheet)])
     assert res.exit_code == 0, res.output
-    top = r.examples(layer, 3, "max", "top")
+    top = r.examples(layer, 3, "mean", "top")  # the default statistic
     assert len(res.output.strip().splitlines()) == 2 + len(top) and top[0].key in res.output
     assert Image.open(sheet).size[0] > 100
     res = CliRunner().invoke(cli, ["examples", str(out), "relu_2"])
@@ -286,6 +286,7 @@ def _imagenet_photos() -> list:
 
 
 @pytest.mark.slow
+@pytest.mark.weights
 def test_mobilenet_v2_all_layers_and_logits_on_real_photos(tmp_path, tmp_path_factory):
     photos = _imagenet_photos()
     if not photos:

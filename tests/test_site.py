@@ -17,8 +17,9 @@ from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
 import onnxviz
-from onnxviz.names import slug
+from onnxviz.paths import slug
 from onnxviz.site import Example, MiningSource, UnsafePathError, build_site, make_server
+from onnxviz.runs.render import render_missing
 from onnxviz.site.build import SiteBuilder
 
 CHROMIUM = "/usr/bin/chromium"
@@ -134,11 +135,10 @@ def digits_site(digits_onnx, digits_data, tmp_path_factory):
     write_render(runs / "render", digits_onnx, first, None, kind="deepdream")
     write_render(runs / "render", digits_onnx, first, None, kind="caricature", activation_end=None)
     last = m.layers[-1].name
-    real = pytest.importorskip("onnxviz.site.render_missing")
-    assert real.render_missing(m, runs / "render", layers=[last], steps=8, model_arg="digits.onnx", progress=False) == m.layers[-1].units
+    assert render_missing(m, runs / "render", layers=[last], steps=8, model_arg="digits.onnx", progress=False) == m.layers[-1].units
     mining = StatsMining(m, digits_data[0][:120])
     out = tmp / "site"
-    build_site(m, out, runs, mining=mining, page_size=12, examples_per_unit=4, model_arg="digits.onnx", runs_arg="runs/d")
+    build_site(m, out, runs, mining=mining, page_size=12, examples_per_unit=4, model_arg="digits.onnx", run_arg="runs/d")
     return dict(out=out, model=m, runs=runs, mining=mining, first=first, last=last)
 
 
@@ -206,7 +206,6 @@ def test_real_renders_from_the_render_api(digits_site):
 
 def test_render_cli_outputs(digits_onnx, digits_data, tmp_path):
     """What `onnxviz render` writes (a DeepDream, diverse images, a caricature) shows up on the pages."""
-    pytest.importorskip("onnxviz.cli_render", reason="the render CLI has not landed")
     from onnxviz.cli import main
     from onnxviz.images import sample_image_path
 
@@ -236,7 +235,7 @@ def test_render_cli_outputs(digits_onnx, digits_data, tmp_path):
 
 def test_real_mining_results(digits_onnx, digits_data, tmp_path):
     """`onnxviz.mining.mine` over a folder of real digit images: its examples appear on unit pages."""
-    mining = pytest.importorskip("onnxviz.mining", reason="mining has not landed")
+    from onnxviz import mining
     photos = tmp_path / "photos"
     photos.mkdir()
     images = digits_data[0][:40]
@@ -366,6 +365,7 @@ def _all_images_loaded(page) -> None:
     assert broken == [], f"images not loaded on {page.url}: {broken}"
 
 
+@pytest.mark.browser
 def test_browser_click_through(digits_site, served, tmp_path):
     sync_api = _browser()
     out, first = digits_site["out"], digits_site["first"]
@@ -419,6 +419,8 @@ def test_browser_click_through(digits_site, served, tmp_path):
             shutil.copy(f, shots / f.name)
 
 
+@pytest.mark.browser
+@pytest.mark.slow
 def test_browser_hostile_site_runs_no_script(tmp_path, served):
     sync_api = _browser()
     path = hostile_model(tmp_path / "hostile.onnx")

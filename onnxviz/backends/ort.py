@@ -2,7 +2,7 @@
 
 onnxruntime-gpu lists CUDA (and TensorRT) as available even where the CUDA libraries cannot load,
 and then silently runs on the CPU. ``usable_providers`` asks each provider to run a tiny model once
-and keeps those that took; a fallback is logged once, in one line.
+and keeps those that took; a fallback is logged once, in one warning line.
 """
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
+
+from ..graph import STATS, add_channel_reductions
 
 log = logging.getLogger("onnxviz")
 
@@ -47,13 +49,16 @@ def usable_providers(requested: Optional[Sequence[str]] = None) -> list:
         wanted = os.environ["ONNXVIZ_PROVIDERS"].split(",")
     chosen = [p for p in wanted if p != "CPUExecutionProvider" and _provider_loads(p)]
     dropped = [p for p in wanted if p != "CPUExecutionProvider" and p not in chosen]
-    if dropped and requested:
-        log.warning("onnxruntime: %s cannot load here; running on %s", ", ".join(dropped),
-                    ", ".join(chosen + ["CPUExecutionProvider"]))
-    elif dropped:
-        log.info("onnxruntime: %s not usable here; using %s", ", ".join(dropped),
-                 ", ".join(chosen + ["CPUExecutionProvider"]))
+    if dropped:
+        _say_once(f"onnxruntime: {', '.join(dropped)} {'cannot load' if requested else 'not usable'} here; "
+                  f"running on {', '.join(chosen + ['CPUExecutionProvider'])}")
     return chosen + ["CPUExecutionProvider"]
+
+
+@functools.lru_cache(maxsize=None)
+def _say_once(message: str) -> None:
+    """The provider fallback is one log line per process, not one per session."""
+    log.warning(message)
 
 
 def session_options(threads: Optional[int] = None) -> ort.SessionOptions:
@@ -92,3 +97,34 @@ class Runner:
             for n, v in self.run(x[start:start + batch_size], names).items():
                 parts[n].append(v)
         return {n: np.concatenate(v, axis=0) if v else np.zeros((0,)) for n, v in parts.items()}
+
+
+class StatsRunner:
+    """Per-channel statistics of many layers from one onnxruntime session (what mining runs).
+
+    ``layers``: objects with ``name``, ``tensor``, ``layout`` and ``units`` (onnxviz Layers); the
+    graph is edited once (``graph.add_channel_reductions``) so onnxruntime returns (N, C) numbers
+    per layer instead of full maps.
+    """
+
+    def __init__(self, proto: onnx.ModelProto, layers: list, providers=None, threads=None, stats=STATS,
+                 input_name: Optional[str] = None):
+        self.layers = layers
+        self.stats = tuple(stats)
+        edited, self._outputs = add_channel_reductions(proto, layers, self.stats)
+        self.runner = Runner(edited, providers=providers, threads=threads, input_name=input_name)
+        self.providers = self.runner.providers
+
+    def run(self, x: np.ndarray) -> dict:
+        """One batch of model input -> {layer name: {stat: (N, C) array}}."""
+        raw = self.runner.run(x)
+        out = {}
+        for lay, names in zip(self.layers, self._outputs):
+            entry = {s: raw[n] for s, n in names.items()}
+            if lay.layout == "NC":
+                v = raw[lay.tensor]
+                entry = {s: v for s in self.stats if s != "argmax"}
+                if "argmax" in self.stats:
+                    entry["argmax"] = np.zeros(v.shape, np.int64)
+            out[lay.name] = entry
+        return out

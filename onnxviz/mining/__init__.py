@@ -18,8 +18,9 @@ Reading (what the site uses)::
     r = open_results("runs/mnv2")            # reads runs/mnv2/mining/mining.sqlite
     r.layers, r.units("features.7")          # mined layer names (model order), unit count
     r.config, r.command, r.summary           # settings (model, source, k, preprocessing), the CLI line
-    r.scores("features.7", "max")            # per unit: its top-1 activation (None where unknown)
-    ex = r.examples("features.7", 12, stat="max", direction="top", k=9)   # best first
+    r.scores("features.7")                   # per unit: its top-1 activation (None where unknown)
+    ex = r.examples("features.7", 12, stat="mean", direction="top", k=9)  # best first; stat "mean"
+                                             # (default, what a channel render maximizes) or "max"
     e = ex[0]
     e.activation, e.index, e.key, e.label    # value; image index; path in the folder/archive; file name
     e.position                               # (y, x) of the maximum in the layer's map (None for (N, C))
@@ -33,14 +34,14 @@ Reading (what the site uses)::
 Ranking rules: larger first for "top", smaller first for "bottom"; equal values: lower image
 index first; NaN never ranks above a real number (NaNs come last in both lists; stored as NULL).
 Crops are the theoretical receptive field computed from the graph (conv/pool kernel, stride,
-padding, dilation; see crops.py); "mean" examples carry the position of their maximum too.
+padding, dilation; see fields.py); "mean" examples carry the position of their maximum too.
 Storage (SQLite, one file; why: see store.py): the ``examples`` table is queryable directly.
 """
-from .crops import receptive_fields
+from .fields import receptive_fields
 from .datasets import DatasetError, open_source
 from .mine import MiningError, Summary, merge_runs, mine
-from .results import Example, Results, open_results
+from .results import DEFAULT_STAT, Example, Results, open_results
 from .topk import TopK, brute_force
 
 __all__ = ["mine", "merge_runs", "open_results", "Results", "Example", "Summary", "TopK", "brute_force",
-           "open_source", "receptive_fields", "DatasetError", "MiningError"]
+           "open_source", "receptive_fields", "DatasetError", "MiningError", "DEFAULT_STAT"]

@@ -28,7 +28,8 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from ..errors import OnnxVizError
-from . import crops as C
+from ..progress import bar as progress_bar
+from . import fields as C
 from .datasets import ImageSource, decode_batches, open_source, parse_shard
 from .store import FILENAME, Store
 from .topk import TopK
@@ -91,22 +92,12 @@ def _file_hash(model) -> str:
 
 
 def layer_records(model, layers: list) -> list:
-    """Per layer: name, units, spatial height/width (measured when the graph leaves them open), field."""
+    """Per layer: name, units, spatial height/width at the model's input size, receptive field."""
     fields = C.receptive_fields(model.proto, model.input_name)
-    unknown = [lay for lay in layers if lay.layout in ("NCHW", "NHWC") and
-               (not lay.spatial or any(d is None for d in lay.spatial))]
-    measured = {}
-    if unknown:  # dynamic-size models: one run at the mining input size gives the map sizes
-        h, w = model.meta.input_size
-        x = model.prepare(np.zeros((1, 3, h, w), np.float32))
-        acts = model.activations(x, [lay.name for lay in unknown], threads=1)
-        for lay in unknown:
-            a = acts[lay.name]
-            measured[lay.name] = tuple(a.shape[2:4]) if lay.layout == "NCHW" else tuple(a.shape[1:3])
     recs = []
     for lay in layers:
         if lay.layout in ("NCHW", "NHWC"):
-            hh, ww = measured.get(lay.name, lay.spatial)
+            hh, ww = model.map_size(lay)  # probed at the mining input size when the graph leaves it open
         elif lay.layout == "NLC":
             hh, ww = 1, lay.shape[1]
         else:
@@ -162,7 +153,7 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
     from .. import load
 
     t_start = time.perf_counter()
-    if not hasattr(model, "stats_runner"):
+    if isinstance(model, (str, os.PathLike)):
         model = load(model)
     src = source if isinstance(source, ImageSource) else open_source(source)
     si, sn = shard if isinstance(shard, tuple) else parse_shard(shard)
@@ -221,7 +212,7 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
         names = [lay.name for lay in runner.layers]
         if workers is None:
             workers = max(1, min(4, (os.cpu_count() or 2) // 2))
-        bar = _bar(progress, len(indices), done)
+        bar = progress_bar(len(indices), "mining", "img", enabled=progress, initial=done, smoothing=0.1)
         pending_rows: list = []
         last_save = time.perf_counter()
         n_batches = 0
@@ -247,11 +238,10 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
                 done += len(decoded)
                 processed += len(decoded)
                 n_batches += 1
-                if bar is not None:
-                    bar.update(len(decoded))
-                    bad = sum(1 for r in pending_rows if r[4])
-                    if bad:
-                        bar.set_postfix_str(f"skipped {bad}+", refresh=False)
+                bar.update(len(decoded))
+                bad = sum(1 for r in pending_rows if r[4])
+                if bad:
+                    bar.set_postfix_str(f"skipped {bad}+", refresh=False)
                 stop = stopper.stop or (stop_after is not None and n_batches >= stop_after)
                 if stop or time.perf_counter() - last_save > checkpoint_seconds:
                     store.checkpoint(states, pending_rows, done)
@@ -259,29 +249,44 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
                 if stop:
                     break
             store.checkpoint(states, pending_rows, done)
-        if bar is not None:
-            bar.close()
+        bar.close()
         summary.seconds = time.perf_counter() - t_loop
         summary.processed_now = processed
         if done >= len(indices) and not stopper.stop:
             fill_positions(model, src, states, names, batch_size, workers, providers, threads)
             with store.db:
                 store.save_state(states)
-            store.write_examples(states, widths)
             summary.complete = True
-        summary.images, summary.skipped = store.counts()
-        summary.skipped_files = [(k, e) for _, k, e in store.skipped()[:20]]
-        with store.db:
-            store.put("summary", summary.to_dict())
-            if summary.complete:
-                store.put("complete", True)
+        _end_run(store, summary, states, widths)
     finally:
         store.close()
     if summary.complete and thumbs:
-        from .results import open_results
-
-        open_results(out).write_thumbnails()
+        _write_thumbnails(out)
     return summary
+
+
+def _end_run(store: Store, summary: Summary, states: dict, widths: dict) -> None:
+    """The end of a mining session (and of a merge): the examples table when the run is complete,
+    the counts, the summary, the complete flag."""
+    if summary.complete:
+        store.write_examples(states, widths)
+    summary.images, summary.skipped = store.counts()
+    summary.skipped_files = [(k, e) for _, k, e in store.skipped()[:20]]
+    with store.db:
+        store.put("summary", summary.to_dict())
+        if summary.complete:
+            store.put("complete", True)
+
+
+def _write_thumbnails(out) -> None:
+    """Thumbnails of every example image, so the run directory is self-contained."""
+    from .results import open_results
+
+    r = open_results(out)
+    try:
+        r.write_thumbnails()
+    finally:
+        r.close()
 
 
 def fill_positions(model, src: ImageSource, states: dict, names: list, batch_size: int, workers: int,
@@ -317,16 +322,6 @@ def _spec(src: ImageSource) -> str:
         return str(Path(src.spec).resolve())
     except OSError:
         return src.spec
-
-
-def _bar(progress: bool, total: int, initial: int):
-    if not progress:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:  # tqdm is a dependency; still, never fail a run over a progress bar
-        return None
-    return tqdm(total=total, initial=initial, unit="img", dynamic_ncols=True, smoothing=0.1, desc="mining")
 
 
 def merge_runs(shard_dirs: Sequence[Union[str, Path]], out, thumbs: bool = True, command: str = "") -> Summary:
@@ -372,19 +367,13 @@ def merge_runs(shard_dirs: Sequence[Union[str, Path]], out, thumbs: bool = True,
                     dest.add_images(s.db.execute("SELECT idx, key, width, height, error FROM images").fetchall())
                 dest.save_state(merged)
                 dest.put("done", total)
-            dest.write_examples(merged, {r["name"]: r["width"] for r in layers})
             summary = Summary(out=str(mining_dir(out)), complete=True)
-            summary.images, summary.skipped = dest.counts()
-            with dest.db:
-                dest.put("summary", summary.to_dict())
-                dest.put("complete", True)
+            _end_run(dest, summary, merged, {r["name"]: r["width"] for r in layers})
         finally:
             dest.close()
     finally:
         for s in stores:
             s.close()
     if thumbs:
-        from .results import open_results
-
-        open_results(out).write_thumbnails()
+        _write_thumbnails(out)
     return summary

@@ -7,10 +7,15 @@ from typing import Optional
 
 from ..errors import OnnxVizError
 from ..meta import ModelMeta
-from ..names import slug
-from . import crops as C
+from ..paths import slug
+from . import fields as C
+from . import pictures
 from .datasets import ImageSource, open_source
 from .store import FILENAME, Store
+
+# examples and scores rank by the channel mean over positions unless asked otherwise: the statistic
+# a channel render maximizes, so a render and its dataset examples compare like with like
+DEFAULT_STAT = "mean"
 
 
 @dataclass
@@ -101,14 +106,14 @@ class Results:
     def _layer(self, layer: str) -> dict:
         return self._layers[self.name(layer)]
 
-    def scores(self, layer: str, stat: str = "max") -> list:
+    def scores(self, layer: str, stat: str = DEFAULT_STAT) -> list:
         """Per unit, the best (top-1) activation (None where unknown): for sorting a layer's units."""
         layer = self.name(layer)
         s = self.store.scores(layer, stat)
         return [s.get(u) for u in range(self.units(layer))]
 
     # ------------------------------------------------------------------ examples
-    def examples(self, layer: str, unit: int, stat: str = "max", direction: str = "top",
+    def examples(self, layer: str, unit: int, stat: str = DEFAULT_STAT, direction: str = "top",
                  k: Optional[int] = None) -> list:
         """The ranked examples (best first) of one unit: a list of :class:`Example`."""
         layer = self.name(layer)
@@ -151,7 +156,7 @@ class Results:
         """PNG of image ``index`` as the model saw it (cached in mining/images/)."""
         p = self.dir / "images" / f"{index}.png"
         if not p.exists():
-            C.render_thumb(self._bytes(index), self.meta, p)
+            pictures.render_thumb(self._bytes(index), self.meta, p)
         return p
 
     def crop(self, index: int, box: tuple) -> Path:
@@ -159,7 +164,7 @@ class Results:
         b = tuple(int(round(v)) for v in box)
         p = self.dir / "crops" / f"{index}_{b[0]}_{b[1]}_{b[2]}_{b[3]}.png"
         if not p.exists():
-            C.render_crop(self._bytes(index), b, p)
+            pictures.render_crop(self._bytes(index), b, p)
         return p
 
     def write_thumbnails(self) -> int:
@@ -174,13 +179,13 @@ class Results:
                 break
         return n
 
-    def contact_sheet(self, layer: str, unit: int, out, stat: str = "max", direction: str = "top",
+    def contact_sheet(self, layer: str, unit: int, out, stat: str = DEFAULT_STAT, direction: str = "top",
                       k: Optional[int] = None, crops: bool = True) -> Path:
         """A PNG grid of a unit's examples (crops around the maximum, or whole images)."""
         ex = self.examples(layer, unit, stat, direction, k)
-        paths = [e.crop if crops and stat == "max" else e.image for e in ex]
+        paths = [e.crop if crops and e.position is not None else e.image for e in ex]
         caps = [f"{e.activation:.3g} {e.label}" for e in ex]
-        return C.contact_sheet(paths, caps, Path(out), title=f"{layer}:{unit} {direction} by {stat}")
+        return pictures.contact_sheet(paths, caps, Path(out), title=f"{layer}:{unit} {direction} by {stat}")
 
     def default_sheet_path(self, layer: str, unit: int, stat: str, direction: str) -> Path:
         return self.dir / "sheets" / f"{slug(layer)}_{unit}_{stat}_{direction}.png"

@@ -1,7 +1,7 @@
-"""A browsable, static, Microscope-like site for an ONNX model and its render/mining runs."""
+"""A browsable, static, Microscope-like site for an ONNX model and its run directory."""
 from .build import PAGE_SIZE, SiteBuilder, UnsafePathError, build_site
-from .collect import Example, MiningSource, Picture, collect_renders
+from .collect import Example, MiningSource
 from .serve import make_server, serve
 
-__all__ = ["PAGE_SIZE", "SiteBuilder", "UnsafePathError", "build_site", "Example", "MiningSource", "Picture",
-           "collect_renders", "make_server", "serve"]
+__all__ = ["PAGE_SIZE", "SiteBuilder", "UnsafePathError", "build_site", "Example", "MiningSource", "make_server",
+           "serve"]

@@ -1,8 +1,8 @@
 """Build a static, Microscope-like site for one ONNX model and a run directory.
 
-``build_site(model, out, runs)`` writes a folder of static files (relative links only, no server
-needed) from the model's layers, the renders in ``runs/render`` and the mining results in
-``runs/mining``::
+``build_site(model, out, run)`` writes a folder of static files (relative links only, no server
+needed) from the model's layers, the renders in ``run/render`` and the mining results in
+``run/mining`` (the run directory: see ``onnxviz.runs``)::
 
     out/index.html                          model page: facts, layers, a thumbnail per layer
     out/layers/<slug>/index.html, page-N.html   layer grid (``page_size`` units per page)
@@ -12,24 +12,24 @@ needed) from the model's layers, the renders in ``runs/render`` and the mining r
     out/static/                             CSS and JS
 
 Names in an ONNX file are untrusted: pages are rendered by Jinja2 with autoescape, file names are
-``onnxviz.names.slug`` of the names, and every write is checked to stay inside ``out``.
+``onnxviz.paths.slug`` of the names, and every write is checked to stay inside ``out``.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shlex
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 from PIL import Image
 
-from ..names import slug
-from .collect import UNIT_KINDS, Example, MiningSource, Picture, collect_renders
+from ..paths import slug
+from ..runs import RENDER_DIR, UNIT_KINDS, Picture, collect_renders, command
+from .collect import MiningSource
+from .parts import (LayerInfo, UnitInfo, _at_most, _crop_css, _fmt, _js_data, _thumbnail, _to_pil, model_facts,
+                    preprocessing)
 
 log = logging.getLogger(__name__)
 
@@ -44,146 +44,27 @@ class UnsafePathError(ValueError):
     """A write would land outside the output folder."""
 
 
-# --------------------------------------------------------------------------- helpers
-def _q(value) -> str:
-    return shlex.quote(str(value))
-
-
-def render_command(model_arg: str, layer: str, unit, out_dir: str) -> str:
-    """The `onnxviz render` line that renders one unit."""
-    return f"onnxviz render {_q(model_arg)} {_q(f'{layer}:{unit}')} --out {_q(out_dir)}"
-
-
-def layer_render_command(model_arg: str, layer: str, out_dir: str) -> str:
-    """The `onnxviz render` line that renders every unit of a layer (batched)."""
-    return f"onnxviz render {_q(model_arg)} --layer {_q(layer)} --all --out {_q(out_dir)}"
-
-
-def photo_render_command(model_arg: str, layer: str, out_dir: str, kind: str = "deepdream") -> str:
-    """The `onnxviz render` line for a DeepDream or a caricature of a photo at a layer."""
-    return f"onnxviz render {_q(model_arg)} --{kind} {_q(layer)} --image PHOTO.jpg --out {_q(out_dir)}"
-
-
-def _to_pil(obj) -> Optional[Image.Image]:
-    """A PIL RGB image from a path, a PIL image or an array (H,W,3 uint8 or 3,H,W / H,W,3 float in [0,1])."""
-    if obj is None:
-        return None
-    if isinstance(obj, Image.Image):
-        img = obj
-    elif isinstance(obj, (str, os.PathLike)):
-        try:
-            with Image.open(obj) as f:
-                img = f.convert("RGB")
-        except (OSError, ValueError) as exc:
-            log.warning("cannot read image %s: %s", obj, exc)
-            return None
-    else:
-        a = np.asarray(obj)
-        if a.ndim == 4 and a.shape[0] == 1:
-            a = a[0]
-        if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):
-            a = a.transpose(1, 2, 0)
-        if a.ndim == 3 and a.shape[-1] == 1:
-            a = a[..., 0]
-        if a.dtype != np.uint8:
-            a = (np.clip(a.astype(np.float32), 0, 1) * 255 + 0.5).astype(np.uint8)
-        img = Image.fromarray(a)
-    return img.convert("RGB") if img.mode != "RGB" else img
-
-
-def _crop_css(box: tuple, frame: tuple) -> str:
-    """CSS background that shows ``box`` (left, top, right, bottom) of an image of size ``frame``."""
-    w, h = frame
-    left, top, right, bottom = (float(v) for v in box)
-    bw, bh = max(right - left, 1e-6), max(bottom - top, 1e-6)
-    px = 0.0 if bw >= w else 100.0 * left / (w - bw)
-    py = 0.0 if bh >= h else 100.0 * top / (h - bh)
-    return (f"background-size:{100.0 * w / bw:.2f}% {100.0 * h / bh:.2f}%;"
-            f"background-position:{px:.2f}% {py:.2f}%")
-
-
-def _at_most(img: Image.Image, size: int) -> Image.Image:
-    """The image shrunk to ``size`` on its longest side; small images stay as they are."""
-    return _thumbnail(img, size) if max(img.size) > size else img
-
-
-def _thumbnail(img: Image.Image, size: int) -> Image.Image:
-    w, h = img.size
-    scale = size / max(w, h)
-    if abs(scale - 1) < 1e-6:
-        return img.copy()
-    resample = Image.NEAREST if scale > 1 and max(w, h) <= 64 else Image.LANCZOS
-    return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), resample)
-
-
-def _fmt(value, digits: int = 4) -> str:
-    if value is None:
-        return ""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return str(value)
-    return f"{v:.{digits}g}"
-
-
-def _js_data(obj) -> str:
-    """JSON safe to embed in a script (no '<', '>', '&' or line separators unescaped)."""
-    s = json.dumps(obj, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
-    return s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
-@dataclass
-class UnitInfo:
-    index: int
-    label: str = ""
-    pictures: list = field(default_factory=list)  # Picture, feature visualizations of this unit
-    score: Optional[float] = None  # top activation from mining
-    thumb: str = ""
-    command: str = ""
-
-
-@dataclass
-class LayerInfo:
-    layer: object  # onnxviz Layer
-    slug: str
-    units: list = field(default_factory=list)  # UnitInfo
-    layer_pictures: list = field(default_factory=list)  # deepdream, caricature, unit-less objectives
-    thumb: str = ""
-    thumb_units: list = field(default_factory=list)
-    mined: bool = False
-    command_all: str = ""
-    command_tmpl: str = ""
-    command_dream: str = ""
-    command_caricature: str = ""
-
-    @property
-    def name(self) -> str:
-        return self.layer.name
-
-    @property
-    def rendered(self) -> int:
-        return sum(1 for u in self.units if u.pictures)
-
-
 # --------------------------------------------------------------------------- the builder
 class SiteBuilder:
     """Builds the site; see :func:`build_site`."""
 
-    def __init__(self, model, out, runs=None, mining: Optional[MiningSource] = None, *, page_size: int = PAGE_SIZE,
-                 examples_per_unit: int = 8, model_arg: Optional[str] = None, runs_arg: Optional[str] = None):
+    def __init__(self, model, out, run=None, mining: Optional[MiningSource] = None, *, page_size: int = PAGE_SIZE,
+                 examples_per_unit: int = 8, model_arg: Optional[str] = None, run_arg: Optional[str] = None,
+                 meta_opts: Optional[dict] = None):
         self.model = model
         self.out = Path(out).resolve()
-        self.runs = Path(runs) if runs is not None else None
+        self.run = Path(run) if run is not None else None
         self.page_size = max(1, int(page_size))
         self.k = max(0, int(examples_per_unit))
         self.model_arg = model_arg or str(getattr(model, "path", "model.onnx"))
-        runs_arg = runs_arg or (str(self.runs) if self.runs is not None else "runs/NAME")
-        self.render_out = str(Path(runs_arg) / "render")
+        run_arg = run_arg or (str(self.run) if self.run is not None else "runs/NAME")
+        self.render_out = str(Path(run_arg) / RENDER_DIR)
+        self.meta_opts = dict(meta_opts or {})  # the overrides the model was loaded with, for the commands shown
         self.mining = mining
-        if self.mining is None and self.runs is not None:
+        if self.mining is None and self.run is not None:
             from .mining_source import open_mining
 
-            self.mining = open_mining(self.runs / "mining", model)
+            self.mining = open_mining(self.run / "mining", model)
         self._written: set = set()
         self._shared: dict = {}  # source image path -> site path (each example photo copied once)
 
@@ -218,6 +99,10 @@ class SiteBuilder:
         return rel
 
     # ------------------------------------------------------------------ data
+    def _render_command(self, *args, **options) -> str:
+        """The `onnxviz render` line shown on a page, with the run's --out and the model's overrides."""
+        return command("render", self.model_arg, *args, **options, out=self.render_out, **self.meta_opts)
+
     def _layers(self) -> list:
         infos, used = [], set()
         labels = list(getattr(self.model.meta, "labels", None) or [])
@@ -232,20 +117,20 @@ class SiteBuilder:
             info = LayerInfo(layer=layer, slug=s)
             units = int(layer.units or 0)
             show_labels = labels and len(labels) == units and (layer.name == last or layer.op in ("Gemm", "MatMul", "Softmax"))
-            tmpl = render_command(self.model_arg, layer.name, _UNIT_MARK, self.render_out)
+            tmpl = self._render_command(f"{layer.name}:{_UNIT_MARK}")
             info.units = [UnitInfo(index=u, label=str(labels[u]) if show_labels else "",
                                    command=tmpl.replace(_UNIT_MARK, str(u))) for u in range(units)]
-            info.command_all = layer_render_command(self.model_arg, layer.name, self.render_out)
-            info.command_dream = photo_render_command(self.model_arg, layer.name, self.render_out, "deepdream")
-            info.command_caricature = photo_render_command(self.model_arg, layer.name, self.render_out, "caricature")
+            info.command_all = self._render_command(layer=layer.name, all=True)
+            info.command_dream = self._render_command(deepdream=layer.name, image="PHOTO.jpg")
+            info.command_caricature = self._render_command(caricature=layer.name, image="PHOTO.jpg")
             info.command_tmpl = tmpl
             infos.append(info)
         return infos
 
     def _attach_pictures(self, infos: list) -> None:
         pics = {}
-        if self.runs is not None:
-            pics = collect_renders(self.runs / "render", [i.name for i in infos])
+        if self.run is not None:
+            pics = collect_renders(self.run / RENDER_DIR, [i.name for i in infos])
         for info in infos:
             for pic in pics.get(info.name, []):
                 if pic.unit is not None and pic.kind in UNIT_KINDS and 0 <= pic.unit < len(info.units):
@@ -348,47 +233,6 @@ class SiteBuilder:
         env.filters["fmt"] = _fmt
         return env
 
-    def _model_facts(self) -> list:
-        m = self.model
-        proto = m.proto
-        facts = [("Name", m.meta.name or Path(str(m.path)).stem)]
-        if m.meta.source:
-            facts.append(("Weights", m.meta.source))
-        facts.append(("File", Path(str(m.path)).name))
-        try:
-            size = os.path.getsize(m.path)
-            facts.append(("File size", f"{size / 1e6:.2f} MB" if size >= 1e5 else f"{size / 1e3:.1f} kB"))
-        except OSError:
-            pass
-        opsets = ", ".join(f"{o.domain or 'ai.onnx'} {o.version}" for o in proto.opset_import)
-        facts.append(("Opset", opsets))
-        facts.append(("IR version", str(proto.ir_version)))
-        if proto.producer_name:
-            facts.append(("Producer", f"{proto.producer_name} {proto.producer_version}".strip()))
-        params = sum(int(np.prod(t.dims)) for t in proto.graph.initializer)
-        facts.append(("Parameters", f"{params:,}"))
-        facts.append(("Nodes", f"{len(proto.graph.node):,}"))
-        shape = "×".join("N" if d is None else str(d) for d in m.input_shape)
-        facts.append(("Input", f"{m.input_name} [{shape}]"))
-        outs = []
-        for o in proto.graph.output:
-            dims = [d.dim_param or str(d.dim_value) if (d.dim_param or d.dim_value) else "?" for d in o.type.tensor_type.shape.dim]
-            outs.append(f"{o.name} [{'×'.join(dims)}]")
-        facts.append(("Outputs", ", ".join(outs)))
-        return facts
-
-    def _preprocessing(self) -> list:
-        meta = self.model.meta
-        rows = [("Input size", "×".join(str(v) for v in meta.input_size) + (" (any size)" if meta.dynamic_size else "")),
-                ("Layout", meta.layout), ("Channel order", meta.channel_order),
-                ("Value range", f"[{_fmt(meta.value_range[0])}, {_fmt(meta.value_range[1])}]"),
-                ("Mean", ", ".join(_fmt(v) for v in meta.mean)), ("Std", ", ".join(_fmt(v) for v in meta.std)),
-                ("Resize", f"shorter side {meta.resize}, center crop" if meta.resize else "to input size"),
-                ("Interpolation", meta.interpolation)]
-        if meta.labels:
-            rows.append(("Labels", f"{len(meta.labels)} classes"))
-        return rows
-
     def build(self) -> Path:
         self.out.mkdir(parents=True, exist_ok=True)
         infos = self._layers()
@@ -399,8 +243,8 @@ class SiteBuilder:
         env = self._env()
         common = dict(model_name=self.model.meta.name or Path(str(self.model.path)).stem, model_arg=self.model_arg)
         self.write_text("index.html", env.get_template("model.html").render(
-            root="", layers=infos, facts=self._model_facts(), prep=self._preprocessing(),
-            runs=str(self.runs) if self.runs is not None else "", mined=self.mining is not None,
+            root="", layers=infos, facts=model_facts(self.model), prep=preprocessing(self.model.meta),
+            runs=str(self.run) if self.run is not None else "", mined=self.mining is not None,
             mining_command=getattr(self.mining, "command", ""), render_out=self.render_out, **common))
         for i, info in enumerate(infos):
             prev_layer = infos[i - 1] if i > 0 else None
@@ -457,17 +301,18 @@ def _page_file(page: int) -> str:
     return "index.html" if page == 1 else f"page-{page}.html"
 
 
-def build_site(model, out, runs=None, mining: Optional[MiningSource] = None, **kwargs) -> Path:
+def build_site(model, out, run=None, mining: Optional[MiningSource] = None, **kwargs) -> Path:
     """Build the static site for ``model`` (a path or an ``onnxviz.load`` Model) into ``out``.
 
-    ``runs``: the run directory (``render/`` and ``mining/`` are read when present). ``mining``:
-    a :class:`MiningSource` overriding ``runs/mining``. Keyword arguments: ``page_size`` (units per
-    layer page, 256), ``examples_per_unit`` (8), ``model_arg`` / ``runs_arg`` (how the model and
-    run directory are spelled in the CLI commands shown). Returns the path of ``index.html``.
+    ``run``: the run directory (``render/`` and ``mining/`` are read when present). ``mining``:
+    a :class:`MiningSource` overriding ``run/mining``. Keyword arguments: ``page_size`` (units per
+    layer page, 256), ``examples_per_unit`` (8), ``model_arg`` / ``run_arg`` (how the model and
+    run directory are spelled in the CLI commands shown), ``meta_opts`` (the metadata overrides
+    the model was loaded with, repeated in those commands). Returns the path of ``index.html``.
     """
     if isinstance(model, (str, os.PathLike)):
-        import onnxviz
+        from ..model import load
 
         kwargs.setdefault("model_arg", str(model))
-        model = onnxviz.load(model)
-    return SiteBuilder(model, out, runs, mining, **kwargs).build()
+        model = load(model)
+    return SiteBuilder(model, out, run, mining, **kwargs).build()

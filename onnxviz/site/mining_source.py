@@ -5,6 +5,9 @@ import logging
 from pathlib import Path
 from typing import Optional
 
+from ..errors import OnnxVizError
+from ..mining import DEFAULT_STAT, open_results
+from ..runs import command
 from .collect import Example, MiningSource
 
 log = logging.getLogger(__name__)
@@ -13,7 +16,7 @@ log = logging.getLogger(__name__)
 class ResultsSource(MiningSource):
     """Dataset examples from ``runs/<name>/mining`` (ranked by the channel mean over space, "mean": the same statistic as the channel objective of a render, so their ratio compares like with like)."""
 
-    def __init__(self, results, model=None, statistic: str = "mean"):
+    def __init__(self, results, model=None, statistic: str = DEFAULT_STAT):
         self.results = results
         self.statistic = statistic
         self.command = results.command or self._command(results)
@@ -23,13 +26,10 @@ class ResultsSource(MiningSource):
     @staticmethod
     def _command(results) -> str:
         """The `onnxviz mine` line, rebuilt from the stored settings when the run recorded none."""
-        import shlex
-
         c = results.config
         if not c.get("model") or not c.get("source"):
             return ""
-        return (f"onnxviz mine {shlex.quote(str(c['model']))} {shlex.quote(str(c['source']))} "
-                f"--out {shlex.quote(str(results.run_dir))} --top {c.get('top')} --bottom {c.get('bottom')}")
+        return command("mine", c["model"], c["source"], out=results.run_dir, top=c.get("top"), bottom=c.get("bottom"))
 
     def scores(self, layer: str):
         return [float("nan") if v is None else v for v in self.results.scores(layer, self.statistic)]
@@ -57,17 +57,17 @@ class ResultsSource(MiningSource):
 
 
 def open_mining(mining_dir, model=None) -> Optional[MiningSource]:
-    """A MiningSource for ``runs/<name>/mining``, or None when there is none."""
+    """A MiningSource for ``runs/<name>/mining``, or None when there is none.
+
+    A mining folder whose results cannot be read is an error (a site without its examples must
+    not look like a success).
+    """
     mining_dir = Path(mining_dir)
     if not mining_dir.is_dir():
         return None
     try:
-        from ..mining import open_results
-    except ImportError as exc:  # pragma: no cover - mining is part of the package
-        log.warning("cannot read %s: %s", mining_dir, exc)
-        return None
-    try:
         return ResultsSource(open_results(mining_dir.parent), model)
-    except Exception as exc:  # noqa: BLE001 - a broken store must not stop the site
-        log.warning("cannot read mining results in %s: %s; dataset examples are not shown", mining_dir, exc)
-        return None
+    except OnnxVizError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - sqlite, JSON: say which file, not a traceback
+        raise OnnxVizError(f"cannot read the mining results in {mining_dir}: {type(exc).__name__}: {exc}") from exc

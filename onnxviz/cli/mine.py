@@ -1,13 +1,15 @@
 """`onnxviz mine`, `onnxviz mine-merge`, `onnxviz examples`: dataset examples from the command line."""
 from __future__ import annotations
 
-import shlex
 import sys
 from pathlib import Path
 
 import click
 
-from .cli_inspect import load_with_overrides, meta_options
+from ..errors import OnnxVizError
+from ..mining.results import DEFAULT_STAT
+from ..runs import command
+from .options import load_model, meta_options
 
 
 @click.command()
@@ -17,7 +19,7 @@ from .cli_inspect import load_with_overrides, meta_options
 @click.option("--layers", default=None, help="Comma-separated layer names (default: all layers).")
 @click.option("--top", default=16, show_default=True, type=click.IntRange(0), help="Top-k examples per unit.")
 @click.option("--bottom", default=16, show_default=True, type=click.IntRange(0), help="Bottom-k examples per unit.")
-@click.option("--batch", "batch_size", default=32, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1), help="Images per batch.")
 @click.option("--workers", default=None, type=click.IntRange(0), help="Decoder threads (0: decode inline).")
 @click.option("--threads", default=None, type=click.IntRange(1), help="onnxruntime intra-op threads.")
 @click.option("--shard", default=None, help="i/n: mine every n-th image starting at i (merge with mine-merge).")
@@ -33,13 +35,14 @@ def mine(model_path, source, out, layers, top, bottom, batch_size, workers, thre
     SOURCE is a folder tree, a zip or tar archive of images, or a list file (one path per line).
     Running the same command again resumes an interrupted run.
     """
-    from .mining import mine as run_mine
+    from ..mining import mine as run_mine
 
-    model = load_with_overrides(model_path, **meta_kwargs)
-    command = "onnxviz " + " ".join(shlex.quote(a) for a in ["mine"] + sys.argv[2:]) if len(sys.argv) > 1 else ""
+    model, meta_opts = load_model(model_path, **meta_kwargs)
+    cmd = command("mine", model_path, source, out=out, layers=layers, top=top, bottom=bottom, batch_size=batch_size,
+                  shard=shard, limit=limit, **meta_opts)
     s = run_mine(model, source, out, layers=layers, top=top, bottom=bottom, batch_size=batch_size, workers=workers,
                  threads=threads, shard=shard, limit=limit, overwrite=overwrite, progress=not no_progress,
-                 thumbs=not no_thumbs, command=command)
+                 thumbs=not no_thumbs, command=cmd)
     click.echo(s.text())
     if not s.complete:
         sys.exit(130)
@@ -50,16 +53,17 @@ def mine(model_path, source, out, layers, top, bottom, batch_size, workers, thre
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory of the merged result.")
 def mine_merge(shard_dirs, out):
     """Merge the runs of `onnxviz mine --shard i/n` into one (identical to an unsharded run)."""
-    from .mining import merge_runs
+    from ..mining import merge_runs
 
-    s = merge_runs(list(shard_dirs), out, command="onnxviz " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    s = merge_runs(list(shard_dirs), out, command=command("mine-merge", *shard_dirs, out=out))
     click.echo(s.text())
 
 
 @click.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
 @click.argument("unit_spec")
-@click.option("--stat", type=click.Choice(["max", "mean"]), default="max", show_default=True)
+@click.option("--stat", type=click.Choice(["mean", "max"]), default=DEFAULT_STAT, show_default=True,
+              help="Rank by the channel's mean over positions (what a channel render maximizes) or its maximum.")
 @click.option("--bottom", "bottom", is_flag=True, help="The bottom examples instead of the top ones.")
 @click.option("-k", "k", default=None, type=click.IntRange(1), help="How many (default: all stored).")
 @click.option("--sheet", default=None, type=click.Path(dir_okay=False),
@@ -67,8 +71,7 @@ def mine_merge(shard_dirs, out):
 @click.option("--whole", is_flag=True, help="Whole images in the sheet instead of receptive-field crops.")
 def examples(run_dir, unit_spec, stat, bottom, k, sheet, whole):
     """Print (or draw) the dataset examples of a unit: UNIT_SPEC is LAYER:UNIT, e.g. features.7:12."""
-    from .errors import OnnxVizError
-    from .mining import open_results
+    from ..mining import open_results
 
     layer, sep, unit = unit_spec.rpartition(":")
     if not sep or not unit.isdigit():

@@ -5,42 +5,7 @@ import json
 
 import click
 
-from .model import load
-
-
-def meta_options(f):
-    """Options that override a model's preprocessing metadata (for foreign files that lack it)."""
-    options = [
-        click.option("--input-size", type=(int, int), default=None, help="Model input height and width."),
-        click.option("--value-range", type=(float, float), default=None,
-                     help="Range that pixel values 0..1 map to before mean/std (e.g. 0 255)."),
-        click.option("--mean", type=str, default=None, help="Per-channel mean, comma-separated."),
-        click.option("--std", type=str, default=None, help="Per-channel std, comma-separated."),
-        click.option("--channel-order", type=click.Choice(["RGB", "BGR", "L"]), default=None),
-        click.option("--labels", "labels_file", type=click.Path(exists=True, dir_okay=False), default=None,
-                     help="Text file with one class name per line."),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
-
-
-def meta_overrides(input_size=None, value_range=None, mean=None, std=None, channel_order=None,
-                   labels_file=None, **_ignored) -> dict:
-    out = {"input_size": input_size, "value_range": value_range, "channel_order": channel_order}
-    if mean:
-        out["mean"] = [float(v) for v in mean.split(",")]
-    if std:
-        out["std"] = [float(v) for v in std.split(",")]
-    if labels_file:
-        with open(labels_file, encoding="utf-8") as fh:
-            out["labels"] = [line.rstrip("\n") for line in fh if line.strip()]
-    return {k: v for k, v in out.items() if v is not None}
-
-
-def load_with_overrides(model_path, **kwargs):
-    """onnxviz.load with the CLI's metadata overrides applied."""
-    return load(model_path, **meta_overrides(**kwargs))
+from .options import load_model, meta_options
 
 
 @click.command()
@@ -50,10 +15,10 @@ def load_with_overrides(model_path, **kwargs):
 @meta_options
 def inspect(model_path, as_json, all_nodes, **kwargs):
     """List the layers of MODEL_PATH with ops, shapes and unit counts; inputs, opset, metadata."""
-    m = load_with_overrides(model_path, **kwargs)
+    m, _ = load_model(model_path, **kwargs)
     info = m.describe()
     if all_nodes:
-        info["nodes_detail"] = [lay.to_dict() for lay in m.nodes]
+        info["nodes_detail"] = [lay.to_dict() for lay in m.tensors]
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
@@ -70,7 +35,7 @@ def inspect(model_path, as_json, all_nodes, **kwargs):
     for line in meta.evidence:
         click.echo(f"  evidence: {line}")
     click.echo("ops     " + ", ".join(f"{k} {v}" for k, v in info["ops"].items()))
-    rows = m.nodes if all_nodes else m.layers
+    rows = m.tensors if all_nodes else m.layers
     click.echo(f"\n{len(rows)} {'nodes' if all_nodes else 'layers'}:")
     width = max((len(r.name) for r in rows), default=10)
     click.echo(f"  {'name':<{width}}  {'op':<18} {'shape':<22} {'units':>6}  tensor")

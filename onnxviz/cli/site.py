@@ -5,10 +5,13 @@ from pathlib import Path
 
 import click
 
+from ..runs import RENDER_DIR
+from .options import load_model, meta_options
+
 
 @click.command("site")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
-@click.option("--runs", type=click.Path(file_okay=False), default=None,
+@click.option("--run", "--runs", "run", type=click.Path(file_okay=False), default=None,
               help="Run directory with render/ and mining/ (what `onnxviz render` and `onnxviz mine` wrote).")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Folder to write the site into.")
 @click.option("--page-size", type=click.IntRange(1, 100000), default=256, show_default=True,
@@ -20,21 +23,22 @@ import click
 @click.option("--layers", "render_layers", default=None,
               help="With --render-missing: comma-separated layers to render (default: all).")
 @click.option("--steps", type=int, default=None, help="With --render-missing: optimization steps.")
-def site(model, runs, out, page_size, examples_per_unit, render_missing, render_layers, steps):
-    """Build a browsable static site (model > layer > unit) for MODEL and its runs."""
-    import onnxviz
-    from .site import build_site
-    from .site.render_missing import render_missing as _render_missing
+@meta_options
+def site(model, run, out, page_size, examples_per_unit, render_missing, render_layers, steps, **meta_kwargs):
+    """Build a browsable static site (model > layer > unit) for MODEL and its run directory."""
+    from ..runs.render import render_missing as _render_missing
+    from ..site import build_site
 
-    m = onnxviz.load(model)
+    m, meta_opts = load_model(model, **meta_kwargs)
     if render_missing:
-        if runs is None:
-            raise click.UsageError("--render-missing needs --runs (where the renders are written)")
+        if run is None:
+            raise click.UsageError("--render-missing needs --run (where the renders are written)")
         layers = [s.strip() for s in render_layers.split(",")] if render_layers else None
-        n = _render_missing(m, Path(runs) / "render", layers=layers, steps=steps, model_arg=model)
+        n = _render_missing(m, Path(run) / RENDER_DIR, layers=layers, steps=steps, model_arg=model,
+                            meta_opts=meta_opts)
         click.echo(f"rendered {n} missing units")
-    index = build_site(m, out, runs, page_size=page_size, examples_per_unit=examples_per_unit, model_arg=model,
-                       runs_arg=runs)
+    index = build_site(m, out, run, page_size=page_size, examples_per_unit=examples_per_unit, model_arg=model,
+                       run_arg=run, meta_opts=meta_opts)
     click.echo(f"site written to {index.parent} (open {index}, or `onnxviz serve {out}`)")
 
 
@@ -44,7 +48,7 @@ def site(model, runs, out, page_size, examples_per_unit, render_missing, render_
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (default: local only).")
 def serve(directory, port, host):
     """Serve a built site folder over HTTP (any static web server works as well)."""
-    from .site import serve as _serve
+    from ..site import serve as _serve
 
     try:
         _serve(directory, host=host, port=port)

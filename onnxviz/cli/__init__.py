@@ -1,12 +1,17 @@
-"""The onnxviz command line: a thin layer over the Python API."""
+"""The onnxviz command line: a thin layer over the Python API, one module per command.
+
+Each module exports ``COMMANDS``; the group is built from the explicit list below, so a broken
+command module fails loudly instead of silently disappearing. Shared options (metadata overrides
+and model loading) live in ``options.py``.
+"""
 from __future__ import annotations
 
-import importlib
 import sys
 
 import click
 
-from .errors import OnnxVizError
+from ..errors import OnnxVizError
+from . import inspect, mine, render, site
 
 
 class _Group(click.Group):
@@ -26,13 +31,6 @@ def main():
     """Feature visualization and dataset examples for any ONNX vision model."""
 
 
-# Commands that live in their own modules (render, mine, site, ...) register here.
-for _name in ("cli_inspect", "cli_render", "cli_mine", "cli_site"):
-    try:
-        _module = importlib.import_module(f"onnxviz.{_name}")
-    except ModuleNotFoundError as _exc:
-        if _exc.name == f"onnxviz.{_name}":
-            continue
-        raise
+for _module in (inspect, render, mine, site):
     for _command in _module.COMMANDS:
         main.add_command(_command)

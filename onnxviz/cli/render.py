@@ -1,0 +1,115 @@
+"""`onnxviz render`: feature visualizations as PNG + JSON in a run directory.
+
+    onnxviz render models/mobilenet_v2.onnx "block_7:12"               # one channel
+    onnxviz render model.onnx "layer:12" --neuron --steps 512 --size 128
+    onnxviz render model.onnx --layer block_7 --all --out out/          # every channel, batched
+    onnxviz render model.onnx "logits:207" --objective class_logit      # a class (also: class_prob)
+    onnxviz render model.onnx --deepdream block_7 --image photo.jpg
+    onnxviz render model.onnx --caricature block_7 --image photo.jpg
+    onnxviz render model.onnx "block_7:12" --diversity 4
+
+Files: ``<out>/<layer slug>/<stem>.png`` and ``.json`` (see ``onnxviz.runs``), ``<out>`` defaulting
+to ``runs/<model name>/render``. The work is done by ``onnxviz.runs.render``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..paths import slug
+from ..runs import render as runs_render
+from .options import load_model, meta_options
+
+# --objective: the API's names; "logit" and "prob" are accepted for commands written before
+_OBJECTIVES = {"channel": "channel", "neuron": "neuron", "class_logit": "class_logit", "class_prob": "class_prob",
+               "logit": "class_logit", "prob": "class_prob"}
+
+
+def _report(w) -> None:
+    s, e = w.activation
+    ratio = f" ({e / s:.1f}x)" if s > 0 and e > 0 else ""
+    click.echo(f"{w.png}  activation {s:.4g} -> {e:.4g}{ratio}")
+    for warning in w.warnings:
+        click.echo(f"  warning: {warning}", err=True)
+
+
+@click.command()
+@click.argument("model_path", type=click.Path())
+@click.argument("target", required=False)
+@click.option("--objective", "kind", type=click.Choice(list(_OBJECTIVES)), default="channel", show_default=True,
+              help="What TARGET 'layer:unit' means: a channel's mean, the center neuron, a class logit (pre-softmax) "
+              "or a class probability (logit and prob are short for class_logit and class_prob).")
+@click.option("--neuron", is_flag=True, help="Same as --objective neuron.")
+@click.option("--layer", "layer_name", help="With --all or --units: render channels of this layer in batches.")
+@click.option("--all", "all_units", is_flag=True, help="Every channel of --layer.")
+@click.option("--units", help="Units of --layer, e.g. 0,3,5-9.")
+@click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True, help="Units per batch with --layer.")
+@click.option("--deepdream", "deepdream_layer", help="DeepDream on this layer, starting from --image.")
+@click.option("--caricature", "caricature_layer", help="Caricature of --image at this layer.")
+@click.option("--image", "image_path", help="The photo for --deepdream / --caricature.")
+@click.option("--diversity", type=int, default=None, help="Render N diverse images of TARGET.")
+@click.option("--steps", type=int, default=256, show_default=True)
+@click.option("--size", type=int, default=None, help="Image size in pixels (default: the model's input size).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--lr", type=float, default=None,
+              help=f"Adam step size (default {runs_render.LR}; {runs_render.DEEPDREAM_LR} for --deepdream).")
+@click.option("--device", default=None, help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if available).")
+@click.option("--threads", type=int, default=None, help="torch CPU threads.")
+@click.option("--out", "out_dir", type=click.Path(), default=None,
+              help="Output folder (default runs/<model name>/render).")
+@click.option("--no-progress", is_flag=True)
+@meta_options
+def render(model_path, target, kind, neuron, layer_name, all_units, units, batch_size, deepdream_layer,
+           caricature_layer, image_path, diversity, steps, size, seed, lr, device, threads, out_dir, no_progress,
+           **meta_kwargs):
+    """Feature visualization by gradient ascent: PNG + JSON per image."""
+    kind = "neuron" if neuron else _OBJECTIVES[kind]
+    modes = [bool(target) and not deepdream_layer and not caricature_layer, bool(layer_name),
+             bool(deepdream_layer), bool(caricature_layer)]
+    if sum(modes) != 1:
+        raise click.UsageError("give exactly one of: TARGET 'layer:unit', --layer (with --all/--units), "
+                               "--deepdream LAYER, --caricature LAYER")
+    if (deepdream_layer or caricature_layer) and not image_path:
+        raise click.UsageError("--deepdream and --caricature need --image PHOTO")
+    if layer_name and not (all_units or units):
+        raise click.UsageError("--layer needs --all or --units")
+    if diversity is not None and diversity < 2:
+        raise click.UsageError("--diversity needs N >= 2 images")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+    model, meta_opts = load_model(model_path, **meta_kwargs)
+    out = Path(out_dir) if out_dir else Path("runs") / (model.meta.name or Path(model_path).stem) / "render"
+    common = dict(out=out, model_arg=model_path, steps=steps, seed=seed, lr=lr, device=device, meta_opts=meta_opts)
+    if deepdream_layer or caricature_layer:
+        what = "deepdream" if deepdream_layer else "caricature"
+        _report(runs_render.photo(model, what, deepdream_layer or caricature_layer, image_path,
+                                  progress=not no_progress, **common))
+    elif layer_name:
+        lay = model.layer(layer_name)
+        unit_list = None if all_units else runs_render.parse_units(units)
+        n = lay.units if unit_list is None else len(unit_list)
+        batches = runs_render.units(model, lay.name, unit_list, neuron=kind == "neuron", batch_size=batch_size,
+                                    size=size, **common)
+        from ..progress import bar
+
+        dead = 0
+        with bar(n, f"{lay.name}: {n} units", "unit", enabled=not no_progress) as pbar:
+            for written in batches:
+                for w in written:
+                    dead += w.dead
+                    if no_progress:
+                        _report(w)
+                pbar.update(len(written))
+        click.echo(f"{n} units of {lay.name} -> {out / slug(lay.name)} ({dead} dead)")
+    elif diversity:
+        for w in runs_render.diverse(model, target, diversity, kind, size=size, progress=not no_progress, **common):
+            _report(w)
+    else:
+        _report(runs_render.target(model, target, kind, size=size, progress=not no_progress, **common))
+
+
+COMMANDS = [render]

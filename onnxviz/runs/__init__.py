@@ -1,0 +1,18 @@
+"""The run directory: what `onnxviz render` and `onnxviz mine` write, and how it is read back.
+
+    <run>/render/<layer slug>/<stem>.png   a rendered image
+    <run>/render/<layer slug>/<stem>.json  its record: model, layer, unit, kind, objective, label,
+                                           settings (steps, size, seed, lr, batch, device, param,
+                                           transforms, ...), activation_start / _end / _per_step,
+                                           dead, warnings, batch_index, and the command
+    <run>/mining/mining.sqlite             dataset examples (onnxviz.mining: store.py, results.py)
+
+Stems: ``<kind>_<unit>`` (channel_12, neuron_3, class_logit_207, class_prob_1),
+``diversity_<kind>_<unit>_<i>``, ``deepdream_<photo>``, ``caricature_<photo>``.
+``command.py`` builds every `onnxviz ...` line shown with a picture; ``renders.py`` writes and
+reads render records; ``render.py`` runs the render API for each kind of picture and writes it.
+"""
+from .command import command
+from .renders import RENDER_DIR, UNIT_KINDS, Picture, collect_renders, write_render
+
+__all__ = ["command", "RENDER_DIR", "UNIT_KINDS", "Picture", "collect_renders", "write_render"]

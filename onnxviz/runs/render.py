@@ -1,0 +1,203 @@
+"""Render pictures into a run directory: each kind the CLI and the site make, with its record and command.
+
+Each function runs the render API (``onnxviz.optvis``), writes every image as PNG + JSON with
+``write_render`` and returns (or yields) what it wrote as :class:`Written`. ``model_arg`` is how
+the model is spelled in the recorded command, ``meta_opts`` the metadata overrides it was loaded
+with (so the command reproduces the same preprocessing).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+
+from ..errors import ObjectiveError
+from ..paths import slug
+from .command import command
+from .renders import UNIT_KINDS, collect_renders, write_render
+
+LR = 0.05  # Adam's step size for renders from noise
+DEEPDREAM_LR = 0.02  # DeepDream starts from a photo: smaller steps keep it recognisable
+
+
+@dataclass
+class Written:
+    """One picture on disk: its PNG, the render record of its batch and its index in that batch."""
+
+    png: Path
+    record: dict
+    index: int
+
+    @property
+    def activation(self) -> tuple:
+        return self.record["activation_start"][self.index], self.record["activation_end"][self.index]
+
+    @property
+    def dead(self) -> bool:
+        return bool(self.record["dead"][self.index])
+
+    @property
+    def warnings(self) -> list:
+        return [w for w in self.record["warnings"] if w.startswith(f"image {self.index}:")]
+
+
+def parse_units(text: str) -> list:
+    """'0,3,5-9' -> [0, 3, 5, 6, 7, 8, 9]."""
+    out = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if "-" in part:
+                a, b = part.split("-", 1)
+                out.extend(range(int(a), int(b) + 1))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise ObjectiveError(f"--units: cannot read {part!r}; write e.g. 0,3,5-9") from None
+    return out
+
+
+def _base(model, model_arg) -> dict:
+    return {"model": str(model_arg), "model_name": model.meta.name or Path(str(model_arg)).stem}
+
+
+def _render_kw(steps, size, seed, lr, device, progress) -> dict:
+    kw = dict(steps=steps, seed=seed, lr=lr, device=device, progress=progress)
+    if size:
+        kw["size"] = size
+    return kw
+
+
+def target(model, spec: str, kind: str = "channel", *, out, model_arg, steps: int = 256, size=None, seed: int = 0,
+           lr: Optional[float] = None, device=None, progress: bool = True, meta_opts: Optional[dict] = None) -> Written:
+    """One unit: ``spec`` "layer:unit" as a channel, neuron, class logit or class probability."""
+    from ..optvis import objectives as obj
+    from ..optvis import render
+
+    lr = LR if lr is None else lr
+    objective = obj.parse(spec, kind)
+    lay = model.layer(objective.layer)
+    result = render(model, objective, **_render_kw(steps, size, seed, lr, device, progress))
+    cmd = command("render", model_arg, spec, objective=kind if kind != "channel" else None, steps=steps, size=size,
+                  seed=seed, lr=lr, **(meta_opts or {}))
+    info = dict(_base(model, model_arg), layer=lay.name, unit=objective.unit, kind=objective.kind,
+                objective=objective.name, command=cmd)
+    if objective.kind in ("class_logit", "class_prob"):
+        info["label"] = model.meta.label(objective.unit)
+    png = write_render(out, lay.name, f"{objective.kind}_{objective.unit}", result.images[0], result.record, 0, info)
+    return Written(png, result.record, 0)
+
+
+def diverse(model, spec: str, n: int, kind: str = "channel", *, out, model_arg, steps: int = 256, size=None,
+            seed: int = 0, lr: Optional[float] = None, device=None, progress: bool = True,
+            meta_opts: Optional[dict] = None) -> list:
+    """``n`` diverse images of one unit (one batch)."""
+    from ..optvis import objectives as obj
+    from ..optvis import recipes
+
+    if n < 2:
+        raise ObjectiveError("diversity needs n >= 2 images")
+    lr = LR if lr is None else lr
+    objective = obj.parse(spec, kind)
+    lay = model.layer(objective.layer)
+    result = recipes.diverse(model, objective, n=n, **_render_kw(steps, size, seed, lr, device, progress))
+    cmd = command("render", model_arg, spec, objective=kind if kind != "channel" else None, diversity=n, steps=steps,
+                  size=size, seed=seed, lr=lr, **(meta_opts or {}))
+    written = []
+    for i in range(n):
+        info = dict(_base(model, model_arg), layer=lay.name, unit=objective.unit, kind="diversity",
+                    objective=objective.name, target_kind=objective.kind, command=cmd)
+        png = write_render(out, lay.name, f"diversity_{objective.kind}_{objective.unit}_{i}", result.images[i],
+                           result.record, i, info)
+        written.append(Written(png, result.record, i))
+    return written
+
+
+def photo(model, what: str, layer: str, image_path, *, out, model_arg, steps: int = 256, seed: int = 0,
+          lr: Optional[float] = None, device=None, progress: bool = True, meta_opts: Optional[dict] = None) -> Written:
+    """A DeepDream (``what`` "deepdream") or a caricature ("caricature") of a photo at ``layer``."""
+    from ..optvis import recipes
+
+    if what not in ("deepdream", "caricature"):
+        raise ObjectiveError(f"unknown photo recipe {what!r}; known: deepdream, caricature")
+    lay = model.layer(layer)
+    lr = (DEEPDREAM_LR if what == "deepdream" else LR) if lr is None else lr
+    recipe = recipes.deepdream if what == "deepdream" else recipes.caricature
+    result = recipe(model, layer, image_path, steps=steps, seed=seed, lr=lr, device=device, progress=progress)
+    cmd = command("render", model_arg, **{what: layer}, image=image_path, steps=steps, seed=seed, lr=lr,
+                  **(meta_opts or {}))
+    info = dict(_base(model, model_arg), layer=lay.name, unit=None, kind=what, objective=result.record["objective"],
+                command=cmd, photo=str(image_path))
+    png = write_render(out, lay.name, f"{what}_{slug(Path(image_path).stem)}", result.images[0], result.record, 0,
+                       info)
+    return Written(png, result.record, 0)
+
+
+def units(model, layer: str, unit_list: Optional[Sequence[int]] = None, neuron: bool = False, batch_size: int = 16,
+          *, out, model_arg, steps: int = 256, size=None, seed: int = 0, lr: Optional[float] = None, device=None,
+          meta_opts: Optional[dict] = None, command_out: Optional[str] = None) -> Iterator[list]:
+    """Channels (or center neurons) of ``layer``, ``batch_size`` per batch; yields each batch's Written list.
+
+    The command recorded with each picture renders its batch (the same units, one seeded
+    generator): the exact images. ``command_out``: an ``--out`` to put in that command.
+    """
+    from ..optvis import objectives as obj
+    from ..optvis import recipes
+
+    lr = LR if lr is None else lr
+    lay = model.layer(layer)
+    unit_list = list(range(lay.units)) if unit_list is None else [int(u) for u in unit_list]
+    kind = "neuron" if neuron else "channel"
+    make = obj.neuron if neuron else obj.channel
+    make(lay.name, unit_list).check(model)
+    batches = recipes.render_layer(model, lay.name, unit_list, batch_size=batch_size, neuron=neuron,
+                                   **_render_kw(steps, size, seed, lr, device, False))
+    for chunk, result in batches:
+        cmd = command("render", model_arg, layer=lay.name, units=",".join(str(u) for u in chunk),
+                      objective=kind if neuron else None, batch_size=batch_size, steps=steps, size=size, seed=seed,
+                      lr=lr, out=command_out, **(meta_opts or {}))
+        written = []
+        for i, u in enumerate(chunk):
+            info = dict(_base(model, model_arg), layer=lay.name, unit=u, kind=kind, objective=make(lay.name, u).name,
+                        command=cmd)
+            png = write_render(out, lay.name, f"{kind}_{u}", np.asarray(result.images[i]), result.record, i, info)
+            written.append(Written(png, result.record, i))
+        yield written
+
+
+def missing_units(model, render_dir, layers: Optional[list] = None) -> dict:
+    """layer name -> unit indices with no unit visualization in ``render_dir``."""
+    names = [model.layer(n).name for n in layers] if layers else [lay.name for lay in model.layers]
+    pics = collect_renders(render_dir, [lay.name for lay in model.layers])
+    out = {}
+    for name in names:
+        layer = model.layer(name)
+        done = {p.unit for p in pics.get(name, []) if p.unit is not None and p.kind in UNIT_KINDS}
+        todo = [u for u in range(int(layer.units or 0)) if u not in done]
+        if todo:
+            out[name] = todo
+    return out
+
+
+def render_missing(model, render_dir, layers: Optional[list] = None, steps: Optional[int] = None,
+                   model_arg: Optional[str] = None, seed: int = 0, batch_size: int = 16, progress: bool = True,
+                   meta_opts: Optional[dict] = None) -> int:
+    """Render every unit of ``layers`` (default all) that has no picture in ``render_dir``; returns how many."""
+    from ..progress import bar
+
+    render_dir = Path(render_dir)
+    model_arg = model_arg or str(model.path)
+    todo = missing_units(model, render_dir, layers)
+    done = 0
+    with bar(sum(len(v) for v in todo.values()), "rendering missing units", "unit", enabled=progress) as pbar:
+        for name, unit_list in todo.items():
+            for written in units(model, name, unit_list, batch_size=batch_size, out=render_dir, model_arg=model_arg,
+                                 steps=int(steps or 256), seed=seed, meta_opts=meta_opts,
+                                 command_out=str(render_dir)):
+                done += len(written)
+                pbar.update(len(written))
+    return done
