@@ -83,7 +83,7 @@ def time_lucent(native, layer_attr, unit, steps, size, fixed):
 @click.option("--unit", default=12, show_default=True)
 @click.option("--size", default=128, show_default=True)
 @click.option("--steps", default=30, show_default=True, help="Timed steps per measurement.")
-@click.option("--batch", default=8, show_default=True)
+@click.option("--batch-size", "--batch", "batch", default=8, show_default=True, help="Channels rendered in one batch.")
 @click.option("--quality-steps", default=256, show_default=True)
 @click.option("--quality-units", default="12,3,50", show_default=True)
 @click.option("--threads", default=2, show_default=True)
@@ -96,11 +96,11 @@ def main(onnx_path, layer, unit, size, steps, batch, quality_steps, quality_unit
     from onnxviz.optvis import objectives as obj
     from onnxviz.optvis import render
 
-    import export as ex  # scripts/export.py: the same weights the ONNX file was exported from
+    from onnxviz import zoo as ex  # the same weights the ONNX file was exported from
 
     model = onnxviz.load(onnx_path)
     lay = model.layer(layer)
-    native = ex.build(ex.load_recipe("mobilenet_v2")).model.eval()
+    native = ex.build(ex.get("mobilenet_v2")).model.eval()
     native.requires_grad_(False)
     index = int(lay.name.split(".")[1]) if lay.name.startswith("features.") else 7
     native_trunc = native.features[: index + 1]

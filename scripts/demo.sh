@@ -11,6 +11,7 @@ RUN=runs/mobilenet_v2
 MODEL=models/mobilenet_v2.onnx
 
 echo "== 1/6 export the real pretrained MobileNetV2 (weights shipped in a pip package) =="
+python scripts/export.py --list   # the zoo: every recipe (Microscope's eight models too) and where its weights come from
 [ -f "$MODEL" ] || python scripts/export.py mobilenet_v2 --out models/
 
 echo "== 2/6 inspect it =="
@@ -27,12 +28,12 @@ onnxviz render "$MODEL" --layer block_7 --units 0-15 --steps "$STEPS" --out "$RU
 onnxviz render "$MODEL" --layer block_14 --units 0-7 --steps "$STEPS" --out "$RUN/render"
 onnxviz render "$MODEL" "block_7:12" --diversity 4 --steps "$STEPS" --out "$RUN/render"
 for cls in 207 323; do  # golden retriever, monarch butterfly
-  onnxviz render "$MODEL" "logits:$cls" --objective logit --steps "$STEPS" --out "$RUN/render"
+  onnxviz render "$MODEL" "logits:$cls" --objective class_logit --steps "$STEPS" --out "$RUN/render"
 done
 onnxviz render "$MODEL" --deepdream block_7 --image data/photos/skimage_astronaut.png --steps 64 --out "$RUN/render"
 onnxviz render "$MODEL" --caricature block_7 --image data/photos/skimage_chelsea.png --steps "$STEPS" --out "$RUN/render"
 
 echo "== 6/6 build the site =="
-onnxviz site "$MODEL" --runs "$RUN" --out site/
+onnxviz site "$MODEL" --run "$RUN" --out site/
 echo
 echo "Done. Open site/index.html in a browser, or run: onnxviz serve site/ --port 8000"

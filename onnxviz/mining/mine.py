@@ -162,7 +162,7 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
     src = source if isinstance(source, ImageSource) else open_source(source)
     si, sn = shard if isinstance(shard, tuple) else parse_shard(shard)
     if batch_size < 1:
-        raise MiningError("--batch must be at least 1")
+        raise MiningError("--batch-size must be at least 1")
     chosen = [lay for lay in model.resolve(layers) if lay.units]
     if not chosen:
         raise MiningError("no layers with channels to mine")
