@@ -288,7 +288,7 @@ class Finding:
     scores: dict = field(default_factory=dict)
 
 
-def infer(model, base) -> "Finding":
+def infer(model, base, use_labels: bool = True) -> "Finding":
     """Infer preprocessing for ``model`` (needs proto, input_name) whose defaults are ``base``.
 
     ``base``: the ModelMeta from the input shape (size, layout, channels). Returns a Finding; the
@@ -316,7 +316,7 @@ def infer(model, base) -> "Finding":
     watch = ([first.output[0]] if first is not None else []) + [bn.input[0] for bn in bns]
     runner = Runner(G.expose(model.proto, watch, keep_outputs=True), threads=None, input_name=model.input_name)
     h, w = base.input_size
-    labelled = imagenet_photos()
+    labelled = imagenet_photos() if use_labels else []
 
     def batch(paths):
         return np.stack([load_image(p, (h, w), int(round(min(h, w) * 256 / 224))) for p in paths])

@@ -238,7 +238,11 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
         raise ObjectiveError(f"objective {objective.name} reads no layer of the model")
     keys, layouts, infos = _layer_info(model, layer_names)
     if fit_input is None:
-        fit_input = _needs_fixed_size(model, infos) and size != tuple(meta.input_size)
+        # token layers of a fixed-size transformer (a position embedding per patch) need every
+        # transformed image back at the input size, even when the render size is the input size
+        tokens = not getattr(meta, "dynamic_size", False) and any(
+            getattr(i, "layout", None) == "NLC" for i in infos.values())
+        fit_input = (_needs_fixed_size(model, infos) and size != tuple(meta.input_size)) or tokens
     if view is None:
         view = make_view(model, layer_names, device)
     view.eval()
