@@ -363,6 +363,18 @@ def infer(model, base, use_labels: bool = True) -> "Finding":
         scores["batchnorm_distance"] = {k: round(v, 4) for k, v in bn_score.items()}
         chosen = ranked[0]
         confidence = max(0.3, min(0.95, 1.0 - b1 / max(b2, 1e-9)))
+        # RGB and BGR are often within a few percent here: then the order is not decided by it
+        def plain(c):
+            return c.name.replace("BGR", "*").replace("RGB", "*")
+
+        twin = next((c for c in ranked[1:] if plain(c) == plain(chosen) and c is not chosen
+                     and bn_score[c.name] <= b1 * 1.15 + 1e-9), None)
+        if twin is not None:
+            chosen = min((chosen, twin), key=cands.index)
+            third = next(bn_score[c.name] for c in ranked if c not in (ranked[0], twin))
+            confidence = max(0.3, min(0.7, 1.0 - b1 / max(third, 1e-9)))
+            evidence.append(f"BatchNorm statistics do not tell RGB from BGR ({ranked[0].name} {b1:.3g} vs "
+                            f"{twin.name} {bn_score[twin.name]:.3g}): {chosen.channel_order} taken")
     if chosen is None and first is not None and _feeds_activation(model.proto, first):
         spread = {c.name: _spread_distance(runs[c.name][first.output[0]]) for c in cands}
         best = min(spread.values())

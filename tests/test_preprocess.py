@@ -56,19 +56,11 @@ def test_recovers_the_known_preprocessing_of_real_exports(name, tol, request, tm
 
 
 @pytest.mark.weights
-def test_batchnorm_statistics_alone_find_imagenet_normalization(tmp_path):
+def test_batchnorm_statistics_alone_find_imagenet_normalization(mobilenet_v2_export, tmp_path):  # noqa: F811
     """Without labels, the running statistics of the first BatchNorm (kept by a PRESERVE export) decide."""
     import torch
 
-    from models_fixture import export_script
-
-    ex = export_script()
-    recipe = ex.load_recipe("mobilenet_v2")
-    try:
-        ex.resolve_weights(recipe, None, False)
-    except ex.ExportError as exc:
-        pytest.skip(str(exc))
-    net = ex.build(recipe).model.eval()
+    net = mobilenet_v2_export["model"].eval()
     path = tmp_path / "mnv2_bn.onnx"
     torch.onnx.export(net, (torch.zeros(1, 3, 224, 224),), str(path), dynamo=False, opset_version=13,
                       do_constant_folding=False, training=torch.onnx.TrainingMode.PRESERVE,
