@@ -278,7 +278,23 @@ def add_channel_reductions(proto: onnx.ModelProto, layers: list, stats: Iterable
             outputs.append(names)
             continue
         prefix = f"onnxviz_stat{i}"
-        if layer.layout == "NCHW":
+        if layer.layout == "NLC" and getattr(layer, "grid", None):
+            # a vision transformer's tokens: the patch tokens only (CLS etc. left out), as an
+            # (N, gh, gw, C) map, so statistics are over patches and argmax is a patch
+            gh, gw = layer.grid
+            start = f"{prefix}_tokens_start"
+            graph.initializer.extend([
+                numpy_helper.from_array(np.asarray([int(layer.prefix_tokens or 0)], np.int64), start),
+                numpy_helper.from_array(np.asarray([np.iinfo(np.int64).max], np.int64), f"{start}_end"),
+                numpy_helper.from_array(np.asarray([1], np.int64), f"{start}_axis"),
+                numpy_helper.from_array(np.asarray([0, gh, gw, int(layer.units)], np.int64), f"{start}_grid")])
+            graph.node.append(helper.make_node("Slice", [t, start, f"{start}_end", f"{start}_axis"],
+                                               [f"{prefix}_patches"], name=f"{prefix}/Slice"))
+            graph.node.append(helper.make_node("Reshape", [f"{prefix}_patches", f"{start}_grid"], [f"{prefix}_grid"],
+                                               name=f"{prefix}/ReshapeGrid"))
+            t = f"{prefix}_grid"
+            flat_shape, axis = [0, -1, int(layer.units)], 1
+        elif layer.layout == "NCHW":
             flat_shape, axis = [0, 0, -1], 2
         elif layer.layout == "NHWC":
             flat_shape, axis = [0, -1, int(layer.units)], 1

@@ -21,6 +21,7 @@ import numpy as np
 METADATA_KEY = "onnxviz"
 LAYOUTS = ("NCHW", "NHWC")
 CHANNEL_ORDERS = ("RGB", "BGR", "L")
+PREPROCESSING_FIELDS = ("value_range", "mean", "std", "channel_order")
 
 
 @dataclass
@@ -40,6 +41,11 @@ class ModelMeta:
     source: str = ""  # where the weights came from
     aliases: dict = field(default_factory=dict)  # friendly layer name -> onnxviz layer or tensor name
     dynamic_size: bool = False  # True when the model accepts any height/width
+    # how the preprocessing above was found: "file" (stored metadata), "inferred" (onnxviz.preprocess,
+    # from evidence in a foreign file), "overrides" (given by the caller) or "defaults"
+    preprocessing_source: str = "defaults"
+    evidence: list = field(default_factory=list)  # one line per finding that chose it
+    confidence: Optional[float] = None  # 0..1, for inferred preprocessing
 
     def __post_init__(self):
         self.input_size = tuple(int(v) for v in self.input_size)
@@ -63,7 +69,15 @@ class ModelMeta:
         d["value_range"] = list(self.value_range)
         d["mean"] = list(self.mean)
         d["std"] = list(self.std)
+        d["evidence"] = list(self.evidence)
         return d
+
+    def preprocessing(self) -> dict:
+        """What maps an image to the model input, and how it was found (what output JSON records)."""
+        return {"value_range": list(self.value_range), "mean": list(self.mean), "std": list(self.std),
+                "channel_order": self.channel_order, "layout": self.layout, "input_size": list(self.input_size),
+                "resize": self.resize, "source": self.preprocessing_source, "confidence": self.confidence,
+                "evidence": list(self.evidence)}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
@@ -80,6 +94,10 @@ class ModelMeta:
         """A copy with some fields changed (how CLI/API overrides are applied)."""
         d = self.to_dict()
         d.update({k: v for k, v in changes.items() if v is not None})
+        if any(changes.get(k) is not None for k in PREPROCESSING_FIELDS) and "preprocessing_source" not in changes:
+            d["preprocessing_source"] = "overrides"
+            d["evidence"] = [f"set by the caller: {', '.join(k for k in PREPROCESSING_FIELDS if changes.get(k) is not None)}"]
+            d["confidence"] = None
         if "channel_order" in changes and changes["channel_order"] is not None:
             n = 1 if d["channel_order"] == "L" else 3
             for key in ("mean", "std"):
@@ -92,7 +110,7 @@ class ModelMeta:
         """The metadata stored in an ONNX ModelProto, or None when the file has none."""
         for prop in model_proto.metadata_props:
             if prop.key == METADATA_KEY:
-                return cls.from_dict(json.loads(prop.value))
+                return cls.from_dict({**json.loads(prop.value), "preprocessing_source": "file"})
         return None
 
     def write_to(self, model_proto) -> None:

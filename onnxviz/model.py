@@ -20,7 +20,7 @@ from google.protobuf.message import DecodeError
 
 from . import graph as G
 from .errors import FaithfulnessError, ModelLoadError, UnknownNodeError
-from .meta import ModelMeta
+from .meta import PREPROCESSING_FIELDS, ModelMeta
 from .layers import Layer, discover, input_layout, probe_shapes
 
 log = logging.getLogger("onnxviz")
@@ -29,11 +29,13 @@ TOLERANCE = 1e-3  # faithfulness: max |torch - onnxruntime| / max(|onnxruntime|,
 
 
 def load(path: Union[str, Path], meta: Optional[ModelMeta] = None, input: Optional[str] = None,
-         **overrides) -> "Model":
+         infer: bool = True, **overrides) -> "Model":
     """Open an ONNX file. ``meta`` or keyword overrides (input_size, mean, std, channel_order, ...)
     replace what the file says about preprocessing. ``input``: with several image inputs, the one
-    to optimize and mine (default: the first 4-d input); the others get a mid-gray image."""
-    return Model(path, meta=meta, input=input, **overrides)
+    to optimize and mine (default: the first 4-d input); the others get a mid-gray image. A file
+    without onnxviz metadata gets its preprocessing inferred from evidence (onnxviz.preprocess)
+    unless ``infer`` is False or the overrides set it."""
+    return Model(path, meta=meta, input=input, infer=infer, **overrides)
 
 
 def read_proto(path: Union[str, Path]) -> onnx.ModelProto:
@@ -68,7 +70,8 @@ def read_proto(path: Union[str, Path]) -> onnx.ModelProto:
 class Model:
     """An ONNX vision model: its layers, its metadata, and both backends."""
 
-    def __init__(self, path_or_proto, meta: Optional[ModelMeta] = None, input: Optional[str] = None, **overrides):
+    def __init__(self, path_or_proto, meta: Optional[ModelMeta] = None, input: Optional[str] = None,
+                 infer: bool = True, **overrides):
         if isinstance(path_or_proto, onnx.ModelProto):
             self.path, raw = None, path_or_proto
         else:
@@ -88,6 +91,9 @@ class Model:
         self.meta_source = "file" if stored else "defaults"
         self.input_rule = self._input_rule(stored, overrides)
         base = meta or stored or self._default_meta()
+        if meta is None and stored is None and infer and not any(
+                overrides.get(k) is not None for k in PREPROCESSING_FIELDS):
+            base = self._inferred_meta(base.replace(**overrides) if overrides else base)
         self.meta = base.replace(**overrides) if overrides else base
         self._extras = self._other_inputs()
         found = discover(self.proto, self.input_name, self.input_shape, self.input_layout, self._probe_size(),
@@ -157,6 +163,20 @@ class Model:
             else:
                 extras[inp.name] = np.zeros([1] + [d or 1 for d in dims[1:]], dtype)
         return extras
+
+    def _inferred_meta(self, base: ModelMeta) -> ModelMeta:
+        """Preprocessing inferred from evidence in the file (onnxviz.preprocess); defaults if that fails."""
+        from .preprocess import infer
+
+        try:
+            found = infer(self, base)
+        except Exception as exc:  # noqa: BLE001 - a file onnxruntime cannot run still gets inspected
+            log.warning("could not infer the preprocessing of %s (%s); using defaults",
+                        self.path or "the model", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            return base
+        self.meta_source = "inferred"
+        return base.replace(**found.candidate.fields(), preprocessing_source="inferred", evidence=found.evidence,
+                            confidence=found.confidence)
 
     def _probe_size(self) -> tuple:
         """(H, W) at which open shapes are measured: the fixed input size, else the metadata's."""
@@ -361,6 +381,7 @@ class Model:
                                        for d in o.type.tensor_type.shape.dim] for o in self.proto.graph.output},
             "meta": self.meta.to_dict(),
             "meta_source": self.meta_source,
+            "preprocessing": self.meta.preprocessing(),
             "ops": dict(sorted(ops.items(), key=lambda kv: -kv[1])),
             "nodes": len(self.proto.graph.node),
             "layers": [lay.to_dict() for lay in self.layers],

@@ -152,7 +152,10 @@ def test_foreign_file_without_metadata_gets_defaults_from_its_input(tmp_path):
     onnx.save(model, path)
     m = onnxviz.load(path)
     assert m.input_layout == "NHWC" and m.meta.layout == "NHWC" and m.meta.input_size == (64, 48)
-    assert m.meta_source == "defaults"
+    # no metadata: preprocessing inferred from the file (here weak evidence: a conv -> relu stem)
+    assert m.meta_source == "inferred" and m.meta.preprocessing_source == "inferred"
+    assert m.meta.evidence and 0 < m.meta.confidence <= 0.5
+    assert onnxviz.load(path, infer=False).meta_source == "defaults"
     assert [lay.name for lay in m.layers] == ["conv2d"]
     assert m.layers[0].units == 4
 

@@ -27,10 +27,13 @@ def inspect(model_path, as_json, all_nodes, **kwargs):
                f"{', ' + info['producer'] if info['producer'] else ''})")
     click.echo(f"input   {m.input_name} {list(m.input_shape)} layout {m.input_layout}")
     click.echo(f"outputs {', '.join(info['outputs'])}")
-    click.echo(f"preprocessing ({info['meta_source']}): size {meta.input_size[0]}x{meta.input_size[1]}"
+    conf = f", confidence {meta.confidence:.2f}" if meta.confidence is not None else ""
+    click.echo(f"preprocessing ({meta.preprocessing_source}{conf}): size {meta.input_size[0]}x{meta.input_size[1]}"
                f"{' resize ' + str(meta.resize) if meta.resize else ''}, {meta.channel_order}, range "
                f"{list(meta.value_range)}, mean {list(meta.mean)}, std {list(meta.std)}, "
                f"labels {len(meta.labels) if meta.labels else 'none'}")
+    for line in meta.evidence:
+        click.echo(f"  evidence: {line}")
     click.echo("ops     " + ", ".join(f"{k} {v}" for k, v in info["ops"].items()))
     rows = m.tensors if all_nodes else m.layers
     click.echo(f"\n{len(rows)} {'nodes' if all_nodes else 'layers'}:")

@@ -100,11 +100,15 @@ def layer_records(model, layers: list) -> list:
     for lay in layers:
         if lay.layout in ("NCHW", "NHWC"):
             hh, ww = model.map_size(lay)  # probed at the mining input size when the graph leaves it open
+        elif lay.layout == "NLC" and getattr(lay, "grid", None):
+            hh, ww = lay.grid  # patch tokens as a map; a token's crop is the patch it covers
         elif lay.layout == "NLC":
             hh, ww = 1, lay.shape[1]
         else:
             hh, ww = None, None
         f = fields.get(lay.tensor) if lay.layout in ("NCHW", "NHWC") else None
+        if getattr(lay, "grid", None) and lay.layout == "NLC":
+            f = fields.get(lay.patch_tensor)
         recs.append({"name": lay.name, "units": int(lay.units), "height": hh, "width": ww, "layout": lay.layout,
                      "field": [[f[0].size, f[0].jump, f[0].start], [f[1].size, f[1].jump, f[1].start]] if f else None})
     return recs

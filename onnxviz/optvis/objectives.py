@@ -161,9 +161,19 @@ def channel(layer: str, n, batch: Optional[int] = None) -> Objective:
     return _unit_mean(layer, n, batch, "channel")
 
 
-def neuron(layer: str, n, x: Optional[int] = None, y: Optional[int] = None, batch: Optional[int] = None) -> Objective:
-    """Activation of channel ``n`` at one position (default: the center of the map)."""
+def neuron(layer: str, n, x: Optional[int] = None, y: Optional[int] = None, batch: Optional[int] = None,
+           token: Optional[int] = None) -> Objective:
+    """Activation of channel ``n`` at one position (default: the center of the map).
+
+    Token layers of a vision transformer: (x, y) is a patch (default: the center patch);
+    ``token`` picks a token by its index in the sequence instead (0: the CLS token).
+    """
     def inner(T):
+        if token is not None:
+            a = _pick(T.tokens(layer), n, batch)
+            if not 0 <= token < a.shape[-1]:
+                raise ObjectiveError(f"token {token} is outside the {a.shape[-1]} tokens of layer {layer!r}")
+            return a[:, token]
         a = _pick(T(layer), n, batch)
         if a.dim() == 1:
             return a
@@ -175,6 +185,7 @@ def neuron(layer: str, n, x: Optional[int] = None, y: Optional[int] = None, batc
         return a[:, yy, xx]
 
     where = "" if x is None and y is None else f", x={x}, y={y}"
+    where += "" if token is None else f", token={token}"
     return Objective(inner, f"neuron({layer!r}, {_unit_str(n)}{where}{_batch_str(batch)})", [layer],
                      [(layer, n)], kind="neuron", layer=layer, unit=n)
 

@@ -48,7 +48,7 @@ def caricature(model, layer: str, image, steps: int = 256, cossim_pow: float = 1
     info = model.layer(layer)
     with torch.no_grad():
         x = model.meta.to_model_input(torch.from_numpy(photo[None]).to(dev))
-        target = nchw(view(x)[info.name].detach(), info.layout)
+        target = nchw(view(x)[info.name].detach(), info.layout, info)
     objective = obj.dot_compare(layer, target, cossim_pow=cossim_pow)
     regs = list(kwargs.pop("regularizers", ())) + [obj.blur_input_each_step()]
     size = tuple(photo.shape[-2:])

@@ -53,8 +53,9 @@ class RenderResult:
 class Activations:
     """What objectives receive: ``T(layer)`` -> activation (NCHW or NC), ``T.image``, ``T.batch``."""
 
-    def __init__(self, acts: dict, image: torch.Tensor, keys: dict, layouts: dict):
+    def __init__(self, acts: dict, image: torch.Tensor, keys: dict, layouts: dict, infos: Optional[dict] = None):
         self._acts = acts
+        self._infos = infos or {}
         self.image = image
         self.batch = image.shape[0]
         self._keys = keys
@@ -64,12 +65,40 @@ class Activations:
         key = self._keys.get(name, name)
         if key not in self._acts:
             raise ObjectiveError(f"layer {name!r} was not computed (objective layers: {sorted(self._keys)})")
-        return nchw(self._acts[key], self._layouts.get(name, "NCHW"))
+        return nchw(self._acts[key], self._layouts.get(name, "NCHW"), self._infos.get(name))
+
+    def tokens(self, name: str) -> torch.Tensor:
+        """A token layer's every token, CLS included: (N, C, tokens)."""
+        key = self._keys.get(name, name)
+        act = self._acts[key]
+        if act.dim() != 3:
+            raise ObjectiveError(f"layer {name!r} is not a token layer (N, tokens, C); its shape is {tuple(act.shape)}")
+        return act.transpose(1, 2)
 
 
-def nchw(act: torch.Tensor, layout: str) -> torch.Tensor:
-    """An activation in the NCHW order objectives index, whatever the layer's layout."""
-    return act.permute(0, 3, 1, 2) if layout == "NHWC" and act.dim() == 4 else act
+def nchw(act: torch.Tensor, layout: str, info=None) -> torch.Tensor:
+    """An activation in the NCHW order objectives index, whatever the layer's layout.
+
+    Token layers (N, L, C) of a vision transformer whose patch grid is known become their patch
+    tokens as a map (N, C, gh, gw): the CLS/distillation/register tokens are left out, so a
+    channel is the mean over the image's patches and a neuron a patch. Without a grid: (N, C, L).
+    """
+    if layout == "NHWC" and act.dim() == 4:
+        return act.permute(0, 3, 1, 2)
+    if layout == "NLC" and act.dim() == 3:
+        n, length, c = act.shape
+        grid = getattr(info, "grid", None)
+        prefix = getattr(info, "prefix_tokens", None) or 0
+        if grid is not None:
+            gh, gw = grid
+            patches = length - prefix
+            if patches != gh * gw:  # another input size: same aspect, same prefix
+                side = int(round(patches ** 0.5))
+                gh, gw = (side, side) if side * side == patches else (None, None)
+            if gh:
+                return act[:, prefix:].reshape(n, gh, gw, c).permute(0, 3, 1, 2)
+        return act.transpose(1, 2)
+    return act
 
 
 # ---------------------------------------------------------------------- ReLU gradient redirection
@@ -226,8 +255,12 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
     fed = _fed_size(model, size)
     if fit_input is None:
         # a fixed-size input is always fed at its size (Lucent's fixed_image_size), a dynamic net
-        # with a stride at the render size: the transforms' pad/scale/jitter change the size
-        fit_input = fed is not None or (_needs_fixed_size(model, infos) and size != tuple(meta.input_size))
+        # with a stride at the render size: the transforms' pad/scale/jitter change the size; token
+        # layers of a fixed-size transformer (a position embedding per patch) need every transformed
+        # image back at the input size, even when the render size is the input size
+        tokens = not getattr(meta, "dynamic_size", False) and any(
+            getattr(i, "layout", None) == "NLC" for i in infos.values())
+        fit_input = fed is not None or (_needs_fixed_size(model, infos) and size != tuple(meta.input_size)) or tokens
     if view is None:
         view = make_view(model, layer_names, device)
     view.eval()
@@ -256,7 +289,7 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
         if use_cl and inp.dim() == 4:
             inp = inp.contiguous(memory_format=torch.channels_last)
         acts = view(inp)
-        return Activations(acts, img, keys, layouts)
+        return Activations(acts, img, keys, layouts, infos)
 
     def evaluate() -> list:
         with torch.no_grad():
@@ -317,6 +350,8 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
                             f"close to the random start; activation {start[i]:.4g} -> {end[i]:.4g}")
     record = {
         "objective": objective.name,
+        "preprocessing": meta.preprocessing() if hasattr(meta, "preprocessing") else None,
+        "preprocessing": meta.preprocessing() if hasattr(meta, "preprocessing") else None,
         "kind": objective.kind,
         "layer": objective.layer,
         "unit": objective.unit,

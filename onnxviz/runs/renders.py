@@ -29,7 +29,7 @@ UNIT_KINDS = ("channel", "neuron", "class_logit", "class_prob", "diversity", "ob
 
 _SETTINGS = ("steps", "size", "seed", "lr", "batch", "device", "param", "transforms", "regularizers",
              "redirect_steps", "fit_input", "ms_per_step", "seconds", "activation_per_step_note",
-             "diversity_weight", "diversity_layer")
+             "diversity_weight", "diversity_layer", "preprocessing")
 
 
 def write_render(out_dir, layer: str, stem: str, image: np.ndarray, record: dict, index: int, base: dict) -> Path:
