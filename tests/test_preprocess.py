@@ -99,7 +99,8 @@ def test_normalization_in_the_graph_is_read_from_its_constants(mobilenet_v2_expo
     assert m.meta.mean == (0.0,) * 3 and m.meta.confidence >= 0.9
     assert "normalization in the graph (Sub -> Div)" in m.meta.evidence[0]
     x = m.prepare(m.load_images([sample_image_path()]))
-    assert int(m.activations(x, ["logits"])["logits"].argmax()) in range(281, 286)  # a cat class
+    (logits,) = m.activations(x, ["logits"]).values()  # keyed by the layer's short name
+    assert int(logits.argmax()) in range(281, 286)  # a cat class
     bgr = onnxviz.load(_with_normalization(mobilenet_v2_export["path"], tmp_path / "bgr.onnx", mean[::-1], std[::-1]))
     assert bgr.meta.channel_order == "BGR" and bgr.meta.value_range == (0.0, 255.0)
 
