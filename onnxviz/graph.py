@@ -6,11 +6,15 @@ result passes ``onnx.checker``.
 from __future__ import annotations
 
 import copy
+import functools
+import logging
 from typing import Iterable, Optional
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+log = logging.getLogger("onnxviz")
 
 BATCH_DIM = "batch"
 
@@ -119,14 +123,33 @@ def _free_reshape_batch(graph: onnx.GraphProto, inits: dict, batch: int) -> None
 
 
 def infer_shapes(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """ONNX shape inference, tolerant of files it cannot fully handle."""
+    """ONNX shape inference, tolerant of files it cannot fully handle (and saying so in the log).
+
+    Data propagation first (it resolves Reshape targets computed from Shape); without it when it
+    fails; the model as it is when both fail (shapes then come from an onnxruntime run).
+    """
     try:
         return onnx.shape_inference.infer_shapes(proto, data_prop=True)
-    except Exception:  # noqa: BLE001 - a partial answer is better than none
-        try:
-            return onnx.shape_inference.infer_shapes(proto)
-        except Exception:  # noqa: BLE001
-            return proto
+    except Exception as exc:  # noqa: BLE001 - a partial answer is better than none
+        first = exc
+    try:
+        inferred = onnx.shape_inference.infer_shapes(proto)
+        _warn_once(f"ONNX shape inference with data propagation failed ({_first_line(first)}); used it without")
+        return inferred
+    except Exception as exc:  # noqa: BLE001
+        _warn_once(f"ONNX shape inference failed ({_first_line(exc)}); shapes it would give come from an "
+                   "onnxruntime run instead")
+        return proto
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_once(message: str) -> None:
+    log.warning(message)
 
 
 def value_shapes(proto: onnx.ModelProto) -> dict:
@@ -261,10 +284,11 @@ def check(proto: onnx.ModelProto) -> None:
 
 
 def with_opset(proto: onnx.ModelProto, target: int) -> Optional[onnx.ModelProto]:
-    """The model converted to another opset, or None when onnx's converter cannot do it."""
+    """The model converted to another opset, or None (with the reason logged) when onnx's converter cannot."""
     try:
         converted = onnx.version_converter.convert_version(proto, target)
         onnx.checker.check_model(converted)
         return converted
-    except Exception:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - the caller reports what it then cannot do
+        _warn_once(f"onnx cannot convert this model from opset {opset(proto)} to {target}: {_first_line(exc)}")
         return None

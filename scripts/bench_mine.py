@@ -13,7 +13,7 @@ Measured (onnxruntime and torch with the same thread count, best of --repeat, 22
   torch hooks torch eager forward (onnx2torch view of the same layers) + per-channel mean/max
   end to end  `onnxviz mine` from JPEG files: decoding in threads, model, top-k, SQLite store, and
               the second pass that finds the argmax positions of the examples
-JPEGs: foolbox's 20 ImageNet photos, scikit-image and scikit-learn sample photos, repeated.
+JPEGs: the real photos scripts/collect_photos.py gathers (foolbox, scikit-image, scikit-learn, ...), repeated.
 """
 from __future__ import annotations
 
@@ -34,32 +34,9 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 def photos(folder: Path, n: int) -> Path:
     """n JPEG files (real photos, repeated under distinct names) in folder."""
-    from PIL import Image
+    from collect_photos import collect  # scripts/collect_photos.py: the photos that ship in packages
 
-    from export import imagenet_photos  # scripts/export.py
-
-    src = [p for p, _ in imagenet_photos()]
-    tmp = folder.parent / "src"
-    tmp.mkdir(parents=True, exist_ok=True)
-    try:
-        import skimage.data as sd
-
-        for name in ("astronaut", "chelsea", "coffee", "rocket", "motorcycle_left"):
-            try:
-                arr = np.asarray(getattr(sd, name)())
-                p = tmp / f"sk_{name}.jpg"
-                Image.fromarray(arr).convert("RGB").save(p, quality=90)
-                src.append(p)
-            except Exception:  # noqa: BLE001
-                pass
-        from sklearn.datasets import load_sample_images
-
-        for i, arr in enumerate(load_sample_images().images):
-            p = tmp / f"sk_sample_{i}.jpg"
-            Image.fromarray(arr).save(p, quality=90)
-            src.append(p)
-    except ImportError:
-        pass
+    src = collect(folder.parent / "src", jpeg=True)
     if not src:
         sys.exit("no photos found (install foolbox --no-deps, scikit-image, scikit-learn)")
     folder.mkdir(parents=True, exist_ok=True)
@@ -82,7 +59,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=str(REPO / "models" / "mobilenet_v2.onnx"))
     ap.add_argument("--images", type=int, default=160, help="JPEG files for the end-to-end run")
-    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--batch-size", "--batch", dest="batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime / torch threads")
     ap.add_argument("--workers", type=int, default=2, help="decoder threads")
     ap.add_argument("--repeat", type=int, default=3)

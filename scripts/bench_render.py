@@ -83,7 +83,7 @@ def time_lucent(native, layer_attr, unit, steps, size, fixed):
 @click.option("--unit", default=12, show_default=True)
 @click.option("--size", default=128, show_default=True)
 @click.option("--steps", default=30, show_default=True, help="Timed steps per measurement.")
-@click.option("--batch", default=8, show_default=True)
+@click.option("--batch-size", "--batch", "batch", default=8, show_default=True, help="Channels rendered in one batch.")
 @click.option("--quality-steps", default=256, show_default=True)
 @click.option("--quality-units", default="12,3,50", show_default=True)
 @click.option("--threads", default=2, show_default=True)

@@ -16,8 +16,11 @@ import numpy as np
 from PIL import Image
 
 
-def collect(out: Path) -> list:
+def collect(out: Path, jpeg: bool = False) -> list:
+    """Copy or write every photo found into ``out``; returns the paths. ``jpeg``: decoded sample
+    images are written as JPEG (quality 90) instead of PNG, so every file is a JPEG."""
     out.mkdir(parents=True, exist_ok=True)
+    ext, opts = (".jpg", {"quality": 90}) if jpeg else (".png", {})
     written = []
     from export import imagenet_photos  # scripts/export.py: finds foolbox's data without importing foolbox
 
@@ -38,8 +41,8 @@ def collect(out: Path) -> list:
                 continue
             if arr.ndim == 3 and arr.shape[-1] == 4:
                 arr = arr[..., :3]
-            Image.fromarray(arr).save(out / f"skimage_{name}.png")
-            written.append(out / f"skimage_{name}.png")
+            Image.fromarray(arr).save(out / f"skimage_{name}{ext}", **opts)
+            written.append(out / f"skimage_{name}{ext}")
     except ImportError:
         print("scikit-image not installed: skipping its photos", file=sys.stderr)
     try:
@@ -47,8 +50,8 @@ def collect(out: Path) -> list:
 
         imgs = load_sample_images()
         for name, arr in zip(imgs.filenames, imgs.images):
-            dst = out / f"sklearn_{Path(name).name}"
-            Image.fromarray(arr).save(dst)
+            dst = out / f"sklearn_{Path(name).stem}{'.jpg' if jpeg else Path(name).suffix}"
+            Image.fromarray(arr).save(dst, **opts)
             written.append(dst)
     except ImportError:
         print("scikit-learn not installed: skipping its sample images", file=sys.stderr)

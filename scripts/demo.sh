@@ -27,12 +27,12 @@ onnxviz render "$MODEL" --layer block_7 --units 0-15 --steps "$STEPS" --out "$RU
 onnxviz render "$MODEL" --layer block_14 --units 0-7 --steps "$STEPS" --out "$RUN/render"
 onnxviz render "$MODEL" "block_7:12" --diversity 4 --steps "$STEPS" --out "$RUN/render"
 for cls in 207 323; do  # golden retriever, monarch butterfly
-  onnxviz render "$MODEL" "logits:$cls" --objective logit --steps "$STEPS" --out "$RUN/render"
+  onnxviz render "$MODEL" "logits:$cls" --objective class_logit --steps "$STEPS" --out "$RUN/render"
 done
 onnxviz render "$MODEL" --deepdream block_7 --image data/photos/skimage_astronaut.png --steps 64 --out "$RUN/render"
 onnxviz render "$MODEL" --caricature block_7 --image data/photos/skimage_chelsea.png --steps "$STEPS" --out "$RUN/render"
 
 echo "== 6/6 build the site =="
-onnxviz site "$MODEL" --runs "$RUN" --out site/
+onnxviz site "$MODEL" --run "$RUN" --out site/
 echo
 echo "Done. Open site/index.html in a browser, or run: onnxviz serve site/ --port 8000"

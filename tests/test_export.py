@@ -20,6 +20,8 @@ from onnxviz.meta import ModelMeta
 from models_fixture import (REPO, efficientnet_lite0_export, export_script, googlenet_random_export,  # noqa: F401
                             mobilenet_v2_export, squeezenet1_1_export)
 
+pytestmark = pytest.mark.weights  # real pretrained weights and photos from pip packages
+
 ex = export_script()
 PHOTOS = ex.imagenet_photos()
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
@@ -179,6 +181,7 @@ def test_mobilenet_v2_torch_view_on_alias(mobilenet_v2_export):
     assert float(xt.grad.abs().sum()) > 0
 
 
+@pytest.mark.slow
 def test_cli_exports_a_recipe(tmp_path):
     out = subprocess.run([sys.executable, str(REPO / "scripts" / "export.py"), "squeezenet1_1",
                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)

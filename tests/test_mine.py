@@ -286,6 +286,7 @@ def _imagenet_photos() -> list:
 
 
 @pytest.mark.slow
+@pytest.mark.weights
 def test_mobilenet_v2_all_layers_and_logits_on_real_photos(tmp_path, tmp_path_factory):
     photos = _imagenet_photos()
     if not photos:

@@ -365,6 +365,7 @@ def _all_images_loaded(page) -> None:
     assert broken == [], f"images not loaded on {page.url}: {broken}"
 
 
+@pytest.mark.browser
 def test_browser_click_through(digits_site, served, tmp_path):
     sync_api = _browser()
     out, first = digits_site["out"], digits_site["first"]
@@ -418,6 +419,8 @@ def test_browser_click_through(digits_site, served, tmp_path):
             shutil.copy(f, shots / f.name)
 
 
+@pytest.mark.browser
+@pytest.mark.slow
 def test_browser_hostile_site_runs_no_script(tmp_path, served):
     sync_api = _browser()
     path = hostile_model(tmp_path / "hostile.onnx")

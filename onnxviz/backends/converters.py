@@ -176,8 +176,7 @@ def register() -> None:
         after = max(registered_versions(op) or [0])
         for v in since_versions(op, max(after, 17)):
             add_converter(operation_type=op, version=v)(reduce_converter)
-    if 18 not in registered_versions("ReduceSum"):
-        pass  # ReduceSum has taken axes as an input since v13, which onnx2torch handles
+    # ReduceSum has taken axes as an input since v13, which onnx2torch handles
 
     def reshape_converter(node, graph):
         return OperationConverterResult(torch_module=Reshape(bool(node.attributes.get("allowzero", 0))),

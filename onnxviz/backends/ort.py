@@ -2,7 +2,7 @@
 
 onnxruntime-gpu lists CUDA (and TensorRT) as available even where the CUDA libraries cannot load,
 and then silently runs on the CPU. ``usable_providers`` asks each provider to run a tiny model once
-and keeps those that took; a fallback is logged once, in one line.
+and keeps those that took; a fallback is logged once, in one warning line.
 """
 from __future__ import annotations
 
@@ -49,13 +49,16 @@ def usable_providers(requested: Optional[Sequence[str]] = None) -> list:
         wanted = os.environ["ONNXVIZ_PROVIDERS"].split(",")
     chosen = [p for p in wanted if p != "CPUExecutionProvider" and _provider_loads(p)]
     dropped = [p for p in wanted if p != "CPUExecutionProvider" and p not in chosen]
-    if dropped and requested:
-        log.warning("onnxruntime: %s cannot load here; running on %s", ", ".join(dropped),
-                    ", ".join(chosen + ["CPUExecutionProvider"]))
-    elif dropped:
-        log.info("onnxruntime: %s not usable here; using %s", ", ".join(dropped),
-                 ", ".join(chosen + ["CPUExecutionProvider"]))
+    if dropped:
+        _say_once(f"onnxruntime: {', '.join(dropped)} {'cannot load' if requested else 'not usable'} here; "
+                  f"running on {', '.join(chosen + ['CPUExecutionProvider'])}")
     return chosen + ["CPUExecutionProvider"]
+
+
+@functools.lru_cache(maxsize=None)
+def _say_once(message: str) -> None:
+    """The provider fallback is one log line per process, not one per session."""
+    log.warning(message)
 
 
 def session_options(threads: Optional[int] = None) -> ort.SessionOptions:

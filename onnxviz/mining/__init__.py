@@ -34,10 +34,10 @@ Reading (what the site uses)::
 Ranking rules: larger first for "top", smaller first for "bottom"; equal values: lower image
 index first; NaN never ranks above a real number (NaNs come last in both lists; stored as NULL).
 Crops are the theoretical receptive field computed from the graph (conv/pool kernel, stride,
-padding, dilation; see crops.py); "mean" examples carry the position of their maximum too.
+padding, dilation; see fields.py); "mean" examples carry the position of their maximum too.
 Storage (SQLite, one file; why: see store.py): the ``examples`` table is queryable directly.
 """
-from .crops import receptive_fields
+from .fields import receptive_fields
 from .datasets import DatasetError, open_source
 from .mine import MiningError, Summary, merge_runs, mine
 from .results import DEFAULT_STAT, Example, Results, open_results

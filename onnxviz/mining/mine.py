@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import OnnxVizError
 from ..progress import bar as progress_bar
-from . import crops as C
+from . import fields as C
 from .datasets import ImageSource, decode_batches, open_source, parse_shard
 from .store import FILENAME, Store
 from .topk import TopK
@@ -153,12 +153,12 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
     from .. import load
 
     t_start = time.perf_counter()
-    if not hasattr(model, "stats_runner"):
+    if isinstance(model, (str, os.PathLike)):
         model = load(model)
     src = source if isinstance(source, ImageSource) else open_source(source)
     si, sn = shard if isinstance(shard, tuple) else parse_shard(shard)
     if batch_size < 1:
-        raise MiningError("--batch must be at least 1")
+        raise MiningError("--batch-size must be at least 1")
     chosen = [lay for lay in model.resolve(layers) if lay.units]
     if not chosen:
         raise MiningError("no layers with channels to mine")
@@ -256,21 +256,37 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
             fill_positions(model, src, states, names, batch_size, workers, providers, threads)
             with store.db:
                 store.save_state(states)
-            store.write_examples(states, widths)
             summary.complete = True
-        summary.images, summary.skipped = store.counts()
-        summary.skipped_files = [(k, e) for _, k, e in store.skipped()[:20]]
-        with store.db:
-            store.put("summary", summary.to_dict())
-            if summary.complete:
-                store.put("complete", True)
+        _end_run(store, summary, states, widths)
     finally:
         store.close()
     if summary.complete and thumbs:
-        from .results import open_results
-
-        open_results(out).write_thumbnails()
+        _write_thumbnails(out)
     return summary
+
+
+def _end_run(store: Store, summary: Summary, states: dict, widths: dict) -> None:
+    """The end of a mining session (and of a merge): the examples table when the run is complete,
+    the counts, the summary, the complete flag."""
+    if summary.complete:
+        store.write_examples(states, widths)
+    summary.images, summary.skipped = store.counts()
+    summary.skipped_files = [(k, e) for _, k, e in store.skipped()[:20]]
+    with store.db:
+        store.put("summary", summary.to_dict())
+        if summary.complete:
+            store.put("complete", True)
+
+
+def _write_thumbnails(out) -> None:
+    """Thumbnails of every example image, so the run directory is self-contained."""
+    from .results import open_results
+
+    r = open_results(out)
+    try:
+        r.write_thumbnails()
+    finally:
+        r.close()
 
 
 def fill_positions(model, src: ImageSource, states: dict, names: list, batch_size: int, workers: int,
@@ -351,19 +367,13 @@ def merge_runs(shard_dirs: Sequence[Union[str, Path]], out, thumbs: bool = True,
                     dest.add_images(s.db.execute("SELECT idx, key, width, height, error FROM images").fetchall())
                 dest.save_state(merged)
                 dest.put("done", total)
-            dest.write_examples(merged, {r["name"]: r["width"] for r in layers})
             summary = Summary(out=str(mining_dir(out)), complete=True)
-            summary.images, summary.skipped = dest.counts()
-            with dest.db:
-                dest.put("summary", summary.to_dict())
-                dest.put("complete", True)
+            _end_run(dest, summary, merged, {r["name"]: r["width"] for r in layers})
         finally:
             dest.close()
     finally:
         for s in stores:
             s.close()
     if thumbs:
-        from .results import open_results
-
-        open_results(out).write_thumbnails()
+        _write_thumbnails(out)
     return summary

@@ -8,7 +8,8 @@ from typing import Optional
 from ..errors import OnnxVizError
 from ..meta import ModelMeta
 from ..paths import slug
-from . import crops as C
+from . import fields as C
+from . import pictures
 from .datasets import ImageSource, open_source
 from .store import FILENAME, Store
 
@@ -155,7 +156,7 @@ class Results:
         """PNG of image ``index`` as the model saw it (cached in mining/images/)."""
         p = self.dir / "images" / f"{index}.png"
         if not p.exists():
-            C.render_thumb(self._bytes(index), self.meta, p)
+            pictures.render_thumb(self._bytes(index), self.meta, p)
         return p
 
     def crop(self, index: int, box: tuple) -> Path:
@@ -163,7 +164,7 @@ class Results:
         b = tuple(int(round(v)) for v in box)
         p = self.dir / "crops" / f"{index}_{b[0]}_{b[1]}_{b[2]}_{b[3]}.png"
         if not p.exists():
-            C.render_crop(self._bytes(index), b, p)
+            pictures.render_crop(self._bytes(index), b, p)
         return p
 
     def write_thumbnails(self) -> int:
@@ -184,7 +185,7 @@ class Results:
         ex = self.examples(layer, unit, stat, direction, k)
         paths = [e.crop if crops and e.position is not None else e.image for e in ex]
         caps = [f"{e.activation:.3g} {e.label}" for e in ex]
-        return C.contact_sheet(paths, caps, Path(out), title=f"{layer}:{unit} {direction} by {stat}")
+        return pictures.contact_sheet(paths, caps, Path(out), title=f"{layer}:{unit} {direction} by {stat}")
 
     def default_sheet_path(self, layer: str, unit: int, stat: str, direction: str) -> Path:
         return self.dir / "sheets" / f"{slug(layer)}_{unit}_{stat}_{direction}.png"

@@ -33,7 +33,7 @@ class Objective:
     """
 
     def __init__(self, fn: Callable, name: str, layers: Sequence[str] = (), units: Sequence[tuple] = (),
-                 kind: str = "objective", layer: Optional[str] = None, unit=None, uses_image: bool = False):
+                 kind: str = "objective", layer: Optional[str] = None, unit=None):
         self.fn = fn
         self.name = name
         self.layers = tuple(dict.fromkeys(layers))
@@ -41,7 +41,6 @@ class Objective:
         self.kind = kind
         self.layer = layer
         self.unit = unit
-        self.uses_image = uses_image
 
     def __call__(self, T) -> torch.Tensor:
         value = self.fn(T)
@@ -54,13 +53,11 @@ class Objective:
 
     # ------------------------------------------------------------------ algebra
     def _combine(self, other: "Objective", fn: Callable, name: str) -> "Objective":
-        return Objective(fn, name, self.layers + other.layers, self.units + other.units,
-                         uses_image=self.uses_image or other.uses_image)
+        return Objective(fn, name, self.layers + other.layers, self.units + other.units)
 
     def __add__(self, other):
         if isinstance(other, numbers.Number):
-            return Objective(lambda T: self(T) + other, f"{self.name} + {other}", self.layers, self.units,
-                             uses_image=self.uses_image)
+            return Objective(lambda T: self(T) + other, f"{self.name} + {other}", self.layers, self.units)
         other = as_objective(other)
         return self._combine(other, lambda T: self(T) + other(T), f"{self.name} + {other.name}")
 
@@ -70,7 +67,7 @@ class Objective:
         return self.__add__(other)
 
     def __neg__(self):
-        return Objective(lambda T: -self(T), f"-({self.name})", self.layers, self.units, uses_image=self.uses_image)
+        return Objective(lambda T: -self(T), f"-({self.name})", self.layers, self.units)
 
     def __sub__(self, other):
         if isinstance(other, numbers.Number):
@@ -82,8 +79,7 @@ class Objective:
 
     def __mul__(self, other):
         if isinstance(other, numbers.Number):
-            return Objective(lambda T: other * self(T), f"{other} * ({self.name})", self.layers, self.units,
-                             uses_image=self.uses_image)
+            return Objective(lambda T: other * self(T), f"{other} * ({self.name})", self.layers, self.units)
         other = as_objective(other)
         return self._combine(other, lambda T: self(T) * other(T), f"({self.name}) * ({other.name})")
 
@@ -98,16 +94,12 @@ class Objective:
     def check(self, model) -> None:
         """Raise UnknownNodeError / ObjectiveError when a layer or unit does not exist in ``model``.
 
-        ``model`` needs ``layer(name)`` returning an object with ``units``; models without it are
-        not checked.
+        ``model``: an ``onnxviz.protocols.VisionModel`` (its ``layer(name).units``).
         """
-        lookup = getattr(model, "layer", None)
-        if lookup is None:
-            return
         for name in self.layers:
-            lookup(name)  # UnknownNodeError with close matches
+            model.layer(name)  # UnknownNodeError with close matches
         for name, unit in self.units:
-            units = getattr(lookup(name), "units", None)
+            units = model.layer(name).units
             for u in _as_list(unit):
                 if units is not None and not (0 <= u < units):
                     raise ObjectiveError(f"unit {u} is out of range for layer {name!r}, which has {units} "
@@ -151,17 +143,22 @@ def _batch_str(batch) -> str:
 
 
 # ---------------------------------------------------------------------- unit objectives
+def _unit_mean(layer: str, n, batch: Optional[int], kind: str) -> Objective:
+    """Unit ``n`` of ``layer`` averaged over its positions (an (N, C) layer: the unit itself)."""
+    def inner(T):
+        a = _pick(T(layer), n, batch)
+        return a.flatten(1).mean(1) if a.dim() > 1 else a
+
+    return Objective(inner, f"{kind}({layer!r}, {_unit_str(n)}{_batch_str(batch)})", [layer], [(layer, n)],
+                     kind=kind, layer=layer, unit=n)
+
+
 def channel(layer: str, n, batch: Optional[int] = None) -> Objective:
     """Mean activation of channel ``n`` over all positions (an (N, C) layer: the unit itself).
 
     ``n`` may be a list with one unit per image. ``batch``: only image ``batch`` is optimized.
     """
-    def inner(T):
-        a = _pick(T(layer), n, batch)
-        return a.flatten(1).mean(1) if a.dim() > 1 else a
-
-    return Objective(inner, f"channel({layer!r}, {_unit_str(n)}{_batch_str(batch)})", [layer], [(layer, n)],
-                     kind="channel", layer=layer, unit=n)
+    return _unit_mean(layer, n, batch, "channel")
 
 
 def neuron(layer: str, n, x: Optional[int] = None, y: Optional[int] = None, batch: Optional[int] = None) -> Objective:
@@ -183,13 +180,8 @@ def neuron(layer: str, n, x: Optional[int] = None, y: Optional[int] = None, batc
 
 
 def class_logit(layer: str, n, batch: Optional[int] = None) -> Objective:
-    """A class's logit (pre-softmax), ``layer`` being the (N, classes) logits."""
-    def inner(T):
-        a = _pick(T(layer), n, batch)
-        return a.flatten(1).mean(1) if a.dim() > 1 else a
-
-    return Objective(inner, f"class_logit({layer!r}, {_unit_str(n)}{_batch_str(batch)})", [layer], [(layer, n)],
-                     kind="class_logit", layer=layer, unit=n)
+    """A class's logit (pre-softmax), ``layer`` being the (N, classes) logits: a channel, named as a class."""
+    return _unit_mean(layer, n, batch, "class_logit")
 
 
 def class_prob(layer: str, n, batch: Optional[int] = None, log: bool = False) -> Objective:
@@ -309,7 +301,7 @@ def dot_compare(layer: str, target: torch.Tensor, cossim_pow: float = 0.0) -> Ob
 # ---------------------------------------------------------------------- image regularizers
 def l1(constant: float = 0.5) -> Objective:
     """Minus the mean absolute distance of the image from ``constant`` (grey): add with a weight."""
-    return Objective(lambda T: -(T.image - constant).abs().flatten(1).mean(1), f"l1({constant})", uses_image=True)
+    return Objective(lambda T: -(T.image - constant).abs().flatten(1).mean(1), f"l1({constant})")
 
 
 def total_variation() -> Objective:
@@ -320,7 +312,7 @@ def total_variation() -> Objective:
         dy = (x[..., 1:, :] - x[..., :-1, :]).abs().flatten(1).mean(1)
         return -(dx + dy)
 
-    return Objective(inner, "total_variation()", uses_image=True)
+    return Objective(inner, "total_variation()")
 
 
 def blur_input_each_step() -> Objective:
@@ -332,7 +324,7 @@ def blur_input_each_step() -> Objective:
             blurred = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k, groups=x.shape[1])
         return -0.5 * ((x - blurred) ** 2).flatten(1).sum(1)
 
-    return Objective(inner, "blur_input_each_step()", uses_image=True)
+    return Objective(inner, "blur_input_each_step()")
 
 
 # ---------------------------------------------------------------------- shorthand

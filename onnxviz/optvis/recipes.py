@@ -13,7 +13,7 @@ from ..images import load_for_model
 from . import objectives as obj
 from . import param as param_mod
 from . import transforms as tr
-from .render import RenderResult, make_view, render, _resolve_device
+from .render import RenderResult, _resolve_device, make_view, nchw, render
 
 
 def _photo(model, image) -> np.ndarray:
@@ -45,14 +45,10 @@ def caricature(model, layer: str, image, steps: int = 256, cossim_pow: float = 1
     photo = _photo(model, image)
     dev = _resolve_device(device)
     view = kwargs.pop("view", None) or make_view(model, [layer], dev)
-    meta = model.meta
-    key = model.layer(layer).name if hasattr(model, "layer") else layer
+    info = model.layer(layer)
     with torch.no_grad():
-        x = meta.to_model_input(torch.from_numpy(photo[None]).to(dev))
-        target = view(x)[key].detach()
-        info = model.layer(layer) if hasattr(model, "layer") else None
-        if getattr(info, "layout", "NCHW") == "NHWC" and target.dim() == 4:
-            target = target.permute(0, 3, 1, 2)
+        x = model.meta.to_model_input(torch.from_numpy(photo[None]).to(dev))
+        target = nchw(view(x)[info.name].detach(), info.layout)
     objective = obj.dot_compare(layer, target, cossim_pow=cossim_pow)
     regs = list(kwargs.pop("regularizers", ())) + [obj.blur_input_each_step()]
     size = tuple(photo.shape[-2:])
@@ -73,9 +69,9 @@ def render_layer(model, layer: str, units: Optional[Sequence[int]] = None, batch
     built and reused for all batches.
     """
     dev = _resolve_device(device)
-    info = model.layer(layer) if hasattr(model, "layer") else None
+    info = model.layer(layer)
     if units is None:
-        if info is None or info.units is None:
+        if info.units is None:
             raise ValueError(f"cannot tell how many units layer {layer!r} has; pass units=")
         units = range(info.units)
     units = [int(u) for u in units]

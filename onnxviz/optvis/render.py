@@ -9,9 +9,9 @@ The loop (Lucid's render_vis, without its global state):
     loss = -(objective(acts) + regularizers)  # per image, summed over the batch
     loss.backward(); optimizer.step()
 
-``model`` is anything with ``meta`` (a ModelMeta) and ``torch_view(names, device=...)`` returning a
-module that maps a model-input tensor to ``{layer name: activation}``; ``model.layer(name)``
-(layout, unit count) is used when present to check objectives and read NHWC layers.
+``model`` is an ``onnxviz.protocols.VisionModel`` (``onnxviz.Model`` is one): ``meta`` for the
+preprocessing, ``layer(name)`` for layouts and unit counts, ``torch_view(names, device=...)`` for a
+module that maps a model-input tensor to ``{layer name: activation}``.
 
 Dead units: a unit whose every input position is below a ReLU gives no gradient and the image
 would stay grey. For the first ``redirect_steps`` steps ReLU/ReLU6 gradients are *redirected*
@@ -32,6 +32,7 @@ from torch import nn
 
 from ..errors import ObjectiveError
 from ..progress import bar as progress_bar
+from ..protocols import VisionModel
 from . import param as param_mod
 from . import transforms as tr
 from .objectives import Objective, as_objective
@@ -64,10 +65,12 @@ class Activations:
         key = self._keys.get(name, name)
         if key not in self._acts:
             raise ObjectiveError(f"layer {name!r} was not computed (objective layers: {sorted(self._keys)})")
-        a = self._acts[key]
-        if self._layouts.get(name) == "NHWC" and a.dim() == 4:
-            a = a.permute(0, 3, 1, 2)
-        return a
+        return nchw(self._acts[key], self._layouts.get(name, "NCHW"))
+
+
+def nchw(act: torch.Tensor, layout: str) -> torch.Tensor:
+    """An activation in the NCHW order objectives index, whatever the layer's layout."""
+    return act.permute(0, 3, 1, 2) if layout == "NHWC" and act.dim() == 4 else act
 
 
 # ---------------------------------------------------------------------- ReLU gradient redirection
@@ -131,27 +134,16 @@ def _resolve_device(device) -> torch.device:
     return torch.device(device)
 
 
-def _layer_info(model, names) -> tuple:
-    """({objective name: key in the view's output}, {name: layout}, {name: Layer or None})."""
-    keys, layouts, layers = {}, {}, {}
-    lookup = getattr(model, "layer", None)
-    for name in names:
-        info = lookup(name) if lookup is not None else None
-        layers[name] = info
-        keys[name] = getattr(info, "name", name) if info is not None else name
-        layouts[name] = getattr(info, "layout", "NCHW") if info is not None else "NCHW"
-    return keys, layouts, layers
+def _layer_info(model: VisionModel, names) -> tuple:
+    """({objective name: key in the view's output}, {name: layout}, {name: Layer})."""
+    layers = {name: model.layer(name) for name in names}
+    return ({n: lay.name for n, lay in layers.items()}, {n: lay.layout for n, lay in layers.items()}, layers)
 
 
-def make_view(model, layers: Sequence[str], device) -> nn.Module:
+def make_view(model: VisionModel, layers: Sequence[str], device) -> nn.Module:
     """``model.torch_view`` for the canonical names of ``layers`` on ``device``."""
     keys, _, _ = _layer_info(model, layers)
-    names = list(dict.fromkeys(keys[n] for n in layers))
-    try:
-        view = model.torch_view(names, device=device)
-    except TypeError:  # a torch_view without a device argument
-        view = model.torch_view(names).to(device)
-    return view
+    return model.torch_view(list(dict.fromkeys(keys[n] for n in layers)), device=device)
 
 
 def _as_transform(transforms, size) -> Callable:
@@ -168,15 +160,11 @@ def _transform_names(t) -> list:
     return [getattr(x, "__name__", type(x).__name__) for x in getattr(t, "transforms", [t])]
 
 
-def _needs_fixed_size(model, layer_infos: dict) -> bool:
+def _needs_fixed_size(model: VisionModel, layer_infos: dict) -> bool:
     """True when an objective layer has no spatial map (logits, pools) and the model has a fixed size."""
-    if getattr(model.meta, "dynamic_size", False):
+    if model.meta.dynamic_size:
         return False
-    for info in layer_infos.values():
-        shape = getattr(info, "shape", None)
-        if info is None or shape is None or len(shape) <= 2:
-            return True
-    return False
+    return any(info.shape is None or len(info.shape) <= 2 for info in layer_infos.values())
 
 
 def _default_batch(objective: Objective) -> int:
@@ -186,7 +174,7 @@ def _default_batch(objective: Objective) -> int:
     return 1
 
 
-def render(model, objective, param_f=None, transforms=None, steps: int = 256,
+def render(model: VisionModel, objective, param_f=None, transforms=None, steps: int = 256,
            thresholds: Optional[Sequence[int]] = None, seed: int = 0, device=None, lr: float = 0.05,
            regularizers: Sequence[Objective] = (), batch: Optional[int] = None,
            size: Optional[Union[int, Sequence[int]]] = None, redirect_steps: int = 16,

@@ -20,7 +20,6 @@ from .renders import UNIT_KINDS, collect_renders, write_render
 
 LR = 0.05  # Adam's step size for renders from noise
 DEEPDREAM_LR = 0.02  # DeepDream starts from a photo: smaller steps keep it recognisable
-KINDS = ("channel", "neuron", "class_logit", "class_prob")  # what "layer:unit" can mean
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Receptive fields from the ONNX graph, crops of dataset examples, contact sheets.
+"""Receptive fields from the ONNX graph: which input pixels each position of a layer sees.
 
 The receptive field of a layer is *computed from the graph*, not measured: walking the nodes
 in order, each tensor carries (size, jump, start) in model-input pixels — the side of the input
@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 from onnx import helper
 
@@ -49,7 +48,7 @@ def _attrs(node) -> dict:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-def receptive_fields(proto, input_name: str, weights: dict = None) -> dict:
+def receptive_fields(proto, input_name: str) -> dict:
     """tensor name -> (Field y, Field x), or None for the whole image, for every spatial tensor."""
     inits = {i.name: i for i in proto.graph.initializer}
     rf: dict = {input_name: _IDENTITY}
@@ -154,59 +153,3 @@ def to_original(box: tuple, original_size: tuple, meta) -> tuple:
     left, top, right, bottom = crop_box(tuple(original_size), (h, w), meta.resize)
     sx, sy = (right - left) / w, (bottom - top) / h
     return (left + box[0] * sx, top + box[1] * sy, left + box[2] * sx, top + box[3] * sy)
-
-
-# ---------------------------------------------------------------------------- pictures
-def render_crop(data: bytes, box: tuple, out: Path, max_side: int = 224) -> Path:
-    """Cut ``box`` (original-photo pixels) out of the image bytes and save it as PNG."""
-    from ..images import open_rgb
-
-    img = open_rgb(data)
-    l, t, r, b = (int(round(v)) for v in box)
-    r, b = max(r, l + 1), max(b, t + 1)
-    crop = img.crop((l, t, r, b))
-    if max(crop.size) > max_side:
-        crop.thumbnail((max_side, max_side))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    crop.save(out)
-    return out
-
-
-def render_thumb(data: bytes, meta, out: Path) -> Path:
-    """The image as the model saw it (resized and cropped to the input size), as PNG."""
-    from ..images import fit, open_rgb
-
-    img = fit(open_rgb(data), tuple(meta.input_size), meta.resize, meta.interpolation)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    img.save(out)
-    return out
-
-
-def contact_sheet(paths: Sequence, captions: Sequence[str], out: Path, cell: int = 128, columns: int = 8,
-                  title: str = "") -> Path:
-    """A grid of images with one caption under each, as PNG."""
-    from PIL import Image, ImageDraw
-
-    n = max(1, len(paths))
-    cols = min(columns, n)
-    rows = math.ceil(n / cols)
-    cap_h, head = 14, (18 if title else 0)
-    sheet = Image.new("RGB", (cols * (cell + 4) + 4, head + rows * (cell + cap_h + 4) + 4), "white")
-    draw = ImageDraw.Draw(sheet)
-    if title:
-        draw.text((4, 3), title, fill="black")
-    for i, (p, cap) in enumerate(zip(paths, captions)):
-        r, c = divmod(i, cols)
-        x, y = 4 + c * (cell + 4), head + 4 + r * (cell + cap_h + 4)
-        try:
-            im = Image.open(p).convert("RGB")
-            im.thumbnail((cell, cell))
-            sheet.paste(im, (x + (cell - im.width) // 2, y + (cell - im.height) // 2))
-        except Exception:  # noqa: BLE001 - a missing picture leaves its cell empty
-            pass
-        draw.text((x, y + cell + 1), cap[:22], fill="black")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out)
-    return out
-

@@ -1,0 +1,47 @@
+"""What optvis and mining need from a model, spelled out as a type (``onnxviz.Model`` is one).
+
+Code that renders or mines takes a ``VisionModel`` and calls these members directly: no
+``hasattr`` fallbacks. A stand-in (a test double, a model served elsewhere) implements them all.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+import onnx
+
+from .layers import Layer
+from .meta import ModelMeta
+
+
+@runtime_checkable
+class VisionModel(Protocol):
+    """A vision model that can be rendered (torch) and mined (onnxruntime)."""
+
+    meta: ModelMeta  # preprocessing facts: input size, range, mean/std, channel order, layout, labels
+    path: Optional[Path]  # the ONNX file, when there is one
+    proto: onnx.ModelProto  # the normalised graph (receptive fields are computed from it)
+    input_name: str
+    layers: list  # Layer, in graph order
+
+    def layer(self, name) -> Layer:
+        """A layer by any name a person may type (UnknownNodeError with close matches otherwise)."""
+
+    def resolve(self, names) -> list:
+        """Layers for a list of names, a comma-separated string, or None/'all' (every layer)."""
+
+    def prepare(self, images: np.ndarray) -> np.ndarray:
+        """Images (N, 3, H, W) RGB in [0, 1] -> the model's input."""
+
+    def activations(self, x: np.ndarray, names, batch_size: int = 32, providers=None, threads=None) -> dict:
+        """{layer name: full activation (N, ...)} from onnxruntime."""
+
+    def stats_runner(self, names=None, providers=None, threads=None, stats: Sequence[str] = ...):
+        """An object whose ``run(x)`` gives {layer name: {stat: (N, C)}} (``backends.ort.StatsRunner``)."""
+
+    def map_size(self, layer) -> Optional[tuple]:
+        """(H, W) of a spatial layer's map at the model's input size; None for other layers."""
+
+    def torch_view(self, names, device=None, check: bool = True, channels_last: bool = False):
+        """A torch module: model input -> {layer name: activation}, differentiable, truncated."""
