@@ -11,7 +11,7 @@ import sys
 import click
 
 from ..errors import OnnxVizError
-from . import inspect, mine, render, site
+from . import check, inspect, mine, render, site
 
 
 class _Group(click.Group):
@@ -31,6 +31,6 @@ def main():
     """Feature visualization and dataset examples for any ONNX vision model."""
 
 
-for _module in (inspect, render, mine, site):
+for _module in (inspect, render, mine, site, check):
     for _command in _module.COMMANDS:
         main.add_command(_command)
