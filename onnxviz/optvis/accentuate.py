@@ -101,6 +101,8 @@ def accentuate(model, objective, photos, reg_layer: Optional[str] = None, weight
     key_of = {name: model.layer(name).name for name in layers}
     view = make_view(model, layers, dev)
     view.eval()
+    if model.meta.layout == "NCHW":  # as render() does: the same weights layout for the targets and the ascent
+        view = view.to(memory_format=torch.channels_last)
     photo_t = torch.from_numpy(arr).to(dev)
     feats = _features(model, view, key_of, layers, photo_t)
 
@@ -125,7 +127,7 @@ def accentuate(model, objective, photos, reg_layer: Optional[str] = None, weight
     param_f.__name__ = "fft from photo, decorrelated color"
     result = render(model, objective, param_f=param_f, steps=steps, lr=lr, seed=seed, device=dev, batch=n,
                     size=tuple(arr.shape[-2:]), transforms=transforms, regularizers=regs, progress=progress,
-                    **kwargs)
+                    view=view, **kwargs)
     out_t = torch.from_numpy(result.images).to(dev)
     dist = feature_distance(reg_layer, target)
     after = _features(model, view, key_of, [reg_layer], out_t)
