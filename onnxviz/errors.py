@@ -43,3 +43,7 @@ class ImageError(OnnxVizError):
 
 class ObjectiveError(OnnxVizError):
     """An objective that names a layer or unit the model does not have, or is malformed."""
+
+
+class RuntimeModelError(OnnxVizError):
+    """onnxruntime refused the model or an input (its message names the node and the shapes)."""

@@ -31,22 +31,32 @@ def initializer_names(graph: onnx.GraphProto) -> set:
     return {t.name for t in graph.initializer}
 
 
-def image_input(proto: onnx.ModelProto) -> onnx.ValueInfoProto:
-    """The graph input that carries the image: the first non-weight input (rank 4 preferred)."""
+def image_input(proto: onnx.ModelProto, name: Optional[str] = None) -> onnx.ValueInfoProto:
+    """The graph input that carries the image: ``name``, else the first non-weight input (rank 4 preferred)."""
+    from .errors import ModelLoadError
+
     inits = initializer_names(proto.graph)
     inputs = [i for i in proto.graph.input if i.name not in inits]
     if not inputs:
-        raise ValueError("the model has no inputs besides its weights")
+        raise ModelLoadError("the model has no inputs besides its weights")
+    if name is not None:
+        for inp in inputs:
+            if inp.name == name:
+                return inp
+        raise ModelLoadError(f"the model has no input named {name!r}; its inputs: "
+                             f"{', '.join(i.name for i in inputs)}")
     for inp in inputs:
         if len(inp.type.tensor_type.shape.dim) == 4:
             return inp
     return inputs[0]
 
 
-def normalize(proto: onnx.ModelProto) -> onnx.ModelProto:
+def normalize(proto: onnx.ModelProto, input_name: Optional[str] = None) -> onnx.ModelProto:
     """Make a real-world file uniform for everything downstream.
 
     - weights that are also listed as graph inputs (old exporters, PaddlePaddle) stop being inputs;
+    - ``Constant`` nodes become initializers (older Paddle2ONNX stores every weight that way, which
+      onnx2torch's Conv cannot read);
     - ``Identity`` nodes that merely alias a weight (the classic torch exporter merges identical
       initializers this way, which breaks onnx2torch) become weights of their own;
     - the batch dimension becomes dynamic, with hard-coded batch sizes in Reshape shapes replaced
@@ -66,6 +76,14 @@ def normalize(proto: onnx.ModelProto) -> onnx.ModelProto:
 
     outputs = {o.name for o in graph.output}
     for node in list(graph.node):
+        if node.op_type == "Constant" and node.output[0] not in outputs and not node.input:
+            value = _constant_value(node)
+            if value is not None:
+                tensor = numpy_helper.from_array(value, name=node.output[0])
+                graph.initializer.append(tensor)
+                inits[tensor.name] = tensor
+                graph.node.remove(node)
+    for node in list(graph.node):
         if node.op_type == "Identity" and node.input and node.input[0] in inits and node.output[0] not in outputs:
             alias = copy.deepcopy(inits[node.input[0]])
             alias.name = node.output[0]
@@ -73,7 +91,12 @@ def normalize(proto: onnx.ModelProto) -> onnx.ModelProto:
             inits[alias.name] = alias
             graph.node.remove(node)
 
-    inp = image_input(proto)
+    for vi in list(graph.input) + list(graph.output):  # old Paddle2ONNX writes -1 for a dynamic dim
+        for k, d in enumerate(vi.type.tensor_type.shape.dim):
+            if d.HasField("dim_value") and d.dim_value <= 0:
+                d.Clear()
+                d.dim_param = f"{vi.name}_dim{k}"
+    inp = image_input(proto, input_name)
     dims = inp.type.tensor_type.shape.dim
     fixed_batch = dims[0].dim_value if dims and dims[0].HasField("dim_value") else None
     if dims:
@@ -90,11 +113,36 @@ def normalize(proto: onnx.ModelProto) -> onnx.ModelProto:
     return proto
 
 
+def _constant_value(node) -> Optional[np.ndarray]:
+    """The value of a Constant node as an array (None for sparse values)."""
+    for a in node.attribute:
+        if a.name == "value":
+            return numpy_helper.to_array(a.t)
+        if a.name in ("value_float", "value_int"):
+            return np.asarray(helper.get_attribute_value(a), np.float32 if a.name == "value_float" else np.int64)
+        if a.name in ("value_floats", "value_ints"):
+            return np.asarray(list(helper.get_attribute_value(a)), np.float32 if a.name == "value_floats" else np.int64)
+    return None
+
+
+def depends_on(graph: onnx.GraphProto, sources: Iterable[str]) -> set:
+    """Every tensor computed (directly or not) from ``sources``, carrying their batch dimension."""
+    reached = set(sources)
+    for node in graph.node:  # nodes are topologically sorted
+        if any(i in reached for i in node.input):
+            # the scale and zero point of a dynamic quantization are scalars, not per-image data
+            outs = node.output[:1] if node.op_type == "DynamicQuantizeLinear" else node.output
+            reached.update(o for o in outs if o)
+    return reached
+
+
 def _free_reshape_batch(graph: onnx.GraphProto, inits: dict, batch: int) -> None:
-    """Reshape nodes whose constant target shape starts with the old fixed batch size copy it instead."""
+    """Reshape nodes of image data whose constant target shape starts with the old fixed batch size
+    copy it instead (a Reshape of weights, e.g. a quantized bias [1, C, 1, 1], is left alone)."""
     constants = {n.output[0]: n for n in graph.node if n.op_type == "Constant"}
+    data = depends_on(graph, [i.name for i in graph.input if i.name not in inits])
     for node in graph.node:
-        if node.op_type != "Reshape" or len(node.input) < 2:
+        if node.op_type != "Reshape" or len(node.input) < 2 or node.input[0] not in data:
             continue
         name = node.input[1]
         if name in inits:
@@ -211,12 +259,16 @@ def add_channel_reductions(proto: onnx.ModelProto, layers: list, stats: Iterable
     proto = copy.deepcopy(proto)
     graph = proto.graph
     version = opset(proto)
+    known = value_shapes(infer_shapes(proto))
     del graph.output[:]
     outputs = []
     shapes = {}
     for i, layer in enumerate(layers):
         t = layer.tensor
         names = {}
+        if known.get(t, (None, None))[0] == TensorProto.FLOAT16:  # float16 models: reduce in float32
+            graph.node.append(helper.make_node("Cast", [t], [f"{t}__onnxviz_f32"], to=TensorProto.FLOAT))
+            t = f"{t}__onnxviz_f32"
         if layer.layout == "NC":
             for s in stats:
                 if s in ("mean", "max"):
@@ -292,3 +344,38 @@ def with_opset(proto: onnx.ModelProto, target: int) -> Optional[onnx.ModelProto]
     except Exception as exc:  # noqa: BLE001 - the caller reports what it then cannot do
         _warn_once(f"onnx cannot convert this model from opset {opset(proto)} to {target}: {_first_line(exc)}")
         return None
+
+
+def subgraph(proto: onnx.ModelProto, tensors: Iterable[str]) -> onnx.ModelProto:
+    """The part of the model that computes ``tensors`` (its outputs): nodes, weights and inputs that
+    they do not need are dropped, so an op after them (an LSTM head, NMS, post-processing) or an
+    input they do not read (the other image of a siamese net) no longer matters."""
+    tensors = list(dict.fromkeys(tensors))
+    proto = expose(proto, tensors)
+    graph = proto.graph
+    needed = set(tensors)
+    keep = []
+    for node in reversed(list(graph.node)):
+        if any(o in needed for o in node.output):
+            keep.append(node)
+            needed.update(i for i in node.input if i)
+            for a in node.attribute:  # subgraphs (If/Loop) read outer tensors by name
+                for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                    needed.update(i for n in g.node for i in n.input if i)
+    keep.reverse()
+    del graph.node[:]
+    graph.node.extend(keep)
+    for coll in (graph.initializer, graph.input):
+        for item in [x for x in coll if x.name not in needed]:
+            coll.remove(item)
+    return proto
+
+
+def bake_inputs(proto: onnx.ModelProto, values: dict) -> onnx.ModelProto:
+    """Graph inputs replaced by constants (``values``: name -> array)."""
+    proto = copy.deepcopy(proto)
+    graph = proto.graph
+    for inp in [i for i in graph.input if i.name in values]:
+        graph.input.remove(inp)
+        graph.initializer.append(numpy_helper.from_array(np.asarray(values[inp.name]), inp.name))
+    return proto

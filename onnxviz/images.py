@@ -6,6 +6,7 @@ which callers that walk datasets catch, count and skip.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Optional, Union
 
@@ -48,7 +49,9 @@ def open_rgb(source: Union[str, Path, Image.Image, bytes], draft_size: Optional[
     except ImageError:
         raise
     except Exception as exc:  # PIL raises many types for bad files
-        raise ImageError(f"cannot read image {source if not isinstance(source, bytes) else '<bytes>'}: {exc}") from exc
+        what = source if not isinstance(source, (bytes, bytearray)) else "<bytes>"
+        why = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", "the data", str(exc))  # same text in every run
+        raise ImageError(f"cannot read image {what}: {why}") from exc
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

@@ -38,7 +38,8 @@ ABSORBERS = ACTIVATIONS | {"BatchNormalization", "InstanceNormalization", "Layer
                            "Div", "Sum"}
 SPATIAL_OPS = {"Conv", "ConvTranspose", "BatchNormalization", "InstanceNormalization", "LRN", "DepthToSpace",
                "SpaceToDepth", "Upsample", "Resize"} | POOLS
-WEIGHTED = {"Conv", "ConvTranspose", "Gemm", "MatMul", "Einsum"}
+WEIGHTED = {"Conv", "ConvTranspose", "Gemm", "MatMul", "Einsum", "ConvInteger", "MatMulInteger", "QLinearConv",
+            "QLinearMatMul"}
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
 
 
@@ -140,7 +141,7 @@ def tensor_layout(node, t: str, rank: Optional[int], layouts: dict) -> Optional[
 
 # --------------------------------------------------------------------------- discovery
 def discover(proto: onnx.ModelProto, input_name: str, input_shape: tuple, layout: str, size: tuple,
-             aliases: Optional[dict] = None) -> Discovery:
+             aliases: Optional[dict] = None, extras: Optional[dict] = None) -> Discovery:
     """Tensors and layers of a normalised model (see the module docstring).
 
     ``size``: (H, W) at which open dims are probed (the model's input size); ``aliases``: friendly
@@ -166,7 +167,7 @@ def discover(proto: onnx.ModelProto, input_name: str, input_shape: tuple, layout
                 continue
             found.append(Layer(name=t, tensor=t, node=node.name, op=node.op_type,
                                shape=(None,) + tuple(shape[1:]), layout=lay_out, index=idx))
-    probed = _fill_unknown_shapes(proto, input_name, input_shape, layout, size, found)
+    probed = _fill_unknown_shapes(proto, input_name, input_shape, layout, size, found, extras)
     tensors = [lay for lay in found if lay.units]
     node_of = {t: n for n in nodes for t in n.output}
     learned = set()  # tensors computed through at least one weighted op: not input preprocessing
@@ -200,7 +201,7 @@ def _lookup(layers: list, tensors: list, aliases: dict) -> dict:
 
 
 def probe_shapes(proto: onnx.ModelProto, input_name: str, input_shape: tuple, layout: str, size: tuple,
-                 tensors: list) -> dict:
+                 tensors: list, extras: Optional[dict] = None) -> dict:
     """tensor -> its shape (with batch 1) in one onnxruntime run on a zero image of ``size`` (H, W)."""
     from .backends.ort import Runner
 
@@ -208,17 +209,17 @@ def probe_shapes(proto: onnx.ModelProto, input_name: str, input_shape: tuple, la
     gray = len(input_shape) == 4 and (input_shape[1] if layout == "NCHW" else input_shape[3]) == 1
     c = 1 if gray else 3
     x = np.zeros((1, c, h, w) if layout == "NCHW" else (1, h, w, c), np.float32)
-    out = Runner(G.expose(proto, tensors), threads=1, input_name=input_name).run(x)
+    out = Runner(G.subgraph(proto, tensors), threads=1, input_name=input_name, extras=extras).run(x)
     return {t: tuple(out[t].shape) for t in tensors}
 
 
-def _fill_unknown_shapes(proto, input_name, input_shape, layout, size, layers: list) -> dict:
+def _fill_unknown_shapes(proto, input_name, input_shape, layout, size, layers: list, extras=None) -> dict:
     """Layers whose shape inference left dims unknown get them from one onnxruntime run."""
     unknown = [lay for lay in layers if lay.shape[lay.channel_axis] is None or any(d is None for d in lay.shape[1:])]
     if not unknown:
         return {}
     try:
-        probed = probe_shapes(proto, input_name, input_shape, layout, size, [lay.tensor for lay in unknown])
+        probed = probe_shapes(proto, input_name, input_shape, layout, size, [lay.tensor for lay in unknown], extras)
     except Exception as exc:  # noqa: BLE001 - shapes stay partly unknown
         log.warning("could not determine some layer shapes: %s", exc)
         return {}

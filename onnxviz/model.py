@@ -28,10 +28,12 @@ log = logging.getLogger("onnxviz")
 TOLERANCE = 1e-3  # faithfulness: max |torch - onnxruntime| / max(|onnxruntime|, 1)
 
 
-def load(path: Union[str, Path], meta: Optional[ModelMeta] = None, **overrides) -> "Model":
+def load(path: Union[str, Path], meta: Optional[ModelMeta] = None, input: Optional[str] = None,
+         **overrides) -> "Model":
     """Open an ONNX file. ``meta`` or keyword overrides (input_size, mean, std, channel_order, ...)
-    replace what the file says about preprocessing."""
-    return Model(path, meta=meta, **overrides)
+    replace what the file says about preprocessing. ``input``: with several image inputs, the one
+    to optimize and mine (default: the first 4-d input); the others get a mid-gray image."""
+    return Model(path, meta=meta, input=input, **overrides)
 
 
 def read_proto(path: Union[str, Path]) -> onnx.ModelProto:
@@ -66,7 +68,7 @@ def read_proto(path: Union[str, Path]) -> onnx.ModelProto:
 class Model:
     """An ONNX vision model: its layers, its metadata, and both backends."""
 
-    def __init__(self, path_or_proto, meta: Optional[ModelMeta] = None, **overrides):
+    def __init__(self, path_or_proto, meta: Optional[ModelMeta] = None, input: Optional[str] = None, **overrides):
         if isinstance(path_or_proto, onnx.ModelProto):
             self.path, raw = None, path_or_proto
         else:
@@ -74,20 +76,26 @@ class Model:
             raw = read_proto(self.path)
         self.opset = G.opset(raw)
         self.producer = f"{raw.producer_name} {raw.producer_version}".strip()
-        self.proto = G.normalize(raw)
-        inp = G.image_input(self.proto)
+        self.proto = G.normalize(raw, input)
+        inp = G.image_input(self.proto, input)
         self.input_name = inp.name
         dims = inp.type.tensor_type.shape.dim
-        self.input_shape = tuple(None if i == 0 else (d.dim_value if d.HasField("dim_value") else None)
-                                 for i, d in enumerate(dims))
+        # -1 or 0 (old Paddle2ONNX writes -1 for a dynamic dim) is unknown too
+        self.input_shape = tuple(None if i == 0 else (d.dim_value if d.HasField("dim_value") and d.dim_value > 0
+                                                      else None) for i, d in enumerate(dims))
         self.input_layout = input_layout(self.proto, self.input_name, self.input_shape)
         stored = ModelMeta.from_onnx(raw)
         self.meta_source = "file" if stored else "defaults"
+        self.input_rule = self._input_rule(stored, overrides)
         base = meta or stored or self._default_meta()
         self.meta = base.replace(**overrides) if overrides else base
+        self._extras = self._other_inputs()
         found = discover(self.proto, self.input_name, self.input_shape, self.input_layout, self._probe_size(),
-                         self.meta.aliases)
+                         self.meta.aliases, self._extras)
         self.tensors, self.layers, self._lookup, self._probed = found.tensors, found.layers, found.lookup, found.probed
+        if len(self._extras):  # with several inputs, layers are what the chosen input computes
+            reached = G.depends_on(self.proto.graph, [self.input_name])
+            self.layers = [lay for lay in self.layers if lay.tensor in reached]
         self._runners: dict = {}
         self._torch = None
         self._checked: set = set()
@@ -100,9 +108,55 @@ class Model:
         else:
             c, h, w = 3, None, None
         dynamic = h is None or w is None
-        return ModelMeta(input_size=(h or 224, w or 224), layout=self.input_layout,
-                         channel_order="L" if c == 1 else "RGB", dynamic_size=dynamic, name=self.path.stem
-                         if self.path else "model")
+        size = self.input_rule.size if self.input_rule else (h or 224, w or 224)
+        return ModelMeta(input_size=size, layout=self.input_layout, channel_order="L" if c == 1 else "RGB",
+                         mean=(0.0,), std=(1.0,), dynamic_size=dynamic,
+                         name=self.path.stem if self.path else "model")
+
+    def _hw(self) -> tuple:
+        s = self.input_shape
+        if len(s) != 4:
+            return 3, None, None
+        return (s[1], s[2], s[3]) if self.input_layout == "NCHW" else (s[3], s[1], s[2])
+
+    def _input_rule(self, stored, overrides):
+        """Which input sizes run (``shapes.InputRule``): the graph's fixed size, else probed."""
+        from . import shapes
+
+        c, h, w = self._hw()
+        if h and w:
+            return shapes.fixed(h, w)
+        if len(self.input_shape) != 4:
+            return None
+        hint = overrides.get("input_size") or (stored.input_size if stored else None)
+        return shapes.probe(lambda: self._full_runner(), c or 3, self.input_layout, h, w,
+                            tuple(hint) if hint else None)
+
+    def _full_runner(self):
+        from .backends.ort import Runner
+
+        return Runner(self.proto, threads=1, input_name=self.input_name, extras=self._other_inputs(), quiet=True)
+
+    def _other_inputs(self) -> dict:
+        """Feeds for the inputs that are not the chosen image: a mid-gray image through the chosen
+        input's preprocessing when 4-d (its own fixed size, else the chosen input's), zeros otherwise."""
+        extras = {}
+        inits = G.initializer_names(self.proto.graph)
+        meta = getattr(self, "meta", None)
+        for inp in self.proto.graph.input:
+            if inp.name in inits or inp.name == self.input_name:
+                continue
+            tt = inp.type.tensor_type
+            dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else np.float32
+            if len(dims) == 4 and meta is not None:
+                h, w = (dims[2], dims[3]) if self.input_layout == "NCHW" else (dims[1], dims[2])
+                size = (h or meta.input_size[0], w or meta.input_size[1])
+                gray = np.full((1, 3) + tuple(size), 0.5, np.float32)
+                extras[inp.name] = meta.to_model_input(gray).astype(dtype)
+            else:
+                extras[inp.name] = np.zeros([1] + [d or 1 for d in dims[1:]], dtype)
+        return extras
 
     def _probe_size(self) -> tuple:
         """(H, W) at which open shapes are measured: the fixed input size, else the metadata's."""
@@ -169,21 +223,24 @@ class Model:
         key = ("expose", tuple(tensors or ()), tuple(providers or ()), threads)
         if key not in self._runners:
             proto = G.expose(self.proto, tensors) if tensors else self.proto
-            self._runners[key] = Runner(proto, providers=providers, threads=threads, input_name=self.input_name)
+            self._runners[key] = Runner(proto, providers=providers, threads=threads, input_name=self.input_name,
+                                        extras=self._extras)
         return self._runners[key]
 
     def activations(self, x: np.ndarray, names, batch_size: int = 32, providers=None, threads=None) -> dict:
         """Full activations of layers (onnxruntime): {layer name: array (N, ...)}. x is model input."""
         layers = self.resolve(names)
-        runner = self.session([lay.tensor for lay in layers], providers, threads)
+        runner = self.session([lay.name for lay in layers], providers, threads)
         out = runner.run_batched(x, batch_size, [lay.tensor for lay in layers])
         return {lay.name: out[lay.tensor] for lay in layers}
 
-    def stats_runner(self, names=None, providers=None, threads=None, stats=G.STATS):
-        """A session that returns per-channel mean/max/argmax of each layer (computed in the graph)."""
+    def stats_runner(self, names=None, providers=None, threads=None, stats=G.STATS, maps=()):
+        """A session that returns per-channel mean/max/argmax of each layer (computed in the graph),
+        and with ``maps`` the full activation maps of those layers too (``run(x, maps=True)``)."""
         from .backends.ort import StatsRunner
 
-        return StatsRunner(self.proto, self.resolve(names), providers, threads, stats, input_name=self.input_name)
+        return StatsRunner(self.proto, self.resolve(names), providers, threads, stats, input_name=self.input_name,
+                           extras=self._extras, maps=[self.layer(m) for m in maps])
 
     def channel_stats(self, x: np.ndarray, names=None, batch_size: int = 32, providers=None, threads=None) -> dict:
         """{layer: {"mean": (N,C), "max": (N,C), "argmax": (N,C) flat index into the spatial map}}."""
@@ -198,8 +255,31 @@ class Model:
         if self._torch is None:
             from .backends.fx import convert
 
-            self._torch = convert(self.proto)
+            self._torch = convert(self.float_proto)
         return self._torch[0]
+
+    @property
+    def float_proto(self) -> onnx.ModelProto:
+        """The float32 view the torch path runs (the model itself unless quantized or float16)."""
+        if getattr(self, "_float", None) is None:
+            from .floatview import float_view
+
+            self._float = float_view(self.proto)
+        return self._float
+
+    def _torch_sub(self, tensors: list) -> tuple:
+        """(GraphModule, tensor map) of the subgraph from the input to ``tensors`` (cached)."""
+        from .backends.fx import convert
+
+        key = frozenset(tensors)
+        cache = self.__dict__.setdefault("_subs", {})
+        if key not in cache:
+            sub = G.subgraph(self.float_proto, tensors)
+            extras = {k: v for k, v in self._extras.items() if k in {i.name for i in sub.graph.input}}
+            if extras:  # other image inputs become constants of the torch module (batch 1, broadcast)
+                sub = G.bake_inputs(sub, {k: v.astype(np.float32) for k, v in extras.items()})
+            cache[key] = convert(sub)
+        return cache[key]
 
     def torch_view(self, names, device=None, check: bool = True, channels_last: bool = False):
         """A torch module x (model input) -> {layer name: activation}, stopping after the deepest layer.
@@ -210,8 +290,7 @@ class Model:
         from .backends.fx import ActivationView, to_device
 
         layers = self.resolve(names)
-        self.torch_module()
-        gm, tmap = self._torch
+        gm, tmap = self._torch_sub([lay.tensor for lay in layers])
         view = ActivationView(gm, tmap, {lay.name: lay.tensor for lay in layers})
         if check:
             self.check_faithful(view, layers)
@@ -228,7 +307,22 @@ class Model:
         if not todo:
             return 0.0
         x = self.prepare(load_for_model(sample_image_path(), self.meta)[None])
-        ref = self.activations(x, todo)
+        quantized = self.float_proto is not self.proto
+        if quantized:  # the torch module is checked against the float view, strictly
+            from .backends.ort import Runner
+
+            sub = G.subgraph(self.float_proto, [lay.tensor for lay in todo])
+            out = Runner(sub, threads=1, input_name=self.input_name, extras=self._extras).run(x)
+            ref = {lay.name: out[lay.tensor] for lay in todo}
+            orig = self.activations(x, todo)
+            errs = self.__dict__.setdefault("float_view_error", {})
+            for lay in todo:  # and how far the float view is from the file's own (quantized/fp16) result
+                errs[lay.name] = max_relative_error(torch.from_numpy(ref[lay.name]), orig[lay.name])
+                log.info("float view of %s differs from the %s file by %.3g (max relative) at %s",
+                         self.meta.name, "quantized" if "Quant" in str(self.ops()) else "float16", errs[lay.name],
+                         lay.name)
+        else:
+            ref = self.activations(x, todo)
         with torch.no_grad():
             got = view(torch.from_numpy(x))
         worst = 0.0
@@ -242,6 +336,9 @@ class Model:
                     "onnxruntime features (activations, mining) are unaffected.")
             self._checked.add(lay.tensor)
         return worst
+
+    def ops(self) -> set:
+        return {n.op_type for n in self.proto.graph.node}
 
     # ------------------------------------------------------------------ description
     def describe(self) -> dict:

@@ -96,11 +96,11 @@ def main(onnx_path, layer, unit, size, steps, batch, quality_steps, quality_unit
     from onnxviz.optvis import objectives as obj
     from onnxviz.optvis import render
 
-    import export as ex  # scripts/export.py: the same weights the ONNX file was exported from
+    from onnxviz import zoo as ex  # the same weights the ONNX file was exported from
 
     model = onnxviz.load(onnx_path)
     lay = model.layer(layer)
-    native = ex.build(ex.load_recipe("mobilenet_v2")).model.eval()
+    native = ex.build(ex.get("mobilenet_v2")).model.eval()
     native.requires_grad_(False)
     index = int(lay.name.split(".")[1]) if lay.name.startswith("features.") else 7
     native_trunc = native.features[: index + 1]

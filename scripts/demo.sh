@@ -11,6 +11,7 @@ RUN=runs/mobilenet_v2
 MODEL=models/mobilenet_v2.onnx
 
 echo "== 1/6 export the real pretrained MobileNetV2 (weights shipped in a pip package) =="
+python scripts/export.py --list   # the zoo: every recipe (Microscope's eight models too) and where its weights come from
 [ -f "$MODEL" ] || python scripts/export.py mobilenet_v2 --out models/
 
 echo "== 2/6 inspect it =="

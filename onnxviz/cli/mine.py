@@ -9,7 +9,7 @@ import click
 from ..errors import OnnxVizError
 from ..mining.results import DEFAULT_STAT
 from ..runs import command
-from .options import load_model, meta_options
+from .options import engine_options, load_model, meta_options
 
 
 @click.command()
@@ -20,29 +20,46 @@ from .options import load_model, meta_options
 @click.option("--top", default=16, show_default=True, type=click.IntRange(0), help="Top-k examples per unit.")
 @click.option("--bottom", default=16, show_default=True, type=click.IntRange(0), help="Bottom-k examples per unit.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1), help="Images per batch.")
-@click.option("--workers", default=None, type=click.IntRange(0), help="Decoder threads (0: decode inline).")
+@click.option("--workers", default=None, type=click.IntRange(0),
+              help="local: decoder threads (0: decode inline); ray: onnxruntime workers (default 2).")
 @click.option("--threads", default=None, type=click.IntRange(1), help="onnxruntime intra-op threads.")
 @click.option("--shard", default=None, help="i/n: mine every n-th image starting at i (merge with mine-merge).")
 @click.option("--limit", default=None, type=click.IntRange(1), help="Only the first N images.")
 @click.option("--overwrite", is_flag=True, help="Start over instead of resuming an existing run.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--no-thumbs", is_flag=True, help="Do not write thumbnails of the example images at the end.")
+@click.option("--spectrum", default=128, show_default=True, type=click.IntRange(0),
+              help="Images in the uniform sample behind each unit's spectrum of examples (quantiles; 0: none).")
+@click.option("--atlas-layers", default=None, help="Comma-separated layers whose activation vectors are sampled "
+              "for `onnxviz atlas`.")
+@click.option("--atlas-per-image", default=8, show_default=True, type=click.IntRange(1),
+              help="Random positions sampled per image and atlas layer.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the spectrum and atlas samplers.")
+@engine_options
 @meta_options
 def mine(model_path, source, out, layers, top, bottom, batch_size, workers, threads, shard, limit, overwrite,
-         no_progress, no_thumbs, **meta_kwargs):
+         no_progress, no_thumbs, spectrum, atlas_layers, atlas_per_image, seed, engine, address, gpus_per_worker,
+         block_size, **meta_kwargs):
     """Dataset examples: the top/bottom images of every unit of MODEL_PATH over SOURCE.
 
     SOURCE is a folder tree, a zip or tar archive of images, or a list file (one path per line).
     Running the same command again resumes an interrupted run.
     """
-    from ..mining import mine as run_mine
+    from ..engines import mine as run_mine
 
     model, meta_opts = load_model(model_path, **meta_kwargs)
     cmd = command("mine", model_path, source, out=out, layers=layers, top=top, bottom=bottom, batch_size=batch_size,
-                  shard=shard, limit=limit, **meta_opts)
-    s = run_mine(model, source, out, layers=layers, top=top, bottom=bottom, batch_size=batch_size, workers=workers,
-                 threads=threads, shard=shard, limit=limit, overwrite=overwrite, progress=not no_progress,
-                 thumbs=not no_thumbs, command=cmd)
+                  shard=shard, limit=limit, spectrum=spectrum, atlas_layers=atlas_layers,
+                  atlas_per_image=atlas_per_image if atlas_layers else None, seed=seed, **meta_opts)
+    kw = dict(spectrum=spectrum, atlas_layers=atlas_layers, atlas_per_image=atlas_per_image, seed=seed)
+    if engine == "ray":
+        if atlas_layers:
+            raise click.UsageError("--atlas-layers is not supported with --engine ray yet; mine them locally")
+        kw = dict(address=address, gpus_per_worker=gpus_per_worker, block_size=block_size)
+        workers = workers or 2
+    s = run_mine(model, source, out, engine=engine, layers=layers, top=top, bottom=bottom, batch_size=batch_size,
+                 workers=workers, threads=threads, shard=shard, limit=limit, overwrite=overwrite,
+                 progress=not no_progress, thumbs=not no_thumbs, command=cmd, **kw)
     click.echo(s.text())
     if not s.complete:
         sys.exit(130)

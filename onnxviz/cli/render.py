@@ -19,7 +19,7 @@ import click
 
 from ..paths import slug
 from ..runs import render as runs_render
-from .options import load_model, meta_options
+from .options import engine_options, load_model, meta_options
 
 # --objective: the API's names; "logit" and "prob" are accepted for commands written before
 _OBJECTIVES = {"channel": "channel", "neuron": "neuron", "class_logit": "class_logit", "class_prob": "class_prob",
@@ -52,7 +52,8 @@ def _report_reliability(w) -> None:
               help="What TARGET 'layer:unit' means: a channel's mean, the center neuron, a class logit (pre-softmax) "
               "or a class probability (logit and prob are short for class_logit and class_prob).")
 @click.option("--neuron", is_flag=True, help="Same as --objective neuron.")
-@click.option("--layer", "layer_name", help="With --all or --units: render channels of this layer in batches.")
+@click.option("--layer", "layer_name", help="With --all or --units: render channels of this layer in batches "
+              "('all': every layer).")
 @click.option("--all", "all_units", is_flag=True, help="Every channel of --layer.")
 @click.option("--units", help="Units of --layer, e.g. 0,3,5-9.")
 @click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True, help="Units per batch with --layer.")
@@ -86,11 +87,14 @@ def _report_reliability(w) -> None:
 @click.option("--out", "out_dir", type=click.Path(), default=None,
               help="Output folder (default runs/<model name>/render).")
 @click.option("--no-progress", is_flag=True)
+@click.option("--workers", type=click.IntRange(1), default=2, show_default=True,
+              help="With --engine ray: render workers (one torch model each).")
+@click.option("--overwrite", is_flag=True, help="With --layer: render again the batches whose pictures exist.")
+@engine_options
 @meta_options
 def render(model_path, target, kind, neuron, layer_name, all_units, units, batch_size, deepdream_layer,
            caricature_layer, image_path, diversity, param, spectrum, accentuate_photos, top_k, weight, reg_layer,
-           runs_dir, steps, size, seed, lr, device, threads, out_dir, no_progress,
-           **meta_kwargs):
+           runs_dir, steps, size, seed, lr, device, threads, out_dir, no_progress, workers, overwrite, engine, address, gpus_per_worker, block_size, **meta_kwargs):
     """Feature visualization by gradient ascent: PNG + JSON per image."""
     kind = "neuron" if neuron else _OBJECTIVES[kind]
     modes = [bool(target) and not deepdream_layer and not caricature_layer, bool(layer_name),
@@ -117,22 +121,36 @@ def render(model_path, target, kind, neuron, layer_name, all_units, units, batch
         _report(runs_render.photo(model, what, deepdream_layer or caricature_layer, image_path,
                                   progress=not no_progress, **common))
     elif layer_name:
-        lay = model.layer(layer_name)
-        unit_list = None if all_units else runs_render.parse_units(units)
-        n = lay.units if unit_list is None else len(unit_list)
-        batches = runs_render.units(model, lay.name, unit_list, neuron=kind == "neuron", batch_size=batch_size,
-                                    size=size, **common)
+        import contextlib
+
         from ..progress import bar
 
-        dead = 0
-        with bar(n, f"{lay.name}: {n} units", "unit", enabled=not no_progress) as pbar:
-            for written in batches:
-                for w in written:
-                    dead += w.dead
-                    if no_progress:
-                        _report(w)
-                pbar.update(len(written))
-        click.echo(f"{n} units of {lay.name} -> {out / slug(lay.name)} ({dead} dead)")
+        names = [lay.name for lay in model.layers if lay.units] if layer_name == "all" else [layer_name]
+        ray_kw = dict(workers=workers, threads=threads, gpus_per_worker=gpus_per_worker)
+        if engine == "ray":  # one Ray session for every layer
+            from ..engines.ray import session
+
+            ctx = session(address)
+        else:
+            ctx = contextlib.nullcontext()
+        with ctx:
+            for name in names:
+                lay = model.layer(name)
+                unit_list = None if all_units else runs_render.parse_units(units)
+                n = lay.units if unit_list is None else len(unit_list)
+                batches = runs_render.units(model, lay.name, unit_list, neuron=kind == "neuron", batch_size=batch_size,
+                                            size=size, engine=engine, keep=not overwrite, ray=ray_kw, **common)
+                dead = made = 0
+                with bar(n, f"{lay.name}: {n} units", "unit", enabled=not no_progress) as pbar:
+                    for i, written in enumerate(batches):
+                        for w in written:
+                            dead += w.dead
+                            if no_progress:
+                                _report(w)
+                        made += len(written)
+                        pbar.update(len(written) or min(batch_size, n - i * batch_size))
+                kept = f"; {n - made} kept from an earlier run" if made < n else ""
+                click.echo(f"{n} units of {lay.name} -> {out / slug(lay.name)} ({dead} dead{kept})")
     elif diversity:
         for w in runs_render.diverse(model, target, diversity, kind, size=size, progress=not no_progress, **common):
             _report(w)

@@ -171,6 +171,50 @@ class TarSource(ImageSource):
         return f.read()
 
 
+class KeyReader:
+    """Reads items by key without listing the source again: what remote workers (Ray) get.
+
+    Picklable and small (kind + path), so a block of work can carry just its keys; a worker on
+    another machine needs the same path (a shared file system or the same copy of the data).
+    """
+
+    def __init__(self, kind: str, spec: str):
+        self.kind, self.spec = kind, str(spec)
+        self._handle = None
+
+    def __getstate__(self):
+        return {"kind": self.kind, "spec": self.spec}
+
+    def __setstate__(self, state):
+        self.__init__(state["kind"], state["spec"])
+
+    def read(self, key: str) -> bytes:
+        try:
+            if self.kind == "folder":
+                return (Path(self.spec) / key).read_bytes()
+            if self.kind == "list":
+                return Path(key).read_bytes()
+            if self._handle is None:
+                self._handle = zipfile.ZipFile(self.spec) if self.kind == "zip" else tarfile.open(self.spec)
+            if self.kind == "zip":
+                return self._handle.read(key)
+            f = self._handle.extractfile(key)
+            if f is None:
+                raise ImageError(f"{key} is not a regular file in {self.spec}")
+            return f.read()
+        except ImageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any I/O failure is a skip for the caller
+            raise ImageError(f"cannot read {key}: {exc}") from exc
+
+
+def key_reader(source: ImageSource) -> KeyReader:
+    """A picklable reader of ``source``'s items by key."""
+    if source.kind not in ("folder", "list", "zip", "tar"):
+        raise DatasetError(f"a {source.kind} source cannot be read by remote workers; use a folder, archive or list")
+    return KeyReader(source.kind, source.spec)
+
+
 def open_source(spec) -> ImageSource:
     """An image source from a folder, a .zip, a .tar(.gz|.bz2|.xz) or a list file (.txt/.lst/.csv)."""
     path = Path(str(spec)).expanduser()
@@ -219,18 +263,30 @@ class Decoded:
 
 def decode_one(source: ImageSource, index: int, model_meta) -> Decoded:
     """Read, decode, resize/crop and preprocess one item; failures come back as ``error``."""
+    try:
+        data = source.read(index)
+    except ImageError as exc:
+        return Decoded(index, None, None, _reason(exc))
+    return decode_bytes(index, data, model_meta)
+
+
+def decode_bytes(index: int, data: bytes, model_meta) -> Decoded:
+    """Decode one file's bytes into model input (what ``decode_one`` does after reading)."""
     from PIL import Image
 
     from ..images import load_for_model
 
     try:
-        data = source.read(index)
         size = _original_size(data)
         image = load_for_model(data, model_meta)  # exactly what onnxviz.images gives for the file
         x = model_meta.to_model_input(image[None])[0]
         return Decoded(index, np.ascontiguousarray(x, dtype=np.float32), size)
     except (ImageError, Image.DecompressionBombError, OSError, ValueError, MemoryError) as exc:
-        return Decoded(index, None, None, str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__)
+        return Decoded(index, None, None, _reason(exc))
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
 
 
 def _original_size(data: bytes) -> Optional[tuple]:

@@ -30,6 +30,8 @@ import numpy as np
 from ..errors import OnnxVizError
 from ..progress import bar as progress_bar
 from . import fields as C
+from . import samples as SM
+from . import spectrum as SP
 from .datasets import ImageSource, decode_batches, open_source, parse_shard
 from .store import FILENAME, Store
 from .topk import TopK
@@ -140,14 +142,18 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
          workers: Optional[int] = None, threads: Optional[int] = None, providers=None, shard=None,
          limit: Optional[int] = None, overwrite: bool = False, progress: bool = True,
          stop_after: Optional[int] = None, checkpoint_seconds: float = 20.0, thumbs: bool = True,
-         command: str = "") -> Summary:
+         command: str = "", spectrum: int = 128, atlas_layers=None, atlas_per_image: int = 8,
+         seed: int = 0) -> Summary:
     """Mine dataset examples of ``layers`` (default all of ``model.layers``) over ``source``.
 
     model: path or onnxviz Model; source: folder / zip / tar / list file or an ImageSource;
     out: the run directory (results go to ``out/mining/``). ``top``/``bottom``: k per list.
     ``shard``: "i/n" or (i, n): mine every n-th image starting at i (merge with ``merge_runs``).
     ``limit``: only the first ``limit`` images of the shard. ``stop_after``: stop (as if
-    interrupted) after that many batches — for tests and demos. Returns a :class:`Summary`;
+    interrupted) after that many batches — for tests and demos. ``spectrum``: images in the
+    uniform sample behind every unit's spectrum of examples (0: none; see spectrum.py).
+    ``atlas_layers``: layers whose activation vectors are sampled at ``atlas_per_image`` random
+    positions per image for ``onnxviz atlas`` (samples.py). ``seed``: of both samplers. Returns a :class:`Summary`;
     calling again with the same arguments resumes an unfinished run.
     """
     from .. import load
@@ -156,59 +162,38 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
     if isinstance(model, (str, os.PathLike)):
         model = load(model)
     src = source if isinstance(source, ImageSource) else open_source(source)
-    si, sn = shard if isinstance(shard, tuple) else parse_shard(shard)
     if batch_size < 1:
         raise MiningError("--batch-size must be at least 1")
-    chosen = [lay for lay in model.resolve(layers) if lay.units]
-    if not chosen:
-        raise MiningError("no layers with channels to mine")
-    indices = list(range(si, len(src), sn))
-    if limit is not None:
-        indices = indices[:limit]
-    records = layer_records(model, chosen)
-    config = {"model": str(Path(model.path).resolve()) if model.path else model.meta.name,
-              "model_hash": _file_hash(model), "source": _spec(src), "source_kind": src.kind,
-              "source_fingerprint": src.fingerprint(), "items": len(src), "shard": [si, sn], "limit": limit,
-              "layers": [r["name"] for r in records], "top": int(top), "bottom": int(bottom),
-              "preprocessing": model.meta.to_dict() | {"labels": None}}
-    mdir = mining_dir(out)
-    path = mdir / FILENAME
-    if overwrite and path.exists():
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(path) + suffix).unlink(missing_ok=True)
-    store = Store(path)
+    atlas = [model.layer(n) for n in (atlas_layers.split(",") if isinstance(atlas_layers, str) else atlas_layers or [])]
+    bad = [lay.name for lay in atlas if lay.layout not in ("NCHW", "NHWC")]
+    if bad:
+        raise MiningError(f"atlas layers need spatial maps; {', '.join(bad)} ha{'s' if len(bad) == 1 else 've'} none")
+    samplers = None
+    if spectrum or atlas:
+        samplers = {"samplers": {"spectrum": int(spectrum), "atlas_layers": [lay.name for lay in atlas],
+                                 "atlas_per_image": int(atlas_per_image), "seed": int(seed)}}
+    store, records, states, indices = open_run(model, src, out, layers, top, bottom, shard, limit, overwrite,
+                                               command, extra=samplers)
     try:
-        old = store.get("config")
-        if old is not None and old != config:
-            diff = sorted(k for k in config if old.get(k) != config.get(k))
-            raise MiningError(f"{path} holds a run with other settings ({', '.join(diff)} differ); "
-                              "use another --out, or --overwrite to start over")
-        if old is None:
-            with store.db:
-                store.put("config", config)
-                store.put("command", command)
-                store.set_layers(records)
-                store.put("done", 0)
-        units = {r["name"]: r["units"] for r in records}
-        widths = {r["name"]: r["width"] for r in records}
-        states = store.load_state(units)
-        for r in records:
-            for stat in STATS:
-                for d, k in (("top", top), ("bottom", bottom)):
-                    states.setdefault((r["name"], stat, d), TopK(r["units"], k, d == "top"))
         done = int(store.get("done", 0))
-        summary = Summary(out=str(mdir), resumed_from=done)
+        summary = Summary(out=str(mining_dir(out)), resumed_from=done)
         if store.get("complete"):
-            summary.images, summary.skipped = store.counts()
-            summary.complete = True
-            summary.seconds = time.perf_counter() - t_start
-            summary.skipped_files = [(k, e) for _, k, e in store.skipped()[:20]]
-            return summary
+            return completed(store, summary, t_start)
         todo = indices[done:]
+        reservoir = SP.load(store.db) or SP.empty(spectrum, seed)
+        pending_samples: dict = {}
+
+        def save_samplers(db):
+            if spectrum:
+                SP.save(db, reservoir)
+            for name, rows in pending_samples.items():
+                SM.save(db, name, rows)
+            pending_samples.clear()
+
         # pass 1 ranks by mean and max only: GlobalAveragePool/GlobalMaxPool stay in onnxruntime's
         # blocked layout, while an in-graph ArgMax would force a reorder of every full map
         runner = model.stats_runner([r["name"] for r in records], providers=providers, threads=threads,
-                                    stats=STATS)
+                                    stats=STATS, maps=[lay.name for lay in atlas])
         names = [lay.name for lay in runner.layers]
         if workers is None:
             workers = max(1, min(4, (os.cpu_count() or 2) // 2))
@@ -222,8 +207,13 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
             for batch, decoded in decode_batches(src, todo, model.meta, batch_size, workers):
                 good = [d for d in decoded if d.x is not None]
                 if good:
-                    stats = runner.run(batch)
+                    stats, maps = runner.run(batch, maps=True)
                     idx = np.array([d.index for d in good], np.int64)
+                    if spectrum:
+                        reservoir = SP.update(reservoir, stats, idx)
+                    for lay in atlas:
+                        pending_samples.setdefault(lay.name, []).extend(
+                            SM.sample(maps[lay.name], idx, atlas_per_image, seed, lay.layout))
                     for name in names:
                         s = stats[name]
                         pos = s.get("argmax")
@@ -244,25 +234,89 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
                     bar.set_postfix_str(f"skipped {bad}+", refresh=False)
                 stop = stopper.stop or (stop_after is not None and n_batches >= stop_after)
                 if stop or time.perf_counter() - last_save > checkpoint_seconds:
-                    store.checkpoint(states, pending_rows, done)
+                    store.checkpoint(states, pending_rows, done, save_samplers)
                     pending_rows, last_save = [], time.perf_counter()
                 if stop:
                     break
-            store.checkpoint(states, pending_rows, done)
+            store.checkpoint(states, pending_rows, done, save_samplers)
         bar.close()
         summary.seconds = time.perf_counter() - t_loop
         summary.processed_now = processed
         if done >= len(indices) and not stopper.stop:
             fill_positions(model, src, states, names, batch_size, workers, providers, threads)
-            with store.db:
-                store.save_state(states)
             summary.complete = True
-        _end_run(store, summary, states, widths)
+        finalize(store, states, records, summary)
     finally:
         store.close()
     if summary.complete and thumbs:
         _write_thumbnails(out)
     return summary
+
+
+def open_run(model, src: ImageSource, out, layers, top: int, bottom: int, shard, limit, overwrite: bool,
+             command: str, extra: Optional[dict] = None) -> tuple:
+    """Open (or resume) the store of a run: (store, layer records, top-k states, this shard's indices).
+
+    Shared by every engine, so a local and a Ray run write the same file. ``extra``: settings
+    that must match on resume besides the data ones (the Ray engine's block size).
+    """
+    si, sn = shard if isinstance(shard, tuple) else parse_shard(shard)
+    chosen = [lay for lay in model.resolve(layers) if lay.units]
+    if not chosen:
+        raise MiningError("no layers with channels to mine")
+    indices = list(range(si, len(src), sn))
+    if limit is not None:
+        indices = indices[:limit]
+    records = layer_records(model, chosen)
+    config = {"model": str(Path(model.path).resolve()) if model.path else model.meta.name,
+              "model_hash": _file_hash(model), "source": _spec(src), "source_kind": src.kind,
+              "source_fingerprint": src.fingerprint(), "items": len(src), "shard": [si, sn], "limit": limit,
+              "layers": [r["name"] for r in records], "top": int(top), "bottom": int(bottom),
+              "preprocessing": model.meta.to_dict() | {"labels": None}} | (extra or {})
+    path = mining_dir(out) / FILENAME
+    if overwrite and path.exists():
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+    store = Store(path)
+    try:
+        old = store.get("config")
+        if old is not None and old != config:
+            diff = sorted(k for k in set(config) | set(old) if old.get(k) != config.get(k))
+            raise MiningError(f"{path} holds a run with other settings ({', '.join(diff)} differ); "
+                              "use another --out, or --overwrite to start over")
+        if old is None:
+            with store.db:
+                store.put("config", config)
+                store.put("command", command)
+                store.set_layers(records)
+                store.put("done", 0)
+        units = {r["name"]: r["units"] for r in records}
+        states = store.load_state(units)
+        for r in records:
+            for stat in STATS:
+                for d, k in (("top", top), ("bottom", bottom)):
+                    states.setdefault((r["name"], stat, d), TopK(r["units"], k, d == "top"))
+    except BaseException:
+        store.close()
+        raise
+    return store, records, states, indices
+
+
+def completed(store: Store, summary: Summary, t_start: float) -> Summary:
+    """The summary of a run that was already complete."""
+    summary.images, summary.skipped = store.counts()
+    summary.complete = True
+    summary.seconds = time.perf_counter() - t_start
+    summary.skipped_files = [(k, e) for _, k, e in store.skipped()[:20]]
+    return summary
+
+
+def finalize(store: Store, states: dict, records: list, summary: Summary) -> None:
+    """Write the final state and examples table (when ``summary.complete``) and the summary."""
+    if summary.complete:
+        with store.db:
+            store.save_state(states)
+    _end_run(store, summary, states, {r["name"]: r["width"] for r in records})
 
 
 def _end_run(store: Store, summary: Summary, states: dict, widths: dict) -> None:
@@ -289,6 +343,24 @@ def _write_thumbnails(out) -> None:
         r.close()
 
 
+def wanted_images(states: dict) -> list:
+    """The images in some list (sorted): those whose argmax positions pass 2 computes."""
+    return sorted({int(i) for t in states.values() for i in t.result()[1].ravel() if i >= 0})
+
+
+def set_positions(states: dict, good: list, argmax: dict) -> None:
+    """Fill the positions of the examples among images ``good`` from {layer: (len(good), units) argmax}."""
+    row = {idx: r for r, idx in enumerate(good)}
+    for (name, _stat, _dir), t in states.items():
+        idx = t.result()[1]
+        hit = np.isin(idx, good)
+        if not hit.any():
+            continue
+        units, slots = np.nonzero(hit)
+        rows = np.array([row[int(i)] for i in idx[units, slots]], np.int64)
+        t.positions[units, slots] = argmax[name][rows, units]
+
+
 def fill_positions(model, src: ImageSource, states: dict, names: list, batch_size: int, workers: int,
                    providers=None, threads=None) -> int:
     """Pass 2: the spatial argmax of each example, computed only for the images in some list.
@@ -296,7 +368,7 @@ def fill_positions(model, src: ImageSource, states: dict, names: list, batch_siz
     Positions are needed for the examples alone (their crops), so they are computed after the
     ranking, on at most units x 2k images however large the dataset. Returns how many images.
     """
-    wanted = sorted({int(i) for t in states.values() for i in t.result()[1].ravel() if i >= 0})
+    wanted = wanted_images(states)
     if not wanted:
         return 0
     runner = model.stats_runner(names, providers=providers, threads=threads, stats=("argmax",))
@@ -304,16 +376,8 @@ def fill_positions(model, src: ImageSource, states: dict, names: list, batch_siz
         good = [d.index for d in decoded if d.x is not None]
         if not good:
             continue
-        argmax = runner.run(batch)
-        row = {idx: r for r, idx in enumerate(good)}
-        for (name, _stat, _dir), t in states.items():
-            idx = t.result()[1]
-            hit = np.isin(idx, good)
-            if not hit.any():
-                continue
-            units, slots = np.nonzero(hit)
-            rows = np.array([row[int(i)] for i in idx[units, slots]], np.int64)
-            t.positions[units, slots] = argmax[name]["argmax"][rows, units]
+        out = runner.run(batch)
+        set_positions(states, good, {name: out[name]["argmax"] for name in names})
     return len(wanted)
 
 
@@ -355,6 +419,10 @@ def merge_runs(shard_dirs: Sequence[Union[str, Path]], out, thumbs: bool = True,
                 else:
                     merged[key] = t
         total = sum(int(s.get("done", 0)) for s in stores)
+        reservoirs = [r for r in (SP.load(s.db) for s in stores) if r is not None]
+        reservoir = reservoirs[0] if reservoirs else None
+        for r in reservoirs[1:]:
+            reservoir = SP.merge(reservoir, r)
         dest = Store(mining_dir(out) / FILENAME)
         try:
             if dest.get("config") is not None:
@@ -367,6 +435,13 @@ def merge_runs(shard_dirs: Sequence[Union[str, Path]], out, thumbs: bool = True,
                     dest.add_images(s.db.execute("SELECT idx, key, width, height, error FROM images").fetchall())
                 dest.save_state(merged)
                 dest.put("done", total)
+                if reservoir is not None:
+                    SP.save(dest.db, reservoir)
+                for s in stores:
+                    for name in SM.layers(s.db):
+                        dest.db.execute(SM.SCHEMA)
+                        dest.db.executemany("INSERT OR REPLACE INTO atlas_samples VALUES (?,?,?,?,?,?)",
+                                            s.db.execute("SELECT * FROM atlas_samples WHERE layer=?", (name,)))
             summary = Summary(out=str(mining_dir(out)), complete=True)
             _end_run(dest, summary, merged, {r["name"]: r["width"] for r in layers})
         finally:

@@ -74,6 +74,7 @@ class Results:
         self._layers = {r["name"]: r for r in self.store.layers()}
         self.meta = ModelMeta.from_dict(self.config["preprocessing"])
         self._source: Optional[ImageSource] = None
+        self._reservoir = None
 
     # ------------------------------------------------------------------ what is there
     @property
@@ -134,6 +135,41 @@ class Results:
             out.append(Example(layer, unit, stat, direction, rank, idx, key,
                                float("nan") if value is None else float(value), pos, ibox, box, (w, h), self))
         return out
+
+    # ------------------------------------------------------------------ spectrum and atlas samples
+    def spectrum(self, layer: str, unit: int, stat: str = "mean", quantiles=None) -> list:
+        """A unit's examples near quantiles of its activation over the dataset (most negative first).
+
+        [{quantile, value, index, key, rank, sample, exact, rank_error}] from the run's uniform
+        sample (spectrum.py): ``exact`` when the sample is the whole dataset, else ``rank_error``
+        bounds how far (in quantile units, 95%) the example's quantile may be from ``quantile``.
+        Empty when the run has no spectrum sample.
+        """
+        from . import spectrum as SP
+
+        layer = self.name(layer)
+        if self._reservoir is None:
+            self._reservoir = SP.load(self.store.db) or False
+        if not self._reservoir:
+            return []
+        out = SP.quantile_examples(self._reservoir, layer, int(unit), stat, quantiles or SP.QUANTILES)
+        for e in out:
+            row = self.store.image(e["index"])
+            e["key"] = row[0] if row else None
+        return out
+
+    @property
+    def atlas_layers(self) -> list:
+        """Layers with activation vectors sampled for an atlas (``mine --atlas-layers``)."""
+        from . import samples as SM
+
+        return SM.layers(self.store.db)
+
+    def atlas_samples(self, layer: str) -> dict:
+        """{"vectors": (M, C) float32, "image", "y", "x": (M,)} sampled during mining (see samples.py)."""
+        from . import samples as SM
+
+        return SM.load(self.store.db, self.name(layer))
 
     # ------------------------------------------------------------------ pictures
     @property

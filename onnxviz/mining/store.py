@@ -12,7 +12,8 @@ Tables
 ------
 ``meta(key, value)``          JSON values: config (model, source, layers, k, shard), progress
                               (``done``: how many of this shard's items are processed),
-                              ``complete``, ``summary``, ``command``.
+                              ``complete``, ``summary``, ``command``; Ray runs also
+                              ``blocks_done`` (ids of the blocks folded into the state).
 ``layers(name, position, units, height, width, layout, field)``
 ``images(idx, key, width, height, error)``  idx = index in the source; error NULL when read fine.
 ``state(layer, stat, dir, keys, positions)`` the streaming top-k state as raw arrays (exact, for
@@ -103,12 +104,17 @@ class Store:
         """rows: (idx, key, width, height, error or None)."""
         self.db.executemany("INSERT OR REPLACE INTO images VALUES (?,?,?,?,?)", rows)
 
-    def checkpoint(self, states: dict, image_rows: list, done: int) -> None:
-        """Everything processed so far, atomically."""
+    def checkpoint(self, states: dict, image_rows: list, done: int, extra=None, **meta) -> None:
+        """Everything processed so far, atomically; ``extra(db)`` writes more in the same transaction
+        (the spectrum reservoir and atlas samples); ``meta``: more progress keys, e.g. blocks_done."""
         with self.db:
             self.add_images(image_rows)
             self.save_state(states)
+            if extra is not None:
+                extra(self.db)
             self.put("done", done)
+            for key, value in meta.items():
+                self.put(key, value)
 
     def write_examples(self, states: dict, widths: dict) -> None:
         """The final table, from the states; widths: {layer: spatial width (or None)}."""
@@ -117,14 +123,16 @@ class Store:
             for (layer, stat, d), t in states.items():
                 values, idx, pos = t.result()
                 w = widths.get(layer)
-                units, ranks = np.nonzero(idx >= 0)
-                rows = []
-                for u, r in zip(units.tolist(), ranks.tolist()):
-                    v = float(values[u, r])
-                    p = int(pos[u, r])
-                    y, x = (divmod(p, w) if (w and p >= 0) else (None, None))
-                    rows.append((layer, u, stat, d, r, int(idx[u, r]), None if v != v else v, y, x))
-                self.db.executemany("INSERT INTO examples VALUES (?,?,?,?,?,?,?,?,?)", rows)
+                units, ranks = np.nonzero(idx >= 0)  # vectorised: rows are built in numpy, not one by one
+                p = pos[units, ranks]
+                has = ((p >= 0) & bool(w)).tolist()
+                y = [int(v) if h else None for h, v in zip(has, (p // (w or 1)).tolist())]
+                x = [int(v) if h else None for h, v in zip(has, (p % (w or 1)).tolist())]
+                vals = [None if f != f else f for f in values[units, ranks].astype(np.float64).tolist()]
+                n = len(vals)
+                self.db.executemany("INSERT INTO examples VALUES (?,?,?,?,?,?,?,?,?)",
+                                    zip([layer] * n, units.tolist(), [stat] * n, [d] * n, ranks.tolist(),
+                                        idx[units, ranks].tolist(), vals, y, x))
 
     # ------------------------------------------------------------------ reading
     def image(self, idx: int) -> Optional[tuple]:

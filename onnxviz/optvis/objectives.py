@@ -215,20 +215,33 @@ def layer(name: str, batch: Optional[int] = None) -> Objective:
 deepdream = layer
 
 
-def direction(layer: str, vec, batch: Optional[int] = None) -> Objective:
-    """Dot product of each position's activation vector with ``vec`` (C,), averaged over positions."""
+def direction(layer: str, vec, batch: Optional[int] = None, cossim_pow: float = 0.0) -> Objective:
+    """Dot product of each position's activation vector with ``vec``, averaged over positions.
+
+    ``vec``: (C,) for every image, or (N, C): image i follows vec[i] (a batch of directions, as the
+    activation grid and atlas render them). ``cossim_pow`` > 0 multiplies each position's dot
+    product by its cosine similarity with ``vec`` to that power (clamped at 0.1, Lucid's
+    direction_cossim), which favours the direction itself over sheer magnitude.
+    """
     def inner(T):
         a = T(layer)
         v = torch.as_tensor(vec, dtype=a.dtype, device=a.device)
-        if v.numel() != a.shape[1]:
-            raise ObjectiveError(f"direction has {v.numel()} values, layer {layer!r} has {a.shape[1]} channels")
-        d = (a * v.view(1, -1, *[1] * (a.dim() - 2))).sum(1)
+        if v.shape[-1] != a.shape[1]:
+            raise ObjectiveError(f"direction has {v.shape[-1]} values, layer {layer!r} has {a.shape[1]} channels")
+        if v.dim() == 2 and v.shape[0] != a.shape[0]:
+            raise ObjectiveError(f"{v.shape[0]} directions given for a batch of {a.shape[0]} images (one per image)")
+        v = v.reshape(-1, a.shape[1], *[1] * (a.dim() - 2))
+        d = (a * v).sum(1)
+        if cossim_pow:
+            cos = d / (a.norm(dim=1) * v.norm(dim=1) + 1e-6)
+            d = d * cos.clamp(min=0.1) ** cossim_pow
         d = d.flatten(1).mean(1) if d.dim() > 1 else d
         if batch is not None:
             d = d * (torch.arange(len(d), device=d.device) == batch).to(d.dtype)
         return d
 
-    return Objective(inner, f"direction({layer!r}{_batch_str(batch)})", [layer], kind="objective", layer=layer)
+    pw = f", cossim_pow={cossim_pow}" if cossim_pow else ""
+    return Objective(inner, f"direction({layer!r}{pw}{_batch_str(batch)})", [layer], kind="objective", layer=layer)
 
 
 def channel_interpolate(layer1: str, n1: int, layer2: str, n2: int) -> Objective:

@@ -167,6 +167,18 @@ def _needs_fixed_size(model: VisionModel, layer_infos: dict) -> bool:
     return any(info.shape is None or len(info.shape) <= 2 for info in layer_infos.values())
 
 
+def _fed_size(model, size: tuple) -> Optional[tuple]:
+    """The (H, W) every transformed image is resized to, or None when any size runs."""
+    rule = getattr(model, "input_rule", None)
+    if rule is None:
+        return None
+    if all(s is None for s in rule.stride):
+        return tuple(rule.size)
+    if any(s is None or s > 1 for s in rule.stride):
+        return rule.fit(size)
+    return None
+
+
 def _default_batch(objective: Objective) -> int:
     for _, unit in objective.units:
         if isinstance(unit, (list, tuple)):
@@ -205,12 +217,18 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
     elif isinstance(size, int):
         size = (size, size)
     size = tuple(int(v) for v in size)
+    rule = getattr(model, "input_rule", None)
+    if rule is not None and any(s is not None and s > 1 for s in rule.stride):
+        size = rule.fit(size)  # a dynamic net with skip connections: multiples of its stride
     layer_names = list(dict.fromkeys(objective.layers + tuple(n for r in regularizers for n in r.layers)))
     if not layer_names:
         raise ObjectiveError(f"objective {objective.name} reads no layer of the model")
     keys, layouts, infos = _layer_info(model, layer_names)
+    fed = _fed_size(model, size)
     if fit_input is None:
-        fit_input = _needs_fixed_size(model, infos) and size != tuple(meta.input_size)
+        # a fixed-size input is always fed at its size (Lucent's fixed_image_size), a dynamic net
+        # with a stride at the render size: the transforms' pad/scale/jitter change the size
+        fit_input = fed is not None or (_needs_fixed_size(model, infos) and size != tuple(meta.input_size))
     if view is None:
         view = make_view(model, layer_names, device)
     view.eval()
@@ -235,7 +253,7 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
         params, image_f = param_f(generator, device)
         param_desc = getattr(param_f, "__name__", "custom")
     transform = _as_transform(transforms, size)
-    fit = tr.resize(meta.input_size) if fit_input else (lambda x, g=None: x)
+    fit = tr.resize(fed or meta.input_size) if fit_input else (lambda x, g=None: x)
 
     def forward(img: torch.Tensor) -> Activations:
         inp = meta.to_model_input(img)

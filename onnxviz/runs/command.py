@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 
 # keyword -> flag where the flag is not the keyword with '-' for '_'
-_FLAGS = {"labels_file": "--labels"}
+_FLAGS = {"labels_file": "--labels", "input_name": "--input"}
 
 
 def flag(key: str) -> str:

@@ -160,12 +160,18 @@ def photo(model, what: str, layer: str, image_path, *, out, model_arg, steps: in
 
 def units(model, layer: str, unit_list: Optional[Sequence[int]] = None, neuron: bool = False, batch_size: int = 16,
           *, out, model_arg, steps: int = 256, size=None, seed: int = 0, lr: Optional[float] = None, device=None,
-          meta_opts: Optional[dict] = None, command_out: Optional[str] = None) -> Iterator[list]:
+          meta_opts: Optional[dict] = None, command_out: Optional[str] = None, engine: str = "local",
+          keep: bool = True, ray: Optional[dict] = None) -> Iterator[list]:
     """Channels (or center neurons) of ``layer``, ``batch_size`` per batch; yields each batch's Written list.
 
     The command recorded with each picture renders its batch (the same units, one seeded
     generator): the exact images. ``command_out``: an ``--out`` to put in that command.
+    ``keep``: a batch whose pictures exist, made by that same command, is not rendered again
+    (resume; it yields an empty list). ``engine``: "local" or "ray" (``ray``: workers, threads,
+    address, gpus_per_worker for onnxviz.engines.ray.render_layer); the pictures are the same.
     """
+    import json
+
     from ..optvis import objectives as obj
     from ..optvis import recipes
 
@@ -175,19 +181,54 @@ def units(model, layer: str, unit_list: Optional[Sequence[int]] = None, neuron: 
     kind = "neuron" if neuron else "channel"
     make = obj.neuron if neuron else obj.channel
     make(lay.name, unit_list).check(model)
-    batches = recipes.render_layer(model, lay.name, unit_list, batch_size=batch_size, neuron=neuron,
-                                   **_render_kw(steps, size, seed, lr, device, False))
-    for chunk, result in batches:
-        cmd = command("render", model_arg, layer=lay.name, units=",".join(str(u) for u in chunk),
-                      objective=kind if neuron else None, batch_size=batch_size, steps=steps, size=size, seed=seed,
-                      lr=lr, out=command_out, **(meta_opts or {}))
+    chunks = [unit_list[i:i + batch_size] for i in range(0, len(unit_list), batch_size)]
+    folder = Path(out) / slug(lay.name)
+
+    def cmd_of(chunk) -> str:
+        return command("render", model_arg, layer=lay.name, units=",".join(str(u) for u in chunk),
+                       objective=kind if neuron else None, batch_size=batch_size, steps=steps, size=size, seed=seed,
+                       lr=lr, out=command_out, **(meta_opts or {}))
+
+    def exists(chunk) -> bool:
+        if not keep:
+            return False
+        cmd = cmd_of(chunk)
+        for u in chunk:
+            try:
+                if not (folder / f"{kind}_{u}.png").exists() or \
+                        json.loads((folder / f"{kind}_{u}.json").read_text())["command"] != cmd:
+                    return False
+            except (OSError, ValueError, KeyError):
+                return False
+        return True
+
+    def write(chunk, images, record) -> list:
+        cmd = cmd_of(chunk)
         written = []
         for i, u in enumerate(chunk):
             info = dict(_base(model, model_arg), layer=lay.name, unit=u, kind=kind, objective=make(lay.name, u).name,
                         command=cmd)
-            png = write_render(out, lay.name, f"{kind}_{u}", np.asarray(result.images[i]), result.record, i, info)
-            written.append(Written(png, result.record, i))
-        yield written
+            png = write_render(out, lay.name, f"{kind}_{u}", np.asarray(images[i]), record, i, info)
+            written.append(Written(png, record, i))
+        return written
+
+    todo = [c for c in chunks if not exists(c)]
+    for _ in range(len(chunks) - len(todo)):
+        yield []
+    if not todo:
+        return
+    kw = _render_kw(steps, size, seed, lr, device, False)
+    if engine == "ray":
+        from ..engines import ray as ray_engine
+
+        done = []
+        ray_engine.render_chunks(model, lay.name, todo, neuron, kw, lambda c, im, rec: done.append(write(c, im, rec)),
+                                 **(ray or {}))
+        yield from done
+        return
+    flat = [u for c in todo for u in c]  # full batches first, so the batches are the same as in one run
+    for chunk, result in recipes.render_layer(model, lay.name, flat, batch_size=batch_size, neuron=neuron, **kw):
+        yield write(chunk, result.images, result.record)
 
 
 def missing_units(model, render_dir, layers: Optional[list] = None) -> dict:

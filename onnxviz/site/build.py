@@ -27,6 +27,7 @@ from PIL import Image
 
 from ..paths import slug
 from ..runs import RENDER_DIR, UNIT_KINDS, Picture, collect_renders, command
+from . import blocks
 from .collect import MiningSource
 from .parts import (LayerInfo, UnitInfo, _at_most, _crop_css, _fmt, _js_data, _thumbnail, _to_pil, model_facts,
                     preprocessing)
@@ -249,8 +250,10 @@ class SiteBuilder:
         for i, info in enumerate(infos):
             prev_layer = infos[i - 1] if i > 0 else None
             next_layer = infos[i + 1] if i + 1 < len(infos) else None
-            self._layer_pages(env, info, prev_layer, next_layer, common)
-            self._unit_pages(env, info, common)
+            views = blocks.photo_views(self, self.run, info.name, info.slug)
+            atlas = blocks.atlas_page(self, self.run, info.name, info.slug)
+            self._layer_pages(env, info, prev_layer, next_layer, dict(common, photo_views=views, atlas=atlas))
+            self._unit_pages(env, info, dict(common, photo_views=views, atlas=atlas))
         return self.path("index.html")
 
     def _static(self) -> None:
@@ -282,6 +285,8 @@ class SiteBuilder:
         mine_cmd = getattr(self.mining, "command", "") if info.mined else ""
         for u in info.units:
             top, bottom = self._examples(info, u.index)
+            spectrum, spectrum_note = (blocks.spectrum(self, self.mining, info.name, u.index, info.slug)
+                                       if info.mined and self.k else ([], ""))
             best = top[0].activation if top else None
             ratios = []
             for p in u.pictures:
@@ -293,7 +298,7 @@ class SiteBuilder:
                 best=best, caricatures=[c for c in caricatures if c.unit in (None, u.index)],
                 prev_unit=u.index - 1 if u.index > 0 else None,
                 next_unit=u.index + 1 if u.index + 1 < len(info.units) else None,
-                layer_page=_page_file(page), mining_command=mine_cmd,
+                layer_page=_page_file(page), mining_command=mine_cmd, spectrum=spectrum, spectrum_note=spectrum_note,
                 statistic=getattr(self.mining, "statistic", "mean"), **common))
 
 

@@ -56,6 +56,26 @@ class ResultsSource(MiningSource):
         return out[0], out[1]
 
 
+    def spectrum(self, layer: str, unit: int) -> tuple:
+        """(examples near quantiles of the unit's activation, most negative first; a note on their accuracy)."""
+        items = []
+        spec = self.results.spectrum(layer, unit, stat=self.statistic)
+        for e in spec:
+            try:
+                image = self.results.thumbnail(e["index"])
+            except Exception as exc:  # noqa: BLE001 - the source photos may be gone
+                log.warning("spectrum example %s of %s:%d: %s", e.get("key"), layer, unit, exc)
+                image = None
+            items.append(Example(activation=e["value"], image=image, label=f"{100 * e['quantile']:g}%"))
+        if not spec:
+            return [], ""
+        e = spec[0]
+        note = (f"exact quantiles of all {e['sample']} images" if e["exact"] else
+                f"quantiles of a uniform sample of {e['sample']} images: each within ±{100 * e['rank_error']:.0f} "
+                "percentile points of the stated one (95%, DKW bound)")
+        return items, note
+
+
 def open_mining(mining_dir, model=None) -> Optional[MiningSource]:
     """A MiningSource for ``runs/<name>/mining``, or None when there is none.
 

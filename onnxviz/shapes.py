@@ -1,0 +1,94 @@
+"""Input sizes a model accepts, found by asking onnxruntime (evidence, not a constant 224).
+
+A file with a dynamic height/width says nothing about which sizes work: a text recognizer may need
+exactly 32 or 48 rows, a detector with skip connections multiples of 32. ``probe`` runs the graph
+once per candidate on a zero image and returns an :class:`InputRule`: the default size (the first
+candidate that runs), and per dimension either a stride (sizes that are multiples of it run) or
+``None`` when the dimension only works at the default (treated as fixed).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+log = logging.getLogger("onnxviz")
+
+STRIDES = (1, 2, 4, 8, 16, 32, 64)
+SQUARE = (224, 320, 416, 640)
+TEXT_LINE = ((48, 320), (32, 320), (64, 256))
+
+
+@dataclass
+class InputRule:
+    """``size``: default (H, W); ``stride``: (sh, sw), None for a dimension fixed at ``size``."""
+
+    size: tuple
+    stride: tuple
+    evidence: str = ""
+
+    def fit(self, size) -> tuple:
+        """The accepted (H, W) nearest to ``size``."""
+        out = []
+        for want, default, s in zip(size, self.size, self.stride):
+            out.append(int(default) if s is None else max(s, int(round(want / s)) * s))
+        return tuple(out)
+
+    def to_dict(self) -> dict:
+        return {"size": list(self.size), "stride": list(self.stride), "evidence": self.evidence}
+
+
+def fixed(h: int, w: int) -> InputRule:
+    return InputRule((h, w), (None, None), "fixed input size in the graph")
+
+
+def probe(runner_factory, channels: int, layout: str, known_h: Optional[int], known_w: Optional[int],
+          hint: Optional[tuple] = None) -> InputRule:
+    """``runner_factory()`` -> an onnxruntime Runner over the whole model (created once)."""
+    try:
+        runner = runner_factory()
+    except Exception as exc:  # noqa: BLE001 - a model onnxruntime cannot open: keep the hint
+        log.warning("could not probe input sizes: %s", str(exc).splitlines()[0])
+        size = hint or (known_h or 224, known_w or 224)
+        return InputRule(size, (1 if not known_h else None, 1 if not known_w else None), "not probed")
+
+    def runs(h, w) -> bool:
+        x = np.zeros((1, channels, h, w) if layout == "NCHW" else (1, h, w, channels), np.float32)
+        try:
+            runner.run(x)
+            return True
+        except Exception:  # noqa: BLE001 - this size does not run
+            return False
+
+    candidates = []
+    if hint:
+        candidates.append(tuple(hint))
+    if known_h and not known_w:
+        candidates += [(known_h, 320 if known_h <= 64 else known_h), (known_h, known_h)]
+    elif known_w and not known_h:
+        candidates += [(known_w, known_w), (32, known_w)]
+    else:
+        candidates += [(s, s) for s in SQUARE[:1]] + list(TEXT_LINE) + [(s, s) for s in SQUARE[1:]]
+    size = next((c for c in dict.fromkeys(candidates) if runs(*c)), None)
+    if size is None:
+        size = candidates[0]
+        return InputRule(size, (None if known_h else 1, None if known_w else 1),
+                         f"no candidate size ran ({', '.join(f'{h}x{w}' for h, w in candidates)})")
+    stride = []
+    for axis, known in enumerate((known_h, known_w)):
+        if known:
+            stride.append(None)
+            continue
+        found = None
+        for s in STRIDES:
+            bigger = list(size)
+            bigger[axis] += s
+            if runs(*bigger):
+                found = s
+                break
+        stride.append(found)
+    return InputRule(size, tuple(stride), f"onnxruntime ran {size[0]}x{size[1]}; "
+                     + ", ".join(f"{'HW'[i]}: {'fixed' if s is None else f'multiples of {s}'}"
+                                 for i, s in enumerate(stride)))

@@ -1,0 +1,122 @@
+"""Engines: block-wise mining folds to the local result; Ray (2 workers) gives the same store and resumes.
+
+The digits CNN over a folder of real digit PNGs; one small local Ray (2 CPUs, no dashboard)
+for the whole module.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import onnxviz
+from onnxviz.engines import work
+from onnxviz.mining import mine, open_source
+from onnxviz.mining.datasets import key_reader
+from onnxviz.mining.topk import TopK
+
+N = 70
+
+
+@pytest.fixture(scope="module")
+def folder(digits_data, tmp_path_factory):
+    images, labels = digits_data
+    root = tmp_path_factory.mktemp("engine_png")
+    for i in range(N):
+        Image.fromarray((images[i].transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)).save(root / f"{i:03d}_{labels[i]}.png")
+    (root / "broken.png").write_bytes(b"not a png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def model(digits_onnx):
+    return onnxviz.load(digits_onnx)
+
+
+@pytest.fixture(scope="module")
+def local_run(model, folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("local")
+    assert mine(model, folder, out, top=5, bottom=4, batch_size=16, threads=1, progress=False, thumbs=False).complete
+    return out
+
+
+def _rows(run_dir, table="examples") -> list:
+    db = sqlite3.connect(Path(run_dir) / "mining" / "mining.sqlite")
+    try:
+        order = {"examples": "layer, unit, stat, dir, rank", "images": "idx"}[table]
+        return db.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()
+    finally:
+        db.close()
+
+
+def test_blocks_folded_in_any_order_equal_one_pass(model, folder):
+    src = open_source(folder)
+    miner = work.BlockMiner(work.ModelSpec.of(model), [lay.name for lay in model.layers], 5, 4, 16, threads=1)
+    blocks = work.plan_blocks(range(len(src)), 13)
+    parts = []
+    for idx in blocks:
+        keys = [src.key(i) for i in idx]
+        packed = work.pack_decoded(work.decode_block(key_reader(src), model.meta, idx, keys, threads=2), keys)
+        parts.append(miner.mine(packed["x"], packed["good"]))
+    one = {key: TopK(t[0].shape[0], t[0].shape[1], key[2] == "top") for key, t in parts[0].items()}
+    other = {key: TopK(t.units, t.k, t.largest) for key, t in one.items()}
+    for p in parts:
+        work.fold(one, p)
+    for p in reversed(parts):
+        work.fold(other, p)
+    x = np.stack([d.x for d in work.decode_block(key_reader(src), model.meta, range(len(src)),
+                                                   src.keys, 1) if d.x is not None])
+    good = np.array([i for i, k in enumerate(src.keys) if k != "broken.png"])
+    whole = miner.mine(x, good)
+    for key, (keys, _pos) in whole.items():
+        assert np.array_equal(one[key].keys, keys) and np.array_equal(other[key].keys, keys), key
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    from onnxviz.engines.ray import session
+
+    with session(num_cpus=2) as ray:
+        yield ray
+
+
+def test_ray_mining_equals_local_and_resumes_by_block(model, folder, local_run, ray_session, tmp_path):
+    from onnxviz.engines import ray as R
+
+    out = tmp_path / "ray"
+    s1 = R.mine(model, folder, out, top=5, bottom=4, batch_size=16, workers=2, block_size=16, progress=False,
+                thumbs=False, stop_after=2)
+    assert not s1.complete and s1.processed_now == 32
+    s2 = R.mine(model, folder, out, top=5, bottom=4, batch_size=16, workers=2, block_size=16, progress=False,
+                thumbs=False)
+    assert s2.complete and s2.resumed_from == 32 and s2.processed_now == N + 1 - 32  # finished blocks not redone
+    assert s2.images == N and s2.skipped == 1
+    assert _rows(out) == _rows(local_run)
+    assert _rows(out, "images") == _rows(local_run, "images")
+    again = R.mine(model, folder, out, top=5, bottom=4, batch_size=16, workers=2, block_size=16, progress=False)
+    assert again.complete and again.processed_now == 0
+
+
+def test_ray_render_writes_the_local_pictures_and_skips_existing(digits_onnx, ray_session, tmp_path):
+    from onnxviz.cli import main as cli
+
+    args = ["render", str(digits_onnx), "--layer", "relu_2", "--units", "0-5", "--batch-size", "4", "--steps", "4",
+            "--size", "16", "--no-progress"]
+    res = CliRunner().invoke(cli, args + ["--out", str(tmp_path / "local")])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(cli, args + ["--out", str(tmp_path / "ray"), "--engine", "ray", "--workers", "2"])
+    assert res.exit_code == 0, res.output
+    for u in range(6):
+        a = np.asarray(Image.open(tmp_path / "local" / "relu_2" / f"channel_{u}.png"))
+        b = np.asarray(Image.open(tmp_path / "ray" / "relu_2" / f"channel_{u}.png"))
+        assert np.array_equal(a, b), u
+        assert json.loads((tmp_path / "ray" / "relu_2" / f"channel_{u}.json").read_text())["unit"] == u
+    (tmp_path / "ray" / "relu_2" / "channel_5.png").unlink()  # batch 0-3 kept, batch 4-5 redone
+    res = CliRunner().invoke(cli, args + ["--out", str(tmp_path / "ray"), "--engine", "ray"])
+    assert res.exit_code == 0 and "4 kept from an earlier run" in res.output, res.output
+    assert (tmp_path / "ray" / "relu_2" / "channel_5.png").exists()
