@@ -34,6 +34,17 @@ def _report(w) -> None:
         click.echo(f"  warning: {warning}", err=True)
 
 
+def _report_reliability(w) -> None:
+    import json
+
+    rec = json.loads(w.png.with_suffix(".json").read_text(encoding="utf-8"))
+    rel = rec.get("reliability")
+    if rel:
+        score = f"score {rel['score']:.2f}, " if "score" in rel else ""
+        ratio = f", {rel['ratio']:.2f}x the best example" if rel.get("ratio") is not None else ""
+        click.echo(f"  reliability: {rel['verdict']} ({score}{rel['meaning']}{ratio})")
+
+
 @click.command()
 @click.argument("model_path", type=click.Path())
 @click.argument("target", required=False)
@@ -50,6 +61,22 @@ def _report(w) -> None:
 @click.option("--caricature", "caricature_layer", help="Caricature of --image at this layer.")
 @click.option("--image", "image_path", help="The photo for --deepdream / --caricature.")
 @click.option("--diversity", type=int, default=None, help="Render N diverse images of TARGET.")
+@click.option("--param", type=click.Choice(["fft", "maco"]), default="fft", show_default=True,
+              help="Image parameterization: Lucid's FFT, or MACO (phase only, magnitude of a photo spectrum; "
+              "writes <stem>_importance.png, the pixels the unit used).")
+@click.option("--spectrum", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="With --param maco: a spectrum .npz/.npy (default: the one shipped, from real photos).")
+@click.option("--accentuate", "accentuate_photos", multiple=True,
+              help="Feature accentuation of TARGET in this photo (repeat for several, one batch); 'top': the "
+              "unit's top dataset examples in --runs.")
+@click.option("--top", "top_k", type=click.IntRange(1), default=4, show_default=True,
+              help="With --accentuate top: how many top examples.")
+@click.option("--weight", type=float, default=1.0, show_default=True,
+              help="With --accentuate: how strongly to stay close to the photo in earlier features (0: not at all).")
+@click.option("--reg-layer", default=None, help="With --accentuate: the earlier layer to stay close in.")
+@click.option("--runs", "runs_dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="A mining run (onnxviz mine --out): adds the reliability check to the render's JSON; "
+              "the photos for --accentuate top.")
 @click.option("--steps", type=int, default=256, show_default=True)
 @click.option("--size", type=int, default=None, help="Image size in pixels (default: the model's input size).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -66,8 +93,8 @@ def _report(w) -> None:
 @engine_options
 @meta_options
 def render(model_path, target, kind, neuron, layer_name, all_units, units, batch_size, deepdream_layer,
-           caricature_layer, image_path, diversity, steps, size, seed, lr, device, threads, out_dir, no_progress,
-           workers, overwrite, engine, address, gpus_per_worker, block_size, **meta_kwargs):
+           caricature_layer, image_path, diversity, param, spectrum, accentuate_photos, top_k, weight, reg_layer,
+           runs_dir, steps, size, seed, lr, device, threads, out_dir, no_progress, workers, overwrite, engine, address, gpus_per_worker, block_size, **meta_kwargs):
     """Feature visualization by gradient ascent: PNG + JSON per image."""
     kind = "neuron" if neuron else _OBJECTIVES[kind]
     modes = [bool(target) and not deepdream_layer and not caricature_layer, bool(layer_name),
@@ -127,8 +154,18 @@ def render(model_path, target, kind, neuron, layer_name, all_units, units, batch
     elif diversity:
         for w in runs_render.diverse(model, target, diversity, kind, size=size, progress=not no_progress, **common):
             _report(w)
+    elif accentuate_photos:
+        from ..runs.accentuations import accentuate
+
+        photos = [] if list(accentuate_photos) == ["top"] else list(accentuate_photos)
+        for w in accentuate(model, target, photos, runs=runs_dir, k=top_k, weight=weight, reg_layer=reg_layer,
+                            progress=not no_progress, **common):
+            _report(w)
     else:
-        _report(runs_render.target(model, target, kind, size=size, progress=not no_progress, **common))
+        w = runs_render.target(model, target, kind, size=size, progress=not no_progress, param=param,
+                               spectrum=spectrum, runs=runs_dir, **common)
+        _report(w)
+        _report_reliability(w)
 
 
 COMMANDS = [render]

@@ -48,6 +48,7 @@ class RenderResult:
     images: np.ndarray
     snapshots: dict = field(default_factory=dict)
     record: dict = field(default_factory=dict)
+    importance: Optional[np.ndarray] = None  # (N, H, W): |d objective / d image| summed over steps (MACO)
 
 
 class Activations:
@@ -278,6 +279,9 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
     elif isinstance(param_f, tuple):
         params, image_f = param_f
         param_desc = "custom"
+    elif getattr(param_f, "takes_batch", False):  # e.g. maco.maco_param_f: the batch is the objective's
+        params, image_f = param_f(generator, device, batch=n)
+        param_desc = getattr(param_f, "__name__", "custom")
     else:
         params, image_f = param_f(generator, device)
         param_desc = getattr(param_f, "__name__", "custom")
@@ -301,6 +305,7 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
     snapshots: dict = {}
     per_step: list = []
     grad_seen = torch.zeros(n, dtype=torch.bool)
+    importance = None
     warnings: list = []
     start = evaluate()
     if len(start) != n:
@@ -324,7 +329,9 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
                 total = total + r(T).sum()
             (-total).backward()
             if img.grad is not None:
-                grad_seen |= (img.grad.detach().flatten(1).abs().sum(1) > 0).cpu()
+                g = img.grad.detach().abs().sum(1)
+                grad_seen |= (g.flatten(1).sum(1) > 0).cpu()
+                importance = g if importance is None else importance + g
             opt.step()
             per_step.append([round(float(v), 6) for v in values.detach().float().cpu()])
             if step in thresholds:
@@ -375,4 +382,5 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
         "seconds": round(seconds, 3),
         "ms_per_step": round(1000 * seconds / steps, 2),
     }
-    return RenderResult(images=images, snapshots=snapshots, record=record)
+    imp = None if importance is None else importance.float().cpu().numpy()
+    return RenderResult(images=images, snapshots=snapshots, record=record, importance=imp)

@@ -73,22 +73,43 @@ def _render_kw(steps, size, seed, lr, device, progress) -> dict:
 
 
 def target(model, spec: str, kind: str = "channel", *, out, model_arg, steps: int = 256, size=None, seed: int = 0,
-           lr: Optional[float] = None, device=None, progress: bool = True, meta_opts: Optional[dict] = None) -> Written:
-    """One unit: ``spec`` "layer:unit" as a channel, neuron, class logit or class probability."""
+           lr: Optional[float] = None, device=None, progress: bool = True, meta_opts: Optional[dict] = None,
+           param: str = "fft", spectrum=None, runs=None) -> Written:
+    """One unit: ``spec`` "layer:unit" as a channel, neuron, class logit or class probability.
+
+    ``param``: "fft" (Lucid's) or "maco" (phase only, ``spectrum`` file or the shipped one; writes
+    the importance map beside the image). ``runs``: a mining run: the reliability check goes in the JSON.
+    """
     from ..optvis import objectives as obj
     from ..optvis import render
+    from . import trust
 
-    lr = LR if lr is None else lr
     objective = obj.parse(spec, kind)
     lay = model.layer(objective.layer)
-    result = render(model, objective, **_render_kw(steps, size, seed, lr, device, progress))
+    kw = _render_kw(steps, size, seed, LR if lr is None else lr, device, progress)
+    if param == "maco":
+        from ..optvis.maco import LR as MACO_LR, maco_param_f
+
+        lr = MACO_LR if lr is None else lr
+        kw.update(lr=lr, param_f=maco_param_f(size or tuple(model.meta.input_size), spectrum=spectrum))
+    elif param != "fft":
+        raise ObjectiveError(f"unknown parameterization {param!r}; known: fft, maco")
+    lr = kw["lr"]
+    result = render(model, objective, **kw)
     cmd = command("render", model_arg, spec, objective=kind if kind != "channel" else None, steps=steps, size=size,
-                  seed=seed, lr=lr, **(meta_opts or {}))
+                  seed=seed, lr=lr, param=None if param == "fft" else param, spectrum=spectrum, runs=runs,
+                  **(meta_opts or {}))
     info = dict(_base(model, model_arg), layer=lay.name, unit=objective.unit, kind=objective.kind,
                 objective=objective.name, command=cmd)
     if objective.kind in ("class_logit", "class_prob"):
         info["label"] = model.meta.label(objective.unit)
-    png = write_render(out, lay.name, f"{objective.kind}_{objective.unit}", result.images[0], result.record, 0, info)
+    stem = f"{objective.kind}_{objective.unit}" + ("" if param == "fft" else f"_{param}")
+    png = write_render(out, lay.name, stem, result.images[0], result.record, 0, info)
+    if param == "maco" and result.importance is not None:
+        imp = trust.write_importance(png, result.importance[0])
+        trust.update_record(png, importance=imp.name)
+    if runs and objective.kind == "channel" and isinstance(objective.unit, int):
+        trust.attach_reliability(model, png, result.images[0], lay.name, objective.unit, runs)
     return Written(png, result.record, 0)
 
 

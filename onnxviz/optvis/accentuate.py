@@ -1,0 +1,156 @@
+"""Feature accentuation (Hamblin et al. 2024): what a unit sees *in a real photo*.
+
+Start from the photo (its Fourier parameterization, so image_f() is the photo before the first
+step), raise the unit, and keep the image close to the photo *in the model's own earlier
+features*: the penalty is the relative squared distance between the image's activations at an
+earlier layer and the photo's,
+
+    maximize  unit(x) - weight * scale * ||f(x) - f(photo)||^2 / ||f(photo)||^2
+
+``scale`` puts the penalty in the unit's own units (the largest |activation| of the unit on the
+photos, at least 1), so one ``weight`` suits every layer. Without the penalty (``weight=0``) the
+ascent drifts away from the photo towards a feature visualization; with it, the photo stays
+recognisable and the change shows where the unit's feature is in it. Batched over several photos,
+seeded like every render.
+
+    result = accentuate(model, "block_7:12", ["cat.jpg", "dog.jpg"], steps=128, seed=0)
+    result.images            # (2, 3, H, W)
+    result.record["feature_distance"], result.record["pixel_rmse"]   # how far each image went
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..errors import ObjectiveError
+from . import objectives as obj
+from . import param as param_mod
+from .render import RenderResult, _resolve_device, make_view, render
+
+LR = 0.02  # like DeepDream: small steps from a photo
+
+
+def default_reg_layer(model, layer: str) -> str:
+    """An earlier spatial layer feeding ``layer``: the one about halfway down the layer list before it."""
+    names = [lay.name for lay in model.layers]
+    target = model.layer(layer).name
+    idx = names.index(target)
+    spatial = [n for n in names[:idx] if len(model.layer(n).shape or ()) == 4]
+    if not spatial:
+        raise ObjectiveError(f"layer {target!r} has no earlier spatial layer to regularize in; pass reg_layer")
+    return spatial[len(spatial) // 2]
+
+
+def _photos(model, photos) -> np.ndarray:
+    if isinstance(photos, np.ndarray):
+        arr = photos.astype(np.float32)
+        return arr[None] if arr.ndim == 3 else arr
+    if isinstance(photos, (str, bytes)) or hasattr(photos, "__fspath__"):
+        photos = [photos]
+    return np.asarray(model.load_images(list(photos)), dtype=np.float32)
+
+
+def _features(model, view, key_of, layers, images: torch.Tensor) -> dict:
+    with torch.no_grad():
+        acts = view(model.meta.to_model_input(images))
+    out = {}
+    for name in layers:
+        a = acts[key_of[name]]
+        if getattr(model.layer(name), "layout", "NCHW") == "NHWC" and a.dim() == 4:
+            a = a.permute(0, 3, 1, 2)
+        out[name] = a.detach()
+    return out
+
+
+def feature_distance(reg_layer: str, target: torch.Tensor) -> obj.Objective:
+    """Per image, ||T(reg_layer) - target||^2 / ||target||^2 (target: the photos' activations)."""
+    norm = target.flatten(1).pow(2).sum(1).clamp_min(1e-12)
+
+    def inner(T):
+        a = T(reg_layer)
+        t = target.to(a.device)
+        return (a - t).flatten(1).pow(2).sum(1) / norm.to(a.device)
+
+    return obj.Objective(inner, f"feature_distance({reg_layer!r})", [reg_layer])
+
+
+def accentuate(model, objective, photos, reg_layer: Optional[str] = None, weight: float = 1.0, steps: int = 128,
+               lr: float = LR, seed: int = 0, device=None, transforms="none", progress: bool = False,
+               **kwargs) -> RenderResult:
+    """Accentuate ``objective`` (an Objective or "layer:unit") in each photo, one batch.
+
+    ``photos``: paths or an array (N, 3, H, W) in [0, 1] (at the model's input size). ``reg_layer``:
+    where to stay close to the photo (default ``default_reg_layer``). ``weight``: the penalty's
+    strength (0: unregularized ascent from the photo). Returns the RenderResult with
+    ``record["accentuation"]``: reg layer, weight, scale, and per image ``feature_distance`` (the
+    relative distance at the reg layer) and ``pixel_rmse`` to the photo, before and after.
+    """
+    objective = obj.as_objective(objective)
+    objective.check(model)
+    if objective.layer is None:
+        raise ObjectiveError(f"accentuation needs a unit objective ('layer:unit'), got {objective.name}")
+    arr = _photos(model, photos)
+    n = arr.shape[0]
+    if isinstance(objective.unit, (list, tuple)) and len(objective.unit) != n:
+        raise ObjectiveError(f"{len(objective.unit)} units for {n} photos")
+    reg_layer = model.layer(reg_layer).name if reg_layer else default_reg_layer(model, objective.layer)
+    dev = _resolve_device(device)
+    layers = list(dict.fromkeys([objective.layer, reg_layer]))
+    key_of = {name: model.layer(name).name for name in layers}
+    view = make_view(model, layers, dev)
+    view.eval()
+    if model.meta.layout == "NCHW":  # as render() does: the same weights layout for the targets and the ascent
+        view = view.to(memory_format=torch.channels_last)
+    photo_t = torch.from_numpy(arr).to(dev)
+    feats = _features(model, view, key_of, layers, photo_t)
+
+    class _T:  # the photos' activations, for the objective's value on them
+        batch = n
+        image = photo_t
+
+        def __call__(self, name):
+            return feats[name]
+
+    start_values = objective(_T()).float().cpu()
+    scale = float(max(1.0, start_values.abs().max().item()))
+    target = feats[reg_layer]
+    regs = list(kwargs.pop("regularizers", ()))
+    if weight > 0:
+        regs.append(-(weight * scale) * feature_distance(reg_layer, target))
+    gray = model.meta.channel_order == "L"
+
+    def param_f(generator, d):
+        return param_mod.from_photo(arr, grayscale=gray, device=d)
+
+    param_f.__name__ = "fft from photo, decorrelated color"
+    result = render(model, objective, param_f=param_f, steps=steps, lr=lr, seed=seed, device=dev, batch=n,
+                    size=tuple(arr.shape[-2:]), transforms=transforms, regularizers=regs, progress=progress,
+                    view=view, **kwargs)
+    out_t = torch.from_numpy(result.images).to(dev)
+    dist = feature_distance(reg_layer, target)
+    after = _features(model, view, key_of, [reg_layer], out_t)
+
+    class _A(_T):
+        def __call__(self, name):
+            return after[name]
+
+    start_img = param_f(None, dev)[1]().detach()  # the photo as the parameterization sees it (clipped)
+    result.record["accentuation"] = {
+        "reg_layer": reg_layer,
+        "weight": weight,
+        "scale": scale,
+        "feature_distance": [round(float(v), 6) for v in dist(_A()).cpu()],
+        "pixel_rmse": [round(float(v), 6) for v in (out_t - start_img).pow(2).flatten(1).mean(1).sqrt().cpu()],
+        "activation_photo": [round(float(v), 6) for v in start_values],
+    }
+    return result
+
+
+def top_example_photos(results, layer: str, unit: int, k: int = 4) -> list:
+    """Paths of the ``k`` top dataset examples of a unit from a mining run (onnxviz.mining.Results)."""
+    return [ex.image for ex in results.examples(layer, unit, direction="top", k=k)]
+
+
+__all__ = ["accentuate", "default_reg_layer", "feature_distance", "top_example_photos", "LR"]

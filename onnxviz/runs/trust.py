@@ -1,0 +1,51 @@
+"""What a render writes beside its PNG for trust: MACO's importance map and the reliability check.
+
+``<stem>_importance.png``: the accumulated |gradient| of the objective w.r.t. the image (MACO's
+transparency map; white = the pixels the unit used most). ``reliability`` in the render's JSON:
+``onnxviz.reliability.check_with_run`` against the unit's top examples of a mining run.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import OnnxVizError
+from ..images import save_image
+
+log = logging.getLogger(__name__)
+
+
+def write_importance(png: Path, importance) -> Path:
+    """Write the importance map of ``png``'s image as ``<stem>_importance.png``; returns its path."""
+    from ..optvis.maco import importance_image
+
+    out = Path(png).with_name(Path(png).stem + "_importance.png")
+    save_image(importance_image(np.asarray(importance)), out)
+    return out
+
+
+def update_record(png: Path, **fields) -> dict:
+    """Add fields to the JSON record beside ``png``; returns the record."""
+    js = Path(png).with_suffix(".json")
+    rec = json.loads(js.read_text(encoding="utf-8"))
+    rec.update(fields)
+    js.write_text(json.dumps(rec, indent=1), encoding="utf-8")
+    return rec
+
+
+def attach_reliability(model, png: Path, image: np.ndarray, layer: str, unit: int, run_dir) -> dict:
+    """Run the reliability check of a render against mining run ``run_dir`` and store it in its JSON.
+
+    A run that lacks the layer or the unit's examples is reported in the record, not raised.
+    """
+    from ..reliability import check_with_run
+
+    try:
+        report = check_with_run(model, np.asarray(image)[None], layer, unit, run_dir)
+    except OnnxVizError as exc:
+        report = {"verdict": "unknown", "meaning": f"no reliability check: {exc}"}
+    update_record(png, reliability=report)
+    return report
