@@ -142,3 +142,19 @@ def sample_image_path() -> Path:
     Used as the real input of the torch/onnxruntime faithfulness check.
     """
     return Path(__file__).parent / "data" / "chelsea.jpg"
+
+
+def imagenet_photos() -> list:
+    """foolbox's 20 labelled ImageNet validation photos: [(path, class)], or [] without foolbox."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("foolbox")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    base = Path(list(spec.submodule_search_locations)[0]) / "data"
+    out = []
+    for p in sorted(base.glob("imagenet_*.jpg")):
+        m = re.match(r"imagenet_\d+_(\d+)\.jpg$", p.name)
+        if m:
+            out.append((p, int(m.group(1))))
+    return out

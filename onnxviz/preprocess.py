@@ -20,9 +20,7 @@ The result is a ``ModelMeta`` with ``evidence`` (one line per finding) and ``con
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -30,6 +28,7 @@ import onnx
 from onnx import numpy_helper
 
 from . import graph as G
+from .images import imagenet_photos
 
 log = logging.getLogger("onnxviz")
 
@@ -251,22 +250,6 @@ def imagenet_head(proto: onnx.ModelProto, shapes: dict) -> Optional[tuple]:
         if shape and len(shape) == 2 and shape[1] in (1000, 1001):
             return out.name, shape[1] - 1000
     return None
-
-
-def imagenet_photos() -> list:
-    """foolbox's 20 labelled ImageNet validation photos: [(path, class)], or [] without foolbox."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("foolbox")
-    if spec is None or not spec.submodule_search_locations:
-        return []
-    base = Path(list(spec.submodule_search_locations)[0]) / "data"
-    out = []
-    for p in sorted(base.glob("imagenet_*.jpg")):
-        m = re.match(r"imagenet_\d+_(\d+)\.jpg$", p.name)
-        if m:
-            out.append((p, int(m.group(1))))
-    return out
 
 
 def _photos(n: int) -> list:

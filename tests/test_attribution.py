@@ -3,7 +3,6 @@ an NHWC/BGR/0..255 file, and (slow) the real pretrained MobileNetV2 on real labe
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -15,7 +14,6 @@ import onnxviz
 from onnxviz import attribution as A
 from onnxviz.errors import ObjectiveError, OnnxVizError
 from onnxviz.mining import mine, merge_runs, open_results
-from onnxviz.mining import samples as SM
 from onnxviz.mining import spectrum as SP
 
 N = 60
@@ -231,9 +229,11 @@ def test_nhwc_bgr_file(tmp_path):
 @pytest.mark.slow
 @pytest.mark.weights
 def test_mobilenet_v2_true_class_attribution_on_labelled_photos(tmp_path_factory):
-    from models_fixture import export_script, exported
+    from models_fixture import exported
 
-    photos = export_script().imagenet_photos()[:3]
+    from onnxviz.images import imagenet_photos
+
+    photos = imagenet_photos()[:3]
     if not photos:
         pytest.skip("foolbox (its ImageNet photos) is not installed")
     m = onnxviz.load(exported("mobilenet_v2", tmp_path_factory)["path"])

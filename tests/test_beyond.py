@@ -73,9 +73,11 @@ def test_accentuation_stays_closer_to_the_photo_than_plain_ascent(digits_onnx, d
 @pytest.mark.slow
 @pytest.mark.weights
 def test_fooled_mobilenet_is_flagged_and_honest_render_passes(tmp_path, tmp_path_factory):
-    from models_fixture import export_script, exported
+    from models_fixture import exported
 
-    photos = [p for p, _ in export_script().imagenet_photos()]
+    from onnxviz.images import imagenet_photos
+
+    photos = [p for p, _ in imagenet_photos()]
     if not photos:
         pytest.skip("foolbox (its 20 ImageNet photos) is not installed")
     sys.path.insert(0, str(SCRIPTS))

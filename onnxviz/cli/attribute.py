@@ -9,7 +9,6 @@ Files: ``<out>/<photo stem>/...`` (see ``onnxviz.attribution.output``), ``<out>`
 """
 from __future__ import annotations
 
-import json
 
 import click
 

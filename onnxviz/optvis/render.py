@@ -357,8 +357,7 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
                             f"close to the random start; activation {start[i]:.4g} -> {end[i]:.4g}")
     record = {
         "objective": objective.name,
-        "preprocessing": meta.preprocessing() if hasattr(meta, "preprocessing") else None,
-        "preprocessing": meta.preprocessing() if hasattr(meta, "preprocessing") else None,
+        "preprocessing": meta.preprocessing(),
         "kind": objective.kind,
         "layer": objective.layer,
         "unit": objective.unit,

@@ -6,29 +6,16 @@ pip package; without foolbox the bundled cat photo is used.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 
-from .registry import ExportError, package_file
+from ..images import imagenet_photos
+from .registry import ExportError
 
 # onnxruntime vs framework: max |difference| of the outputs allowed, relative to the largest |output|
 # (plus 1e-6 absolute)
 RTOL = 1e-3
-
-
-def imagenet_photos() -> list:
-    """foolbox's 20 ImageNet validation photos: [(path, class index)] (class in the file name)."""
-    base = package_file("foolbox", "data")
-    if base is None:
-        return []
-    out = []
-    for p in sorted(base.glob("imagenet_*.jpg")):
-        m = re.match(r"imagenet_\d+_(\d+)\.jpg$", p.name)
-        if m:
-            out.append((p, int(m.group(1))))
-    return out
 
 
 def photo_batch(meta, paths) -> np.ndarray:
