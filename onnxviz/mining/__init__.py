@@ -39,7 +39,8 @@ Storage (SQLite, one file; why: see store.py): the ``examples`` table is queryab
 """
 from .fields import receptive_fields
 from .datasets import DatasetError, open_source
-from .mine import MiningError, Summary, merge_runs, mine
+from .merge import merge_runs
+from .mine import MiningError, Summary, mine
 from .results import DEFAULT_STAT, Example, Results, open_results
 from .topk import TopK, brute_force
 

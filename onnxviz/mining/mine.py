@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional
 
 import numpy as np
 
@@ -390,69 +390,3 @@ def _spec(src: ImageSource) -> str:
         return str(Path(src.spec).resolve())
     except OSError:
         return src.spec
-
-
-def merge_runs(shard_dirs: Sequence[Union[str, Path]], out, thumbs: bool = True, command: str = "") -> Summary:
-    """Merge complete shard runs (``mine(..., shard="i/n")``) into ``out``: the same result as one run."""
-    stores = []
-    try:
-        for d in shard_dirs:
-            p = mining_dir(d) / FILENAME
-            if not p.exists():
-                raise MiningError(f"no mining results in {d} (expected {p})")
-            stores.append(Store(p, readonly=True))
-        configs = [s.get("config") for s in stores]
-        base = {k: v for k, v in configs[0].items() if k != "shard"}
-        for d, c, s in zip(shard_dirs, configs, stores):
-            if {k: v for k, v in c.items() if k != "shard"} != base:
-                raise MiningError(f"{d} was mined with other settings than {shard_dirs[0]}; cannot merge")
-            if not s.get("complete"):
-                raise MiningError(f"{d} is not complete; finish it first (run its mine command again)")
-        shards = sorted(tuple(c["shard"]) for c in configs)
-        n = shards[0][1]
-        if any(sn != n for _, sn in shards) or sorted(i for i, _ in shards) != list(range(n)):
-            log.warning("merging shards %s: not the full set 0..%d/%d; the result covers only these", shards,
-                        n - 1, n)
-        layers = stores[0].layers()
-        units = {r["name"]: r["units"] for r in layers}
-        merged: dict = {}
-        for s in stores:
-            for key, t in s.load_state(units).items():
-                if key in merged:
-                    merged[key].merge(t)
-                else:
-                    merged[key] = t
-        total = sum(int(s.get("done", 0)) for s in stores)
-        reservoirs = [r for r in (SP.load(s.db) for s in stores) if r is not None]
-        reservoir = reservoirs[0] if reservoirs else None
-        for r in reservoirs[1:]:
-            reservoir = SP.merge(reservoir, r)
-        dest = Store(mining_dir(out) / FILENAME)
-        try:
-            if dest.get("config") is not None:
-                raise MiningError(f"{mining_dir(out)} already holds results; choose an empty --out")
-            with dest.db:
-                dest.put("config", dict(base, shard=[0, 1], merged_from=[list(x) for x in shards]))
-                dest.put("command", command)
-                dest.set_layers(layers)
-                for s in stores:
-                    dest.add_images(s.db.execute("SELECT idx, key, width, height, error FROM images").fetchall())
-                dest.save_state(merged)
-                dest.put("done", total)
-                if reservoir is not None:
-                    SP.save(dest.db, reservoir)
-                for s in stores:
-                    for name in SM.layers(s.db):
-                        dest.db.execute(SM.SCHEMA)
-                        dest.db.executemany("INSERT OR REPLACE INTO atlas_samples VALUES (?,?,?,?,?,?)",
-                                            s.db.execute("SELECT * FROM atlas_samples WHERE layer=?", (name,)))
-            summary = Summary(out=str(mining_dir(out)), complete=True)
-            _end_run(dest, summary, merged, {r["name"]: r["width"] for r in layers})
-        finally:
-            dest.close()
-    finally:
-        for s in stores:
-            s.close()
-    if thumbs:
-        _write_thumbnails(out)
-    return summary
