@@ -19,7 +19,7 @@ ImageNet's mean/std; guessing [0, 1] RGB renders a flat gray image for every net
     without biases is indifferent to scale), so when the first learned layer feeds an activation
     (a conv with BatchNorm folded in, whose output spread is then about 1) that spread picks the
     input scale (0..1 family or 0..255) and balance the convention within it. This is weak
-    evidence (confidence <= 0.7): it finds -1..1 for MTCNN's R/O-Nets and ImageNet mean/std for a
+    evidence (confidence <= 0.5): it finds -1..1 for MTCNN's R/O-Nets and ImageNet mean/std for a
     MobileNetV2 and a ViT, but balance favours larger scales, so it also takes ImageNet mean/std for
     an EfficientNet-Lite0 that wants -1..1; a labelled head or BatchNorm statistics come first.
 
@@ -426,7 +426,7 @@ def _by_balance(proto, cands: list, runs: dict, first, early: list, evidence: li
     ranked = sorted(cands, key=lambda c: -bal[c.name])
     rival = max((bal[c.name] for c in pool if c.value_range != chosen.value_range or c.mean != chosen.mean),
                 default=best - 1.0)
-    confidence = max(0.3, min(0.7, 0.3 + 0.5 * (best - rival)))
+    confidence = max(0.3, min(0.5, 0.3 + 0.5 * (best - rival)))
     scores["activation_balance"] = {k: round(v, 4) for k, v in bal.items()}
     evidence.append(f"no labelled head and no BatchNorm statistics: {how}activation balance of the first learned "
                     f"layers ({', '.join(n.name or n.output[0] for n in early)}: mean log min(p, 1-p) over units, p "

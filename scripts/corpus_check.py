@@ -12,11 +12,11 @@ public API, as a new user would, and yields a one-line status (``ok ...`` or the
   HardSigmoid, Tanh, Softmax), one with room to rise 5x: the ceiling is at least a 5x rise (as
   defined below) from its value on a gray image (about the render's start); among those, the one the photos raise most above a
   gray image. A layer dead on every photo is reported as such.
-  rise = 1 + (end - start) / max(|start|, spread), spread = the standard deviation over the photos
-  of the unit's value (the objective: its mean over positions). For a start well above the
-  photos' spread this is end / start; for a start near zero or below it, it counts the climb in
-  units of how much real photos move the unit, so a unit that starts at -1.7 and ends at 1.5
-  has not "risen" 5x unless 3.2 is four times the larger of 1.7 and its spread. Target >= 5x.
+  rise = 1 + (end - start) / max(start, spread), spread = the standard deviation over the photos
+  of the unit's value (the objective: its mean over positions). For a start above the photos'
+  spread this is end / start; for a start near zero or below it (a Conv/Add output before its
+  activation), where a ratio means nothing, it counts the climb in units of how much real photos
+  move the unit: 5x = a climb of four photo spreads. It is continuous at start = 0. Target >= 5x.
   A unit under the target gets a reason: "dead" (no gradient reached the image, or the whole
   layer is zero on every photo), "at its ceiling" (a bounded op that ends within 5% of its upper
   bound), "bounded" (the ceiling itself allows less than 5x from the start: no unit of the layer
@@ -65,8 +65,9 @@ BOUNDED = ("Clip", "Sigmoid", "HardSigmoid", "Softmax", "Tanh")
 
 
 def rise(start: float, end: float, spread: float = 0.0) -> float:
-    """1 + (end - start) / max(|start|, spread): end / start for a clearly positive start."""
-    scale = max(abs(start), float(spread or 0.0))
+    """1 + (end - start) / max(start, spread): end / start for a start above the photos' spread; for a
+    start at or below zero (a pre-activation), the climb in units of the photos' spread."""
+    scale = max(start, float(spread or 0.0))
     if scale == 0:
         return float("inf") if end > start else 1.0
     return 1.0 + (end - start) / scale
@@ -204,6 +205,7 @@ def check_file(name: str, photos: Path, steps: int = 48, work: Path | None = Non
             r = render(m, obj.channel(lay.name, unit), steps=steps, seed=0, device="cpu")
             s, e_ = r.record["activation_start"][0], r.record["activation_end"][0]
             ri = rise(s, e_, spread)
+            row.setdefault("start_end", []).append([round(s, 5), round(e_, 5)])
             row["rise"].append(round(ri, 2))
             results.append("ok" if ri >= RISE_TARGET else f"{note or _why_low(m, lay, r.record, spread)} at {lay.name}:{unit} "
                            f"({s:.3g} -> {e_:.3g}, photo spread {spread:.3g})")
@@ -261,8 +263,16 @@ def markdown(rows: list) -> str:
         out.append(f"| {r['file']} | {_cell(r['producer'])} | {', '.join(r['traits'])} | {_cell(r['inspect'])} | "
                    f"{_cell(r['mine'])} | {_cell(r['parity'])} | {_cell(r['render'])} | {rise_} |")
     ok = lambda k: sum(1 for r in rows if str(r[k] or "").startswith("ok"))  # noqa: E731
+    units = [(x, r["render"]) for r in rows for x in r["rise"]]
+    any_ = sum(1 for r in rows if any(x is not None and x >= RISE_TARGET for x in r["rise"]))
+    explained = sum(1 for r in rows if str(r["render"] or "").startswith("ok") or (
+        "low rise" not in str(r["render"]) and None not in r["rise"]))
+    low = sum(str(r["render"]).count("low rise") for r in rows)
     summary = (f"\n{len(rows)} files: inspect ok {ok('inspect')}, mine ok {ok('mine')}, parity ok {ok('parity')}, "
-               f"render ok (every picked unit >= {RISE_TARGET:g}x) {ok('render')}\n")
+               f"render ok (every picked unit >= {RISE_TARGET:g}x) {ok('render')}, any unit >= {RISE_TARGET:g}x {any_}, "
+               f"every picked unit >= {RISE_TARGET:g}x or a reason it cannot (dead, bounded, at its ceiling) {explained}; "
+               f"{sum(1 for x, _ in units if x is not None and x >= RISE_TARGET)}/{len(units)} units >= "
+               f"{RISE_TARGET:g}x, {low} low rise\n")
     return head + "\n".join(out) + "\n" + summary
 
 

@@ -150,9 +150,9 @@ def test_two_input_model_infers_with_the_other_input_fed(tmp_path):
     """A siamese file: inference feeds the other image input (mid-gray through each candidate) instead
     of failing on the missing feed and falling back to defaults."""
     rng = np.random.default_rng(0)
-    a = helper.make_tensor_value_info("a", onnx.TensorProto.FLOAT, [1, 3, 32, 32])
-    b = helper.make_tensor_value_info("b", onnx.TensorProto.FLOAT, [1, 3, 32, 32])
-    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)
+    a = helper.make_tensor_value_info("a", onnx.TensorProto.FLOAT, ["N", 3, 32, 32])
+    b = helper.make_tensor_value_info("b", onnx.TensorProto.FLOAT, ["N", 3, 32, 32])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 8, 28, 28])
     inits = [numpy_helper.from_array(rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32), "w1"),
              numpy_helper.from_array(rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32), "w2"),
              numpy_helper.from_array(rng.normal(0, 0.3, (8, 8, 3, 3)).astype(np.float32), "w3")]
