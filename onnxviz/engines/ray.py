@@ -220,8 +220,9 @@ class _Render:
         self.worker = work.UnitRenderer(spec, layer, neuron, render_kw, threads)
 
     def __call__(self, row: dict) -> dict:
-        images, record = self.worker.render(row["units"].tolist())
-        return {"chunk": row["chunk"], "images": images, "record": pickle.dumps(record)}
+        images, record, importance = self.worker.render(row["units"].tolist())
+        return {"chunk": row["chunk"], "images": images, "record": pickle.dumps(record),
+                "importance": pickle.dumps(importance)}
 
 
 def render_chunks(model, layer: str, chunks: Sequence[Sequence[int]], neuron: bool, render_kw: dict,
@@ -229,8 +230,9 @@ def render_chunks(model, layer: str, chunks: Sequence[Sequence[int]], neuron: bo
                   num_cpus: Optional[int] = None, gpus_per_worker: float = 0) -> int:
     """Render each chunk of units of ``layer`` (one batch each) on Ray actors.
 
-    write(chunk, images, record) is called in the driver as each chunk finishes (in any order),
-    so workers need no shared disk for the output. Returns the number of chunks rendered.
+    write(chunk, images, record, importance) is called in the driver as each chunk finishes (in any
+    order), so workers need no shared disk for the output. ``render_kw`` may hold a ``param_f``
+    (e.g. MACO's; Ray pickles it to the workers). Returns the number of chunks rendered.
     """
     if not chunks:
         return 0
@@ -246,5 +248,6 @@ def render_chunks(model, layer: str, chunks: Sequence[Sequence[int]], neuron: bo
                                                        threads=threads),
                     compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, workers)), **actor)
         for row in ds.iter_rows():
-            write(list(chunks[int(row["chunk"])]), row["images"], pickle.loads(row["record"]))
+            write(list(chunks[int(row["chunk"])]), row["images"], pickle.loads(row["record"]),
+                  pickle.loads(row["importance"]))
     return len(chunks)

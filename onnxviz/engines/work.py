@@ -153,9 +153,11 @@ class UnitRenderer:
         self.view = make_view(self.model, [layer], _resolve_device(self.render_kw.get("device")))
 
     def render(self, units: Sequence[int]) -> tuple:
-        """(images (n, 3, H, W) float32, record) of the units, image i maximizing units[i]."""
+        """(images (n, 3, H, W) float32, record, importance (n, H, W) or None) of the units, image i
+        maximizing units[i]; importance: the accumulated |gradient| per pixel (MACO's map)."""
         from ..optvis.recipes import render_layer
 
         (_, result), = render_layer(self.model, self.layer, list(units), batch_size=len(units), neuron=self.neuron,
                                     view=self.view, **self.render_kw)
-        return np.asarray(result.images, np.float32), result.record
+        imp = None if result.importance is None else np.asarray(result.importance, np.float32)
+        return np.asarray(result.images, np.float32), result.record, imp
