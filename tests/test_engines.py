@@ -120,3 +120,22 @@ def test_ray_render_writes_the_local_pictures_and_skips_existing(digits_onnx, ra
     res = CliRunner().invoke(cli, args + ["--out", str(tmp_path / "ray"), "--engine", "ray"])
     assert res.exit_code == 0 and "4 kept from an earlier run" in res.output, res.output
     assert (tmp_path / "ray" / "relu_2" / "channel_5.png").exists()
+
+
+@pytest.mark.slow
+def test_ray_render_maco_writes_the_local_pictures_and_importance(digits_onnx, ray_session, tmp_path):
+    from onnxviz.cli import main as cli
+
+    args = ["render", str(digits_onnx), "--layer", "relu_2", "--units", "0-2", "--batch-size", "2", "--steps", "4",
+            "--size", "16", "--param", "maco", "--no-progress"]
+    res = CliRunner().invoke(cli, args + ["--out", str(tmp_path / "local")])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(cli, args + ["--out", str(tmp_path / "ray"), "--engine", "ray", "--workers", "2"])
+    assert res.exit_code == 0, res.output
+    for u in range(3):
+        for name in (f"channel_{u}_maco.png", f"channel_{u}_maco_importance.png"):
+            a = np.asarray(Image.open(tmp_path / "local" / "relu_2" / name))
+            b = np.asarray(Image.open(tmp_path / "ray" / "relu_2" / name))
+            assert np.array_equal(a, b), name
+        rec = json.loads((tmp_path / "ray" / "relu_2" / f"channel_{u}_maco.json").read_text())
+        assert rec["param"] == "maco" and rec["importance"] == f"channel_{u}_maco_importance.png"
