@@ -3,12 +3,14 @@
 Mining is a Ray Data pipeline over the blocks of a run (see work.py)::
 
     blocks (indices + keys) -> decode (tasks, any CPU node) -> BlockMiner actors (one onnxruntime
-    session each, on a CPU or one GPU) -> partial top-k per block -> the driver folds them in
+    session each, on a CPU or one GPU) -> partial top-k + spectrum/atlas samples per block ->
+    the driver folds them in (exact, any order: topk.py, samplers.py)
 
-The driver owns the run's SQLite store (the same file a local run writes): it folds each
-finished block into the state and checkpoints state + finished block ids in one transaction,
-so an interrupted run resumes without redoing a finished block. Pass 2 (argmax positions of the
-examples) runs on the same actors. The result equals the single-process run's, row for row.
+The driver owns the run's SQLite store (the same file a local run writes, opened and finished by
+mining/run.py as every engine's is): it folds each finished block into the state and checkpoints
+state + samples + finished block ids in one transaction, so an interrupted run resumes without
+redoing a finished block. Pass 2 (argmax positions of the examples) runs on the same actors. The
+result equals the single-process run's, row for row.
 
 Rendering every unit of a layer sends fixed chunks of units to UnitRenderer actors; the driver
 writes the PNG + JSON (so workers need no shared disk for the output). Which chunks still need
