@@ -80,8 +80,11 @@ def test_blocks_folded_in_any_order_equal_one_pass(model, folder):
 
 
 def test_block_samples_fold_in_any_order_to_one_pass(model, folder):
+    from onnxviz.mining import MiningError
     from onnxviz.mining.samplers import Samplers
 
+    with pytest.raises(MiningError, match="fc has none"):  # checked before any work, by every engine
+        Samplers.of(model, atlas_layers="relu_2,fc")
     src = open_source(folder)
     settings = Samplers.of(model, spectrum=20, atlas_layers="relu_2", per_image=2, seed=7)
     miner = work.BlockMiner(work.ModelSpec.of(model), ["relu_1", "relu_2"], 1, 1, 8, threads=1, samplers=settings)

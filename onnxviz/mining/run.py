@@ -15,16 +15,18 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 
 from ..errors import OnnxVizError
 from . import fields as C
 from .datasets import ImageSource, parse_shard
-from .samplers import Samplers
 from .store import FILENAME, Store
 from .topk import TopK
+
+if TYPE_CHECKING:
+    from .samplers import Samplers
 
 STATS = ("mean", "max")
 DIRS = ("top", "bottom")

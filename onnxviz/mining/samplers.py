@@ -16,6 +16,7 @@ import numpy as np
 
 from . import samples as SM
 from . import spectrum as SP
+from .run import MiningError
 
 
 @dataclass
@@ -37,8 +38,6 @@ class Samplers:
     @classmethod
     def of(cls, model, spectrum: int = 128, atlas_layers=None, per_image: int = 8, seed: int = 0) -> Optional["Samplers"]:
         """The samplers a run asked for (None when none); atlas layers must have spatial maps."""
-        from .run import MiningError
-
         names = atlas_layers.split(",") if isinstance(atlas_layers, str) else list(atlas_layers or [])
         atlas = [model.layer(n) for n in names if n]
         bad = [lay.name for lay in atlas if lay.layout not in ("NCHW", "NHWC")]
