@@ -62,8 +62,8 @@ def main() -> None:
             got[p + "_s"] = time.perf_counter() - t
         rf, rm = got["fft"] / best, got["maco"] / best
         print(f"| {name} | {layer} | {got['fft'].mean():.3g} | {got['maco'].mean():.3g} | {rf.mean():.2f} | "
-              f"{rm.mean():.2f} | {got['maco'].mean() / got['fft'].mean():.2f} | {got['fft_s']:.0f} | {got['maco_s']:.0f} |",
-              flush=True)
+              f"{rm.mean():.2f} | {got['maco'].mean() / got['fft'].mean():.2f} | {got['fft_s']:.0f} | "
+              f"{got['maco_s']:.0f} |", flush=True)
 
 
 if __name__ == "__main__":
