@@ -432,7 +432,8 @@ def _by_balance(proto, cands: list, runs: dict, first, early: list, evidence: li
                     f"layers ({', '.join(n.name or n.output[0] for n in early)}: mean log min(p, 1-p) over units, p "
                     f"the fraction of positions where a unit is positive) is best under {chosen.name} ("
                     + ", ".join(f"{c.name} {bal[c.name]:.3g}" for c in ranked[:4])
-                    + f"); within {BALANCE_TIE} (channel order: {ORDER_TIE}) the first candidate in list order (RGB before BGR)")
+                    + f"); within {BALANCE_TIE} (channel order: {ORDER_TIE}) the first candidate in list order "
+                    "(RGB before BGR)")
     return chosen, confidence
 
 

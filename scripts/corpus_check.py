@@ -10,8 +10,8 @@ public API, as a new user would, and yields a one-line status (``ok ...`` or the
 - render: one unit of each of those layers, ``steps`` steps. The unit is one that is alive on the
   photos (its maximum is above zero on at least one photo) and, for a bounded op (Clip, Sigmoid,
   HardSigmoid, Tanh, Softmax), one with room to rise 5x: the ceiling is at least a 5x rise (as
-  defined below) from its value on a gray image (about the render's start); among those, the one the photos raise most above a
-  gray image. A layer dead on every photo is reported as such.
+  defined below) from its value on a gray image (about the render's start); among those, the one
+  the photos raise most above a gray image. A layer dead on every photo is reported as such.
   rise = 1 + (end - start) / max(start, spread), spread = the standard deviation over the photos
   of the unit's value (the objective: its mean over positions). For a start above the photos'
   spread this is end / start; for a start near zero or below it (a Conv/Add output before its
@@ -207,7 +207,8 @@ def check_file(name: str, photos: Path, steps: int = 48, work: Path | None = Non
             ri = rise(s, e_, spread)
             row.setdefault("start_end", []).append([round(s, 5), round(e_, 5)])
             row["rise"].append(round(ri, 2))
-            results.append("ok" if ri >= RISE_TARGET else f"{note or _why_low(m, lay, r.record, spread)} at {lay.name}:{unit} "
+            why = note or _why_low(m, lay, r.record, spread)
+            results.append("ok" if ri >= RISE_TARGET else f"{why} at {lay.name}:{unit} "
                            f"({s:.3g} -> {e_:.3g}, photo spread {spread:.3g})")
         except Exception as exc:  # noqa: BLE001
             row["rise"].append(None)
@@ -268,9 +269,10 @@ def markdown(rows: list) -> str:
     explained = sum(1 for r in rows if str(r["render"] or "").startswith("ok") or (
         "low rise" not in str(r["render"]) and None not in r["rise"]))
     low = sum(str(r["render"]).count("low rise") for r in rows)
+    t = f"{RISE_TARGET:g}x"
     summary = (f"\n{len(rows)} files: inspect ok {ok('inspect')}, mine ok {ok('mine')}, parity ok {ok('parity')}, "
-               f"render ok (every picked unit >= {RISE_TARGET:g}x) {ok('render')}, any unit >= {RISE_TARGET:g}x {any_}, "
-               f"every picked unit >= {RISE_TARGET:g}x or a reason it cannot (dead, bounded, at its ceiling) {explained}; "
+               f"render ok (every picked unit >= {t}) {ok('render')}, any unit >= {t} {any_}, "
+               f"every picked unit >= {t} or a reason it cannot (dead, bounded, at its ceiling) {explained}; "
                f"{sum(1 for x, _ in units if x is not None and x >= RISE_TARGET)}/{len(units)} units >= "
                f"{RISE_TARGET:g}x, {low} low rise\n")
     return head + "\n".join(out) + "\n" + summary
