@@ -36,7 +36,7 @@ from .parts import _fmt, model_facts, preprocessing
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE = 256  # units drawn per step of the layer grid (it draws only what is on screen)
+PAGE_SIZE = 64  # units the layer grid draws beyond the screen (it draws only the rows in view, plus these)
 _HERE = Path(__file__).parent
 
 
@@ -193,7 +193,7 @@ def build_site(model, out, run=None, mining: Optional[MiningSource] = None, **kw
 
     ``run``: the run directory (``render/`` and ``mining/`` are read when present). ``mining``:
     a :class:`MiningSource` overriding ``run/mining``. Keyword arguments: ``page_size`` (units the
-    layer grid draws per step, 256), ``examples_per_unit`` (8), ``model_arg`` / ``run_arg`` (how
+    layer grid draws beyond the rows on screen, 64), ``examples_per_unit`` (8), ``model_arg`` / ``run_arg`` (how
     the model and run directory are spelled in the CLI commands shown), ``meta_opts`` (the
     metadata overrides the model was loaded with, repeated in those commands). Returns the path
     of ``index.html``.

@@ -82,7 +82,9 @@ def attach_scores(mining, infos: list) -> None:
 
 
 def is_maco(pic) -> bool:
-    return pic.record.get("param") == "maco"
+    """A MACO render: its record's ``param`` says so ("maco" or "maco, decorrelated color, ...")."""
+    param = pic.record.get("param")
+    return isinstance(param, str) and param.split(",")[0].strip() == "maco"
 
 
 def main_picture(pictures: list):

@@ -16,12 +16,12 @@
   function fill(tmpl, mark, unit) { return tmpl ? tmpl.split(mark).join(String(unit)) : ""; }
   window.onnxviz = {el: el, fmt: fmt, fill: fill};
 
-  var CARD_W = 146, CARD_H = 172, GAP = 8, OVERSCAN = 3;  /* .vgrid .card in style.css */
+  var CARD_W = 146, CARD_H = 172, GAP = 8;  /* .vgrid .card in style.css */
 
   window.onnxvizLayer = function (opts) {
     var data = window.ONNXVIZ_LAYER;
     if (!data) return;
-    var root = opts.root, step = opts.step || 256, grid = document.getElementById("grid");
+    var root = opts.root, step = opts.step || 64, grid = document.getElementById("grid");
     var sortSel = document.getElementById("sort"), filter = document.getElementById("filter");
     var renderedOnly = document.getElementById("rendered-only"), count = document.getElementById("count");
     var list = data.units, cols = 1, nodes = {}, drawn = 0, pending = false;
@@ -87,9 +87,10 @@
     function draw() {
       pending = false;
       var rowH = CARD_H + GAP, top = -grid.getBoundingClientRect().top;
-      var first = Math.max(0, Math.floor(top / rowH) - OVERSCAN);
-      var last = Math.floor((top + window.innerHeight) / rowH) + OVERSCAN;
-      var from = first * cols, to = Math.min(list.length, (last + 1) * cols, from + Math.max(step, cols));
+      var over = Math.max(2, Math.ceil(step / cols / 2));  /* rows drawn beyond the screen, above and below */
+      var first = Math.max(0, Math.floor(top / rowH) - over);
+      var last = Math.floor((top + window.innerHeight) / rowH) + over;
+      var from = first * cols, to = Math.min(list.length, (last + 1) * cols);
       var keep = {};
       for (var i = from; i < to; i++) {
         var u = list[i], key = String(u[0]), node = nodes[key];

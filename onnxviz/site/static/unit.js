@@ -89,6 +89,11 @@
       f.appendChild(cap);
       return f;
     }
+    function withBadge(f, rel) {  /* the badge goes first in the render's own caption */
+      var cap = f.querySelector(":scope > figcaption");
+      cap.insertBefore(badge(rel), cap.firstChild);
+      return f;
+    }
     function missing(title, text, command) {
       var f = el("div", "placeholder cell-missing");
       f.appendChild(el("b", null, title));
@@ -102,7 +107,7 @@
     var fft = pics.filter(function (p) { return FFT_KINDS[p.k] && p.param !== "maco"; })[0];
     var maco = pics.filter(function (p) { return p.param === "maco" && p.k !== "diversity"; })[0];
     var cell = el("div", "cell cell-fft");
-    if (fft) { used.push(fft); var ff = figure(fft, "FFT render"); ff.querySelector("figcaption").insertBefore(badge(fft.rel), ff.querySelector("figcaption").firstChild); cell.appendChild(ff); }
+    if (fft) { used.push(fft); var ff = figure(fft, "FFT render"); withBadge(ff, fft.rel); cell.appendChild(ff); }
     else cell.appendChild(missing("No FFT render", "Lucid's parameterization (random phase and magnitude, 1/f decay):", data.tmpl.checked ? tmpl("checked") : tmpl("render")));
     trust.appendChild(cell);
     cell = el("div", "cell cell-maco");
@@ -111,7 +116,7 @@
       var imp = null;
       if (maco.imp) { imp = el("figure", "imp"); imp.appendChild(linked(maco.imp, "importance map", 224)); imp.appendChild(el("figcaption", "small", "importance: the pixels the unit used (white: most)")); }
       var mf = figure(maco, "MACO render", imp);
-      mf.querySelector("figcaption").insertBefore(badge(maco.rel), mf.querySelector("figcaption").firstChild);
+      withBadge(mf, maco.rel);
       cell.appendChild(mf);
     } else cell.appendChild(missing("No MACO render", "Phase only, with the magnitude spectrum of natural photos:", tmpl("maco")));
     trust.appendChild(cell);
@@ -150,7 +155,7 @@
     if (more.length) {
       show("s-more");
       var m = document.getElementById("more");
-      more.forEach(function (p) { var f = figure(p, p.k + (p.param === "maco" ? " (MACO)" : "")); f.querySelector("figcaption").insertBefore(badge(p.rel), f.querySelector("figcaption").firstChild); m.appendChild(f); });
+      more.forEach(function (p) { m.appendChild(withBadge(figure(p, p.k + (p.param === "maco" ? " (MACO)" : "")), p.rel)); });
     }
 
     /* dataset examples: the receptive field of the spatial maximum beside the whole image */
