@@ -269,8 +269,9 @@ def test_site_shows_spectrum_attribution_grid_and_atlas(blocks_site):
     layer = (out / "layers" / "relu_2" / "index.html").read_text()
     assert "Attribution and activation grid" in layer and 'href="atlas/index.html"' in layer
     assert "activation grid" in layer and f'id="attr-{blocks_site["photo"]}"' in layer
-    text = (out / "layers" / "relu_2" / "data.js").read_text()
-    data = json.loads(text.split("=", 1)[1].strip().rstrip(";"))  # what the unit pages draw
+    from onnxviz.site.data import read_js_data
+
+    data = read_js_data(out / "layers" / "relu_2" / "data.js")  # what the unit pages draw
     assert data["spectrum_note"] == "exact quantiles of all 60 images" and len(data["detail"][0]["s"]) == 5
     assert [v["name"] for v in data["views"]] == [blocks_site["photo"]] and len(data["views"][0]["channels"]) == 32
     page = (out / "layers" / "relu_2" / "atlas" / "index.html").read_text()

@@ -21,6 +21,7 @@ from onnxviz.paths import slug
 from onnxviz.site import Example, MiningSource, UnsafePathError, build_site, make_server
 from onnxviz.runs.render import render_missing
 from onnxviz.site.build import SiteBuilder
+from onnxviz.site.data import read_js_data
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -143,10 +144,10 @@ def digits_site(digits_onnx, digits_data, tmp_path_factory):
 
 
 def layer_data(out: Path, layer_slug: str) -> dict:
-    """The layer's data.js (``window.ONNXVIZ_LAYER = {...};``) as a dict."""
-    text = (out / "layers" / layer_slug / "data.js").read_text()
-    assert text.startswith("window.ONNXVIZ_LAYER = ") and "<" not in text
-    return json.loads(text.split("=", 1)[1].strip().rstrip(";"))
+    """The layer's data.js (``window.ONNXVIZ_LAYER = JSON.parse("...");``) as a dict."""
+    path = out / "layers" / layer_slug / "data.js"
+    assert "<" not in path.read_text()
+    return read_js_data(path)
 
 
 def unit_command(data: dict, which: str, unit: int) -> str:
@@ -456,6 +457,8 @@ def test_browser_click_through(digits_site, served, tmp_path):
             page.fill("#filter", "7")
             page.press("#filter", "Enter")  # Enter on a unit number opens its page
             page.wait_for_url("**/unit.html?u=7")
+            page.wait_for_selector("body[data-ready='1']")
+            _all_images_loaded(page)
             page.goto(base + f"layers/{slug(first)}/unit.html?u=99")
             assert "No unit 99" in page.inner_text("#nounit")
         finally:

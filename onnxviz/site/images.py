@@ -27,7 +27,8 @@ class Pictures:
 
     def __init__(self, builder):
         self.builder = builder
-        self.shared: dict = {}  # resolved source path -> site path of the shared copy
+        self.shared: dict = {}  # source path (as given, and resolved) -> site path of the shared copy
+        self.copies = 0
 
     def render(self, layer_slug: str, pic) -> bool:
         """Copy a render (and its MACO importance map) and make its thumbnail; False when unreadable."""
@@ -72,13 +73,18 @@ class Pictures:
         if image is None:
             return ""
         if isinstance(image, (str, Path)):
+            if str(image) in self.shared:  # the same spelling: no file system call
+                return self.shared[str(image)]
             key = str(Path(image).resolve())
-            if key not in self.shared:
+            if key in self.shared:
+                self.shared[str(image)] = self.shared[key]
+            else:
                 img = _to_pil(image)
                 if img is None:
                     return ""
-                self.shared[key] = self.builder.save_image(f"img/ex/{len(self.shared)}.jpg",
-                                                           _at_most(img, EXAMPLE_SIZE).convert("RGB"))
+                self.shared[key] = self.shared[str(image)] = self.builder.save_image(
+                    f"img/ex/{self.copies}.jpg", _at_most(img, EXAMPLE_SIZE).convert("RGB"))
+                self.copies += 1
             return self.shared[key]
         img = _to_pil(image)
         return self.builder.save_image(f"{base}.png", _at_most(img, EXAMPLE_SIZE)) if img is not None else ""
