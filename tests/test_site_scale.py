@@ -179,7 +179,7 @@ def test_trust_row_data(trust_site):
     assert all((out / a["ph"]).is_file() for a in acc)  # the top example it started from (inside the run)
     assert "--accentuate top --runs" in data["cmds"][acc[0]["c"]]
     assert data["units"][2][2].endswith("channel_2.png")  # the grid shows the FFT render
-    assert "rel" not in data["detail"][3]["p"][0]
+    assert data["detail"][3]["p"][0].get("rel", {"v": "unknown"})["v"] == "unknown"  # rendered without --runs
     assert data["tmpl"]["accentuate"].replace(data["mark"], "3") == \
         f"onnxviz render digits.onnx {layer}:3 --accentuate top --runs runs/d --out runs/d/render"
 
