@@ -53,7 +53,10 @@ def make_run(model_path: Path, work: Path, n_images: int, steps: int, photos_dir
     from onnxviz.runs import render as R
     from onnxviz.runs.accentuations import accentuate
 
-    photos = sorted(p for p in Path(photos_dir).iterdir() if p.is_file()) if photos_dir else collect(work / "photos_all")
+    if photos_dir:
+        photos = sorted(p for p in Path(photos_dir).iterdir() if p.is_file())
+    else:
+        photos = collect(work / "photos_all")
     photos = photos[:n_images]
     folder = work / "photos"
     folder.mkdir(parents=True, exist_ok=True)
@@ -113,7 +116,8 @@ def browser_times(site: Path, layer_page: str, unit_page: tuple, repeat: int, ba
                 " ready: window.onnxvizReady || n.domContentLoadedEventEnd,"
                 " examples: document.querySelectorAll('.ex').length}; }")
     search_js = ("(q) => { const f = document.getElementById('filter'); const t = performance.now(); f.value = q;"
-                 " f.dispatchEvent(new Event('input')); const ok = !!document.querySelector(`#grid .card[data-unit='${q}']`);"
+                 " f.dispatchEvent(new Event('input'));"
+                 " const ok = !!document.querySelector(`#grid .card[data-unit='${q}']`);"
                  " return ok ? performance.now() - t : null; }")
     out = {"layer": [], "unit": [], "search": [], "layer_load": [], "unit_load": []}
     with sync_playwright() as p:
@@ -158,8 +162,8 @@ def main(argv=None) -> int:
 
     model = Path(args.model)
     if not model.exists():
-        subprocess.run([sys.executable, str(REPO / "scripts" / "export.py"), "mobilenet_v2", "--out", str(model.parent)],
-                       check=True)
+        export = [sys.executable, str(REPO / "scripts" / "export.py"), "mobilenet_v2", "--out", str(model.parent)]
+        subprocess.run(export, check=True)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_site_"))
     work.mkdir(parents=True, exist_ok=True)
     import onnxviz

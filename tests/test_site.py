@@ -201,7 +201,8 @@ def test_unit_data_renders_examples_ratio_and_commands(digits_site):
     # an unrendered unit: no pictures, and the exact render command from the layer's template
     assert "p" not in data["detail"][2]
     assert unit_command(data, "render", 2) == f"onnxviz render digits.onnx {first}:2 --out runs/d/render"
-    assert unit_command(data, "maco", 2) == f"onnxviz render digits.onnx {first}:2 --param maco --runs runs/d --out runs/d/render"
+    assert unit_command(data, "maco", 2) == \
+        f"onnxviz render digits.onnx {first}:2 --param maco --runs runs/d --out runs/d/render"
 
 
 def test_real_renders_from_the_render_api(digits_site):
@@ -212,7 +213,8 @@ def test_real_renders_from_the_render_api(digits_site):
     assert rec["activation_end"] > rec["activation_start"]  # the optimization did something
     data = layer_data(out, slug(last))
     p = data["detail"][7]["p"][0]
-    assert data["cmds"][p["c"]] == f"onnxviz render digits.onnx --layer {last} --units 0,1,2,3,4,5,6,7,8,9 --batch-size 16 --steps 8 --seed 0 --lr 0.05 --out {runs / 'render'}"
+    assert data["cmds"][p["c"]] == (f"onnxviz render digits.onnx --layer {last} --units 0,1,2,3,4,5,6,7,8,9 "
+                                    f"--batch-size 16 --steps 8 --seed 0 --lr 0.05 --out {runs / 'render'}")
     best = float(mining.stats[last]["max"][:, 7].max())
     assert p["r"] == pytest.approx(rec["activation_end"] / best, rel=1e-2)
     assert data["units"][7][3] == "7"  # class label of a logit unit, from the metadata
@@ -272,7 +274,8 @@ def test_real_mining_results(digits_onnx, digits_data, tmp_path):
     data = layer_data(out, slug(layer))
     d = data["detail"][2]
     assert len(d["t"]) == 3 and len(d["b"]) == 3
-    assert d["t"][0][1] == pytest.approx(top[0].activation, rel=1e-3) and data["images"][d["t"][0][0]][1] == top[0].label
+    assert d["t"][0][1] == pytest.approx(top[0].activation, rel=1e-3)
+    assert data["images"][d["t"][0][0]][1] == top[0].label
     # crops of conv-layer examples: a box of the shared image (the browser zooms into it), not a file per unit
     assert d["t"][0][2] == [round(v) for v in top[0].input_box] and d["t"][0][3] == list(top[0].position)
     assert data["frame"] == [16, 16] and len(d["t"][0]) == 4

@@ -29,7 +29,8 @@ LABELS = (Path(onnxviz.__file__).parent / "zoo" / "data" / "imagenet_labels.txt"
 
 
 def wide_model(path) -> str:
-    """3x16x16 -> Conv 1x1 to 1,280 channels -> Relu -> GlobalAveragePool -> Flatten -> Gemm to 1,000 labelled logits."""
+    """3x16x16 -> Conv 3x3 to 1,280 channels -> Relu -> GlobalAveragePool -> Flatten -> Gemm to 1,000
+    labelled logits."""
     rng = np.random.default_rng(0)
     X = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 16, 16])
     Y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 1000])
@@ -120,7 +121,8 @@ def test_browser_wide_layer_search_and_unit_from_file_url(wide_site):
             page.wait_for_url("**/unit.html?u=1234")
             page.wait_for_selector("body[data-ready='1']")
             assert page.locator(".ex").count() == 6  # 3 top and 3 bottom examples
-            page.wait_for_function("[...document.querySelectorAll('.ex img')].every(i => i.complete && i.naturalWidth > 0)")
+            page.wait_for_function(
+                "[...document.querySelectorAll('.ex img')].every(i => i.complete && i.naturalWidth > 0)")
             assert page.locator(".cropview").count() == 6  # the receptive field, zoomed from the shared photo
             page.goto((out / "layers" / slug(wide_site["head"]) / "index.html").as_uri())
             page.wait_for_selector("body[data-ready='1']")
@@ -197,7 +199,8 @@ def test_browser_trust_row(trust_site, tmp_path):
             page.on("requestfailed", lambda req: errors.append(f"failed: {req.url}"))
             page.goto((out / "layers" / slug(layer) / "unit.html").as_uri() + "?u=2")
             page.wait_for_selector("body[data-ready='1']")
-            page.wait_for_function("[...document.querySelectorAll('#trust img')].every(i => i.complete && i.naturalWidth > 0)")
+            page.wait_for_function(
+                "[...document.querySelectorAll('#trust img')].every(i => i.complete && i.naturalWidth > 0)")
             assert page.locator(".cell-fft img").count() == 1
             assert page.locator(".cell-maco img").count() == 2  # the render and its importance map
             assert page.locator(".cell-acc img").count() == 4  # two photos, each with its accentuation

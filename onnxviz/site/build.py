@@ -108,7 +108,8 @@ class SiteBuilder:
         for info in infos:
             info.layer_pictures = [p for p in info.layer_pictures if self.pictures.render(info.slug, p)]
             for u in info.units:
-                u.pictures = sorted((p for p in u.pictures if self.pictures.render(info.slug, p)), key=lambda p: p.order)
+                u.pictures = sorted((p for p in u.pictures if self.pictures.render(info.slug, p)),
+                                    key=lambda p: p.order)
                 u.accentuations = [p for p in u.accentuations if self.pictures.render(info.slug, p)]
                 for p in u.accentuations:
                     p.photo = self.pictures.photo(p.record.get("photo"), allowed)

@@ -31,7 +31,8 @@ def layer_infos(builder) -> list:
         used.add(s.lower())
         info = LayerInfo(layer=layer, slug=s)
         units = int(layer.units or 0)
-        show_labels = labels and len(labels) == units and (layer.name == last or layer.op in ("Gemm", "MatMul", "Softmax"))
+        head = layer.name == last or layer.op in ("Gemm", "MatMul", "Softmax")
+        show_labels = labels and len(labels) == units and head
         info.units = [UnitInfo(index=u, label=str(labels[u]) if show_labels else "") for u in range(units)]
         target = f"{layer.name}:{UNIT_MARK}"
         info.templates = {

@@ -50,7 +50,8 @@ class ResultsSource(MiningSource):
                     continue
                 image = None
                 try:
-                    image = self._thumbnail(e.index)  # the image as the model saw it: shared by every unit it is an example of
+                    # the image as the model saw it: shared by every unit it is an example of
+                    image = self._thumbnail(e.index)
                 except Exception as exc:  # noqa: BLE001 - the source photos may be gone; show what is left
                     log.warning("example %s of %s:%d: %s", e.key, layer, unit, exc)
                 # the crop is shown from that shared image by the browser (a box in model-input pixels),
