@@ -269,9 +269,11 @@ def test_site_shows_spectrum_attribution_grid_and_atlas(blocks_site):
     layer = (out / "layers" / "relu_2" / "index.html").read_text()
     assert "Attribution and activation grid" in layer and 'href="atlas/index.html"' in layer
     assert "activation grid" in layer and f'id="attr-{blocks_site["photo"]}"' in layer
-    unit = (out / "layers" / "relu_2" / "units" / "0.html").read_text()
-    assert "Spectrum of examples" in unit and "exact quantiles of all 60 images" in unit
-    assert unit.count('alt="example at') == 5 and "Attribution in photos" in unit
+    from onnxviz.site.data import read_js_data
+
+    data = read_js_data(out / "layers" / "relu_2" / "data.js")  # what the unit pages draw
+    assert data["spectrum_note"] == "exact quantiles of all 60 images" and len(data["detail"][0]["s"]) == 5
+    assert [v["name"] for v in data["views"]] == [blocks_site["photo"]] and len(data["views"][0]["channels"]) == 32
     page = (out / "layers" / "relu_2" / "atlas" / "index.html").read_text()
     assert 'src="atlas.png"' in page and (out / "layers" / "relu_2" / "atlas" / "atlas.png").exists()
     other = (out / "layers" / "relu" / "index.html").read_text()

@@ -21,6 +21,7 @@ from onnxviz.paths import slug
 from onnxviz.site import Example, MiningSource, UnsafePathError, build_site, make_server
 from onnxviz.runs.render import render_missing
 from onnxviz.site.build import SiteBuilder
+from onnxviz.site.data import read_js_data
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -142,6 +143,17 @@ def digits_site(digits_onnx, digits_data, tmp_path_factory):
     return dict(out=out, model=m, runs=runs, mining=mining, first=first, last=last)
 
 
+def layer_data(out: Path, layer_slug: str) -> dict:
+    """The layer's data.js (``window.ONNXVIZ_LAYER = JSON.parse("...");``) as a dict."""
+    path = out / "layers" / layer_slug / "data.js"
+    assert "<" not in path.read_text()
+    return read_js_data(path)
+
+
+def unit_command(data: dict, which: str, unit: int) -> str:
+    return data["tmpl"][which].replace(data["mark"], str(unit))
+
+
 # --------------------------------------------------------------------------- tests
 def test_pages_exist_and_links_resolve(digits_site):
     out, m = digits_site["out"], digits_site["model"]
@@ -149,42 +161,48 @@ def test_pages_exist_and_links_resolve(digits_site):
     for layer in m.layers:
         s = slug(layer.name)
         assert f'href="layers/{s}/index.html"' in index
-        assert (out / "layers" / s / "units.js").is_file()
-        for u in range(layer.units):
-            assert (out / "layers" / s / "units" / f"{u}.html").is_file()
-    assert check_links(out) > 100
+        for name in ("index.html", "unit.html", "data.js"):
+            assert (out / "layers" / s / name).is_file()
+        assert not (out / "layers" / s / "units").exists()  # no page per unit
+        assert len(layer_data(out, s)["units"]) == layer.units
+    assert check_links(out) > 20
     # model facts: opset, input, preprocessing from the metadata
     assert "ai.onnx 17" in index and "16×16" in index and "digits_cnn" in index
     assert re.search(r"Channel order</th><td>L<", index)
 
 
-def test_pagination(digits_site):
+def test_one_unit_page_and_one_data_file_per_layer(digits_site):
     out, m = digits_site["out"], digits_site["model"]
+    pages = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.html"))
+    assert len(pages) == 1 + 2 * len(m.layers)  # model page + (layer page, unit page) per layer
+    assert len(list(out.rglob("*.js"))) == len(m.layers) + 2  # data.js per layer + site.js + unit.js
     layer = next(l for l in m.layers if l.units == 32)
-    d = out / "layers" / slug(layer.name)
-    pages = sorted(p.name for p in d.glob("*.html"))
-    assert pages == ["index.html", "page-2.html", "page-3.html"]  # 32 units, 12 per page
-    third = (d / "page-3.html").read_text()
-    assert third.count('class="card') == 8 and 'href="units/31.html"' in third and 'href="units/23.html"' not in third
-    unit_page = (d / "units" / "30.html").read_text()
-    assert 'href="../page-3.html"' in unit_page  # the layer link goes back to the unit's page
+    page = (out / "layers" / slug(layer.name) / "index.html").read_text()
+    assert 'id="grid"' in page and 'src="data.js"' in page and "step: 12" in page  # page_size: units drawn per step
+    unit = (out / "layers" / slug(layer.name) / "unit.html").read_text()
+    assert 'src="data.js"' in unit and "static/unit.js" in unit and 'href="index.html"' in unit
 
 
-def test_unit_page_renders_examples_ratio_and_commands(digits_site):
+def test_unit_data_renders_examples_ratio_and_commands(digits_site):
     out, first, mining = digits_site["out"], digits_site["first"], digits_site["mining"]
-    page = (out / "layers" / slug(first) / "units" / "1.html").read_text()
-    assert page.count('class="pic big"') == 3  # channel, diversity, caricature
-    assert f"{first}:1 --seed 0</code>" in page and f"{first}:1 --seed 1</code>" in page  # each picture's command
+    data = layer_data(out, slug(first))
+    d = data["detail"][1]
+    assert [p["k"] for p in d["p"]] == ["channel", "diversity"]
+    assert [p["k"] for p in data["caricatures"]] == ["caricature"]
+    cmds = [data["cmds"][p["c"]] for p in d["p"]]
+    assert cmds[0].endswith(f"{first}:1 --seed 0") and cmds[1].endswith(f"{first}:1 --seed 1")  # each picture's command
     best = float(mining.stats[first]["max"][:, 1].max())
-    assert f"{2.0 / best:.3g}× best example" in page
-    assert "Positive (highest activation)" in page and "Negative (lowest activation)" in page
-    assert page.count('class="ex"') == 8
-    assert f"{best:.4g}" in page
-    assert 'href="0.html"' in page and 'href="2.html"' in page  # previous / next unit
-    assert "onnxviz mine digits.onnx" in page
-    # an unrendered unit: placeholder with the exact render command
-    missing = (out / "layers" / slug(first) / "units" / "2.html").read_text()
-    assert "Not rendered" in missing and f"onnxviz render digits.onnx {first}:2 --out runs/d/render" in missing
+    assert d["p"][0]["r"] == pytest.approx(2.0 / best, rel=1e-2) and d["best"] == pytest.approx(best, rel=1e-3)
+    assert len(d["t"]) == 4 and len(d["b"]) == 4
+    assert [e[1] for e in d["t"]] == pytest.approx(sorted(mining.stats[first]["max"][:, 1], reverse=True)[:4], rel=1e-3)
+    for e in d["t"] + d["b"]:
+        assert (out / data["images"][e[0]][0]).is_file() and (out / e[4]).is_file()  # the image and its crop
+    assert data["mine"] == "onnxviz mine digits.onnx --out runs/digits/mining"
+    # an unrendered unit: no pictures, and the exact render command from the layer's template
+    assert "p" not in data["detail"][2]
+    assert unit_command(data, "render", 2) == f"onnxviz render digits.onnx {first}:2 --out runs/d/render"
+    assert unit_command(data, "maco", 2) == \
+        f"onnxviz render digits.onnx {first}:2 --param maco --runs runs/d --out runs/d/render"
 
 
 def test_real_renders_from_the_render_api(digits_site):
@@ -193,15 +211,18 @@ def test_real_renders_from_the_render_api(digits_site):
     rec = json.loads((runs / "render" / slug(last) / "channel_7.json").read_text())
     assert rec["layer"] == last and rec["unit"] == 7 and rec["kind"] == "channel" and rec["steps"] == 8
     assert rec["activation_end"] > rec["activation_start"]  # the optimization did something
-    page = (out / "layers" / slug(last) / "units" / "7.html").read_text()
-    assert f"onnxviz render digits.onnx --layer {last} --units 0,1,2,3,4,5,6,7,8,9 --batch-size 16 --steps 8" in page
+    data = layer_data(out, slug(last))
+    p = data["detail"][7]["p"][0]
+    assert data["cmds"][p["c"]] == (f"onnxviz render digits.onnx --layer {last} --units 0,1,2,3,4,5,6,7,8,9 "
+                                    f"--batch-size 16 --steps 8 --seed 0 --lr 0.05 --out {runs / 'render'}")
     best = float(mining.stats[last]["max"][:, 7].max())
-    assert f"{rec['activation_end'] / best:.3g}× best example" in page
-    assert 'class="label">7<' in page  # class label of a logit unit, from the metadata
-    grid = (out / "layers" / slug(last) / "index.html").read_text()
-    assert "not rendered" not in grid and grid.count("<img") == 10
+    assert p["r"] == pytest.approx(rec["activation_end"] / best, rel=1e-2)
+    assert data["units"][7][3] == "7"  # class label of a logit unit, from the metadata
+    assert all(u[2] for u in data["units"])  # every unit has its thumbnail
     with Image.open(out / "img" / slug(last) / "channel_7.png") as im:
         assert im.size == (16, 16) and np.asarray(im).std() > 0
+    with Image.open(out / data["units"][7][2]) as im:
+        assert im.size == (16, 16)  # a 16 px render is not blown up to the card's size: the browser scales it
 
 
 def test_render_cli_outputs(digits_onnx, digits_data, tmp_path):
@@ -221,20 +242,21 @@ def test_render_cli_outputs(digits_onnx, digits_data, tmp_path):
     out = tmp_path / "site"
     build_site(m, out, tmp_path / "runs", mining=StatsMining(m, digits_data[0][:50]), examples_per_unit=2)
     s = slug(layer)
-    unit = (out / "layers" / s / "units" / "5.html").read_text()
-    assert unit.count("<b>diversity</b>") == 2 and "--diversity 2" in unit
-    assert "<b>caricature</b>" in unit and "--caricature" in unit
-    assert "× best example" in unit
-    assert "Not rendered" in (out / "layers" / s / "units" / "4.html").read_text()
+    data = layer_data(out, s)
+    pics = data["detail"][5]["p"]
+    assert [p["k"] for p in pics] == ["diversity", "diversity"] and "--diversity 2" in data["cmds"][pics[0]["c"]]
+    assert all("r" in p for p in pics)  # × best example
+    assert "--caricature" in data["cmds"][data["caricatures"][0]["c"]]
+    assert "p" not in data["detail"][4]
     index = (out / "index.html").read_text()
     assert f'src="img/{s}/layer.png"' in index  # the DeepDream is the layer's thumbnail
     layer_page = (out / "layers" / s / "index.html").read_text()
     assert "<b>deepdream</b>" in layer_page and "DeepDream of a photo" not in layer_page
-    assert check_links(out) > 50
+    assert check_links(out) > 10
 
 
 def test_real_mining_results(digits_onnx, digits_data, tmp_path):
-    """`onnxviz.mining.mine` over a folder of real digit images: its examples appear on unit pages."""
+    """`onnxviz.mining.mine` over a folder of real digit images: its examples go into the layer's data."""
     from onnxviz import mining
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -249,29 +271,35 @@ def test_real_mining_results(digits_onnx, digits_data, tmp_path):
     res = mining.open_results(runs)
     layer = m.layers[0].name
     top = res.examples(layer, 2, stat="mean", direction="top", k=3)
-    page = (out / "layers" / slug(layer) / "units" / "2.html").read_text()
-    assert page.count('class="ex"') == 6 and f"{top[0].activation:.4g}" in page and top[0].label in page
-    assert page.count('class="cropview"') == 6 and "background-position:" in page  # crops of conv-layer examples, shown from the shared image
-    assert f"onnxviz mine {digits_onnx} {photos}" in page and "--top 3 --bottom 3" in page
-    data = json.loads((out / "layers" / slug(layer) / "units.js").read_text().split("=", 1)[1].rstrip().rstrip(";"))
-    np.testing.assert_allclose([u[1] for u in data["units"]], res.scores(layer, "mean"), rtol=1e-6)
-    assert check_links(out) > 50
+    data = layer_data(out, slug(layer))
+    d = data["detail"][2]
+    assert len(d["t"]) == 3 and len(d["b"]) == 3
+    assert d["t"][0][1] == pytest.approx(top[0].activation, rel=1e-3)
+    assert data["images"][d["t"][0][0]][1] == top[0].label
+    # crops of conv-layer examples: a box of the shared image (the browser zooms into it), not a file per unit
+    assert d["t"][0][2] == [round(v) for v in top[0].input_box] and d["t"][0][3] == list(top[0].position)
+    assert data["frame"] == [16, 16] and len(d["t"][0]) == 4
+    assert len({e[0] for e in d["t"] + d["b"]}) <= len(data["images"]) <= 40  # each photo listed once
+    assert len(list((out / "img" / "ex").glob("*.jpg"))) <= 40  # and stored once for the whole site
+    assert f"onnxviz mine {digits_onnx} {photos}" in data["mine"] and "--top 3 --bottom 3" in data["mine"]
+    np.testing.assert_allclose([u[1] for u in data["units"]], res.scores(layer, "mean"), rtol=1e-3)
+    assert check_links(out) > 10
 
 
 def test_layer_grid_thumbnails_and_scores(digits_site):
     out, first, mining = digits_site["out"], digits_site["first"], digits_site["mining"]
-    page = (out / "layers" / slug(first) / "index.html").read_text()
-    assert page.count("not rendered") == 12 - 3  # 3 of the first 12 units rendered
-    assert 'loading="lazy"' in page
-    data = json.loads((out / "layers" / slug(first) / "units.js").read_text().split("=", 1)[1].rstrip().rstrip(";"))
+    data = layer_data(out, slug(first))
     scores = [u[1] for u in data["units"]]
-    np.testing.assert_allclose(scores, mining.stats[first]["max"].max(0), rtol=1e-6)
+    np.testing.assert_allclose(scores, mining.stats[first]["max"].max(0), rtol=1e-3)
     thumbs = [u[2] for u in data["units"]]
     assert [bool(t) for t in thumbs[:4]] == [True, True, False, True]
+    assert thumbs[1].endswith("channel-1-s0.png")  # the plain render, not the diverse one
     with Image.open(out / thumbs[0]) as im:
-        assert max(im.size) <= 160
+        assert max(im.size) <= 144  # stored no larger than the card shows it
     index = (out / "index.html").read_text()
     assert f'src="img/{slug(first)}/layer.png"' in index  # the deepdream thumbnail of the layer
+    with Image.open(out / "img" / slug(first) / "layer.png") as im:
+        assert im.size == (64, 64)
 
 
 def test_hostile_names_escaped_and_contained(tmp_path):
@@ -285,6 +313,9 @@ def test_hostile_names_escaped_and_contained(tmp_path):
     evil.write_text(json.dumps(dict(layer=layer.name, unit=1, kind="channel", image="../../../../secret.png",
                                     command="<script>alert(6)</script>")))
     (tmp_path / "secret.png").write_bytes((runs / "render" / slug(layer.name) / "channel-0-s0.png").read_bytes())
+    # an accentuation whose photo and importance map point outside the run: never copied into the site
+    write_render(runs / "render", path, layer.name, 1, kind="accentuation", photo=str(tmp_path / "secret.png"),
+                 importance="../../../secret.png")
     out = tmp_path / "deep" / "site"
     before = {p for p in tmp_path.rglob("*")}
     build_site(m, out, runs, page_size=2)
@@ -297,7 +328,10 @@ def test_hostile_names_escaped_and_contained(tmp_path):
         assert 'onmouseover="' not in text and "'><b>" not in text
         assert "secret" not in text and "alert(6)" not in text
     for js in out.rglob("*.js"):
-        assert "<" not in js.read_text() or js.name == "site.js"
+        assert "<" not in js.read_text() or js.parent.name == "static"
+        assert "secret" not in js.read_text()
+    data = layer_data(out, slug(layer.name))
+    assert data["detail"][1]["x"][0].get("ph") is None and "imp" not in data["detail"][1]["x"][0]
     index = (out / "index.html").read_text()
     assert "&lt;script&gt;alert(1)" in index  # the name is shown, escaped
     assert check_links(out) > 10
@@ -312,10 +346,11 @@ def test_cli_site_and_server(digits_site, digits_onnx, tmp_path):
     from onnxviz.cli import main
 
     out = tmp_path / "cli_site"
-    res = CliRunner().invoke(main, ["site", str(digits_onnx), "--runs", str(digits_site["runs"]), "--out", str(out)])
+    res = CliRunner().invoke(main, ["site", str(digits_onnx), "--runs", str(digits_site["runs"]), "--out", str(out),
+                                    "--page-size", "64", "--examples", "2"])
     assert res.exit_code == 0, res.output
     assert (out / "index.html").is_file() and (out / "static" / "style.css").is_file()
-    assert (out / "layers" / slug(digits_site["first"]) / "units" / "0.html").is_file()
+    assert (out / "layers" / slug(digits_site["first"]) / "unit.html").is_file()
     server = make_server(out, port=0, quiet=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
@@ -325,6 +360,8 @@ def test_cli_site_and_server(digits_site, digits_onnx, tmp_path):
         base = f"http://127.0.0.1:{server.server_port}/"
         with urllib.request.urlopen(base + "index.html") as r:
             assert r.status == 200 and b"onnxviz" in r.read()
+        with urllib.request.urlopen(base + f"layers/{slug(digits_site['first'])}/unit.html?u=3") as r:
+            assert r.status == 200
         with pytest.raises(urllib.error.HTTPError):
             urllib.request.urlopen(base + "../../etc/passwd")
         with pytest.raises(urllib.error.HTTPError):
@@ -385,32 +422,48 @@ def test_browser_click_through(digits_site, served, tmp_path):
             page.screenshot(path=str(tmp_path / "model.png"), full_page=True)
             page.click(f"td.lname a:text-is('{first}')")
             page.wait_for_url(f"**/layers/{slug(first)}/index.html")
+            page.wait_for_selector("body[data-ready='1']")
             _all_images_loaded(page)
-            assert page.locator("#grid .card").count() == 12
+            assert page.locator("#grid .card").count() == 16  # 16 units: all fit on the screen
             assert page.locator(".crumbs a").first.inner_text() == "digits_cnn"
             # sort by top activation: the first card is the unit with the highest score
             page.select_option("#sort", "score-desc")
             best = int(np.argmax(digits_site["mining"].stats[first]["max"].max(0)))
-            assert page.locator("#grid .card .unum").first.inner_text() == str(best)
-            # text filter
-            page.fill("#filter", "15")
-            assert page.locator("#grid .card").count() == 1
-            page.fill("#filter", "")
+            assert page.locator("#grid .card").first.get_attribute("data-unit") == str(best)
+            # search by unit number
             page.select_option("#sort", "index")
+            page.fill("#filter", "15")
+            assert page.locator("#grid .card").count() == 1 and "1 of 16 units" in page.inner_text("#count")
+            page.fill("#filter", "")
             page.check("#rendered-only")
             assert page.locator("#grid .card").count() == 3
             _all_images_loaded(page)
             page.screenshot(path=str(tmp_path / "layer.png"), full_page=True)
             page.click("#grid .card[data-unit='1']")
-            page.wait_for_url(f"**/layers/{slug(first)}/units/1.html")
+            page.wait_for_url(f"**/layers/{slug(first)}/unit.html?u=1")
+            page.wait_for_selector("body[data-ready='1']")
             _all_images_loaded(page)
-            assert page.locator(".pic.big img").count() == 3 and page.locator(".ex img").count() == 16
+            assert page.locator(".cell-fft img").count() == 1 and page.locator("#more .pic.big").count() == 1
+            assert page.locator("#caricatures .pic.big").count() == 1
+            assert page.locator(".ex img").count() == 16  # 4 + 4 examples: crop and whole image each
+            assert "× best example" in page.inner_text(".cell-fft") and "not checked" in page.inner_text(".cell-fft .badge")
+            assert page.title().startswith(f"{first}:1 ")
             page.screenshot(path=str(tmp_path / "unit.png"), full_page=True)
-            page.click("a.next")
-            page.wait_for_url("**/units/2.html")
-            assert "Not rendered" in page.inner_text("main")
+            page.click("a#next")
+            page.wait_for_url("**/unit.html?u=2")
+            page.wait_for_selector("body[data-ready='1']")
+            assert "No FFT render" in page.inner_text(".cell-fft")
+            assert f"onnxviz render digits.onnx {first}:2 --runs runs/d --out runs/d/render" in page.inner_text(".cell-fft")
             page.click(".crumbs a >> nth=1")
             page.wait_for_url(f"**/layers/{slug(first)}/index.html")
+            page.wait_for_selector("body[data-ready='1']")
+            page.fill("#filter", "7")
+            page.press("#filter", "Enter")  # Enter on a unit number opens its page
+            page.wait_for_url("**/unit.html?u=7")
+            page.wait_for_selector("body[data-ready='1']")
+            _all_images_loaded(page)
+            page.goto(base + f"layers/{slug(first)}/unit.html?u=99")
+            assert "No unit 99" in page.inner_text("#nounit")
         finally:
             browser.close()
     assert errors == [] and dialogs == []
@@ -424,10 +477,10 @@ def test_browser_click_through(digits_site, served, tmp_path):
 def test_browser_hostile_site_runs_no_script(tmp_path, served):
     sync_api = _browser()
     path = hostile_model(tmp_path / "hostile.onnx")
-    m = onnxviz.load(path)
+    m = onnxviz.load(path, labels=[f"<img src=x onerror=alert({i})>" for i in range(4)])  # labels are untrusted too
     runs = tmp_path / "runs"
     for layer in m.layers:
-        write_render(runs / "render", path, layer.name, 0)
+        write_render(runs / "render", path, layer.name, 0, objective="<img src=x onerror=alert(7)>")
     out = tmp_path / "site"
     build_site(m, out, runs, page_size=2)
     base = served(out)
@@ -441,6 +494,8 @@ def test_browser_hostile_site_runs_no_script(tmp_path, served):
             pages = [base + p.relative_to(out).as_posix() for p in out.rglob("*.html")]
             for url in pages:
                 page.goto(url)
+                if "unit.html" in url or "layers/" in url:
+                    page.wait_for_selector("body[data-ready='1']")
                 _all_images_loaded(page)
                 page.mouse.move(10, 10)
                 page.hover("h1")
@@ -450,6 +505,15 @@ def test_browser_hostile_site_runs_no_script(tmp_path, served):
             page.fill("#filter", "0")  # the JS-built grid, too
             assert page.locator("#grid .card").count() == 1
             assert "<script>alert(1)" in page.inner_text("h1") or "<script>alert(1)" in page.inner_text(".crumbs")
+            last = slug(m.layers[-1].name)
+            page.goto(base + f"layers/{last}/index.html")
+            page.fill("#filter", "onerror")  # search by label
+            assert page.locator("#grid .card").count() == 4
+            assert page.locator("#grid .card .label").first.inner_text() == "<img src=x onerror=alert(0)>"
+            page.goto(base + f"layers/{last}/unit.html?u=0")
+            page.wait_for_selector("body[data-ready='1']")
+            assert page.inner_text("#unitlabel") == "<img src=x onerror=alert(0)>"
+            assert "<img src=x onerror=alert(7)>" in page.inner_text(".cell-fft")
         finally:
             browser.close()
     assert dialogs == [] and errors == []

@@ -14,8 +14,8 @@ from .options import load_model, meta_options
 @click.option("--run", "--runs", "run", type=click.Path(file_okay=False), default=None,
               help="Run directory with render/ and mining/ (what `onnxviz render` and `onnxviz mine` wrote).")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Folder to write the site into.")
-@click.option("--page-size", type=click.IntRange(1, 100000), default=256, show_default=True,
-              help="Units per layer page.")
+@click.option("--page-size", type=click.IntRange(1, 100000), default=64, show_default=True,
+              help="Units the layer grid draws beyond the rows on screen (it draws only what is in view).")
 @click.option("--examples", "examples_per_unit", type=click.IntRange(0, 1000), default=8, show_default=True,
               help="Dataset examples shown per unit (positive and negative each).")
 @click.option("--render-missing", is_flag=True,

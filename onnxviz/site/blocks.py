@@ -106,7 +106,7 @@ def spectrum(builder, mining, layer: str, unit: int, layer_slug: str) -> tuple:
         return [], ""
     items, note = get(layer, unit)
     for i, ex in enumerate(items):
-        ex.site_image = builder._example_image(ex.image, f"img/{layer_slug}/sp/{unit}-{i}")
+        ex.site_image = builder.pictures.example(ex.image, f"img/{layer_slug}/sp/{unit}-{i}")
     return items, note
 
 

@@ -21,8 +21,7 @@ class Example:
     label: str = ""  # the image's name or class, shown as a caption
     frame: Optional[tuple] = None  # (width, height) of the space ``box`` is in, when it is not the image's own
     site_image: str = ""
-    site_crop: str = ""
-    crop_style: str = ""  # CSS that shows ``box`` of site_image, when there is no crop file
+    site_crop: str = ""  # the site's copies (set by the builder)
 
 
 class MiningSource:

@@ -22,6 +22,13 @@ class ResultsSource(MiningSource):
         self.command = results.command or self._command(results)
         names = set(l.name for l in model.layers) if model is not None else None
         self.layers = tuple(n for n in results.layers if names is None or n in names)
+        self._thumbs: dict = {}  # image index -> thumbnail path: an image is an example of thousands of units
+        self._frame = tuple(results.meta.input_size[::-1])
+
+    def _thumbnail(self, index: int):
+        if index not in self._thumbs:
+            self._thumbs[index] = self.results.thumbnail(index)
+        return self._thumbs[index]
 
     @staticmethod
     def _command(results) -> str:
@@ -43,7 +50,8 @@ class ResultsSource(MiningSource):
                     continue
                 image = None
                 try:
-                    image = e.image  # the image as the model saw it: shared by every unit it is an example of
+                    # the image as the model saw it: shared by every unit it is an example of
+                    image = self._thumbnail(e.index)
                 except Exception as exc:  # noqa: BLE001 - the source photos may be gone; show what is left
                     log.warning("example %s of %s:%d: %s", e.key, layer, unit, exc)
                 # the crop is shown from that shared image by the browser (a box in model-input pixels),
@@ -51,7 +59,7 @@ class ResultsSource(MiningSource):
                 box = e.input_box if e.position is not None else None
                 items.append(Example(activation=float(e.activation), image=image, crop=None, box=box,
                                      position=e.position, label=e.label,
-                                     frame=tuple(self.results.meta.input_size[::-1])))
+                                     frame=self._frame))
             out.append(items)
         return out[0], out[1]
 
@@ -62,7 +70,7 @@ class ResultsSource(MiningSource):
         spec = self.results.spectrum(layer, unit, stat=self.statistic)
         for e in spec:
             try:
-                image = self.results.thumbnail(e["index"])
+                image = self._thumbnail(e["index"])
             except Exception as exc:  # noqa: BLE001 - the source photos may be gone
                 log.warning("spectrum example %s of %s:%d: %s", e.get("key"), layer, unit, exc)
                 image = None

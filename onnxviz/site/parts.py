@@ -5,7 +5,6 @@ crash) when they cannot be.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -37,17 +36,6 @@ def _to_pil(obj) -> Optional[Image.Image]:
     return img.convert("RGB") if img.mode != "RGB" else img
 
 
-def _crop_css(box: tuple, frame: tuple) -> str:
-    """CSS background that shows ``box`` (left, top, right, bottom) of an image of size ``frame``."""
-    w, h = frame
-    left, top, right, bottom = (float(v) for v in box)
-    bw, bh = max(right - left, 1e-6), max(bottom - top, 1e-6)
-    px = 0.0 if bw >= w else 100.0 * left / (w - bw)
-    py = 0.0 if bh >= h else 100.0 * top / (h - bh)
-    return (f"background-size:{100.0 * w / bw:.2f}% {100.0 * h / bh:.2f}%;"
-            f"background-position:{px:.2f}% {py:.2f}%")
-
-
 def _at_most(img: Image.Image, size: int) -> Image.Image:
     """The image shrunk to ``size`` on its longest side; small images stay as they are."""
     return _thumbnail(img, size) if max(img.size) > size else img
@@ -72,20 +60,14 @@ def _fmt(value, digits: int = 4) -> str:
     return f"{v:.{digits}g}"
 
 
-def _js_data(obj) -> str:
-    """JSON safe to embed in a script (no '<', '>', '&' or line separators unescaped)."""
-    s = json.dumps(obj, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
-    return s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
 @dataclass
 class UnitInfo:
     index: int
     label: str = ""
     pictures: list = field(default_factory=list)  # Picture, feature visualizations of this unit
+    accentuations: list = field(default_factory=list)  # Picture of kind "accentuation" (a photo pushed to the unit)
     score: Optional[float] = None  # top activation from mining
     thumb: str = ""
-    command: str = ""
 
 
 @dataclass
@@ -98,9 +80,9 @@ class LayerInfo:
     thumb_units: list = field(default_factory=list)
     mined: bool = False
     command_all: str = ""
-    command_tmpl: str = ""
     command_dream: str = ""
     command_caricature: str = ""
+    templates: dict = field(default_factory=dict)  # what -> command with UNIT_MARK where the unit goes
 
     @property
     def name(self) -> str:

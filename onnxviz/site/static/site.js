@@ -1,5 +1,6 @@
-/* Layer page: sort and filter all units of a layer (data in units.js), paginated client side.
-   Builds DOM nodes with textContent/setAttribute only: names and labels are never parsed as HTML. */
+/* onnxviz site, shared helpers and the layer page: every unit of a layer (data.js) in a grid that
+   draws only the rows on screen (fixed-size cards), sorted, searched by unit number or label.
+   DOM nodes are built with textContent/setAttribute only: names and labels are never parsed as HTML. */
 (function () {
   "use strict";
   function el(tag, cls, text) {
@@ -8,92 +9,124 @@
     if (text !== undefined && text !== null) e.textContent = String(text);
     return e;
   }
-  function fmt(v) { return v === null || v === undefined ? "" : Number(v).toPrecision(3).replace(/\.?0+(e|$)/, "$1"); }
+  function fmt(v, digits) {
+    if (v === null || v === undefined || v === "") return "";
+    return Number(v).toPrecision(digits || 4).replace(/\.?0+(e|$)/, "$1");
+  }
+  function fill(tmpl, mark, unit) { return tmpl ? tmpl.split(mark).join(String(unit)) : ""; }
+  window.onnxviz = {el: el, fmt: fmt, fill: fill};
+
+  var CARD_W = 146, CARD_H = 172, GAP = 8;  /* .vgrid .card in style.css */
 
   window.onnxvizLayer = function (opts) {
-    var data = window.ONNXVIZ_UNITS;
+    var data = window.ONNXVIZ_LAYER;
     if (!data) return;
-    var root = opts.root, grid = document.getElementById("grid"), pager = document.getElementById("pager");
+    var root = opts.root, step = opts.step || 64, grid = document.getElementById("grid");
     var sortSel = document.getElementById("sort"), filter = document.getElementById("filter");
     var renderedOnly = document.getElementById("rendered-only"), count = document.getElementById("count");
-    var staticGrid = grid.innerHTML, staticPager = pager.innerHTML, page = 1;
-    var size = data.page_size;
+    var list = data.units, cols = 1, nodes = {}, drawn = 0, pending = false;
 
     function card(u) {
       var a = el("a", "card" + (u[2] ? "" : " missing"));
-      a.setAttribute("href", "units/" + u[0] + ".html");
+      a.setAttribute("href", "unit.html?u=" + u[0]);
       a.setAttribute("data-unit", String(u[0]));
       if (u[2]) {
         var img = el("img");
         img.setAttribute("src", root + u[2]);
         img.setAttribute("alt", "unit " + u[0]);
         img.setAttribute("loading", "lazy");
-        img.setAttribute("width", "160"); img.setAttribute("height", "160");
+        img.setAttribute("decoding", "async");
+        img.setAttribute("width", "144"); img.setAttribute("height", "144");
         a.appendChild(img);
       } else {
         var ph = el("span", "ph");
         ph.appendChild(el("span", null, "not rendered"));
-        var c = el("code", "cmd", data.command.split(data.mark).join(String(u[0])));
+        var cmd = fill(data.tmpl.render, data.mark, u[0]);
+        var c = el("code", "cmd", cmd);
+        c.title = cmd;
         ph.appendChild(c);
         a.appendChild(ph);
       }
       var cap = el("span", "cap");
       cap.appendChild(el("span", "unum", u[0]));
-      if (u[3]) { cap.appendChild(document.createTextNode(" ")); cap.appendChild(el("span", "label", u[3])); }
-      if (u[1] !== null) { var s = el("span", "score", fmt(u[1])); s.title = "top activation"; cap.appendChild(s); }
+      if (u[3]) { cap.appendChild(document.createTextNode(" ")); var l = el("span", "label", u[3]); l.title = u[3]; cap.appendChild(l); }
+      if (u[1] !== null) { var s = el("span", "score", fmt(u[1], 3)); s.title = "top activation (" + data.statistic + ")"; cap.appendChild(s); }
       a.appendChild(cap);
       return a;
     }
 
     function selected() {
-      var q = filter.value.trim().toLowerCase(), mode = sortSel.value;
-      var list = data.units.filter(function (u) {
+      var q = filter.value.trim().toLowerCase().replace(/^#/, ""), mode = sortSel.value;
+      var out = data.units.filter(function (u) {
         if (renderedOnly.checked && !u[2]) return false;
         if (!q) return true;
-        return String(u[0]) === q || String(u[0]).indexOf(q) === 0 || (u[3] && String(u[3]).toLowerCase().indexOf(q) >= 0);
+        return String(u[0]).indexOf(q) === 0 || (u[3] && String(u[3]).toLowerCase().indexOf(q) >= 0);
       });
+      if (/^\d+$/.test(q)) {  /* the unit with that number first, then the others that start with it */
+        out.sort(function (a, b) { return (String(b[0]) === q) - (String(a[0]) === q) || a[0] - b[0]; });
+      }
       if (mode === "score-desc" || mode === "score-asc") {
         var sign = mode === "score-desc" ? -1 : 1;
-        list = list.slice().sort(function (a, b) {
+        out.sort(function (a, b) {
           if (a[1] === null && b[1] === null) return a[0] - b[0];
           if (a[1] === null) return 1;
           if (b[1] === null) return -1;
           return sign * (a[1] - b[1]) || a[0] - b[0];
         });
       }
-      return list;
+      return out;
     }
 
-    function update() {
-      var dynamic = filter.value.trim() !== "" || sortSel.value !== "index" || renderedOnly.checked;
-      if (!dynamic) {
-        grid.innerHTML = staticGrid; pager.innerHTML = staticPager; count.textContent = "";
-        return;
-      }
-      var list = selected(), pages = Math.max(1, Math.ceil(list.length / size));
-      if (page > pages) page = pages;
-      grid.textContent = "";
-      list.slice((page - 1) * size, page * size).forEach(function (u) { grid.appendChild(card(u)); });
-      count.textContent = list.length + " of " + data.units.length + " units";
-      pager.textContent = "";
-      if (pages > 1) {
-        for (var p = 1; p <= pages; p++) {
-          var b = el(p === page ? "span" : "a", p === page ? "cur" : null, p);
-          if (p !== page) {
-            b.setAttribute("href", "#");
-            b.addEventListener("click", (function (target) { return function (ev) { ev.preventDefault(); page = target; update(); window.scrollTo(0, 0); }; })(p));
-          }
-          pager.appendChild(b);
-        }
-      }
+    function layout() {
+      cols = Math.max(1, Math.floor((grid.clientWidth + GAP) / (CARD_W + GAP)));
+      grid.style.height = (Math.ceil(list.length / cols) * (CARD_H + GAP)) + "px";
+      draw();
     }
-    function reset() { page = 1; update(); }
-    sortSel.addEventListener("change", reset);
-    filter.addEventListener("input", reset);
-    renderedOnly.addEventListener("change", reset);
+
+    /* the rows in view (plus a few), each card placed absolutely; cards that left the view are removed */
+    function draw() {
+      pending = false;
+      var rowH = CARD_H + GAP, top = -grid.getBoundingClientRect().top;
+      var over = Math.max(2, Math.ceil(step / cols / 2));  /* rows drawn beyond the screen, above and below */
+      var first = Math.max(0, Math.floor(top / rowH) - over);
+      var last = Math.floor((top + window.innerHeight) / rowH) + over;
+      var from = first * cols, to = Math.min(list.length, (last + 1) * cols);
+      var keep = {};
+      for (var i = from; i < to; i++) {
+        var u = list[i], key = String(u[0]), node = nodes[key];
+        if (!node) { node = card(u); grid.appendChild(node); nodes[key] = node; }
+        node.style.transform = "translate(" + ((i % cols) * (CARD_W + GAP)) + "px," + (Math.floor(i / cols) * rowH) + "px)";
+        keep[key] = node;
+      }
+      for (var k in nodes) if (!keep[k]) grid.removeChild(nodes[k]);
+      nodes = keep;
+      drawn = to - from;
+      grid.setAttribute("data-drawn", String(drawn));
+    }
+    function schedule() { if (!pending) { pending = true; window.requestAnimationFrame(draw); } }
+
+    function update() {
+      list = selected();
+      for (var k in nodes) grid.removeChild(nodes[k]);
+      nodes = {};
+      var dynamic = filter.value.trim() !== "" || renderedOnly.checked;
+      count.textContent = dynamic ? list.length + " of " + data.units.length + " units" : data.units.length + " units";
+      layout();
+    }
+    sortSel.addEventListener("change", update);
+    filter.addEventListener("input", update);
+    renderedOnly.addEventListener("change", update);
+    filter.addEventListener("keydown", function (ev) {  /* Enter on a unit number opens its page */
+      var q = filter.value.trim().replace(/^#/, "");
+      if (ev.key === "Enter" && /^\d+$/.test(q) && Number(q) < data.units_n) window.location.href = "unit.html?u=" + Number(q);
+    });
+    window.addEventListener("scroll", schedule, {passive: true});
+    window.addEventListener("resize", function () { layout(); });
     var params = new URLSearchParams(window.location.search);
-    if (params.get("sort")) { sortSel.value = params.get("sort"); }
-    if (params.get("q")) { filter.value = params.get("q"); }
-    if (sortSel.value !== "index" || filter.value) update();
+    if (params.get("sort")) sortSel.value = params.get("sort");
+    if (params.get("q")) filter.value = params.get("q");
+    update();
+    document.body.setAttribute("data-ready", "1");
+    window.onnxvizReady = window.performance ? performance.now() : Date.now();
   };
 })();
