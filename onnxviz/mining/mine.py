@@ -34,7 +34,7 @@ from . import samples as SM
 from . import spectrum as SP
 from .datasets import ImageSource, decode_batches, open_source, parse_shard
 from .store import FILENAME, Store
-from .topk import TopK
+from .topk import TopK, fuse
 
 log = logging.getLogger("onnxviz")
 STATS = ("mean", "max")
@@ -199,6 +199,7 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
         runner = model.stats_runner([r["name"] for r in records], providers=providers, threads=threads,
                                     stats=STATS, maps=[lay.name for lay in atlas])
         names = [lay.name for lay in runner.layers]
+        fused = fuse_lists(states, names)
         if workers is None:
             workers = max(1, min(4, (os.cpu_count() or 2) // 2))
         bar = progress_bar(len(indices), "mining", "img", enabled=progress, initial=done, smoothing=0.1)
@@ -218,12 +219,7 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
                     for lay in atlas:
                         pending_samples.setdefault(lay.name, []).extend(
                             SM.sample(maps[lay.name], idx, atlas_per_image, seed, lay.layout))
-                    for name in names:
-                        s = stats[name]
-                        pos = s.get("argmax")
-                        for stat in STATS:
-                            for d in DIRS:
-                                states[(name, stat, d)].update(s[stat], idx, pos)
+                    update_lists(fused, stats, names, idx)
                 for d in decoded:
                     pending_rows.append((d.index, src.key(d.index), d.size[0] if d.size else None,
                                          d.size[1] if d.size else None, d.error or None))
@@ -255,6 +251,21 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
     if summary.complete and thumbs:
         _write_thumbnails(out)
     return summary
+
+
+def fuse_lists(states: dict, names: list) -> dict:
+    """{(stat, dir): one TopK over the units of all ``names``}; the per-layer states become views of it."""
+    return {(stat, d): fuse([states[(name, stat, d)] for name in names]) for stat in STATS for d in DIRS}
+
+
+def update_lists(fused: dict, stats: dict, names: list, idx: np.ndarray) -> None:
+    """Add one batch of {layer: {stat: (B, units)}} to the fused lists (layers side by side)."""
+    for stat in STATS:
+        values = np.concatenate([stats[name][stat] for name in names], axis=1)
+        pos = [stats[name].get("argmax") for name in names]
+        pos = np.concatenate(pos, axis=1) if all(p is not None for p in pos) else None
+        for d in DIRS:
+            fused[(stat, d)].update(values, idx, pos)
 
 
 def open_run(model, src: ImageSource, out, layers, top: int, bottom: int, shard, limit, overwrite: bool,
