@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The main job, end to end on a fresh machine: set up, export the real pretrained MobileNetV2,
 # inspect it, mine dataset examples over real photos, render feature visualizations, build the site.
-# CPU-only friendly (about 10-15 minutes on 2 cores). Outputs: models/, runs/mobilenet_v2/, site/.
+# CPU-only friendly (about 10-15 minutes on 2 cores, plus about 7 for the MACO renders, accentuations
+# and reliability checks at STEPS=256). STEPS=32 bash scripts/demo.sh for a quick look.
+# Outputs: models/, runs/mobilenet_v2/, site/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
 STEPS=${STEPS:-256}
+ACCENT_STEPS=${ACCENT_STEPS:-$(( STEPS < 64 ? STEPS : 64 ))}  # accentuations start from a photo: fewer steps
 RUN=runs/mobilenet_v2
 MODEL=models/mobilenet_v2.onnx
 
@@ -23,10 +26,17 @@ python scripts/collect_photos.py data/photos
 echo "== 4/6 mine the images that most and least excite every unit of every layer =="
 onnxviz mine "$MODEL" data/photos --out "$RUN" --top 8 --bottom 8
 
-echo "== 5/6 render feature visualizations =="
-onnxviz render "$MODEL" --layer block_7 --units 0-15 --steps "$STEPS" --out "$RUN/render"
-onnxviz render "$MODEL" --layer block_14 --units 0-7 --steps "$STEPS" --out "$RUN/render"
-onnxviz render "$MODEL" "block_7:12" --diversity 4 --steps "$STEPS" --out "$RUN/render"
+echo "== 5/6 render feature visualizations (with the reliability check against the mining run) =="
+onnxviz render "$MODEL" --layer block_7 --units 0-15 --steps "$STEPS" --runs "$RUN" --out "$RUN/render"
+onnxviz render "$MODEL" --layer block_14 --units 0-7 --steps "$STEPS" --runs "$RUN" --out "$RUN/render"
+# beyond Lucid, for a few units of a middle and a late layer: MACO renders (+ their importance maps)
+# and feature accentuations of each unit's top dataset examples, beside the FFT renders above
+for layer in block_7 block_14; do
+  onnxviz render "$MODEL" --layer "$layer" --units 0-3 --param maco --steps "$STEPS" --runs "$RUN" --out "$RUN/render"
+  onnxviz render "$MODEL" --layer "$layer" --units 0-3 --accentuate top --top 2 --steps "$ACCENT_STEPS" --runs "$RUN" \
+    --out "$RUN/render"
+done
+onnxviz render "$MODEL" "block_7:12" --diversity 4 --steps "$STEPS" --runs "$RUN" --out "$RUN/render"
 for cls in 207 323; do  # golden retriever, monarch butterfly
   onnxviz render "$MODEL" "logits:$cls" --objective class_logit --steps "$STEPS" --out "$RUN/render"
 done

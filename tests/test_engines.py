@@ -1,4 +1,5 @@
-"""Engines: block-wise mining folds to the local result; Ray (2 workers) gives the same store and resumes.
+"""Engines: block-wise mining (top-k, spectrum and atlas samples) folds to the local result; Ray (2 workers)
+gives the same store and resumes.
 
 The digits CNN over a folder of real digit PNGs; one small local Ray (2 CPUs, no dashboard)
 for the whole module.
@@ -48,7 +49,8 @@ def local_run(model, folder, tmp_path_factory):
 def _rows(run_dir, table="examples") -> list:
     db = sqlite3.connect(Path(run_dir) / "mining" / "mining.sqlite")
     try:
-        order = {"examples": "layer, unit, stat, dir, rank", "images": "idx"}[table]
+        order = {"examples": "layer, unit, stat, dir, rank", "images": "idx", "spectrum": "layer, stat",
+                 "atlas_samples": "layer, image, slot"}[table]
         return db.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()
     finally:
         db.close()
@@ -77,6 +79,32 @@ def test_blocks_folded_in_any_order_equal_one_pass(model, folder):
         assert np.array_equal(one[key].keys, keys) and np.array_equal(other[key].keys, keys), key
 
 
+def test_block_samples_fold_in_any_order_to_one_pass(model, folder):
+    from onnxviz.mining import MiningError
+    from onnxviz.mining.samplers import Samplers
+
+    with pytest.raises(MiningError, match="fc has none"):  # checked before any work, by every engine
+        Samplers.of(model, atlas_layers="relu_2,fc")
+    src = open_source(folder)
+    settings = Samplers.of(model, spectrum=20, atlas_layers="relu_2", per_image=2, seed=7)
+    miner = work.BlockMiner(work.ModelSpec.of(model), ["relu_1", "relu_2"], 1, 1, 8, threads=1, samplers=settings)
+    parts, whole = [], settings.fresh()
+    for idx in work.plan_blocks(range(len(src)), 13):
+        keys = [src.key(i) for i in idx]
+        packed = work.pack_decoded(work.decode_block(key_reader(src), model.meta, idx, keys), keys)
+        parts.append(miner.mine_block(packed["x"], packed["good"]).samplers)
+        stats, maps = miner.runner.run(packed["x"], maps=True)
+        whole.offer(stats, maps, packed["good"])
+    for order in (parts, parts[::-1]):
+        folded = settings.fresh()
+        for p in order:
+            folded.fold(p)
+        assert np.array_equal(folded.reservoir.index, whole.reservoir.index) and folded.reservoir.seen == N
+        for key, v in whole.reservoir.values.items():
+            assert np.array_equal(folded.reservoir.values[key], v, equal_nan=True), key
+        assert sorted(folded.pending["relu_2"]) == sorted(whole.pending["relu_2"])
+
+
 @pytest.fixture(scope="module")
 def ray_session():
     from onnxviz.engines.ray import session
@@ -102,6 +130,31 @@ def test_ray_mining_equals_local_and_resumes_by_block(model, folder, local_run, 
     assert again.complete and again.processed_now == 0
 
 
+def test_ray_spectrum_and_atlas_samples_equal_local_and_resume_by_block(digits_onnx, model, folder, ray_session,
+                                                                         tmp_path):
+    """Samples taken per block on 2 workers and merged: the single pass's, bit for bit (a real sample:
+    24 of 70 images), through an interruption and a resume from the command line."""
+    from onnxviz.cli import main as cli
+    from onnxviz.engines import ray as R
+
+    kw = dict(top=2, bottom=2, batch_size=16, progress=False, thumbs=False, spectrum=24, atlas_layers="relu_2",
+              atlas_per_image=3, seed=5)
+    assert mine(model, folder, tmp_path / "local", threads=1, **kw).complete
+    s1 = R.mine(model, folder, tmp_path / "ray", workers=2, block_size=16, stop_after=2, **kw)
+    assert not s1.complete and s1.processed_now == 32
+    res = CliRunner().invoke(cli, ["mine", digits_onnx, str(folder), "--out", str(tmp_path / "ray"), "--engine", "ray",
+                                   "--workers", "2", "--block-size", "16", "--batch-size", "16", "--top", "2",
+                                   "--bottom", "2", "--spectrum", "24", "--atlas-layers", "relu_2",
+                                   "--atlas-per-image", "3", "--seed", "5", "--no-progress", "--no-thumbs"])
+    assert res.exit_code == 0 and "resumed after 32" in res.output, res.output
+    for table in ("spectrum", "atlas_samples", "examples"):
+        assert _rows(tmp_path / "ray", table) == _rows(tmp_path / "local", table), table
+    r, local = onnxviz.mining.open_results(tmp_path / "ray"), onnxviz.mining.open_results(tmp_path / "local")
+    assert r.atlas_layers == ["relu_2"] and len(r.atlas_samples("relu_2")["image"]) == N * 3
+    spec = r.spectrum("relu_2", 3)
+    assert spec == local.spectrum("relu_2", 3) and spec[0]["sample"] == 24 and not spec[0]["exact"]
+
+
 def test_ray_render_writes_the_local_pictures_and_skips_existing(digits_onnx, ray_session, tmp_path):
     from onnxviz.cli import main as cli
 
@@ -120,3 +173,22 @@ def test_ray_render_writes_the_local_pictures_and_skips_existing(digits_onnx, ra
     res = CliRunner().invoke(cli, args + ["--out", str(tmp_path / "ray"), "--engine", "ray"])
     assert res.exit_code == 0 and "4 kept from an earlier run" in res.output, res.output
     assert (tmp_path / "ray" / "relu_2" / "channel_5.png").exists()
+
+
+@pytest.mark.slow
+def test_ray_render_maco_writes_the_local_pictures_and_importance(digits_onnx, ray_session, tmp_path):
+    from onnxviz.cli import main as cli
+
+    args = ["render", str(digits_onnx), "--layer", "relu_2", "--units", "0-2", "--batch-size", "2", "--steps", "4",
+            "--size", "16", "--param", "maco", "--no-progress"]
+    res = CliRunner().invoke(cli, args + ["--out", str(tmp_path / "local")])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(cli, args + ["--out", str(tmp_path / "ray"), "--engine", "ray", "--workers", "2"])
+    assert res.exit_code == 0, res.output
+    for u in range(3):
+        for name in (f"channel_{u}_maco.png", f"channel_{u}_maco_importance.png"):
+            a = np.asarray(Image.open(tmp_path / "local" / "relu_2" / name))
+            b = np.asarray(Image.open(tmp_path / "ray" / "relu_2" / name))
+            assert np.array_equal(a, b), name
+        rec = json.loads((tmp_path / "ray" / "relu_2" / f"channel_{u}_maco.json").read_text())
+        assert rec["param"] == "maco" and rec["importance"] == f"channel_{u}_maco_importance.png"

@@ -53,9 +53,7 @@ def mine(model_path, source, out, layers, top, bottom, batch_size, workers, thre
                   atlas_per_image=atlas_per_image if atlas_layers else None, seed=seed, **meta_opts)
     kw = dict(spectrum=spectrum, atlas_layers=atlas_layers, atlas_per_image=atlas_per_image, seed=seed)
     if engine == "ray":
-        if atlas_layers:
-            raise click.UsageError("--atlas-layers is not supported with --engine ray yet; mine them locally")
-        kw = dict(address=address, gpus_per_worker=gpus_per_worker, block_size=block_size)
+        kw |= dict(address=address, gpus_per_worker=gpus_per_worker, block_size=block_size)
         workers = workers or 2
     s = run_mine(model, source, out, engine=engine, layers=layers, top=top, bottom=bottom, batch_size=batch_size,
                  workers=workers, threads=threads, shard=shard, limit=limit, overwrite=overwrite,

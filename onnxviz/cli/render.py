@@ -7,6 +7,8 @@
     onnxviz render model.onnx --deepdream block_7 --image photo.jpg
     onnxviz render model.onnx --caricature block_7 --image photo.jpg
     onnxviz render model.onnx "block_7:12" --diversity 4
+    onnxviz render model.onnx --layer block_7 --units 0-3 --param maco --runs runs/m   # + importance, reliability
+    onnxviz render model.onnx --layer block_7 --units 0-3 --accentuate top --runs runs/m
 
 Files: ``<out>/<layer slug>/<stem>.png`` and ``.json`` (see ``onnxviz.runs``), ``<out>`` defaulting
 to ``runs/<model name>/render``. The work is done by ``onnxviz.runs.render``.
@@ -108,6 +110,9 @@ def render(model_path, target, kind, neuron, layer_name, all_units, units, batch
         raise click.UsageError("--layer needs --all or --units")
     if diversity is not None and diversity < 2:
         raise click.UsageError("--diversity needs N >= 2 images")
+    if param != "fft" and (accentuate_photos or diversity or deepdream_layer or caricature_layer):
+        raise click.UsageError("--param maco renders TARGET or --layer units from noise; --accentuate, --diversity, "
+                               "--deepdream and --caricature start from their own parameterization")
     if threads:
         import torch
 
@@ -133,13 +138,32 @@ def render(model_path, target, kind, neuron, layer_name, all_units, units, batch
             ctx = session(address)
         else:
             ctx = contextlib.nullcontext()
+        if accentuate_photos:
+            from ..runs.accentuations import layer_units
+
+            if engine == "ray":
+                raise click.UsageError("--accentuate runs locally (--engine local)")
+            if kind != "channel":
+                raise click.UsageError("--accentuate accentuates channels")
         with ctx:
             for name in names:
                 lay = model.layer(name)
                 unit_list = None if all_units else runs_render.parse_units(units)
                 n = lay.units if unit_list is None else len(unit_list)
+                if accentuate_photos:
+                    photos = [] if list(accentuate_photos) == ["top"] else list(accentuate_photos)
+                    made = 0
+                    for written in layer_units(model, lay.name, list(range(n)) if unit_list is None else unit_list,
+                                               photos, runs=runs_dir, k=top_k, batch_size=batch_size, weight=weight,
+                                               reg_layer=reg_layer, progress=not no_progress, **common):
+                        for w in written:
+                            _report(w)
+                        made += len(written)
+                    click.echo(f"{made} accentuations of {n} units of {lay.name} -> {out / slug(lay.name)}")
+                    continue
                 batches = runs_render.units(model, lay.name, unit_list, neuron=kind == "neuron", batch_size=batch_size,
-                                            size=size, engine=engine, keep=not overwrite, ray=ray_kw, **common)
+                                            size=size, engine=engine, keep=not overwrite, ray=ray_kw, param=param,
+                                            spectrum=spectrum, runs=runs_dir, **common)
                 dead = made = 0
                 with bar(n, f"{lay.name}: {n} units", "unit", enabled=not no_progress) as pbar:
                     for i, written in enumerate(batches):
@@ -147,13 +171,18 @@ def render(model_path, target, kind, neuron, layer_name, all_units, units, batch
                             dead += w.dead
                             if no_progress:
                                 _report(w)
+                                if runs_dir:
+                                    _report_reliability(w)
                         made += len(written)
                         pbar.update(len(written) or min(batch_size, n - i * batch_size))
                 kept = f"; {n - made} kept from an earlier run" if made < n else ""
                 click.echo(f"{n} units of {lay.name} -> {out / slug(lay.name)} ({dead} dead{kept})")
     elif diversity:
-        for w in runs_render.diverse(model, target, diversity, kind, size=size, progress=not no_progress, **common):
+        for w in runs_render.diverse(model, target, diversity, kind, size=size, progress=not no_progress,
+                                     runs=runs_dir, **common):
             _report(w)
+            if runs_dir:
+                _report_reliability(w)
     elif accentuate_photos:
         from ..runs.accentuations import accentuate
 
@@ -165,7 +194,8 @@ def render(model_path, target, kind, neuron, layer_name, all_units, units, batch
         w = runs_render.target(model, target, kind, size=size, progress=not no_progress, param=param,
                                spectrum=spectrum, runs=runs_dir, **common)
         _report(w)
-        _report_reliability(w)
+        if runs_dir:
+            _report_reliability(w)
 
 
 COMMANDS = [render]

@@ -3,12 +3,14 @@
 Mining is a Ray Data pipeline over the blocks of a run (see work.py)::
 
     blocks (indices + keys) -> decode (tasks, any CPU node) -> BlockMiner actors (one onnxruntime
-    session each, on a CPU or one GPU) -> partial top-k per block -> the driver folds them in
+    session each, on a CPU or one GPU) -> partial top-k + spectrum/atlas samples per block ->
+    the driver folds them in (exact, any order: topk.py, samplers.py)
 
-The driver owns the run's SQLite store (the same file a local run writes): it folds each
-finished block into the state and checkpoints state + finished block ids in one transaction,
-so an interrupted run resumes without redoing a finished block. Pass 2 (argmax positions of the
-examples) runs on the same actors. The result equals the single-process run's, row for row.
+The driver owns the run's SQLite store (the same file a local run writes, opened and finished by
+mining/run.py as every engine's is): it folds each finished block into the state and checkpoints
+state + samples + finished block ids in one transaction, so an interrupted run resumes without
+redoing a finished block. Pass 2 (argmax positions of the examples) runs on the same actors. The
+result equals the single-process run's, row for row.
 
 Rendering every unit of a layer sends fixed chunks of units to UnitRenderer actors; the driver
 writes the PNG + JSON (so workers need no shared disk for the output). Which chunks still need
@@ -28,10 +30,10 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from ..errors import OnnxVizError
-from ..mining.mine import (MiningError, Summary, _Stopper, _write_thumbnails, completed, finalize, mining_dir,
-                           open_run, set_positions, wanted_images)
-from ..progress import bar as progress_bar
 from ..mining.datasets import ImageSource, key_reader, open_source
+from ..mining.run import MiningError, Stopper, Summary, open_run, set_positions, wanted_images
+from ..mining.samplers import Samplers
+from ..progress import bar as progress_bar
 from . import work
 
 log = logging.getLogger("onnxviz")
@@ -89,20 +91,20 @@ def _decode(row: dict, reader, meta: dict, threads: int) -> dict:
 
 
 class _Mine:
-    def __init__(self, spec, layers, top, bottom, batch_size, threads, providers, positions):
-        self.worker = work.BlockMiner(spec, layers, top, bottom, batch_size, threads, providers, positions)
+    def __init__(self, spec, layers, top, bottom, batch_size, threads, providers, positions, samplers):
+        self.worker = work.BlockMiner(spec, layers, top, bottom, batch_size, threads, providers, positions, samplers)
 
     def __call__(self, row: dict) -> dict:
         x, good = row["x"], row["good"]
         if self.worker.positions:
             result = self.worker.argmax(x) if len(good) else {}
         else:
-            result = self.worker.mine(x, good) if len(good) else {}
+            result = self.worker.mine_block(x, good) if len(good) else work.Partial({})
         return {"block": row["block"], "good": good, "rows": row["rows"], "result": pickle.dumps(result)}
 
 
 def _pipeline(ray, blocks: dict, reader, spec, layers, top, bottom, batch_size, workers, threads, providers,
-              gpus: float, decode_threads: int, positions: bool):
+              gpus: float, decode_threads: int, positions: bool, samplers: Optional[Samplers] = None):
     """The Ray Data dataset: one row per block in, one partial result per block out."""
     items = [{"block": b, "indices": np.asarray(idx, np.int64), "keys": pickle.dumps(keys)}
              for b, (idx, keys) in blocks.items()]
@@ -111,7 +113,7 @@ def _pipeline(ray, blocks: dict, reader, spec, layers, top, bottom, batch_size, 
     actor = dict(num_gpus=gpus) if gpus else dict(num_cpus=0.5)
     return ds.map(_Mine, fn_constructor_kwargs=dict(spec=spec, layers=layers, top=top, bottom=bottom,
                                                    batch_size=batch_size, threads=threads, providers=providers,
-                                                   positions=positions),
+                                                   positions=positions, samplers=samplers),
                   compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, workers)), **actor)
 
 
@@ -119,17 +121,17 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
          workers: int = 2, threads: Optional[int] = None, providers=None, shard=None, limit: Optional[int] = None,
          overwrite: bool = False, progress: bool = True, address: Optional[str] = None, num_cpus: Optional[int] = None,
          gpus_per_worker: float = 0, block_size: Optional[int] = None, stop_after: Optional[int] = None,
-         checkpoint_seconds: float = 20.0, thumbs: bool = True, command: str = "") -> Summary:
+         checkpoint_seconds: float = 20.0, thumbs: bool = True, command: str = "", spectrum: int = 128,
+         atlas_layers=None, atlas_per_image: int = 8, seed: int = 0) -> Summary:
     """``onnxviz.mining.mine`` on Ray: the same arguments and the same store, plus where to run.
 
     workers: onnxruntime actors (one session each); gpus_per_worker: e.g. 1 to give each a GPU
     (providers default to CUDA then); block_size: images per block (default 8 batches);
     stop_after: stop after that many blocks (as if interrupted; tests). address/num_cpus: see
-    :func:`session`.
+    :func:`session`. The spectrum and atlas samples are taken per block and merged exactly.
     """
     from .. import load
 
-    t_start = time.perf_counter()
     if not hasattr(model, "stats_runner"):
         model = load(model)
     src = source if isinstance(source, ImageSource) else open_source(source)
@@ -139,29 +141,28 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
     block_size = int(block_size or batch_size * 8)
     if gpus_per_worker and providers is None:
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    store, records, states, indices = open_run(model, src, out, layers, top, bottom, shard, limit, overwrite,
-                                                 command, extra={"engine": "ray", "block_size": block_size})
+    samplers = Samplers.of(model, spectrum, atlas_layers, atlas_per_image, seed)
     spec = work.ModelSpec.of(model)
-    names = [r["name"] for r in records]
-    try:
-        finished = set(store.get("blocks_done", []))
-        done = int(store.get("done", 0))
-        summary = Summary(out=str(mining_dir(out)), resumed_from=done)
-        if store.get("complete"):
-            return completed(store, summary, t_start)
+    with open_run(model, src, out, layers, top, bottom, shard, limit, overwrite, command, samplers,
+                  extra={"engine": "ray", "block_size": block_size}) as run:
+        if run.complete:
+            return run.completed()
+        names = [r["name"] for r in run.records]
+        finished = set(run.store.get("blocks_done", []))
+        done, indices = run.done, run.indices
         plan = work.plan_blocks(indices, block_size)
         todo = {b: (idx, [src.key(i) for i in idx]) for b, idx in enumerate(plan) if b not in finished}
         bar = progress_bar(len(indices), "mining", "img", enabled=progress, initial=done, smoothing=0.1)
         processed, pending_rows, last_save, n_blocks = 0, [], time.perf_counter(), 0
         t_loop = time.perf_counter()
-        with session(address, num_cpus) as ray, _Stopper() as stopper:
+        with session(address, num_cpus) as ray, Stopper() as stopper:
             _context(progress)
             threads = threads or _threads_per_worker(ray, workers, gpus_per_worker)
             if todo:
                 ds = _pipeline(ray, todo, reader, spec, names, top, bottom, batch_size, workers, threads, providers,
-                               gpus_per_worker, 2, positions=False)
+                               gpus_per_worker, 2, positions=False, samplers=samplers.fresh() if samplers else None)
                 for row in ds.iter_rows():
-                    work.fold(states, pickle.loads(row["result"]))
+                    work.fold_block(run.states, samplers, pickle.loads(row["result"]))
                     rows = pickle.loads(row["rows"])
                     pending_rows += rows
                     finished.add(int(row["block"]))
@@ -171,24 +172,17 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
                     bar.update(len(rows))
                     stop = stopper.stop or (stop_after is not None and n_blocks >= stop_after)
                     if stop or time.perf_counter() - last_save > checkpoint_seconds:
-                        store.checkpoint(states, pending_rows, done, blocks_done=sorted(finished))
+                        run.checkpoint(pending_rows, done, blocks_done=sorted(finished))
                         pending_rows, last_save = [], time.perf_counter()
                     if stop:
                         break
-                store.checkpoint(states, pending_rows, done, blocks_done=sorted(finished))
+                run.checkpoint(pending_rows, done, blocks_done=sorted(finished))
             bar.close()
-            summary.seconds = time.perf_counter() - t_loop
-            summary.processed_now = processed
-            if len(finished) == len(plan) and not stopper.stop:
-                _positions(ray, states, src, reader, spec, names, batch_size, block_size, workers, threads,
-                           providers, gpus_per_worker)
-                summary.complete = True
-        finalize(store, states, records, summary)
-    finally:
-        store.close()
-    if summary.complete and thumbs:
-        _write_thumbnails(out)
-    return summary
+            return run.finish(len(finished) == len(plan) and not stopper.stop, processed,
+                              time.perf_counter() - t_loop,
+                              lambda st: _positions(ray, st, src, reader, spec, names, batch_size, block_size,
+                                                    workers, threads, providers, gpus_per_worker),
+                              thumbs)
 
 
 def _threads_per_worker(ray, workers: int, gpus: float) -> int:
@@ -220,8 +214,9 @@ class _Render:
         self.worker = work.UnitRenderer(spec, layer, neuron, render_kw, threads)
 
     def __call__(self, row: dict) -> dict:
-        images, record = self.worker.render(row["units"].tolist())
-        return {"chunk": row["chunk"], "images": images, "record": pickle.dumps(record)}
+        images, record, importance = self.worker.render(row["units"].tolist())
+        return {"chunk": row["chunk"], "images": images, "record": pickle.dumps(record),
+                "importance": pickle.dumps(importance)}
 
 
 def render_chunks(model, layer: str, chunks: Sequence[Sequence[int]], neuron: bool, render_kw: dict,
@@ -229,8 +224,9 @@ def render_chunks(model, layer: str, chunks: Sequence[Sequence[int]], neuron: bo
                   num_cpus: Optional[int] = None, gpus_per_worker: float = 0) -> int:
     """Render each chunk of units of ``layer`` (one batch each) on Ray actors.
 
-    write(chunk, images, record) is called in the driver as each chunk finishes (in any order),
-    so workers need no shared disk for the output. Returns the number of chunks rendered.
+    write(chunk, images, record, importance) is called in the driver as each chunk finishes (in any
+    order), so workers need no shared disk for the output. ``render_kw`` may hold a ``param_f``
+    (e.g. MACO's; Ray pickles it to the workers). Returns the number of chunks rendered.
     """
     if not chunks:
         return 0
@@ -246,5 +242,6 @@ def render_chunks(model, layer: str, chunks: Sequence[Sequence[int]], neuron: bo
                                                        threads=threads),
                     compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, workers)), **actor)
         for row in ds.iter_rows():
-            write(list(chunks[int(row["chunk"])]), row["images"], pickle.loads(row["record"]))
+            write(list(chunks[int(row["chunk"])]), row["images"], pickle.loads(row["record"]),
+                  pickle.loads(row["importance"]))
     return len(chunks)

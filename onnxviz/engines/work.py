@@ -2,10 +2,11 @@
 
 A mining run is cut into *blocks*: consecutive slices of the shard's image indices. A worker
 decodes a block, runs the statistics session over it in batches and returns the block's own
-partial top/bottom-k state (units x k keys per list, a few MB at most). Because the top-k merge
-is exact and order-free (see mining/topk.py), folding the blocks' states into the run's state
-in any order gives the same result as one process reading the images in order; the run's
-store records which blocks are folded in, so a resumed run skips exactly those.
+partial top/bottom-k state (units x k keys per list, a few MB at most) and its spectrum and atlas
+samples. Because the top-k merge is exact and order-free (see mining/topk.py) and so are the
+samplers' (mining/samplers.py), folding the blocks' results into the run's in any order gives
+the same result as one process reading the images in order; the run's store records which
+blocks are folded in, so a resumed run skips exactly those.
 
 A render job is a fixed chunk of a layer's units (the same chunks the local loop uses, so each
 picture is the same whichever engine made it); a worker renders it and returns the pictures.
@@ -20,6 +21,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..mining.datasets import Decoded, KeyReader, decode_bytes
+from ..mining.samplers import Samplers
 from ..mining.topk import TopK
 
 STATS = ("mean", "max")
@@ -99,31 +101,49 @@ def pack_decoded(decoded: list, keys: Sequence[str]) -> dict:
     return {"x": x, "good": np.array([d.index for d in good], np.int64), "rows": pickle.dumps(rows)}
 
 
+@dataclass
+class Partial:
+    """One block's result: its top-k states {(layer, stat, dir): (keys, positions)} and its samples."""
+
+    topk: dict
+    samplers: Optional[Samplers] = None
+
+
 class BlockMiner:
-    """One statistics session; turns a decoded block into its partial top-k state (or argmax)."""
+    """One statistics session; turns a decoded block into its partial top-k state and samples (or argmax)."""
 
     def __init__(self, spec: ModelSpec, layers: Sequence[str], top: int, bottom: int, batch_size: int,
-                 threads: Optional[int] = None, providers=None, positions: bool = False):
+                 threads: Optional[int] = None, providers=None, positions: bool = False,
+                 samplers: Optional[Samplers] = None):
         self.model = spec.load()
         self.top, self.bottom, self.batch_size = top, bottom, batch_size
         self.positions = positions
+        self.samplers = None if positions else samplers
         self.runner = self.model.stats_runner(list(layers), providers=providers, threads=threads,
-                                              stats=("argmax",) if positions else STATS)
+                                              stats=("argmax",) if positions else STATS,
+                                              maps=list(self.samplers.atlas) if self.samplers else [])
         self.names = [lay.name for lay in self.runner.layers]
         self.units = {lay.name: int(lay.units) for lay in self.runner.layers}
 
     def mine(self, x: np.ndarray, good: np.ndarray) -> dict:
         """{(layer, stat, dir): (keys, positions)} of the images ``good`` (model input ``x``)."""
+        return self.mine_block(x, good).topk
+
+    def mine_block(self, x: np.ndarray, good: np.ndarray) -> Partial:
+        """The :class:`Partial` of the images ``good`` (model input ``x``), in batches as the local loop."""
         states = {(n, s, d): TopK(self.units[n], self.top if d == "top" else self.bottom, d == "top")
                   for n in self.names for s in STATS for d in DIRS}
+        samplers = self.samplers.fresh() if self.samplers else None
         for i in range(0, len(good), self.batch_size):
-            out = self.runner.run(x[i:i + self.batch_size])
+            out, maps = self.runner.run(x[i:i + self.batch_size], maps=True)
             idx = good[i:i + self.batch_size]
+            if samplers is not None:
+                samplers.offer(out, maps, idx)
             for n in self.names:
                 for s in STATS:
                     for d in DIRS:
                         states[(n, s, d)].update(out[n][s], idx)
-        return {key: (t.keys, t.positions) for key, t in states.items()}
+        return Partial({key: (t.keys, t.positions) for key, t in states.items()}, samplers)
 
     def argmax(self, x: np.ndarray) -> dict:
         """{layer: (N, units) flat spatial argmax} of model input ``x``."""
@@ -136,6 +156,13 @@ def fold(states: dict, partial: dict) -> None:
     for key, (keys, pos) in partial.items():
         t = states[key]
         t.merge(TopK(t.units, t.k, t.largest, keys, pos))
+
+
+def fold_block(states: dict, samplers: Optional[Samplers], partial: Partial) -> None:
+    """Merge a block's :class:`Partial` into the run's states and samplers (exact; order-free)."""
+    fold(states, partial.topk)
+    if samplers is not None:
+        samplers.fold(partial.samplers)
 
 
 class UnitRenderer:
@@ -153,9 +180,11 @@ class UnitRenderer:
         self.view = make_view(self.model, [layer], _resolve_device(self.render_kw.get("device")))
 
     def render(self, units: Sequence[int]) -> tuple:
-        """(images (n, 3, H, W) float32, record) of the units, image i maximizing units[i]."""
+        """(images (n, 3, H, W) float32, record, importance (n, H, W) or None) of the units, image i
+        maximizing units[i]; importance: the accumulated |gradient| per pixel (MACO's map)."""
         from ..optvis.recipes import render_layer
 
         (_, result), = render_layer(self.model, self.layer, list(units), batch_size=len(units), neuron=self.neuron,
                                     view=self.view, **self.render_kw)
-        return np.asarray(result.images, np.float32), result.record
+        imp = None if result.importance is None else np.asarray(result.importance, np.float32)
+        return np.asarray(result.images, np.float32), result.record, imp

@@ -40,8 +40,9 @@ Storage (SQLite, one file; why: see store.py): the ``examples`` table is queryab
 from .fields import receptive_fields
 from .datasets import DatasetError, open_source
 from .merge import merge_runs
-from .mine import MiningError, Summary, mine
+from .mine import mine
 from .results import DEFAULT_STAT, Example, Results, open_results
+from .run import MiningError, Summary
 from .topk import TopK, brute_force
 
 __all__ = ["mine", "merge_runs", "open_results", "Results", "Example", "Summary", "TopK", "brute_force",

@@ -8,7 +8,7 @@ from typing import Sequence, Union
 
 from . import samples as SM
 from . import spectrum as SP
-from .mine import MiningError, Summary, _end_run, _write_thumbnails, mining_dir
+from .run import MiningError, Run, Summary, mining_dir
 from .store import FILENAME, Store
 
 log = logging.getLogger("onnxviz")
@@ -50,7 +50,8 @@ def merge_runs(shard_dirs: Sequence[Union[str, Path]], out, thumbs: bool = True,
         for r in reservoirs[1:]:
             reservoir = SP.merge(reservoir, r)
         dest = Store(mining_dir(out) / FILENAME)
-        try:
+        run = Run(Path(out), dest, layers, merged, [], summary=Summary(out=str(mining_dir(out))))
+        with run:
             if dest.get("config") is not None:
                 raise MiningError(f"{mining_dir(out)} already holds results; choose an empty --out")
             with dest.db:
@@ -59,22 +60,12 @@ def merge_runs(shard_dirs: Sequence[Union[str, Path]], out, thumbs: bool = True,
                 dest.set_layers(layers)
                 for s in stores:
                     dest.add_images(s.db.execute("SELECT idx, key, width, height, error FROM images").fetchall())
-                dest.save_state(merged)
                 dest.put("done", total)
                 if reservoir is not None:
                     SP.save(dest.db, reservoir)
                 for s in stores:
-                    for name in SM.layers(s.db):
-                        dest.db.execute(SM.SCHEMA)
-                        dest.db.executemany("INSERT OR REPLACE INTO atlas_samples VALUES (?,?,?,?,?,?)",
-                                            s.db.execute("SELECT * FROM atlas_samples WHERE layer=?", (name,)))
-            summary = Summary(out=str(mining_dir(out)), complete=True)
-            _end_run(dest, summary, merged, {r["name"]: r["width"] for r in layers})
-        finally:
-            dest.close()
+                    SM.copy(s.db, dest.db)
+            return run.finish(True, thumbs=thumbs)
     finally:
         for s in stores:
             s.close()
-    if thumbs:
-        _write_thumbnails(out)
-    return summary

@@ -67,3 +67,11 @@ def load(db, layer: str) -> dict:
     vecs = np.stack([np.frombuffer(r[3], "<f2") for r in rows]).astype(np.float32)
     return {"vectors": vecs, "image": np.array([r[0] for r in rows], np.int64),
             "y": np.array([r[1] for r in rows], np.int64), "x": np.array([r[2] for r in rows], np.int64)}
+
+
+def copy(src_db, dest_db) -> None:
+    """Every sample of one run into another (a shard into the merged run), row for row."""
+    for name in layers(src_db):
+        dest_db.execute(SCHEMA)
+        dest_db.executemany("INSERT OR REPLACE INTO atlas_samples VALUES (?,?,?,?,?,?)",
+                            src_db.execute("SELECT * FROM atlas_samples WHERE layer=?", (name,)))

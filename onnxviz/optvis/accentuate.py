@@ -7,8 +7,9 @@ earlier layer and the photo's,
 
     maximize  unit(x) - weight * scale * ||f(x) - f(photo)||^2 / ||f(photo)||^2
 
-``scale`` puts the penalty in the unit's own units (the largest |activation| of the unit on the
-photos, at least 1), so one ``weight`` suits every layer. Without the penalty (``weight=0``) the
+``scale`` puts the penalty in the unit's own units (the largest |activation| of the unit on its
+photos, at least 1), so one ``weight`` suits every layer. Several units in one batch (image i
+accentuates units[i]) each get their own scale, so a batch gives what one call per unit gives. Without the penalty (``weight=0``) the
 ascent drifts away from the photo towards a feature visualization; with it, the photo stays
 recognisable and the change shows where the unit's feature is in it. Batched over several photos,
 seeded like every render.
@@ -64,9 +65,12 @@ def _features(model, view, key_of, layers, images: torch.Tensor) -> dict:
     return out
 
 
-def feature_distance(reg_layer: str, target: torch.Tensor) -> obj.Objective:
-    """Per image, ||T(reg_layer) - target||^2 / ||target||^2 (target: the photos' activations)."""
+def feature_distance(reg_layer: str, target: torch.Tensor, scale: Optional[torch.Tensor] = None) -> obj.Objective:
+    """Per image, ||T(reg_layer) - target||^2 / ||target||^2 (target: the photos' activations), times
+    ``scale`` (N,) when given."""
     norm = target.flatten(1).pow(2).sum(1).clamp_min(1e-12)
+    if scale is not None:
+        norm = norm / scale.to(norm.device, norm.dtype)
 
     def inner(T):
         a = T(reg_layer)
@@ -83,9 +87,11 @@ def accentuate(model, objective, photos, reg_layer: Optional[str] = None, weight
 
     ``photos``: paths or an array (N, 3, H, W) in [0, 1] (at the model's input size). ``reg_layer``:
     where to stay close to the photo (default ``default_reg_layer``). ``weight``: the penalty's
-    strength (0: unregularized ascent from the photo). Returns the RenderResult with
-    ``record["accentuation"]``: reg layer, weight, scale, and per image ``feature_distance`` (the
-    relative distance at the reg layer) and ``pixel_rmse`` to the photo, before and after.
+    strength (0: unregularized ascent from the photo). A unit objective with one unit per photo
+    (``channel(layer, [u0, u0, u1, ...])``) accentuates several units in one batch. Returns the
+    RenderResult with ``record["accentuation"]``: reg layer, weight, and per image ``scale``,
+    ``feature_distance`` (the relative distance at the reg layer), ``pixel_rmse`` to the photo and
+    ``activation_photo`` (the unit on the photo before the ascent).
     """
     objective = obj.as_objective(objective)
     objective.check(model)
@@ -114,11 +120,14 @@ def accentuate(model, objective, photos, reg_layer: Optional[str] = None, weight
             return feats[name]
 
     start_values = objective(_T()).float().cpu()
-    scale = float(max(1.0, start_values.abs().max().item()))
+    unit_of = list(objective.unit) if isinstance(objective.unit, (list, tuple)) else [objective.unit] * n
+    size_of = {u: max(1.0, float(start_values[[j for j in range(n) if unit_of[j] == u]].abs().max()))
+               for u in set(unit_of)}
+    scale = torch.tensor([size_of[u] for u in unit_of], dtype=torch.float32)
     target = feats[reg_layer]
     regs = list(kwargs.pop("regularizers", ()))
     if weight > 0:
-        regs.append(-(weight * scale) * feature_distance(reg_layer, target))
+        regs.append(-weight * feature_distance(reg_layer, target, scale))
     gray = model.meta.channel_order == "L"
 
     def param_f(generator, d):
@@ -140,7 +149,7 @@ def accentuate(model, objective, photos, reg_layer: Optional[str] = None, weight
     result.record["accentuation"] = {
         "reg_layer": reg_layer,
         "weight": weight,
-        "scale": scale,
+        "scale": [round(float(v), 6) for v in scale],
         "feature_distance": [round(float(v), 6) for v in dist(_A()).cpu()],
         "pixel_rmse": [round(float(v), 6) for v in (out_t - start_img).pow(2).flatten(1).mean(1).sqrt().cpu()],
         "activation_photo": [round(float(v), 6) for v in start_values],

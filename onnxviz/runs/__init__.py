@@ -4,11 +4,15 @@
     <run>/render/<layer slug>/<stem>.json  its record: model, layer, unit, kind, objective, label,
                                            settings (steps, size, seed, lr, batch, device, param,
                                            transforms, ...), activation_start / _end / _per_step,
-                                           dead, warnings, batch_index, and the command
+                                           dead, warnings, batch_index, reliability {verdict,
+                                           score, meaning, ...} (verdict "unknown" when not
+                                           checked), and the command
     <run>/mining/mining.sqlite             dataset examples (onnxviz.mining: store.py, results.py)
 
-Stems: ``<kind>_<unit>`` (channel_12, neuron_3, class_logit_207, class_prob_1),
-``diversity_<kind>_<unit>_<i>``, ``deepdream_<photo>``, ``caricature_<photo>``.
+Stems: ``<kind>_<unit>`` (channel_12, neuron_3, class_logit_207, class_prob_1), MACO's
+``<kind>_<unit>_maco`` (record ``param`` "maco", ``importance``: its ``<stem>_importance.png``),
+``diversity_<kind>_<unit>_<i>``, ``deepdream_<photo>``, ``caricature_<photo>``,
+``accentuate_<unit>_<photo>`` (kind "accentuation", ``photo``, ``accentuation`` {...}).
 ``command.py`` builds every `onnxviz ...` line shown with a picture; ``renders.py`` writes and
 reads render records; ``render.py`` runs the render API for each kind of picture and writes it.
 """

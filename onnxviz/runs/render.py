@@ -72,51 +72,88 @@ def _render_kw(steps, size, seed, lr, device, progress) -> dict:
     return kw
 
 
+def param_kw(model, param: str, spectrum=None, size=None, lr: Optional[float] = None) -> dict:
+    """Render keywords of a parameterization: "fft" (Lucid's) or "maco" (phase only; ``spectrum`` file
+    or the shipped one), with its own default step size (``lr`` None)."""
+    if param == "fft":
+        return {"lr": LR if lr is None else lr}
+    if param == "maco":
+        from ..optvis.maco import LR as MACO_LR, maco_param_f
+
+        return {"lr": MACO_LR if lr is None else lr,
+                "param_f": maco_param_f(size or tuple(model.meta.input_size), spectrum=spectrum)}
+    raise ObjectiveError(f"unknown parameterization {param!r}; known: fft, maco")
+
+
+def _stem(kind: str, unit, param: str) -> str:
+    return f"{kind}_{unit}" + ("" if param == "fft" else f"_{param}")
+
+
+def _param_info(param: str) -> dict:
+    """Record fields of the parameterization: ``param`` "maco" (the site shows FFT and MACO side by side);
+    an FFT render keeps the render's own description there."""
+    return {} if param == "fft" else {"param": param}
+
+
+def _trust(model, png: Path, image, layer: str, unit, kind: str, param: str, importance, runs) -> None:
+    """MACO's importance map beside the picture; the reliability check against ``runs`` (channels only)."""
+    from . import trust
+
+    fields = {}
+    if param == "maco" and importance is not None:
+        fields["importance"] = trust.write_importance(png, importance).name
+    if fields:
+        trust.update_record(png, **fields)
+    if runs and kind in ("channel", "diversity") and isinstance(unit, int):
+        trust.attach_reliability(model, png, image, layer, unit, runs)
+
+
+def _reliability_field(kind: str, unit, runs) -> dict:
+    """The ``reliability`` written with the record: why there is no check (a check replaces it after)."""
+    from . import trust
+
+    if kind not in ("channel", "diversity") or not isinstance(unit, int):
+        return {"reliability": trust.not_checkable(kind)}
+    return {"reliability": trust.unknown("not checked yet" if runs else trust.NO_RUN)}
+
+
 def target(model, spec: str, kind: str = "channel", *, out, model_arg, steps: int = 256, size=None, seed: int = 0,
            lr: Optional[float] = None, device=None, progress: bool = True, meta_opts: Optional[dict] = None,
            param: str = "fft", spectrum=None, runs=None) -> Written:
     """One unit: ``spec`` "layer:unit" as a channel, neuron, class logit or class probability.
 
     ``param``: "fft" (Lucid's) or "maco" (phase only, ``spectrum`` file or the shipped one; writes
-    the importance map beside the image). ``runs``: a mining run: the reliability check goes in the JSON.
+    the importance map beside the image). ``runs``: a mining run: the reliability check goes in the JSON
+    (without it the JSON says the picture was not checked).
     """
     from ..optvis import objectives as obj
     from ..optvis import render
-    from . import trust
 
     objective = obj.parse(spec, kind)
     lay = model.layer(objective.layer)
-    kw = _render_kw(steps, size, seed, LR if lr is None else lr, device, progress)
-    if param == "maco":
-        from ..optvis.maco import LR as MACO_LR, maco_param_f
-
-        lr = MACO_LR if lr is None else lr
-        kw.update(lr=lr, param_f=maco_param_f(size or tuple(model.meta.input_size), spectrum=spectrum))
-    elif param != "fft":
-        raise ObjectiveError(f"unknown parameterization {param!r}; known: fft, maco")
+    kw = _render_kw(steps, size, seed, lr, device, progress)
+    kw.update(param_kw(model, param, spectrum, size, lr))
     lr = kw["lr"]
     result = render(model, objective, **kw)
     cmd = command("render", model_arg, spec, objective=kind if kind != "channel" else None, steps=steps, size=size,
                   seed=seed, lr=lr, param=None if param == "fft" else param, spectrum=spectrum, runs=runs,
                   **(meta_opts or {}))
     info = dict(_base(model, model_arg), layer=lay.name, unit=objective.unit, kind=objective.kind,
-                objective=objective.name, command=cmd)
+                objective=objective.name, command=cmd, **_param_info(param),
+                **_reliability_field(objective.kind, objective.unit, runs))
     if objective.kind in ("class_logit", "class_prob"):
         info["label"] = model.meta.label(objective.unit)
-    stem = f"{objective.kind}_{objective.unit}" + ("" if param == "fft" else f"_{param}")
-    png = write_render(out, lay.name, stem, result.images[0], result.record, 0, info)
-    if param == "maco" and result.importance is not None:
-        imp = trust.write_importance(png, result.importance[0])
-        trust.update_record(png, importance=imp.name)
-    if runs and objective.kind == "channel" and isinstance(objective.unit, int):
-        trust.attach_reliability(model, png, result.images[0], lay.name, objective.unit, runs)
+    png = write_render(out, lay.name, _stem(objective.kind, objective.unit, param), result.images[0], result.record,
+                       0, info)
+    _trust(model, png, result.images[0], lay.name, objective.unit, objective.kind, param,
+           None if result.importance is None else result.importance[0], runs)
     return Written(png, result.record, 0)
 
 
 def diverse(model, spec: str, n: int, kind: str = "channel", *, out, model_arg, steps: int = 256, size=None,
             seed: int = 0, lr: Optional[float] = None, device=None, progress: bool = True,
-            meta_opts: Optional[dict] = None) -> list:
-    """``n`` diverse images of one unit (one batch)."""
+            meta_opts: Optional[dict] = None, runs=None) -> list:
+    """``n`` diverse images of one unit (one batch); ``runs``: the reliability check of each in its JSON."""
     from ..optvis import objectives as obj
     from ..optvis import recipes
 
@@ -127,13 +164,17 @@ def diverse(model, spec: str, n: int, kind: str = "channel", *, out, model_arg, 
     lay = model.layer(objective.layer)
     result = recipes.diverse(model, objective, n=n, **_render_kw(steps, size, seed, lr, device, progress))
     cmd = command("render", model_arg, spec, objective=kind if kind != "channel" else None, diversity=n, steps=steps,
-                  size=size, seed=seed, lr=lr, **(meta_opts or {}))
+                  size=size, seed=seed, lr=lr, runs=runs, **(meta_opts or {}))
+    # the check reads a channel: a diversity image of a neuron or a class is not checked
+    check_kind = "diversity" if objective.kind == "channel" else objective.kind
     written = []
     for i in range(n):
         info = dict(_base(model, model_arg), layer=lay.name, unit=objective.unit, kind="diversity",
-                    objective=objective.name, target_kind=objective.kind, command=cmd)
+                    objective=objective.name, target_kind=objective.kind, command=cmd,
+                    **_reliability_field(check_kind, objective.unit, runs))
         png = write_render(out, lay.name, f"diversity_{objective.kind}_{objective.unit}_{i}", result.images[i],
                            result.record, i, info)
+        _trust(model, png, result.images[i], lay.name, objective.unit, check_kind, "fft", None, runs)
         written.append(Written(png, result.record, i))
     return written
 
@@ -152,7 +193,7 @@ def photo(model, what: str, layer: str, image_path, *, out, model_arg, steps: in
     cmd = command("render", model_arg, **{what: layer}, image=image_path, steps=steps, seed=seed, lr=lr,
                   **(meta_opts or {}))
     info = dict(_base(model, model_arg), layer=lay.name, unit=None, kind=what, objective=result.record["objective"],
-                command=cmd, photo=str(image_path))
+                command=cmd, photo=str(image_path), **_reliability_field(what, None, None))
     png = write_render(out, lay.name, f"{what}_{slug(Path(image_path).stem)}", result.images[0], result.record, 0,
                        info)
     return Written(png, result.record, 0)
@@ -161,7 +202,8 @@ def photo(model, what: str, layer: str, image_path, *, out, model_arg, steps: in
 def units(model, layer: str, unit_list: Optional[Sequence[int]] = None, neuron: bool = False, batch_size: int = 16,
           *, out, model_arg, steps: int = 256, size=None, seed: int = 0, lr: Optional[float] = None, device=None,
           meta_opts: Optional[dict] = None, command_out: Optional[str] = None, engine: str = "local",
-          keep: bool = True, ray: Optional[dict] = None) -> Iterator[list]:
+          keep: bool = True, ray: Optional[dict] = None, param: str = "fft", spectrum=None,
+          runs=None) -> Iterator[list]:
     """Channels (or center neurons) of ``layer``, ``batch_size`` per batch; yields each batch's Written list.
 
     The command recorded with each picture renders its batch (the same units, one seeded
@@ -169,13 +211,16 @@ def units(model, layer: str, unit_list: Optional[Sequence[int]] = None, neuron: 
     ``keep``: a batch whose pictures exist, made by that same command, is not rendered again
     (resume; it yields an empty list). ``engine``: "local" or "ray" (``ray``: workers, threads,
     address, gpus_per_worker for onnxviz.engines.ray.render_layer); the pictures are the same.
+    ``param``: "fft" or "maco" (stems ``<kind>_<unit>_maco``, each with its importance map);
+    ``runs``: a mining run, the reliability check of each channel in its JSON.
     """
     import json
 
     from ..optvis import objectives as obj
     from ..optvis import recipes
 
-    lr = LR if lr is None else lr
+    pkw = param_kw(model, param, spectrum, size, lr)
+    lr = pkw["lr"]
     lay = model.layer(layer)
     unit_list = list(range(lay.units)) if unit_list is None else [int(u) for u in unit_list]
     kind = "neuron" if neuron else "channel"
@@ -187,28 +232,32 @@ def units(model, layer: str, unit_list: Optional[Sequence[int]] = None, neuron: 
     def cmd_of(chunk) -> str:
         return command("render", model_arg, layer=lay.name, units=",".join(str(u) for u in chunk),
                        objective=kind if neuron else None, batch_size=batch_size, steps=steps, size=size, seed=seed,
-                       lr=lr, out=command_out, **(meta_opts or {}))
+                       lr=lr, param=None if param == "fft" else param, spectrum=spectrum, runs=runs, out=command_out,
+                       **(meta_opts or {}))
 
     def exists(chunk) -> bool:
         if not keep:
             return False
         cmd = cmd_of(chunk)
         for u in chunk:
+            stem = _stem(kind, u, param)
             try:
-                if not (folder / f"{kind}_{u}.png").exists() or \
-                        json.loads((folder / f"{kind}_{u}.json").read_text())["command"] != cmd:
+                if not (folder / f"{stem}.png").exists() or \
+                        json.loads((folder / f"{stem}.json").read_text())["command"] != cmd:
                     return False
             except (OSError, ValueError, KeyError):
                 return False
         return True
 
-    def write(chunk, images, record) -> list:
+    def write(chunk, images, record, importance=None) -> list:
         cmd = cmd_of(chunk)
         written = []
         for i, u in enumerate(chunk):
             info = dict(_base(model, model_arg), layer=lay.name, unit=u, kind=kind, objective=make(lay.name, u).name,
-                        command=cmd)
-            png = write_render(out, lay.name, f"{kind}_{u}", np.asarray(images[i]), record, i, info)
+                        command=cmd, **_param_info(param), **_reliability_field(kind, u, runs))
+            image = np.asarray(images[i])
+            png = write_render(out, lay.name, _stem(kind, u, param), image, record, i, info)
+            _trust(model, png, image, lay.name, u, kind, param, None if importance is None else importance[i], runs)
             written.append(Written(png, record, i))
         return written
 
@@ -217,18 +266,18 @@ def units(model, layer: str, unit_list: Optional[Sequence[int]] = None, neuron: 
         yield []
     if not todo:
         return
-    kw = _render_kw(steps, size, seed, lr, device, False)
+    kw = dict(_render_kw(steps, size, seed, lr, device, False), **pkw)
     if engine == "ray":
         from ..engines import ray as ray_engine
 
         done = []
-        ray_engine.render_chunks(model, lay.name, todo, neuron, kw, lambda c, im, rec: done.append(write(c, im, rec)),
+        ray_engine.render_chunks(model, lay.name, todo, neuron, kw, lambda c, *r: done.append(write(c, *r)),
                                  **(ray or {}))
         yield from done
         return
     flat = [u for c in todo for u in c]  # full batches first, so the batches are the same as in one run
     for chunk, result in recipes.render_layer(model, lay.name, flat, batch_size=batch_size, neuron=neuron, **kw):
-        yield write(chunk, result.images, result.record)
+        yield write(chunk, result.images, result.record, result.importance)
 
 
 def missing_units(model, render_dir, layers: Optional[list] = None) -> dict:

@@ -2,7 +2,8 @@
 
 ``<stem>_importance.png``: the accumulated |gradient| of the objective w.r.t. the image (MACO's
 transparency map; white = the pixels the unit used most). ``reliability`` in the render's JSON:
-``onnxviz.reliability.check_with_run`` against the unit's top examples of a mining run.
+``onnxviz.reliability.check_with_run`` against the unit's top examples of a mining run; every
+render record has the key: without a check it says why (verdict "unknown", see ``unknown``).
 """
 from __future__ import annotations
 
@@ -16,6 +17,24 @@ from ..errors import OnnxVizError
 from ..images import save_image
 
 log = logging.getLogger(__name__)
+
+
+NO_RUN = ("not checked: no mining run given (render ... --runs RUN compares the picture with the unit's top "
+          "dataset examples; or onnxviz check MODEL PNG --runs RUN)")
+
+
+def unknown(reason: str = NO_RUN) -> dict:
+    """The ``reliability`` entry of a picture that was not checked, and why."""
+    return {"verdict": "unknown", "meaning": reason}
+
+
+def not_checkable(kind: str) -> dict:
+    """``unknown`` for a picture the check does not apply to (it compares channel renders from noise)."""
+    if kind == "accentuation":
+        return unknown("not checked: an accentuation starts from a real photo (the check compares renders made "
+                       "from noise with the unit's top dataset examples)")
+    return unknown(f"not checked: the check compares channel renders with the unit's top dataset examples; "
+                   f"this picture is a {kind} render")
 
 
 def write_importance(png: Path, importance) -> Path:
