@@ -8,7 +8,8 @@
 Per model (onnxruntime and torch with the same thread count, batch 32, 224 px):
   logits       onnxruntime forward, model outputs only (the speed of the model itself; best of 3)
   mining core  the statistics session (in-graph mean/max of every channel of every layer) plus the
-               streaming top/bottom-16 update, on preloaded input (no decoding). "start": the first
+               streaming top/bottom-16 update (in a thread, overlapping the next batch, as in
+               `onnxviz mine`), on preloaded input (no decoding). "start": the first
                256 photos, when every list still changes; "steady": the same photos mirrored
                (new images, similar values) after all photos went in, when few lists change
   torch hooks  torch eager forward (onnx2torch view of the same layers) + per-channel mean/max
@@ -22,6 +23,7 @@ else the photos collect_photos finds in installed Python packages.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures as cf
 import os
 import shutil
 import sys
@@ -92,13 +94,22 @@ def bench_model(path: Path, folder: Path, args) -> dict:
     fused = fuse_lists(states, names)
     stats.run(x[:bs])  # warm-up
     times, topk = [], []
-    for start in range(0, len(x), bs):  # photos, then their mirror images: one stream of new images
-        t = time.perf_counter()
-        out = stats.run(x[start:start + bs])
+
+    def update(out, idx):
         t1 = time.perf_counter()
-        update_lists(fused, out, names, np.arange(start, min(len(x), start + bs)))
-        times.append(time.perf_counter() - t)
+        update_lists(fused, out, names, idx)
         topk.append(time.perf_counter() - t1)
+
+    with cf.ThreadPoolExecutor(1) as post:  # as mine() does: the update overlaps the next batch
+        busy = None
+        for start in range(0, len(x), bs):  # photos, then their mirror images: one stream of new images
+            t = time.perf_counter()
+            out = stats.run(x[start:start + bs])
+            if busy is not None:
+                busy.result()
+            busy = post.submit(update, out, np.arange(start, min(len(x), start + bs)))
+            times.append(time.perf_counter() - t)
+        busy.result()
     nb_start, nb_all = min(256, n) // bs, n // bs
     r["core_start"] = nb_start * bs / sum(times[:nb_start])
     r["core_steady"] = (len(times) - nb_all) * bs / sum(times[nb_all:])
