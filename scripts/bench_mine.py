@@ -71,7 +71,7 @@ def best_rate(fn, n_images: int, repeat: int) -> float:
 
 def bench_model(path: Path, folder: Path, args) -> dict:
     import onnxviz
-    from onnxviz.mining import TopK, mine
+    from onnxviz.mining import TopK
     from onnxviz.mining.datasets import decode_batches, open_source
     from onnxviz.mining.mine import fuse_lists, update_lists
 
@@ -134,14 +134,22 @@ def bench_model(path: Path, folder: Path, args) -> dict:
 
         r["torch"] = best_rate(torch_hooks, len(xt) * bs, max(1, args.repeat - 1))
 
+    # end to end in a fresh process, like a real `onnxviz mine` (torch and the preloaded arrays of
+    # this one are not in its way)
+    import json
+    import subprocess
+
     run = Path(tempfile.mkdtemp(prefix="bench_run_"))
-    s1 = mine(m, folder, run, top=16, bottom=16, batch_size=bs, threads=args.threads, workers=args.workers,
-              progress=False, thumbs=False, stop_after=n // bs)
-    t = time.perf_counter()
-    s2 = mine(m, folder, run, top=16, bottom=16, batch_size=bs, threads=args.threads, workers=args.workers,
-              progress=False, thumbs=False)
-    r["e2e_start"], r["e2e_steady"] = s1.throughput, s2.throughput
-    r["e2e_end_s"] = time.perf_counter() - t - s2.seconds
+    code = ("import json, sys, time; from onnxviz.mining import mine\n"
+            "kw = dict(top=16, bottom=16, batch_size=%d, threads=%d, workers=%d, progress=False, thumbs=False)\n"
+            "s1 = mine(%r, %r, %r, stop_after=%d, **kw)\n"
+            "t = time.perf_counter(); s2 = mine(%r, %r, %r, **kw)\n"
+            "print(json.dumps([s1.throughput, s2.throughput, time.perf_counter() - t - s2.seconds]))"
+            % (bs, args.threads, args.workers, str(path), str(folder), str(run), n // bs,
+               str(path), str(folder), str(run)))
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    r["e2e_start"], r["e2e_steady"], r["e2e_end_s"] = json.loads(res.stdout.strip().splitlines()[-1])
     shutil.rmtree(run, ignore_errors=True)
     return r
 
