@@ -38,11 +38,11 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 
-def photos(work: Path, n: int) -> Path:
+def photos(work: Path, n: int, photo_dir: Path) -> Path:
     """A folder of n real JPEG photos ("a_*") followed by their mirror images ("b_*")."""
     from PIL import Image, ImageOps
 
-    src = sorted((REPO / "data" / "photos").glob("*.jpg"))
+    src = sorted(Path(photo_dir).glob("*.jpg"))
     if not src:
         from collect_photos import collect  # the photos that ship in installed packages
 
@@ -83,6 +83,7 @@ def bench_model(path: Path, folder: Path, args) -> dict:
     x = np.concatenate([b for b, _ in decode_batches(src, range(len(src)), m.meta, args.batch, 2)])
     bs = args.batch
     r = {"model": path.name, "layers": len(layers), "units": sum(lay.units for lay in layers), "photos": n}
+    print(f"{path.name}: {n} photos + their mirror images", file=sys.stderr, flush=True)
 
     logits = m.session(threads=args.threads)
     few = [x[i:i + bs] for i in range(0, 2 * bs, bs)]
@@ -181,6 +182,7 @@ def main(argv=None) -> int:
     ap.add_argument("--models", nargs="+", default=[str(REPO / "models" / "mobilenet_v2.onnx"),
                                                     str(REPO / "models" / "googlenet.onnx")])
     ap.add_argument("--photos", type=int, default=544, help="photos (each also mirrored: twice as many images)")
+    ap.add_argument("--photo-dir", default=str(REPO / "data" / "photos"), help="collect_photos.py's folder")
     ap.add_argument("--batch-size", "--batch", dest="batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime / torch threads")
     ap.add_argument("--workers", type=int, default=2, help="decoder threads")
@@ -194,7 +196,7 @@ def main(argv=None) -> int:
                  "python scripts/export.py googlenet --random --out models/")
     work = Path(tempfile.mkdtemp(prefix="bench_mine_"))
     try:
-        folder = photos(work, args.photos)
+        folder = photos(work, args.photos, args.photo_dir)
         results = []
         for p in args.models:
             results.append(bench_model(Path(p), folder, args))
