@@ -143,12 +143,13 @@ class Model:
 
         return Runner(self.proto, threads=1, input_name=self.input_name, extras=self._other_inputs(), quiet=True)
 
-    def _other_inputs(self) -> dict:
+    def _other_inputs(self, meta: Optional[ModelMeta] = None) -> dict:
         """Feeds for the inputs that are not the chosen image: a mid-gray image through the chosen
-        input's preprocessing when 4-d (its own fixed size, else the chosen input's), zeros otherwise."""
+        input's preprocessing (``meta``, default the model's) when 4-d (its own fixed size, else the
+        chosen input's), zeros otherwise."""
         extras = {}
         inits = G.initializer_names(self.proto.graph)
-        meta = getattr(self, "meta", None)
+        meta = meta if meta is not None else getattr(self, "meta", None)
         for inp in self.proto.graph.input:
             if inp.name in inits or inp.name == self.input_name:
                 continue

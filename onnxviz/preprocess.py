@@ -11,8 +11,17 @@ ImageNet's mean/std; guessing [0, 1] RGB renders a flat gray image for every net
 (b) the running statistics of the first BatchNormalization layers: the statistics its input had
     during training, compared with what it has on real photos under each candidate;
 (c) for a 1000-class head: top-1 on foolbox's labelled ImageNet photos under each candidate;
-(d) last resort, for the scale only: the first learned layer's output should have a spread of
-    order one (true of nets whose BatchNorm was folded into the conv).
+(d) without labels or BatchNorm statistics, how natural the first learned layers behave on real
+    photos: a trained unit is on for some positions and off for others, while under a wrong scale
+    or offset many units are on everywhere or off everywhere. The score is the mean over their
+    units of log(min(p, 1 - p)), p the fraction of positions where the unit is positive
+    ("activation balance"). Balance alone cannot reject a scale that is too large (a ReLU net
+    without biases is indifferent to scale), so when the first learned layer feeds an activation
+    (a conv with BatchNorm folded in, whose output spread is then about 1) that spread picks the
+    input scale (0..1 family or 0..255) and balance the convention within it. This is weak
+    evidence (confidence <= 0.5): it finds -1..1 for MTCNN's R/O-Nets and ImageNet mean/std for a
+    MobileNetV2 and a ViT, but balance favours larger scales, so it also takes ImageNet mean/std for
+    an EfficientNet-Lite0 that wants -1..1; a labelled head or BatchNorm statistics come first.
 
 All evidence comes from one onnxruntime session run once per candidate on 12-20 real photos.
 The result is a ``ModelMeta`` with ``evidence`` (one line per finding) and ``confidence`` (0..1).
@@ -243,6 +252,19 @@ def _first_learned(proto: onnx.ModelProto, input_name: str) -> tuple:
     return first, bns[:2]
 
 
+def _learned_nodes(proto: onnx.ModelProto, input_name: str, k: int = 3) -> list:
+    """The first ``k`` weighted nodes (Conv, MatMul, Gemm, ConvInteger) the input reaches."""
+    reached, found = {input_name}, []
+    for node in proto.graph.node:
+        if any(i in reached for i in node.input):
+            reached.update(node.output)
+            if node.op_type in ("Conv", "Gemm", "MatMul", "ConvTranspose", "ConvInteger"):
+                found.append(node)
+                if len(found) == k:
+                    break
+    return found
+
+
 def imagenet_head(proto: onnx.ModelProto, shapes: dict) -> Optional[tuple]:
     """(output name, offset) of a 1000- or 1001-class output (1001: class 0 is background)."""
     for out in proto.graph.output:
@@ -295,9 +317,19 @@ def infer(model, base, use_labels: bool = True) -> "Finding":
         return Finding(cands[0], confidence or 0.9, evidence)
 
     first, bns = _first_learned(model.proto, model.input_name)
+    early = _learned_nodes(model.proto, model.input_name)
     probe = [model.proto.graph.output[i].name for i in range(len(model.proto.graph.output))]
-    watch = ([first.output[0]] if first is not None else []) + [bn.input[0] for bn in bns]
-    runner = Runner(G.expose(model.proto, watch, keep_outputs=True), threads=None, input_name=model.input_name)
+    watch = list(dict.fromkeys(([first.output[0]] if first is not None else []) + [bn.input[0] for bn in bns]
+                               + [n.output[0] for n in early]))
+    # several inputs: the others get a mid-gray image through the same candidate preprocessing
+    other = getattr(model, "_other_inputs", None)
+    runner = Runner(G.expose(model.proto, watch, keep_outputs=True), threads=None, input_name=model.input_name,
+                    extras=other(base) if other else None)
+
+    def run(meta, x):
+        if other is not None and runner.extras:
+            runner.extras = {k: v for k, v in other(meta).items() if k in runner.extras}
+        return runner.run(meta.to_model_input(x))
     h, w = base.input_size
     labelled = imagenet_photos() if use_labels else []
 
@@ -305,12 +337,12 @@ def infer(model, base, use_labels: bool = True) -> "Finding":
         return np.stack([load_image(p, (h, w), int(round(min(h, w) * 256 / 224))) for p in paths])
 
     # one photo first: is there a 1000-class head (then all 20 labelled photos), else 8 photos
-    some = runner.run(base.replace(**cands[0].fields()).to_model_input(batch(_photos(1))))
+    some = run(base.replace(**cands[0].fields()), batch(_photos(1)))
     head = next(((o, some[o].shape[1] - 1000) for o in probe
                  if some[o].ndim == 2 and some[o].shape[1] in (1000, 1001)), None)
     paths = [p for p, _ in labelled] if head is not None and labelled else _photos(8)
     images = batch(paths)
-    runs = {c.name: runner.run(base.replace(**c.fields()).to_model_input(images)) for c in cands}
+    runs = {c.name: run(base.replace(**c.fields()), images) for c in cands}
     scores: dict = {}
     chosen = None
     if head is not None and labelled:
@@ -358,23 +390,65 @@ def infer(model, base, use_labels: bool = True) -> "Finding":
             confidence = max(0.3, min(0.7, 1.0 - b1 / max(third, 1e-9)))
             evidence.append(f"BatchNorm statistics do not tell RGB from BGR ({ranked[0].name} {b1:.3g} vs "
                             f"{twin.name} {bn_score[twin.name]:.3g}): {chosen.channel_order} taken")
-    if chosen is None and first is not None and _feeds_activation(model.proto, first):
-        spread = {c.name: _spread_distance(runs[c.name][first.output[0]]) for c in cands}
-        best = min(spread.values())
-        # near-ties (channel order barely changes the spread): the first candidate in list order
-        chosen = next(c for c in cands if spread[c.name] <= best * 1.15 + 1e-3)
-        evidence.append(f"no labelled head and no BatchNorm statistics: output spread of the first learned layer "
-                        f"({first.op_type} {first.name or first.output[0]}) closest to 1 under {chosen.name} "
-                        f"(squared log-std distance " + ", ".join(
-                            f"{c.name} {spread[c.name]:.3g}" for c in sorted(cands, key=lambda c: spread[c.name])[:4])
-                        + "); channel order not determined (list order: for 0..255, Caffe's BGR minus mean, the common convention)")
-        scores["first_layer_spread"] = {k: round(v, 4) for k, v in spread.items()}
-        confidence = 0.3 if norm is None else 0.5
+    if chosen is None and early:
+        chosen, confidence = _by_balance(model.proto, cands, runs, first, early, evidence, scores)
+        confidence = confidence if norm is None else max(confidence, 0.5)
     if chosen is None:
         chosen, confidence = cands[0], 0.1
         evidence.append("no evidence found (no normalization nodes, no labelled head, no BatchNorm statistics, "
-                        "first learned layer not followed by an activation): defaults")
+                        "no learned layer): defaults")
     return Finding(chosen, round(float(confidence), 3), evidence, scores)
+
+
+BALANCE_TIE = 0.03  # nats of activation balance within which candidates count as tied (list order wins)
+ORDER_TIE = 0.1  # the same, between the two channel orders of one convention
+
+
+def _by_balance(proto, cands: list, runs: dict, first, early: list, evidence: list, scores: dict) -> tuple:
+    """(candidate, confidence) from the activation balance of the first learned layers (see (d))."""
+    bal = {c.name: _balance([runs[c.name][n.output[0]] for n in early]) for c in cands}
+    pool, how = list(cands), ""
+    if first is not None and _feeds_activation(proto, first) and len({scale_of(c) for c in cands}) > 1:
+        spread = {c.name: _spread_distance(runs[c.name][first.output[0]]) for c in cands}
+        scale = scale_of(min(cands, key=lambda c: spread[c.name]))
+        pool = [c for c in cands if scale_of(c) == scale]
+        scores["first_layer_spread"] = {k: round(v, 4) for k, v in spread.items()}
+        how = (f"the output spread of the first learned layer ({first.op_type} {first.name or first.output[0]}) "
+               f"is closest to 1 for 0..{int(scale)} input (squared log-std distance " + ", ".join(
+                   f"{c.name} {spread[c.name]:.3g}" for c in sorted(cands, key=lambda c: spread[c.name])[:3]) + "); ")
+    best = max(bal[c.name] for c in pool)
+    chosen = next(c for c in pool if bal[c.name] >= best - BALANCE_TIE)  # near-ties: list order
+    # the channel order moves balance little: the twin in the other order needs a clear margin to win
+    twin = next((c for c in pool if c is not chosen and c.value_range == chosen.value_range
+                 and tuple(c.mean)[::-1] == tuple(chosen.mean) and tuple(c.std)[::-1] == tuple(chosen.std)), None)
+    if twin is not None and cands.index(twin) < cands.index(chosen) and bal[twin.name] >= bal[chosen.name] - ORDER_TIE:
+        chosen = twin
+    ranked = sorted(cands, key=lambda c: -bal[c.name])
+    rival = max((bal[c.name] for c in pool if c.value_range != chosen.value_range or c.mean != chosen.mean),
+                default=best - 1.0)
+    confidence = max(0.3, min(0.5, 0.3 + 0.5 * (best - rival)))
+    scores["activation_balance"] = {k: round(v, 4) for k, v in bal.items()}
+    evidence.append(f"no labelled head and no BatchNorm statistics: {how}activation balance of the first learned "
+                    f"layers ({', '.join(n.name or n.output[0] for n in early)}: mean log min(p, 1-p) over units, p "
+                    f"the fraction of positions where a unit is positive) is best under {chosen.name} ("
+                    + ", ".join(f"{c.name} {bal[c.name]:.3g}" for c in ranked[:4])
+                    + f"); within {BALANCE_TIE} (channel order: {ORDER_TIE}) the first candidate in list order "
+                    "(RGB before BGR)")
+    return chosen, confidence
+
+
+def _balance(outs: list) -> float:
+    """Mean over layers and units of log(min(p, 1 - p)), p = fraction of (photo, position) > 0."""
+    vals = []
+    for a in outs:
+        a = np.asarray(a)
+        if a.ndim < 2:
+            continue
+        if a.ndim == 3:  # tokens (N, L, C): units last
+            a = a.transpose(0, 2, 1)
+        p = (a > 0).mean((0,) + tuple(range(2, a.ndim)))
+        vals.append(float(np.log(np.maximum(np.minimum(p, 1 - p), 1e-3)).mean()))
+    return float(np.mean(vals)) if vals else float("-inf")
 
 
 ACTIVATIONS = {"Relu", "Clip", "PRelu", "LeakyRelu", "HardSwish", "Elu", "Selu", "Sigmoid", "Tanh", "Mish"}

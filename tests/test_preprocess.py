@@ -129,3 +129,48 @@ def test_overrides_win_and_outputs_record_what_was_used(digits_onnx, tmp_path):
     info = json.loads(res.output[res.output.index("{"):])
     assert info["preprocessing"]["source"] in ("file", "inferred")
     assert {"value_range", "mean", "std", "channel_order", "confidence", "evidence"} <= set(info["preprocessing"])
+
+
+@pytest.mark.weights
+def test_activation_balance_alone_finds_the_input_range(mobilenet_v2_export, tmp_path):  # noqa: F811
+    """Without labels and without BatchNorm statistics (folded into the convs), the spread of the first
+    layer picks the input scale and the activation balance of the first learned layers the convention.
+    (Known weakness: on EfficientNet-Lite0 it takes ImageNet mean/std for the true -1..1, the labelled
+    head decides that one; see preprocess.py (d).)"""
+    export = mobilenet_v2_export
+    m = onnxviz.load(stripped(export["path"], tmp_path / "mobilenet_v2.onnx"), infer=False)
+    found = P.infer(m, m.meta, use_labels=False)
+    assert "activation_balance" in found.scores, found.evidence
+    truth = export["meta"]
+    assert found.candidate.channel_order == truth.channel_order, found.evidence
+    same_mapping(m.meta.replace(**found.candidate.fields()), truth, 0.05)
+
+
+def test_two_input_model_infers_with_the_other_input_fed(tmp_path):
+    """A siamese file: inference feeds the other image input (mid-gray through each candidate) instead
+    of failing on the missing feed and falling back to defaults."""
+    rng = np.random.default_rng(0)
+    a = helper.make_tensor_value_info("a", onnx.TensorProto.FLOAT, ["N", 3, 32, 32])
+    b = helper.make_tensor_value_info("b", onnx.TensorProto.FLOAT, ["N", 3, 32, 32])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 8, 28, 28])
+    inits = [numpy_helper.from_array(rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32), "w1"),
+             numpy_helper.from_array(rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32), "w2"),
+             numpy_helper.from_array(rng.normal(0, 0.3, (8, 8, 3, 3)).astype(np.float32), "w3")]
+    nodes = [helper.make_node("Conv", ["a", "w1"], ["ca"]), helper.make_node("Relu", ["ca"], ["ra"]),
+             helper.make_node("Conv", ["b", "w2"], ["cb"]), helper.make_node("Relu", ["cb"], ["rb"]),
+             helper.make_node("Add", ["ra", "rb"], ["s"]), helper.make_node("Conv", ["s", "w3"], ["y"])]
+    proto = helper.make_model(helper.make_graph(nodes, "siamese", [a, b], [y], inits),
+                              opset_imports=[helper.make_opsetid("", 13)])
+    path = tmp_path / "siamese.onnx"
+    onnx.save(proto, str(path))
+    m = onnxviz.load(path)
+    assert m.meta.preprocessing_source == "inferred", m.meta.evidence
+    assert any("activation balance" in line for line in m.meta.evidence)
+    assert set(m._other_inputs()) == {"b"}
+
+
+def test_balance_prefers_units_that_switch():
+    on_off = np.where(np.arange(64).reshape(1, 1, 8, 8) % 2, 1.0, -1.0).repeat(4, 1)  # half on, half off
+    always_on = np.ones((1, 4, 8, 8))
+    assert P._balance([on_off]) > P._balance([always_on])
+    assert P._balance([on_off]) == pytest.approx(np.log(0.5))
