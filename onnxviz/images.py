@@ -100,13 +100,32 @@ def crop_box(image_size: tuple, size: tuple, resize: Optional[int] = None) -> tu
     return (left * sx, top * sy, (left + w) * sx, (top + h) * sy)
 
 
-def load_image(source, size: Optional[tuple] = None, resize: Optional[int] = None,
-               interpolation: str = "bilinear") -> np.ndarray:
-    """A photo as float32 (3, H, W), RGB in [0, 1]; resized and center-cropped when size is given."""
+def load_pixels(source, size: Optional[tuple] = None, resize: Optional[int] = None,
+                interpolation: str = "bilinear") -> np.ndarray:
+    """A photo as uint8 (H, W, 3) RGB, resized and center-cropped when size is given (JPEGs are
+    decoded at reduced size with ``draft`` when they are at least twice as large as needed)."""
     img = open_rgb(source, draft_size=(2 * size[0], 2 * size[1]) if size else None)
     if size is not None:
         img = fit(img, size, resize, interpolation)
-    return np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0
+    return np.asarray(img)
+
+
+def pixels_to_images(pixels: np.ndarray) -> np.ndarray:
+    """uint8 (N, H, W, 3) -> float32 (N, 3, H, W) in [0, 1], in one pass into contiguous memory.
+
+    Mining decodes to uint8 in its threads and converts whole batches here: the same numbers as
+    converting image by image, at a fraction of the cost (no strided float arithmetic per image).
+    """
+    out = np.empty((pixels.shape[0], pixels.shape[3], pixels.shape[1], pixels.shape[2]), np.float32)
+    out[...] = pixels.transpose(0, 3, 1, 2)
+    out /= np.float32(255.0)
+    return out
+
+
+def load_image(source, size: Optional[tuple] = None, resize: Optional[int] = None,
+               interpolation: str = "bilinear") -> np.ndarray:
+    """A photo as float32 (3, H, W), RGB in [0, 1]; resized and center-cropped when size is given."""
+    return pixels_to_images(load_pixels(source, size, resize, interpolation)[None])[0]
 
 
 def load_for_model(source, meta) -> np.ndarray:

@@ -255,13 +255,13 @@ class Model:
         out = runner.run_batched(x, batch_size, [lay.tensor for lay in layers])
         return {lay.name: out[lay.tensor] for lay in layers}
 
-    def stats_runner(self, names=None, providers=None, threads=None, stats=G.STATS, maps=()):
+    def stats_runner(self, names=None, providers=None, threads=None, stats=G.STATS, maps=(), spin: bool = True):
         """A session that returns per-channel mean/max/argmax of each layer (computed in the graph),
         and with ``maps`` the full activation maps of those layers too (``run(x, maps=True)``)."""
         from .backends.ort import StatsRunner
 
         return StatsRunner(self.proto, self.resolve(names), providers, threads, stats, input_name=self.input_name,
-                           extras=self._extras, maps=[self.layer(m) for m in maps])
+                           extras=self._extras, maps=[self.layer(m) for m in maps], spin=spin)
 
     def channel_stats(self, x: np.ndarray, names=None, batch_size: int = 32, providers=None, threads=None) -> dict:
         """{layer: {"mean": (N,C), "max": (N,C), "argmax": (N,C) flat index into the spatial map}}."""

@@ -1,23 +1,29 @@
 #!/usr/bin/env python
-"""Benchmark dataset-example mining against plain inference, in one run, and write a table.
+"""Benchmark dataset-example mining against plain inference, start and steady state, in one run.
 
-    python scripts/bench_mine.py                                   # models/mobilenet_v2.onnx
-    python scripts/bench_mine.py --model models/googlenet.onnx --images 256 --threads 2
+    python scripts/bench_mine.py                                    # MobileNetV2 and GoogLeNet from models/
+    python scripts/bench_mine.py --models models/mobilenet_v2.onnx --photos 256
     python scripts/bench_mine.py --out docs/bench_mine.md
 
-Measured (onnxruntime and torch with the same thread count, best of --repeat, 224 px):
-  logits      onnxruntime forward, model outputs only (the speed of the model itself)
-  full maps   onnxruntime with every mined layer exposed as a full tensor (the naive way)
-  mining core onnxruntime with in-graph mean/max (GlobalAveragePool/GlobalMaxPool) for every channel
-              of every layer, plus the streaming top/bottom-k update (preloaded input, no decoding)
-  torch hooks torch eager forward (onnx2torch view of the same layers) + per-channel mean/max
-  end to end  `onnxviz mine` from JPEG files: decoding in threads, model, top-k, SQLite store, and
-              the second pass that finds the argmax positions of the examples
-JPEGs: the real photos scripts/collect_photos.py gathers (foolbox, scikit-image, scikit-learn, ...), repeated.
+Per model (onnxruntime and torch with the same thread count, batch 32, 224 px):
+  logits       onnxruntime forward, model outputs only (the speed of the model itself; best of 3)
+  mining core  the statistics session (in-graph mean/max of every channel of every layer) plus the
+               streaming top/bottom-16 update (in a thread, overlapping the next batch, as in
+               `onnxviz mine`), on preloaded input (no decoding). "start": the first
+               256 photos, when every list still changes; "steady": the same photos mirrored
+               (new images, similar values) after all photos went in, when few lists change
+  torch hooks  torch eager forward (onnx2torch view of the same layers) + per-channel mean/max
+  end to end   `onnxviz mine` from JPEG files (decode threads, model, top-k, SQLite checkpoints):
+               session 1 mines the photos (start), session 2 resumes over the mirrored copies
+               (steady); "end of run" is session 2's pass 2 (argmax positions of the examples)
+               and examples table
+JPEGs: the real photos in data/photos (scripts/collect_photos.py; 544 with its Debian packages),
+else the photos collect_photos finds in installed Python packages.
 """
 from __future__ import annotations
 
 import argparse
+import concurrent.futures as cf
 import os
 import shutil
 import sys
@@ -32,16 +38,24 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 
-def photos(folder: Path, n: int) -> Path:
-    """n JPEG files (real photos, repeated under distinct names) in folder."""
-    from collect_photos import collect  # scripts/collect_photos.py: the photos that ship in packages
+def photos(work: Path, n: int, photo_dir: Path) -> Path:
+    """A folder of n real JPEG photos ("a_*") followed by their mirror images ("b_*")."""
+    from PIL import Image, ImageOps
 
-    src = collect(folder.parent / "src", jpeg=True)
+    src = sorted(Path(photo_dir).glob("*.jpg"))
     if not src:
-        sys.exit("no photos found (install foolbox --no-deps, scikit-image, scikit-learn)")
+        from collect_photos import collect  # the photos that ship in installed packages
+
+        src = collect(work / "src", jpeg=True)
+    if not src:
+        sys.exit("no photos found: python scripts/collect_photos.py data/photos")
+    src = src[:n]
+    folder = work / "jpeg"
     folder.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        shutil.copy(src[i % len(src)], folder / f"{i:05d}_{src[i % len(src)].name}")
+    for i, p in enumerate(src):
+        shutil.copy(p, folder / f"a_{i:05d}.jpg")
+        with Image.open(p) as im:
+            ImageOps.mirror(im.convert("RGB")).save(folder / f"b_{i:05d}.jpg", quality=90)
     return folder
 
 
@@ -55,64 +69,61 @@ def best_rate(fn, n_images: int, repeat: int) -> float:
     return n_images / min(times)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=str(REPO / "models" / "mobilenet_v2.onnx"))
-    ap.add_argument("--images", type=int, default=160, help="JPEG files for the end-to-end run")
-    ap.add_argument("--batch-size", "--batch", dest="batch", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=2, help="onnxruntime / torch threads")
-    ap.add_argument("--workers", type=int, default=2, help="decoder threads")
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--no-torch", action="store_true")
-    ap.add_argument("--out", default=None, help="write the table (markdown) here, e.g. docs/bench_mine.md")
-    args = ap.parse_args(argv)
-
+def bench_model(path: Path, folder: Path, args) -> dict:
     import onnxviz
-    import onnxviz.images
-    from onnxviz.mining import TopK, mine
+    from onnxviz.mining import TopK
+    from onnxviz.mining.datasets import decode_batches, open_source
+    from onnxviz.mining.mine import fuse_lists, update_lists
 
-    model_path = Path(args.model)
-    if not model_path.exists():
-        sys.exit(f"{model_path} not found: python scripts/export.py mobilenet_v2 --out models/")
-    m = onnxviz.load(model_path)
+    m = onnxviz.load(path)
     layers = list(m.layers)
-    units = sum(lay.units for lay in layers)
-    work = Path(tempfile.mkdtemp(prefix="bench_mine_"))
-    folder = photos(work / "jpeg", args.images)
-    names = sorted(os.listdir(folder))[: args.batch * 2]
-    x = m.prepare(np.stack([onnxviz.images.load_for_model(folder / n, m.meta) for n in names]))
-    n = len(x)
-    batches = [x[i:i + args.batch] for i in range(0, n, args.batch)]
-    rows = []
+    names = [lay.name for lay in layers]
+    src = open_source(folder)
+    n = len(src) // 2
+    x = np.concatenate([b for b, _ in decode_batches(src, range(len(src)), m.meta, args.batch, 2)])
+    bs = args.batch
+    r = {"model": path.name, "layers": len(layers), "units": sum(lay.units for lay in layers), "photos": n}
+    print(f"{path.name}: {n} photos + their mirror images", file=sys.stderr, flush=True)
 
     logits = m.session(threads=args.threads)
-    r_logits = best_rate(lambda: [logits.run(b) for b in batches], n, args.repeat)
-    rows.append(("onnxruntime, logits only", r_logits))
-    full = m.session([lay.name for lay in layers], threads=args.threads)
-    r_full = best_rate(lambda: [full.run(b) for b in batches], n, args.repeat)
-    rows.append((f"onnxruntime, all {len(layers)} layers as full tensors", r_full))
+    few = [x[i:i + bs] for i in range(0, 2 * bs, bs)]
+    r["logits"] = best_rate(lambda: [logits.run(b) for b in few], len(few) * bs, args.repeat)
 
-    stats = m.stats_runner(None, threads=args.threads, stats=("mean", "max"))  # what mining's pass 1 runs
-    tops = {(lay.name, s, d): TopK(lay.units, 16, d == "top") for lay in layers for s in ("mean", "max")
-            for d in ("top", "bottom")}
+    stats = m.stats_runner(None, threads=args.threads, stats=("mean", "max"), spin=False)  # pass 1's session
+    states = {(nm, s, d): TopK(lay.units, 16, d == "top") for nm, lay in zip(names, layers)
+              for s in ("mean", "max") for d in ("top", "bottom")}
+    fused = fuse_lists(states, names)
+    stats.run(x[:bs])  # warm-up
+    times, topk = [], []
 
-    def core():
-        for bi, b in enumerate(batches):
-            out = stats.run(b)
-            idx = np.arange(bi * args.batch, bi * args.batch + len(b))
-            for (name, s, d), t in tops.items():
-                t.update(out[name][s], idx)
+    def update(out, idx):
+        t1 = time.perf_counter()
+        update_lists(fused, out, names, idx)
+        topk.append(time.perf_counter() - t1)
 
-    r_core = best_rate(core, n, args.repeat)
-    rows.append((f"mining core: in-graph mean/max of {units} channels + top/bottom-16", r_core))
+    with cf.ThreadPoolExecutor(1) as post:  # as mine() does: the update overlaps the next batch
+        busy = None
+        for start in range(0, len(x), bs):  # photos, then their mirror images: one stream of new images
+            t = time.perf_counter()
+            out = stats.run(x[start:start + bs])
+            if busy is not None:
+                busy.result()
+            busy = post.submit(update, out, np.arange(start, min(len(x), start + bs)))
+            times.append(time.perf_counter() - t)
+        busy.result()
+    nb_start, nb_all = min(256, n) // bs, n // bs
+    r["core_start"] = nb_start * bs / sum(times[:nb_start])
+    r["core_steady"] = (len(times) - nb_all) * bs / sum(times[nb_all:])
+    r["topk_start_ms"] = 1000 * float(np.mean(topk[:nb_start]))
+    r["topk_steady_ms"] = 1000 * float(np.mean(topk[nb_all:]))
+    r["stats_only"] = best_rate(lambda: [stats.run(b) for b in few], len(few) * bs, args.repeat)
 
-    r_torch = None
     if not args.no_torch:
         import torch
 
         torch.set_num_threads(args.threads)
-        view = m.torch_view([lay.name for lay in layers], check=False)
-        xt = [torch.from_numpy(b) for b in batches]
+        view = m.torch_view(names, check=False)
+        xt = [torch.from_numpy(b) for b in few]
 
         def torch_hooks():
             with torch.no_grad():
@@ -122,34 +133,80 @@ def main(argv=None) -> int:
                             f = a.flatten(2)
                             f.mean(2), f.amax(2)
 
-        r_torch = best_rate(torch_hooks, n, max(1, args.repeat - 1))
-        rows.append(("torch eager (onnx2torch), all layers + per-channel reductions", r_torch))
+        r["torch"] = best_rate(torch_hooks, len(xt) * bs, max(1, args.repeat - 1))
 
-    e2e = []
-    for rep in range(max(1, args.repeat - 1)):
-        s = mine(m, folder, work / f"run{rep}", top=16, bottom=16, batch_size=args.batch, threads=args.threads,
-                 workers=args.workers, progress=False, thumbs=False)
-        e2e.append(s.throughput)
-    r_e2e = max(e2e)
-    rows.append((f"end to end `onnxviz mine`, {args.images} JPEG files (decode in {args.workers} threads)", r_e2e))
+    # end to end in a fresh process, like a real `onnxviz mine` (torch and the preloaded arrays of
+    # this one are not in its way)
+    import json
+    import subprocess
 
-    lines = [f"Model `{model_path.name}` ({len(layers)} layers, {units} channels), batch {args.batch}, "
-             f"{args.threads} onnxruntime/torch threads, {os.cpu_count()} CPUs, best of {args.repeat}.", "",
-             "| what | img/s |", "|---|---:|"]
-    lines += [f"| {what} | {rate:.1f} |" for what, rate in rows]
-    lines += ["", "| ratio | value | target |", "|---|---:|---:|",
-              f"| mining core / logits only | {r_core / r_logits:.2f} | >= 0.9 |",
-              f"| mining core / full tensors | {r_core / r_full:.2f} | |"]
-    if r_torch:
-        lines.append(f"| mining core / torch eager with hooks | {r_core / r_torch:.2f} | >= 2.5 |")
-    lines += [f"| end to end from JPEG / logits only | {r_e2e / r_logits:.2f} | >= 0.8 |",
-              f"| end to end from JPEG / mining core | {r_e2e / r_core:.2f} | |"]
-    text = "\n".join(lines)
+    run = Path(tempfile.mkdtemp(prefix="bench_run_"))
+    code = ("import json, sys, time; from onnxviz.mining import mine\n"
+            "kw = dict(top=16, bottom=16, batch_size=%d, threads=%d, workers=%d, progress=False, thumbs=False)\n"
+            "s1 = mine(%r, %r, %r, stop_after=%d, **kw)\n"
+            "t = time.perf_counter(); s2 = mine(%r, %r, %r, **kw)\n"
+            "print(json.dumps([s1.throughput, s2.throughput, time.perf_counter() - t - s2.seconds]))"
+            % (bs, args.threads, args.workers, str(path), str(folder), str(run), n // bs,
+               str(path), str(folder), str(run)))
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    r["e2e_start"], r["e2e_steady"], r["e2e_end_s"] = json.loads(res.stdout.strip().splitlines()[-1])
+    shutil.rmtree(run, ignore_errors=True)
+    return r
+
+
+def table(results: list, args) -> str:
+    lines = [f"batch {args.batch}, {args.threads} onnxruntime/torch threads, {args.workers} decode threads, "
+             f"{os.cpu_count()} CPUs; img/s", "",
+             "| model | logits | stats session | core start | core steady | torch hooks | e2e start | e2e steady |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r['model']} ({r['layers']} layers, {r['units']} ch) | {r['logits']:.1f} | "
+                     f"{r['stats_only']:.1f} | {r['core_start']:.1f} | {r['core_steady']:.1f} | "
+                     f"{r.get('torch', float('nan')):.1f} | {r['e2e_start']:.1f} | {r['e2e_steady']:.1f} |")
+    lines += ["", "| model | core / logits (start, steady) | core / torch hooks (start, steady) | "
+              "e2e / logits (start, steady) | top-k ms/batch (start, steady) | end of run s |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for r in results:
+        tq = (f"{r['core_start'] / r['torch']:.2f}, {r['core_steady'] / r['torch']:.2f}" if r.get("torch")
+              else "")
+        lines.append(f"| {r['model']} | {r['core_start'] / r['logits']:.2f}, {r['core_steady'] / r['logits']:.2f} "
+                     f"| {tq} | {r['e2e_start'] / r['logits']:.2f}, {r['e2e_steady'] / r['logits']:.2f} | "
+                     f"{r['topk_start_ms']:.0f}, {r['topk_steady_ms']:.0f} | {r['e2e_end_s']:.1f} |")
+    lines += ["", "targets: core / logits >= 0.9, core / torch hooks >= 2.5, e2e / logits >= 0.8"]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=[str(REPO / "models" / "mobilenet_v2.onnx"),
+                                                    str(REPO / "models" / "googlenet.onnx")])
+    ap.add_argument("--photos", type=int, default=544, help="photos (each also mirrored: twice as many images)")
+    ap.add_argument("--photo-dir", default=str(REPO / "data" / "photos"), help="collect_photos.py's folder")
+    ap.add_argument("--batch-size", "--batch", dest="batch", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2, help="onnxruntime / torch threads")
+    ap.add_argument("--workers", type=int, default=2, help="decoder threads")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--out", default=None, help="write the table (markdown) here")
+    args = ap.parse_args(argv)
+    missing = [p for p in args.models if not Path(p).exists()]
+    if missing:
+        sys.exit(f"{', '.join(missing)} not found: python scripts/export.py mobilenet_v2 --out models/; "
+                 "python scripts/export.py googlenet --random --out models/")
+    work = Path(tempfile.mkdtemp(prefix="bench_mine_"))
+    try:
+        folder = photos(work, args.photos, args.photo_dir)
+        results = []
+        for p in args.models:
+            results.append(bench_model(Path(p), folder, args))
+            print(table(results[-1:], args).split("\n\n")[1], file=sys.stderr, flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    text = table(results, args)
     print(text)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text("# Mining throughput (scripts/bench_mine.py)\n\n" + text + "\n")
-    shutil.rmtree(work, ignore_errors=True)
+        Path(args.out).write_text(text + "\n")
     return 0
 
 

@@ -74,6 +74,31 @@ def test_topk_merge_is_order_independent_and_keys_roundtrip():
     assert np.array_equal(vals, v[:10, 0]) and idx.tolist() == list(range(10))
 
 
+def test_fused_lists_equal_one_list_per_layer_and_stay_views():
+    """The loop's fused lists (one per stat and direction, float prefilter, sort-only merge) keep the
+    very keys that updating every layer's list on its own gives, and the per-layer states see them."""
+    from onnxviz.mining.mine import fuse_lists, update_lists
+
+    rng = np.random.default_rng(3)
+    units = {"a": 3, "b": 5, "c": 1}
+    alone = {(n, s, d): TopK(u, 4, d == "top") for n, u in units.items() for s in ("mean", "max")
+             for d in ("top", "bottom")}
+    states = {key: TopK(t.units, t.k, t.largest) for key, t in alone.items()}
+    fused = fuse_lists(states, list(units))
+    for start in range(0, 120, 7):
+        idx = np.arange(start, min(120, start + 7))
+        stats = {n: {s: np.round(rng.normal(size=(len(idx), u)), 1).astype(np.float32) for s in ("mean", "max")}
+                 for n, u in units.items()}
+        stats["b"]["max"][rng.random((len(idx), 5)) < 0.1] = np.nan
+        stats["a"]["mean"] = np.maximum(stats["a"]["mean"], 0)  # ReLU-like ties at zero
+        update_lists(fused, stats, list(units), idx)
+        for (n, s, d), t in alone.items():
+            t.update(stats[n][s], idx)
+    for key, t in alone.items():
+        assert np.array_equal(states[key].keys, t.keys), key
+        assert np.shares_memory(states[key].keys, fused[key[1:]].keys)
+
+
 # ---------------------------------------------------------------------------- real folders
 @pytest.fixture(scope="module")
 def digits_folder(digits_data, tmp_path_factory):

@@ -63,8 +63,12 @@ def _say_once(message: str) -> None:
     log.warning(message)
 
 
-def session_options(threads: Optional[int] = None, quiet: bool = False) -> ort.SessionOptions:
+def session_options(threads: Optional[int] = None, quiet: bool = False, spin: bool = True) -> ort.SessionOptions:
+    """``spin`` False: onnxruntime's threads sleep between parallel sections instead of spinning,
+    so other threads of the process (mining's decoders) get the cores in those gaps."""
     opts = ort.SessionOptions()
+    if not spin:
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 4 if quiet else 3
     if threads:
@@ -86,12 +90,12 @@ class Runner:
 
     def __init__(self, proto: onnx.ModelProto, providers: Optional[Sequence[str]] = None,
                  threads: Optional[int] = None, input_name: Optional[str] = None, extras: Optional[dict] = None,
-                 quiet: bool = False):
+                 quiet: bool = False, spin: bool = True):
         """``extras``: {input name: array with batch 1} for the model's other inputs (repeated to the
         batch size); inputs the session does not have are ignored."""
         self.providers_requested = usable_providers(providers)
         try:
-            self.session = ort.InferenceSession(proto.SerializeToString(), session_options(threads, quiet),
+            self.session = ort.InferenceSession(proto.SerializeToString(), session_options(threads, quiet, spin),
                                                 providers=self.providers_requested)
         except Exception as exc:  # noqa: BLE001 - onnxruntime's own message names the node
             raise RuntimeModelError(f"onnxruntime cannot load the model: {_first_line(exc)}") from exc
@@ -135,7 +139,8 @@ class StatsRunner:
     """
 
     def __init__(self, proto: onnx.ModelProto, layers: list, providers=None, threads=None, stats=STATS,
-                 input_name: Optional[str] = None, extras: Optional[dict] = None, maps: Sequence = ()):
+                 input_name: Optional[str] = None, extras: Optional[dict] = None, maps: Sequence = (),
+                 spin: bool = True):
         self.layers = layers
         self.stats = tuple(stats)
         self.maps = list(maps)  # layers whose full maps are returned too (atlas samples)
@@ -145,7 +150,8 @@ class StatsRunner:
                            for lay in layers}
         if self.maps:
             edited = expose(edited, [m.tensor for m in self.maps], keep_outputs=True)
-        self.runner = Runner(edited, providers=providers, threads=threads, input_name=input_name, extras=extras)
+        self.runner = Runner(edited, providers=providers, threads=threads, input_name=input_name, extras=extras,
+                             spin=spin)
         self.providers = self.runner.providers
 
     def run(self, x: np.ndarray, maps: bool = False):

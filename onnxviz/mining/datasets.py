@@ -259,30 +259,44 @@ class Decoded:
     x: Optional[np.ndarray]  # model input for one image (no batch axis), None when skipped
     size: Optional[tuple]  # (width, height) of the original image
     error: str = ""
+    pixels: Optional[np.ndarray] = None  # uint8 (H, W, 3) at the model's input size, before batching
 
 
-def decode_one(source: ImageSource, index: int, model_meta) -> Decoded:
+def decode_one(source: ImageSource, index: int, model_meta, pixels: bool = False) -> Decoded:
     """Read, decode, resize/crop and preprocess one item; failures come back as ``error``."""
     try:
         data = source.read(index)
     except ImageError as exc:
         return Decoded(index, None, None, _reason(exc))
-    return decode_bytes(index, data, model_meta)
+    return decode_bytes(index, data, model_meta, pixels)
 
 
-def decode_bytes(index: int, data: bytes, model_meta) -> Decoded:
-    """Decode one file's bytes into model input (what ``decode_one`` does after reading)."""
+def decode_bytes(index: int, data: bytes, model_meta, pixels: bool = False) -> Decoded:
+    """Decode one file's bytes into model input (what ``decode_one`` does after reading).
+
+    ``pixels``: stop at the uint8 image (``Decoded.pixels``, ``x`` None) and leave the float
+    conversion to ``to_batch``, which does it for a whole batch at once."""
     from PIL import Image
 
-    from ..images import load_for_model
+    from ..images import load_pixels
 
     try:
         size = _original_size(data)
-        image = load_for_model(data, model_meta)  # exactly what onnxviz.images gives for the file
-        x = model_meta.to_model_input(image[None])[0]
-        return Decoded(index, np.ascontiguousarray(x, dtype=np.float32), size)
+        # exactly what onnxviz.images.load_for_model gives for the file
+        px = load_pixels(data, tuple(model_meta.input_size), model_meta.resize, model_meta.interpolation)
+        if pixels:
+            return Decoded(index, None, size, pixels=px)
+        return Decoded(index, to_batch([px], model_meta)[0], size)
     except (ImageError, Image.DecompressionBombError, OSError, ValueError, MemoryError) as exc:
         return Decoded(index, None, None, _reason(exc))
+
+
+def to_batch(pixels: list, model_meta) -> np.ndarray:
+    """uint8 (H, W, 3) images -> the model's float32 input batch (N, ...), contiguous."""
+    from ..images import pixels_to_images
+
+    x = model_meta.to_model_input(pixels_to_images(np.stack(pixels)))
+    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 def _reason(exc: BaseException) -> str:
@@ -305,32 +319,36 @@ def decode_batches(source: ImageSource, indices: Sequence[int], model_meta, batc
     """Yield (batch: (B, ...) float32 model input, decoded: list[Decoded]) in index order.
 
     ``decoded`` lists every item of the chunk, the skipped ones included (x None, error set);
-    ``batch`` stacks only the readable ones (B may be 0). Up to ``prefetch`` batches are decoded
-    ahead by ``workers`` threads while the caller runs the model.
+    ``batch`` stacks only the readable ones (B may be 0; their ``x`` are views of it). Up to
+    ``prefetch`` batches are decoded ahead by ``workers`` threads (Pillow releases the GIL while
+    decoding and resizing) while the caller runs the model; each thread stops at uint8 pixels
+    and the float conversion is done per batch.
     """
     indices = list(indices)
     chunks = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
     if workers <= 0:
         for chunk in chunks:
-            yield _stack([decode_one(source, i, model_meta) for i in chunk])
+            yield _stack([decode_one(source, i, model_meta, True) for i in chunk], model_meta)
         return
     with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="onnxviz-decode") as pool:
         pending: collections.deque = collections.deque()
         it = iter(chunks)
         try:
             for chunk in it:
-                pending.append([pool.submit(decode_one, source, i, model_meta) for i in chunk])
+                pending.append([pool.submit(decode_one, source, i, model_meta, True) for i in chunk])
                 if len(pending) > prefetch:
-                    yield _stack([f.result() for f in pending.popleft()])
+                    yield _stack([f.result() for f in pending.popleft()], model_meta)
             while pending:
-                yield _stack([f.result() for f in pending.popleft()])
+                yield _stack([f.result() for f in pending.popleft()], model_meta)
         finally:
             for futs in pending:
                 for f in futs:
                     f.cancel()
 
 
-def _stack(decoded: list) -> tuple:
-    good = [d.x for d in decoded if d.x is not None]
-    batch = np.stack(good) if good else None
+def _stack(decoded: list, model_meta) -> tuple:
+    good = [d for d in decoded if d.pixels is not None]
+    batch = to_batch([d.pixels for d in good], model_meta) if good else None
+    for i, d in enumerate(good):
+        d.x, d.pixels = batch[i], None
     return batch, decoded

@@ -3,8 +3,11 @@
 Speed by design: the model is edited once (``Model.stats_runner``) so that onnxruntime returns
 per-channel mean and max of every mined layer (the argmax positions of the examples come from a
 second pass over the example images only, see ``fill_positions``) — kilobytes per image instead of the
-megabytes of full activation maps; a thread pool decodes and resizes the next batches while
-onnxruntime runs the current one; the top-k update is a vectorised merge of uint64 keys.
+megabytes of full activation maps; a thread pool decodes and resizes the next batches (to uint8,
+converted to floats per batch) while onnxruntime runs the current one, its threads told not to
+spin so the decoders get the cores; the top-k update (one fused list per statistic and direction,
+a float test first, then a sort of uint64 keys for the few units beaten) runs in a thread while the
+next batch infers. Where the time goes: docs/bench_mine.md.
 
 Exactness: ties go to the lower image index and NaNs rank last (see topk.py), so the result does
 not depend on batch size, interruptions or sharding. An interrupted run (Ctrl-C, SIGTERM: the
@@ -14,6 +17,7 @@ was never interrupted.
 """
 from __future__ import annotations
 
+import concurrent.futures as cf
 import logging
 import os
 import time
@@ -25,6 +29,7 @@ from ..progress import bar as progress_bar
 from .datasets import ImageSource, decode_batches, open_source
 from .run import DIRS, STATS, MiningError, Stopper, Summary, mining_dir, open_run, set_positions, wanted_images
 from .samplers import Samplers
+from .topk import fuse
 
 __all__ = ["mine", "fill_positions", "MiningError", "Summary", "mining_dir"]
 
@@ -65,30 +70,33 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
         # pass 1 ranks by mean and max only: GlobalAveragePool/GlobalMaxPool stay in onnxruntime's
         # blocked layout, while an in-graph ArgMax would force a reorder of every full map
         runner = model.stats_runner([r["name"] for r in run.records], providers=providers, threads=threads,
-                                    stats=STATS, maps=list(samplers.atlas) if samplers else [])
+                                    stats=STATS, maps=list(samplers.atlas) if samplers else [], spin=False)
         names = [lay.name for lay in runner.layers]
+        fused = fuse_lists(states, names)
         if workers is None:
-            workers = max(1, min(4, (os.cpu_count() or 2) // 2))
+            workers = max(1, min(4, os.cpu_count() or 2))  # 2 decoders on 2 cores: measured faster than 1
+
+        def absorb(stats, maps, idx):
+            """Everything a batch's statistics go into; runs in a thread while the next batch infers."""
+            if samplers is not None:
+                samplers.offer(stats, maps, idx)
+            update_lists(fused, stats, names, idx)
         bar = progress_bar(len(indices), "mining", "img", enabled=progress, initial=done, smoothing=0.1)
         pending_rows: list = []
         last_save = time.perf_counter()
         n_batches = 0
         processed = 0
         t_loop = time.perf_counter()
-        with Stopper() as stopper:
+        with Stopper() as stopper, cf.ThreadPoolExecutor(1, thread_name_prefix="onnxviz-topk") as post:
+            busy = None  # the previous batch's absorb (one at a time, in order)
             for batch, decoded in decode_batches(src, todo, model.meta, batch_size, workers):
                 good = [d for d in decoded if d.x is not None]
                 if good:
                     stats, maps = runner.run(batch, maps=True)
                     idx = np.array([d.index for d in good], np.int64)
-                    if samplers is not None:
-                        samplers.offer(stats, maps, idx)
-                    for name in names:
-                        s = stats[name]
-                        pos = s.get("argmax")
-                        for stat in STATS:
-                            for d in DIRS:
-                                states[(name, stat, d)].update(s[stat], idx, pos)
+                    if busy is not None:
+                        busy.result()
+                    busy = post.submit(absorb, stats, maps, idx)
                 for d in decoded:
                     pending_rows.append((d.index, src.key(d.index), d.size[0] if d.size else None,
                                          d.size[1] if d.size else None, d.error or None))
@@ -103,15 +111,32 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
                     bar.set_postfix_str(f"skipped {bad}+", refresh=False)
                 stop = stopper.stop or (stop_after is not None and n_batches >= stop_after)
                 if stop or time.perf_counter() - last_save > checkpoint_seconds:
+                    busy = busy.result() if busy is not None else None
                     run.checkpoint(pending_rows, done)
                     pending_rows, last_save = [], time.perf_counter()
                 if stop:
                     break
+            busy = busy.result() if busy is not None else None
             run.checkpoint(pending_rows, done)
         bar.close()
         return run.finish(done >= len(indices) and not stopper.stop, processed, time.perf_counter() - t_loop,
                           lambda st: fill_positions(model, src, st, names, batch_size, workers, providers, threads),
                           thumbs)
+
+
+def fuse_lists(states: dict, names: list) -> dict:
+    """{(stat, dir): one TopK over the units of all ``names``}; the per-layer states become views of it."""
+    return {(stat, d): fuse([states[(name, stat, d)] for name in names]) for stat in STATS for d in DIRS}
+
+
+def update_lists(fused: dict, stats: dict, names: list, idx: np.ndarray) -> None:
+    """Add one batch of {layer: {stat: (B, units)}} to the fused lists (layers side by side)."""
+    for stat in STATS:
+        values = np.concatenate([stats[name][stat] for name in names], axis=1)
+        pos = [stats[name].get("argmax") for name in names]
+        pos = np.concatenate(pos, axis=1) if all(p is not None for p in pos) else None
+        for d in DIRS:
+            fused[(stat, d)].update(values, idx, pos)
 
 
 def fill_positions(model, src: ImageSource, states: dict, names: list, batch_size: int, workers: int,

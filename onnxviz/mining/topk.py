@@ -81,10 +81,27 @@ class TopK:
         indices = np.asarray(indices, dtype=np.int64)
         if indices.min() < 0 or indices.max() > MAX_INDEX:
             raise ValueError("image indices must be in [0, 2**32 - 2]")
-        keys = encode(np.asarray(values).T, indices[None, :], self.largest)  # (units, B)
-        pos = (np.asarray(positions, dtype=np.int64).T if positions is not None
-               else np.full(keys.shape, -1, np.int64))
-        self._merge(keys, pos)
+        values = np.asarray(values, dtype=np.float32)
+        rows = self._candidates(values, indices)
+        if len(rows) == 0:
+            return
+        sub = values[:, rows] if len(rows) < self.units else values
+        keys = encode(sub.T, indices[None, :], self.largest)  # (rows, B)
+        pos = np.asarray(positions, dtype=np.int64)[:, rows].T if positions is not None else None
+        self._merge_rows(rows, keys, pos)
+
+    def _candidates(self, values: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        """Units where some value of the batch may beat the k-th best: a float test, a superset of the
+        exact key test (ties count when the image index is lower; units whose k-th slot is empty or
+        NaN take anything). Once the lists settle, few units pass, and only those are encoded and merged."""
+        kth, kth_idx = decode(self.keys[:, -1], self.largest)
+        with np.errstate(invalid="ignore"):
+            better = values > kth if self.largest else values < kth  # (B, units); NaN values never pass
+            tie = values == kth
+        if tie.any():
+            better |= tie & (indices[:, None] < kth_idx[None, :])
+        hit = better.any(axis=0) | np.isnan(kth)
+        return np.nonzero(hit)[0]
 
     def merge(self, other: "TopK") -> None:
         """Fold another state (same units, same direction) into this one."""
@@ -93,28 +110,37 @@ class TopK:
         self._merge(other.keys, other.positions)
 
     def _merge(self, keys: np.ndarray, pos: np.ndarray) -> None:
-        # only units where something beats the current k-th best need work (after the first
-        # batches, few do): keys are unique, so "<" is exact
+        # only units where something beats the current k-th best need work: keys are unique, so "<" is exact
         rows = np.nonzero((keys < self.keys[:, -1:]).any(axis=1))[0]
-        if len(rows) == 0:
-            return
-        if len(rows) < self.units:
-            sub = TopK(len(rows), self.k, self.largest, self.keys[rows], self.positions[rows])
-            sub._merge_all(keys[rows], pos[rows])
-            self.keys[rows], self.positions[rows] = sub.keys, sub.positions
-            return
-        self._merge_all(keys, pos)
+        if len(rows):
+            self._merge_rows(rows, keys[rows] if len(rows) < self.units else keys,
+                             pos[rows] if len(rows) < self.units else pos)
 
-    def _merge_all(self, keys: np.ndarray, pos: np.ndarray) -> None:
-        if keys.shape[1] > self.k:  # cheap prefilter: the batch's own k best
-            part = np.argpartition(keys, self.k - 1, axis=1)[:, :self.k]
-            keys = np.take_along_axis(keys, part, 1)
-            pos = np.take_along_axis(pos, part, 1)
-        allk = np.concatenate([self.keys, keys], axis=1)
-        allp = np.concatenate([self.positions, pos], axis=1)
-        order = np.argsort(allk, axis=1, kind="stable")[:, :self.k]
-        self.keys = np.take_along_axis(allk, order, 1)
-        self.positions = np.take_along_axis(allp, order, 1)
+    def _merge_rows(self, rows: np.ndarray, keys: np.ndarray, pos: Optional[np.ndarray]) -> None:
+        """Merge keys (len(rows), m) (with positions (len(rows), m) or None: unknown) into units ``rows``."""
+        whole = len(rows) == self.units
+        mine = self.keys if whole else self.keys[rows]
+        mine_pos = self.positions if whole else self.positions[rows]
+        if pos is None and not (mine_pos >= 0).any():
+            # no positions anywhere (pass 1 ranks without them): a plain sort of unique keys, no argsort
+            allk = np.concatenate([mine, keys], axis=1)
+            allk.sort(axis=1)
+            new_keys, new_pos = allk[:, :self.k], mine_pos
+        else:
+            if pos is None:
+                pos = np.full(keys.shape, -1, np.int64)
+            if keys.shape[1] > self.k:  # cheap prefilter: the batch's own k best
+                part = np.argpartition(keys, self.k - 1, axis=1)[:, :self.k]
+                keys = np.take_along_axis(keys, part, 1)
+                pos = np.take_along_axis(pos, part, 1)
+            allk = np.concatenate([mine, keys], axis=1)
+            allp = np.concatenate([mine_pos, pos], axis=1)
+            order = np.argsort(allk, axis=1, kind="stable")[:, :self.k]
+            new_keys, new_pos = np.take_along_axis(allk, order, 1), np.take_along_axis(allp, order, 1)
+        if whole:  # in place: the states of single layers may be views of this one (see ``fuse``)
+            self.keys[...], self.positions[...] = new_keys, new_pos
+        else:
+            self.keys[rows], self.positions[rows] = new_keys, new_pos
 
     def result(self) -> tuple:
         """(values (units, k) float32, indices (units, k) int64, positions (units, k) int64); -1 = empty."""
@@ -122,6 +148,25 @@ class TopK:
         pos = self.positions.copy()
         pos[idx < 0] = -1
         return values, idx, pos
+
+
+def fuse(states: list) -> TopK:
+    """One list over the units of many (same k, same direction), the given states becoming views of it.
+
+    Mining keeps a list per (layer, statistic, direction): hundreds of small ones. Updating one
+    fused list per (statistic, direction) with the layers' values side by side does the same work
+    in a few large numpy calls instead of thousands of small ones; the per-layer states stay
+    valid (they read and write the fused arrays) for checkpoints, results and positions.
+    """
+    if len({(t.k, t.largest) for t in states}) != 1:
+        raise ValueError("fused lists need the same k and direction")
+    whole = TopK(sum(t.units for t in states), states[0].k, states[0].largest,
+                 np.concatenate([t.keys for t in states]), np.concatenate([t.positions for t in states]))
+    start = 0
+    for t in states:
+        t.keys, t.positions = whole.keys[start:start + t.units], whole.positions[start:start + t.units]
+        start += t.units
+    return whole
 
 
 def brute_force(values: np.ndarray, k: int, largest: bool) -> np.ndarray:
