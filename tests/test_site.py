@@ -183,6 +183,27 @@ def test_one_unit_page_and_one_data_file_per_layer(digits_site):
     assert 'src="data.js"' in unit and "static/unit.js" in unit and 'href="index.html"' in unit
 
 
+def test_rebuild_removes_what_an_older_build_left(digits_site, tmp_path):
+    """A rebuild over an old site (a page per unit, images since deleted) equals a fresh build,
+    and files the builder does not own stay."""
+    import shutil
+
+    out, m = tmp_path / "site", digits_site["model"]
+    shutil.copytree(digits_site["out"], out)
+    fresh = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    s = slug(digits_site["first"])
+    stale = [out / "layers" / s / "units" / "3.html", out / "img" / s / "old.png", out / "static" / "old.css"]
+    for f in stale:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text("stale")
+    (out / "NOTES.txt").write_text("mine")
+    build_site(m, out, digits_site["runs"], mining=digits_site["mining"], page_size=12, examples_per_unit=4,
+               model_arg="digits.onnx", run_arg="runs/d")
+    assert not any(f.exists() for f in stale) and not (out / "layers" / s / "units").exists()
+    assert (out / "NOTES.txt").read_text() == "mine"
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == sorted(fresh + ["NOTES.txt"])
+
+
 def test_unit_data_renders_examples_ratio_and_commands(digits_site):
     out, first, mining = digits_site["out"], digits_site["first"], digits_site["mining"]
     data = layer_data(out, slug(first))
@@ -379,6 +400,14 @@ def _browser():
     return sync_api
 
 
+def watch_errors(page, errors: list, console: bool = True) -> None:
+    """Collect the page's script errors, failed requests and (optionally) console errors in ``errors``."""
+    if console:
+        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("requestfailed", lambda req: errors.append(f"failed: {req.url}"))
+
+
 @pytest.fixture()
 def served(request):
     servers = []
@@ -412,9 +441,7 @@ def test_browser_click_through(digits_site, served, tmp_path):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.on("requestfailed", lambda req: errors.append(f"failed: {req.url}"))
+            watch_errors(page, errors)
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
             page.goto(base + "index.html")
             _all_images_loaded(page)

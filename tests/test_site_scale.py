@@ -22,7 +22,7 @@ import onnxviz
 from onnxviz.meta import ModelMeta
 from onnxviz.paths import slug
 from onnxviz.site import build_site
-from test_site import CHROMIUM, CHROMIUM_ARGS, _browser, check_links, layer_data
+from test_site import CHROMIUM, CHROMIUM_ARGS, _browser, check_links, layer_data, watch_errors
 
 WIDE = 1280
 LABELS = (Path(onnxviz.__file__).parent / "zoo" / "data" / "imagenet_labels.txt").read_text().splitlines()
@@ -105,9 +105,7 @@ def test_browser_wide_layer_search_and_unit_from_file_url(wide_site):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.on("requestfailed", lambda req: errors.append(f"failed: {req.url}"))
+            watch_errors(page, errors)
             page.goto((out / "layers" / slug(wide_site["wide"]) / "index.html").as_uri())  # file://, no server
             page.wait_for_selector("body[data-ready='1']")
             drawn = page.locator("#grid .card").count()
@@ -195,8 +193,7 @@ def test_browser_trust_row(trust_site, tmp_path):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.on("requestfailed", lambda req: errors.append(f"failed: {req.url}"))
+            watch_errors(page, errors, console=False)
             page.goto((out / "layers" / slug(layer) / "unit.html").as_uri() + "?u=2")
             page.wait_for_selector("body[data-ready='1']")
             page.wait_for_function(

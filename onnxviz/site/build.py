@@ -40,6 +40,9 @@ PAGE_SIZE = 64  # units the layer grid draws beyond the screen (it draws only th
 _HERE = Path(__file__).parent
 
 
+_OWNED = ("layers", "img", "static")  # folders of ``out`` that only the builder writes
+
+
 class UnsafePathError(ValueError):
     """A write would land outside the output folder."""
 
@@ -179,7 +182,23 @@ class SiteBuilder:
                 has_scores=any(u.score is not None for u in info.units), **page))
             self.write_text(f"layers/{info.slug}/unit.html", env.get_template("unit.html").render(
                 mined=info.mined, **page))
+        self._prune()
         return self.path("index.html")
+
+    def _prune(self) -> None:
+        """Remove what an earlier build left in the folders this builder owns (a page per unit of
+        an older layout, images of renders since deleted), so a rebuild is what a fresh build is."""
+        for owned in _OWNED:
+            root = self.out / owned
+            if not root.is_dir():
+                continue
+            for f in sorted(root.rglob("*"), reverse=True):  # files before their folders
+                rel = f.relative_to(self.out).as_posix()
+                if f.is_dir() and not f.is_symlink():
+                    if not any(f.iterdir()):
+                        f.rmdir()
+                elif rel not in self._written:
+                    f.unlink()
 
     def _static(self) -> None:
         for f in sorted((_HERE / "static").iterdir()):
@@ -187,6 +206,7 @@ class SiteBuilder:
                 dest = self.path(f"static/{f.name}")
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(f, dest)
+                self._written.add(f"static/{f.name}")
 
 
 def build_site(model, out, run=None, mining: Optional[MiningSource] = None, **kwargs) -> Path:
