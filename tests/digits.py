@@ -35,6 +35,13 @@ class DigitsNet(nn.Module):
         return self.fc(x)
 
 
+def save_digit(image: np.ndarray, path) -> None:
+    """Write one digits image (1x16x16 floats in 0..1) as an 8-bit PNG, the way a user's folder holds it."""
+    from PIL import Image
+
+    Image.fromarray((image.transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)).save(path)
+
+
 def digits_images() -> tuple:
     """(images (N, 3, 16, 16) RGB in [0, 1] as onnxviz images, labels (N,))."""
     from sklearn.datasets import load_digits

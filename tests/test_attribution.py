@@ -15,6 +15,7 @@ from onnxviz import attribution as A
 from onnxviz.errors import ObjectiveError, OnnxVizError
 from onnxviz.mining import mine, merge_runs, open_results
 from onnxviz.mining import spectrum as SP
+from digits import save_digit
 
 N = 60
 
@@ -29,7 +30,7 @@ def folder(digits_data, tmp_path_factory):
     images, labels = digits_data
     root = tmp_path_factory.mktemp("digits_attr")
     for i in range(N):
-        Image.fromarray((images[i].transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)).save(root / f"{i:03d}_{labels[i]}.png")
+        save_digit(images[i], root / f"{i:03d}_{labels[i]}.png")
     return root
 
 

@@ -14,6 +14,7 @@ from onnxviz.cli import main
 from onnxviz.mining import mine, open_results
 from onnxviz.optvis import objectives as obj
 from onnxviz.optvis.accentuate import accentuate
+from digits import save_digit
 
 LAYER = "relu_2"
 N = 60
@@ -25,8 +26,7 @@ def folder(digits_data, tmp_path_factory):
     images, labels = digits_data
     root = tmp_path_factory.mktemp("digits_beyond")
     for i in range(N):
-        pixels = (images[i].transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
-        Image.fromarray(pixels).save(root / f"{i:03d}_{labels[i]}.png")
+        save_digit(images[i], root / f"{i:03d}_{labels[i]}.png")
     return root
 
 

@@ -20,6 +20,7 @@ from onnxviz.engines import work
 from onnxviz.mining import mine, open_source
 from onnxviz.mining.datasets import key_reader
 from onnxviz.mining.topk import TopK
+from digits import save_digit
 
 N = 70
 
@@ -29,7 +30,7 @@ def folder(digits_data, tmp_path_factory):
     images, labels = digits_data
     root = tmp_path_factory.mktemp("engine_png")
     for i in range(N):
-        Image.fromarray((images[i].transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)).save(root / f"{i:03d}_{labels[i]}.png")
+        save_digit(images[i], root / f"{i:03d}_{labels[i]}.png")
     (root / "broken.png").write_bytes(b"not a png")
     return root
 

@@ -20,6 +20,7 @@ from onnxviz.cli import main as cli
 from onnxviz.images import load_for_model
 from onnxviz.mining import DatasetError, TopK, brute_force, merge_runs, mine, open_results, open_source
 from onnxviz.mining.topk import decode, encode
+from digits import save_digit
 
 N_DIGITS = 150
 
@@ -108,8 +109,7 @@ def digits_folder(digits_data, tmp_path_factory):
     for i in range(N_DIGITS):
         sub = root / ("a" if i % 3 else "b")
         sub.mkdir(exist_ok=True)
-        arr = (images[i].transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
-        Image.fromarray(arr).save(sub / f"{i:04d}_{labels[i]}.png")
+        save_digit(images[i], sub / f"{i:04d}_{labels[i]}.png")
     return root
 
 

@@ -23,6 +23,7 @@ from onnxviz.meta import ModelMeta
 from onnxviz.paths import slug
 from onnxviz.site import build_site
 from test_site import CHROMIUM, CHROMIUM_ARGS, _browser, check_links, layer_data, watch_errors
+from digits import save_digit
 
 WIDE = 1280
 LABELS = (Path(onnxviz.__file__).parent / "zoo" / "data" / "imagenet_labels.txt").read_text().splitlines()
@@ -54,7 +55,7 @@ def wide_model(path) -> str:
 def _photos(images, folder: Path, n: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for i, im in enumerate(images[:n]):
-        Image.fromarray((im.transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)).save(folder / f"digit_{i:03d}.png")
+        save_digit(im, folder / f"digit_{i:03d}.png")
     return folder
 
 
