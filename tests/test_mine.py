@@ -254,6 +254,15 @@ def test_odd_and_corrupt_images_are_handled_skipped_and_counted(digits_model, od
         assert e.image_size == (5000, 3500) and e.box[2] <= 5000 and e.box[3] <= 3500
 
 
+def test_decoder_processes_give_the_same_result_as_threads(digits_model, odd_folder, tmp_path):
+    kw = dict(top=3, bottom=2, batch_size=4, threads=1, workers=2, progress=False, thumbs=False)
+    a = mine(digits_model, odd_folder, tmp_path / "threads", **kw)
+    b = mine(digits_model, odd_folder, tmp_path / "procs", decoder="processes", **kw)
+    assert a.complete and b.complete and (b.images, b.skipped) == (a.images, a.skipped) == (7, 2)
+    assert b.skipped_files == a.skipped_files
+    assert _all_rows(tmp_path / "procs") == _all_rows(tmp_path / "threads")
+
+
 def test_empty_and_imageless_folders_give_clear_messages(digits_onnx, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="empty"):

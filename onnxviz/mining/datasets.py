@@ -315,17 +315,21 @@ def _original_size(data: bytes) -> Optional[tuple]:
 
 
 def decode_batches(source: ImageSource, indices: Sequence[int], model_meta, batch_size: int,
-                   workers: int = 2, prefetch: int = 3) -> Iterator[tuple]:
+                   workers: int = 2, prefetch: int = 3, decoder=None) -> Iterator[tuple]:
     """Yield (batch: (B, ...) float32 model input, decoded: list[Decoded]) in index order.
 
     ``decoded`` lists every item of the chunk, the skipped ones included (x None, error set);
     ``batch`` stacks only the readable ones (B may be 0; their ``x`` are views of it). Up to
     ``prefetch`` batches are decoded ahead by ``workers`` threads (Pillow releases the GIL while
     decoding and resizing) while the caller runs the model; each thread stops at uint8 pixels
-    and the float conversion is done per batch.
+    and the float conversion is done per batch. ``decoder``: a decoders.ProcessDecoder to decode
+    in its processes instead (each batch cut into one piece per process).
     """
     indices = list(indices)
     chunks = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
+    if decoder is not None:
+        yield from _decode_in_processes(decoder, chunks, model_meta, prefetch)
+        return
     if workers <= 0:
         for chunk in chunks:
             yield _stack([decode_one(source, i, model_meta, True) for i in chunk], model_meta)
@@ -344,6 +348,22 @@ def decode_batches(source: ImageSource, indices: Sequence[int], model_meta, batc
             for futs in pending:
                 for f in futs:
                     f.cancel()
+
+
+def _decode_in_processes(decoder, chunks: list, model_meta, prefetch: int) -> Iterator[tuple]:
+    pending: collections.deque = collections.deque()
+    step = lambda chunk: max(1, -(-len(chunk) // decoder.workers))  # noqa: E731
+    try:
+        for chunk in chunks:
+            pending.append([decoder.submit(chunk[i:i + step(chunk)]) for i in range(0, len(chunk), step(chunk))])
+            if len(pending) > prefetch:
+                yield _stack([d for f in pending.popleft() for d in f.result()], model_meta)
+        while pending:
+            yield _stack([d for f in pending.popleft() for d in f.result()], model_meta)
+    finally:
+        for futs in pending:
+            for f in futs:
+                f.cancel()
 
 
 def _stack(decoded: list, model_meta) -> tuple:

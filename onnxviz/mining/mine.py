@@ -18,6 +18,7 @@ was never interrupted.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import logging
 import os
 import time
@@ -27,6 +28,7 @@ import numpy as np
 
 from ..progress import bar as progress_bar
 from .datasets import ImageSource, decode_batches, open_source
+from .decoders import open_decoder
 from .run import DIRS, STATS, MiningError, Stopper, Summary, mining_dir, open_run, set_positions, wanted_images
 from .samplers import Samplers
 from .topk import fuse
@@ -41,7 +43,7 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
          limit: Optional[int] = None, overwrite: bool = False, progress: bool = True,
          stop_after: Optional[int] = None, checkpoint_seconds: float = 20.0, thumbs: bool = True,
          command: str = "", spectrum: int = 128, atlas_layers=None, atlas_per_image: int = 8,
-         seed: int = 0) -> Summary:
+         seed: int = 0, decoder: str = "threads") -> Summary:
     """Mine dataset examples of ``layers`` (default all of ``model.layers``) over ``source``.
 
     model: path or onnxviz Model; source: folder / zip / tar / list file or an ImageSource;
@@ -87,41 +89,45 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
         n_batches = 0
         processed = 0
         t_loop = time.perf_counter()
-        with Stopper() as stopper, cf.ThreadPoolExecutor(1, thread_name_prefix="onnxviz-topk") as post:
-            busy = None  # the previous batch's absorb (one at a time, in order)
-            for batch, decoded in decode_batches(src, todo, model.meta, batch_size, workers):
-                good = [d for d in decoded if d.x is not None]
-                if good:
-                    stats, maps = runner.run(batch, maps=True)
-                    idx = np.array([d.index for d in good], np.int64)
-                    if busy is not None:
-                        busy.result()
-                    busy = post.submit(absorb, stats, maps, idx)
-                for d in decoded:
-                    pending_rows.append((d.index, src.key(d.index), d.size[0] if d.size else None,
-                                         d.size[1] if d.size else None, d.error or None))
-                    if d.error:
-                        log.info("skipped %s: %s", src.key(d.index), d.error)
-                done += len(decoded)
-                processed += len(decoded)
-                n_batches += 1
-                bar.update(len(decoded))
-                bad = sum(1 for r in pending_rows if r[4])
-                if bad:
-                    bar.set_postfix_str(f"skipped {bad}+", refresh=False)
-                stop = stopper.stop or (stop_after is not None and n_batches >= stop_after)
-                if stop or time.perf_counter() - last_save > checkpoint_seconds:
-                    busy = busy.result() if busy is not None else None
-                    run.checkpoint(pending_rows, done)
-                    pending_rows, last_save = [], time.perf_counter()
-                if stop:
-                    break
-            busy = busy.result() if busy is not None else None
-            run.checkpoint(pending_rows, done)
-        bar.close()
-        return run.finish(done >= len(indices) and not stopper.stop, processed, time.perf_counter() - t_loop,
-                          lambda st: fill_positions(model, src, st, names, batch_size, workers, providers, threads),
-                          thumbs)
+        with contextlib.ExitStack() as stack:
+            procs = open_decoder(src, model.meta, workers, decoder)  # pass 1 and pass 2 share it
+            if procs is not None:
+                stack.enter_context(procs)
+            with Stopper() as stopper, cf.ThreadPoolExecutor(1, thread_name_prefix="onnxviz-topk") as post:
+                busy = None  # the previous batch's absorb (one at a time, in order)
+                for batch, decoded in decode_batches(src, todo, model.meta, batch_size, workers, decoder=procs):
+                    good = [d for d in decoded if d.x is not None]
+                    if good:
+                        stats, maps = runner.run(batch, maps=True)
+                        idx = np.array([d.index for d in good], np.int64)
+                        if busy is not None:
+                            busy.result()
+                        busy = post.submit(absorb, stats, maps, idx)
+                    for d in decoded:
+                        pending_rows.append((d.index, src.key(d.index), d.size[0] if d.size else None,
+                                             d.size[1] if d.size else None, d.error or None))
+                        if d.error:
+                            log.info("skipped %s: %s", src.key(d.index), d.error)
+                    done += len(decoded)
+                    processed += len(decoded)
+                    n_batches += 1
+                    bar.update(len(decoded))
+                    bad = sum(1 for r in pending_rows if r[4])
+                    if bad:
+                        bar.set_postfix_str(f"skipped {bad}+", refresh=False)
+                    stop = stopper.stop or (stop_after is not None and n_batches >= stop_after)
+                    if stop or time.perf_counter() - last_save > checkpoint_seconds:
+                        busy = busy.result() if busy is not None else None
+                        run.checkpoint(pending_rows, done)
+                        pending_rows, last_save = [], time.perf_counter()
+                    if stop:
+                        break
+                busy = busy.result() if busy is not None else None
+                run.checkpoint(pending_rows, done)
+            bar.close()
+            return run.finish(done >= len(indices) and not stopper.stop, processed, time.perf_counter() - t_loop,
+                              lambda st: fill_positions(model, src, st, names, batch_size, workers, providers,
+                                                        threads, procs), thumbs)
 
 
 def fuse_lists(states: dict, names: list) -> dict:
@@ -140,7 +146,7 @@ def update_lists(fused: dict, stats: dict, names: list, idx: np.ndarray) -> None
 
 
 def fill_positions(model, src: ImageSource, states: dict, names: list, batch_size: int, workers: int,
-                   providers=None, threads=None) -> int:
+                   providers=None, threads=None, decoder=None) -> int:
     """Pass 2: the spatial argmax of each example, computed only for the images in some list.
 
     Positions are needed for the examples alone (their crops), so they are computed after the
@@ -150,7 +156,7 @@ def fill_positions(model, src: ImageSource, states: dict, names: list, batch_siz
     if not wanted:
         return 0
     runner = model.stats_runner(names, providers=providers, threads=threads, stats=("argmax",))
-    for batch, decoded in decode_batches(src, wanted, model.meta, batch_size, workers):
+    for batch, decoded in decode_batches(src, wanted, model.meta, batch_size, workers, decoder=decoder):
         good = [d.index for d in decoded if d.x is not None]
         if not good:
             continue
