@@ -29,36 +29,46 @@ MAX_INDEX = 0xFFFFFFFE
 
 def _order_code(values: np.ndarray) -> np.ndarray:
     """float32 -> uint32 code (as uint64) with the same order as the float values (non-NaN)."""
-    v = np.asarray(values, dtype=np.float32) + np.float32(0.0)  # -0.0 -> 0.0
-    bits = v.view(np.uint32)
-    neg = (bits >> np.uint32(31)).astype(bool)
-    code = np.where(neg, ~bits, bits | np.uint32(0x80000000))
-    return code.astype(np.uint64)
+    return _code32(np.asarray(values, dtype=np.float32), False).astype(np.uint64)
+
+
+def _code32(values: np.ndarray, largest: bool) -> np.ndarray:
+    """uint32 codes: the float order (flipped for ``largest``), NaN -> the worst code, -0.0 = 0.0.
+
+    Sign trick in uint32 (a few passes over 4-byte numbers): negative floats -> ~bits, the others
+    -> bits | 0x80000000; ``largest`` takes the complement, 0xFFFFFFFF - code."""
+    v = values + np.float32(0.0)  # -0.0 -> 0.0
+    flip = (v.view(np.int32) >> np.int32(31)).view(np.uint32)  # all ones for negatives, else 0
+    flip |= np.uint32(0x80000000)
+    if largest:
+        flip ^= np.uint32(0xFFFFFFFF)
+    code = v.view(np.uint32) ^ flip
+    nan = np.isnan(values)
+    if nan.any():
+        code[nan] = np.uint32(_NAN_CODE)
+    return code
 
 
 def encode(values: np.ndarray, indices: np.ndarray, largest: bool) -> np.ndarray:
     """Sort keys (uint64) for values (..., n) float and image indices broadcastable to them."""
     values = np.asarray(values, dtype=np.float32)
-    code = _order_code(values)
-    if largest:
-        code = np.uint64(0xFFFFFFFF) - code  # 0xFFFFFFFF - code is in [0x7FFFFF, ...) never reaching NaN code
-    code = np.where(np.isnan(values), _NAN_CODE, code)
-    idx = np.broadcast_to(np.asarray(indices, dtype=np.uint64), values.shape)
-    return (code << np.uint64(32)) | idx
+    keys = _code32(values, largest).astype(np.uint64)
+    keys <<= np.uint64(32)
+    keys |= np.asarray(indices, dtype=np.uint64)
+    return keys
 
 
 def decode(keys: np.ndarray, largest: bool) -> tuple:
     """(values float32, indices int64) from sort keys; empty slots give (nan, -1)."""
     keys = np.asarray(keys, dtype=np.uint64)
     empty = keys == EMPTY
-    code = (keys >> np.uint64(32)).astype(np.uint64)
-    nan = code == _NAN_CODE
+    code = (keys >> np.uint64(32)).astype(np.uint32)
+    nan = code == np.uint32(_NAN_CODE)
     if largest:
-        code = np.uint64(0xFFFFFFFF) - code
-    code = code.astype(np.uint32)
-    top = (code >> np.uint32(31)).astype(bool)
-    bits = np.where(top, code & np.uint32(0x7FFFFFFF), ~code)
-    values = bits.view(np.float32).copy()
+        code = ~code
+    flip = ~(code.view(np.int32) >> np.int32(31)).view(np.uint32)  # top bit set: 0, else all ones
+    flip |= np.uint32(0x80000000)
+    values = (code ^ flip).view(np.float32)
     values[nan | empty] = np.nan
     idx = (keys & np.uint64(0xFFFFFFFF)).astype(np.int64)
     idx[empty] = -1
@@ -82,15 +92,18 @@ class TopK:
         if indices.min() < 0 or indices.max() > MAX_INDEX:
             raise ValueError("image indices must be in [0, 2**32 - 2]")
         values = np.asarray(values, dtype=np.float32)
-        rows = self._candidates(values, indices)
+        rows, passed = self._candidates(values, indices)
         if len(rows) == 0:
+            return
+        if positions is None and 2 * int(passed.sum(0).max()) <= len(indices):
+            self._insert_few(rows, passed, values, indices)
             return
         sub = values[:, rows] if len(rows) < self.units else values
         keys = encode(sub.T, indices[None, :], self.largest)  # (rows, B)
         pos = np.asarray(positions, dtype=np.int64)[:, rows].T if positions is not None else None
         self._merge_rows(rows, keys, pos)
 
-    def _candidates(self, values: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    def _candidates(self, values: np.ndarray, indices: np.ndarray) -> tuple:
         """Units where some value of the batch may beat the k-th best: a float test, a superset of the
         exact key test (ties count when the image index is lower; units whose k-th slot is empty or
         NaN take anything). Once the lists settle, few units pass, and only those are encoded and merged."""
@@ -100,8 +113,20 @@ class TopK:
             tie = values == kth
         if tie.any():
             better |= tie & (indices[:, None] < kth_idx[None, :])
-        hit = better.any(axis=0) | np.isnan(kth)
-        return np.nonzero(hit)[0]
+        better |= np.isnan(kth)
+        rows = np.nonzero(better.any(axis=0))[0]
+        return rows, better[:, rows]
+
+    def _insert_few(self, rows: np.ndarray, passed: np.ndarray, values: np.ndarray, indices: np.ndarray) -> None:
+        """Merge only the values that passed the float test (``passed``: (B, len(rows))), at most B/2
+        per unit: once the lists fill up, most units take one or two images of a batch, so each
+        unit's k keys are sorted with a few new ones (padded with empty keys) instead of all B."""
+        r, b = np.nonzero(passed.T)  # row-major: grouped by unit
+        counts = np.bincount(r, minlength=len(rows))
+        col = np.arange(len(r)) - np.repeat(np.cumsum(counts) - counts, counts)
+        new = np.full((len(rows), int(counts.max())), EMPTY, np.uint64)
+        new[r, col] = encode(values[b, rows[r]], indices[b], self.largest)
+        self._merge_rows(rows, new, None)
 
     def merge(self, other: "TopK") -> None:
         """Fold another state (same units, same direction) into this one."""
