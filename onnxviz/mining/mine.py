@@ -155,11 +155,17 @@ def fill_positions(model, src: ImageSource, states: dict, names: list, batch_siz
     wanted = wanted_images(states)
     if not wanted:
         return 0
-    runner = model.stats_runner(names, providers=providers, threads=threads, stats=("argmax",))
-    for batch, decoded in decode_batches(src, wanted, model.meta, batch_size, workers, decoder=decoder):
-        good = [d.index for d in decoded if d.x is not None]
-        if not good:
-            continue
-        out = runner.run(batch)
-        set_positions(states, good, {name: out[name]["argmax"] for name in names})
+    runner = model.stats_runner(names, providers=providers, threads=threads, stats=("argmax",), spin=False)
+    with cf.ThreadPoolExecutor(1, thread_name_prefix="onnxviz-positions") as post:
+        busy = None  # the previous batch's positions are filled in while this one infers
+        for batch, decoded in decode_batches(src, wanted, model.meta, batch_size, workers, decoder=decoder):
+            good = [d.index for d in decoded if d.x is not None]
+            if not good:
+                continue
+            out = runner.run(batch)
+            if busy is not None:
+                busy.result()
+            busy = post.submit(set_positions, states, good, {name: out[name]["argmax"] for name in names})
+        if busy is not None:
+            busy.result()
     return len(wanted)

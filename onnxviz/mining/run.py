@@ -256,20 +256,25 @@ def layer_records(model, layers: list) -> list:
 # ---------------------------------------------------------------------------- pass 2 (positions)
 def wanted_images(states: dict) -> list:
     """The images in some list (sorted): those whose argmax positions pass 2 computes."""
-    return sorted({int(i) for t in states.values() for i in t.result()[1].ravel() if i >= 0})
+    idx = np.concatenate([t.result()[1].ravel() for t in states.values()] or [np.zeros(0, np.int64)])
+    return np.unique(idx[idx >= 0]).tolist()
 
 
 def set_positions(states: dict, good: list, argmax: dict) -> None:
     """Fill the positions of the examples among images ``good`` from {layer: (len(good), units) argmax}."""
-    row = {idx: r for r, idx in enumerate(good)}
+    good = np.asarray(good, np.int64)
+    if len(good) == 0:
+        return
+    lo = int(good.min())
+    row = np.full(int(good.max()) - lo + 1, -1, np.int64)  # image -> its row in ``argmax``: one lookup per list
+    row[good - lo] = np.arange(len(good))
     for (name, _stat, _dir), t in states.items():
         idx = t.result()[1]
-        hit = np.isin(idx, good)
-        if not hit.any():
-            continue
-        units, slots = np.nonzero(hit)
-        rows = np.array([row[int(i)] for i in idx[units, slots]], np.int64)
-        t.positions[units, slots] = argmax[name][rows, units]
+        inside = (idx >= lo) & (idx < lo + len(row))
+        r = np.where(inside, row[np.clip(idx - lo, 0, len(row) - 1)], -1)
+        units, slots = np.nonzero(r >= 0)
+        if len(units):
+            t.positions[units, slots] = argmax[name][r[units, slots], units]
 
 
 def write_thumbnails(out) -> None:
