@@ -21,11 +21,11 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..mining.datasets import Decoded, KeyReader, decode_bytes
+from ..mining.mine import fuse_lists, update_lists
+from ..mining.run import DIRS, STATS
 from ..mining.samplers import Samplers
 from ..mining.topk import TopK
 
-STATS = ("mean", "max")
-DIRS = ("top", "bottom")
 
 
 @dataclass
@@ -133,16 +133,14 @@ class BlockMiner:
         """The :class:`Partial` of the images ``good`` (model input ``x``), in batches as the local loop."""
         states = {(n, s, d): TopK(self.units[n], self.top if d == "top" else self.bottom, d == "top")
                   for n in self.names for s in STATS for d in DIRS}
+        fused = fuse_lists(states, self.names)  # one list per (stat, dir), as the local loop
         samplers = self.samplers.fresh() if self.samplers else None
         for i in range(0, len(good), self.batch_size):
             out, maps = self.runner.run(x[i:i + self.batch_size], maps=True)
             idx = good[i:i + self.batch_size]
             if samplers is not None:
                 samplers.offer(out, maps, idx)
-            for n in self.names:
-                for s in STATS:
-                    for d in DIRS:
-                        states[(n, s, d)].update(out[n][s], idx)
+            update_lists(fused, out, self.names, idx)
         return Partial({key: (t.keys, t.positions) for key, t in states.items()}, samplers)
 
     def argmax(self, x: np.ndarray) -> dict:
