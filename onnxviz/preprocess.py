@@ -322,8 +322,9 @@ def _by_balance(proto, cands: list, runs: dict, first, early: list, heads: list,
     if twin is not None and cands.index(twin) < cands.index(chosen) and bal[twin.name] >= bal[chosen.name] - ORDER_TIE:
         chosen = twin
     ranked = sorted(pool, key=lambda c: -bal[c.name])
-    rival = max((bal[c.name] for c in pool if c.value_range != chosen.value_range or c.mean != chosen.mean),
-                default=best - 1.0)
+    # the rival is another convention: the twin in the other channel order is none
+    rival = max((bal[c.name] for c in pool
+                 if c.value_range != chosen.value_range or sorted(c.mean) != sorted(chosen.mean)), default=best - 1.0)
     confidence = max(0.3, min(0.5, 0.3 + 0.5 * (best - rival)))
     scores["activation_balance"] = {k: round(v, 4) for k, v in bal.items()}
     evidence.append(f"no labelled head and no BatchNorm statistics: {how}activation balance of the first learned "
