@@ -43,8 +43,8 @@ import onnx
 
 from . import floatview
 from . import graph as G
-from .evidence import (SATURATED, balance, bn_distance, classifier_heads, feeds_activation, head_saturation,
-                       spread_distance)
+from .evidence import (SATURATED, balance, bn_distance, bn_support, classifier_heads, feeds_activation,
+                       head_saturation, spread_distance)
 from .images import imagenet_photos
 from .normalization import in_graph_normalization, judge_normalization
 
@@ -254,8 +254,21 @@ def infer(model, base, use_labels: bool = True) -> "Finding":
         def plain(c):
             return c.name.replace("BGR", "*").replace("RGB", "*")
 
-        twin = next((c for c in ranked[1:] if plain(c) == plain(chosen) and c is not chosen
-                     and bn_score[c.name] <= b1 * 1.15 + 1e-9), None)
+        twin = next((c for c in ranked[1:] if plain(c) == plain(chosen) and c is not chosen), None)
+        support = None
+        if twin is not None and bn_score[twin.name] > b1 * 1.15 + 1e-9:  # a lean: do the photos make it?
+            support = bn_support(proto, bns, runs[chosen.name], runs[twin.name],
+                                 np.random.default_rng(0))
+            scores["batchnorm_order_support"] = {chosen.name: support}
+            if support >= ORDER_SUPPORT:
+                twin = None
+            else:
+                evidence.append(f"{chosen.channel_order} is nearer than {twin.channel_order} on these photos but "
+                                f"only in {support:.0%} of 100 resamples of them (< {ORDER_SUPPORT:.0%}): a lean of "
+                                f"the draw of photos, not evidence of the order; {chosen.channel_order} kept")
+                third = next(bn_score[c.name] for c in ranked if c not in (chosen, twin))
+                confidence = max(0.3, min(0.7, 1.0 - b1 / max(third, 1e-9)))
+                twin = None
         if twin is not None:
             chosen = min((chosen, twin), key=cands.index)
             third = next(bn_score[c.name] for c in ranked if c not in (ranked[0], twin))
@@ -272,6 +285,7 @@ def infer(model, base, use_labels: bool = True) -> "Finding":
     return Finding(chosen, round(float(confidence), 3), evidence, scores)
 
 
+ORDER_SUPPORT = 0.9  # share of photo resamples in which a channel order must stay nearer to be evidence
 BALANCE_TIE = 0.03  # nats of activation balance within which candidates count as tied (list order wins)
 ORDER_TIE = 0.1  # the same, between the two channel orders of one convention
 _balance = balance  # the statistic itself lives in onnxviz.evidence
