@@ -93,7 +93,8 @@ def _fake_runs(cands, head_gap: dict, balance_p: dict):
     for c in cands:
         p = balance_p.get(c.name, 0.05)
         on = (np.arange(100) < 100 * p).reshape(1, 1, 10, 10).repeat(4, 1)
-        runs[c.name] = {"c1": np.where(on, 1.0, -1.0), "logits": np.tile([[head_gap.get(c.name, 2.0), 0.0, -1, -2]], (8, 1))}
+        logits = np.tile([[head_gap.get(c.name, 2.0), 0.0, -1, -2]], (8, 1))
+        runs[c.name] = {"c1": np.where(on, 1.0, -1.0), "logits": logits}
     return runs
 
 

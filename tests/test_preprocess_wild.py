@@ -26,7 +26,8 @@ def _infer(name):
 
 
 def _convention(c: P.Candidate) -> tuple:
-    return (c.channel_order, tuple(c.value_range), tuple(round(v, 3) for v in c.mean), tuple(round(v, 3) for v in c.std))
+    rounded = lambda vs: tuple(round(v, 3) for v in vs)  # noqa: E731
+    return c.channel_order, tuple(c.value_range), rounded(c.mean), rounded(c.std)
 
 
 def _truth(name: str) -> P.Candidate:
