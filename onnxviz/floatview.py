@@ -7,7 +7,9 @@ torch module with onnxruntime on this float view (strictly), and reports separat
 float view is from the original file (``Model.float_view_error``).
 
 - ``DequantizeLinear`` of constant weights -> float weights;
-- ``QuantizeLinear -> DequantizeLinear`` on activations -> identity (the fake quantization removed);
+- ``QuantizeLinear -> DequantizeLinear`` on activations -> identity (the fake quantization removed),
+  or a ReLU where the range starts at zero (a uint8 zero point of 0 after a node: the quantizer fused
+  that node's ReLU into the range and dropped the Relu node);
 - ``DynamicQuantizeLinear(x)`` -> scale and zero point in float, ``y = x / scale + zero point``
   without rounding; ``ConvInteger``/``MatMulInteger`` -> ``Conv``/``MatMul`` of ``y - zero point`` with
   the dequantized integer weights: the integer accumulation, in float;
@@ -102,7 +104,12 @@ def _dequantize(graph: onnx.GraphProto) -> None:
                                               node.output[0])
             continue
         if op == "DequantizeLinear" and ins[0] in producers and producers[ins[0]].op_type == "QuantizeLinear":
-            rename[node.output[0]] = rename.get(producers[ins[0]].input[0], producers[ins[0]].input[0])
+            q = producers[ins[0]]
+            src = rename.get(q.input[0], q.input[0])
+            if src in producers and _clips_at_zero(q, inits):  # a ReLU fused into this range: keep it
+                new_nodes.append(helper.make_node("Relu", [src], [node.output[0]], name=f"{node.name or q.name}__relu"))
+            else:
+                rename[node.output[0]] = src
             continue
         if op == "QuantizeLinear":
             continue  # read only by the DequantizeLinear above (dropped as dead otherwise)
@@ -163,6 +170,22 @@ def _dequantize(graph: onnx.GraphProto) -> None:
     for o in graph.output:
         if o.type.tensor_type.elem_type in (TensorProto.INT8, TensorProto.UINT8, TensorProto.INT32):
             o.type.tensor_type.elem_type = TensorProto.FLOAT
+
+
+def _clips_at_zero(q, inits: dict) -> bool:
+    """Does QuantizeLinear ``q`` have its zero point at the bottom of its range (uint8 zero point 0)?
+
+    Then nothing below zero survives the round trip: quantizers fold a Conv's ReLU into exactly this
+    (onnxruntime's QDQ quantization drops the Relu node), so the float view keeps the clip. (On the
+    graph input the same range is only the calibration's: the caller does not ask there.)"""
+    if len(q.input) < 3 or not q.input[2]:
+        return True  # no zero point: uint8, zero point 0
+    if q.input[2] not in inits:
+        return False
+    zp = numpy_helper.to_array(inits[q.input[2]])
+    lowest = {np.dtype(np.uint8): 0, np.dtype(np.int8): -128, np.dtype(np.uint16): 0,
+              np.dtype(np.int16): -32768}.get(zp.dtype)
+    return lowest is not None and bool(np.all(zp == lowest))
 
 
 def _live(nodes: list, outputs: set) -> list:

@@ -135,9 +135,19 @@ def in_graph_normalization(proto: onnx.ModelProto, input_name: str, layout: str,
     return Normalization(scale=scale, shift=shift, nodes=folded, flip=flip)
 
 
-def _order_from_means(mean: np.ndarray) -> Optional[str]:
-    """ImageNet's channel means fall R > G > B; the order they are subtracted in tells RGB or BGR."""
+PHOTO_MEANS = (0.3, 0.65)  # where the channel means of natural photos fall, as a fraction of the range
+
+
+def _order_from_means(mean: np.ndarray, scale: float) -> Optional[str]:
+    """ImageNet's channel means fall R > G > B; the order they are subtracted in tells RGB or BGR.
+
+    Only means that can be photos' channel means say so: a learned input normalization (a BatchNorm
+    on the input folded into Mul/Add, as in Caffe's ``data_bn``) has "means" that are not data means
+    (the captcha CRNN's: 266.7, 84.2, 59.8 on 0..255), and its order says nothing."""
     if mean.size != 3 or np.ptp(mean) < 0.02 * max(np.abs(mean).max(), 1e-6):
+        return None
+    frac = mean / scale
+    if not np.all((frac >= PHOTO_MEANS[0]) & (frac <= PHOTO_MEANS[1])):
         return None
     return "RGB" if mean[0] > mean[1] > mean[2] else "BGR" if mean[0] < mean[1] < mean[2] else None
 
@@ -147,13 +157,17 @@ def judge_normalization(norm: Normalization, channels: int) -> tuple:
     mean, std = norm.mean, norm.std
     big = max(np.abs(mean).max(), std.max())
     scale = 255.0 if big > 2.5 else 1.0
-    order = _order_from_means(mean) if channels == 3 else None
+    order = _order_from_means(mean, scale) if channels == 3 else None
     if norm.flip and order is not None:
         order = "BGR" if order == "RGB" else "RGB"
+    why = ""
+    if order:
+        why = f", {order} (means in {'R>G>B' if order == 'RGB' else 'B<G<R'} order)"
+    elif channels == 3 and np.ptp(mean) >= 0.02 * max(np.abs(mean).max(), 1e-6):
+        why = (f" (its means are not photo channel means, {PHOTO_MEANS[0]:g}..{PHOTO_MEANS[1]:g} of the range: a "
+               "learned input normalization; they do not tell the channel order)")
     desc = (f"normalization in the graph ({' -> '.join(norm.nodes)}): (x - {_fmt(mean)}) / {_fmt(std)}"
-            f"{', channels reversed in the graph' if norm.flip else ''}: the file expects "
-            f"0..{int(scale)} input" + (f", {order} (means in {'R>G>B' if order == 'RGB' else 'B<G<R'} order)"
-                                          if order else ""))
+            f"{', channels reversed in the graph' if norm.flip else ''}: the file expects 0..{int(scale)} input{why}")
     return scale, order, desc
 
 

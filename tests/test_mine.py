@@ -51,15 +51,36 @@ def test_streaming_topk_equals_brute_force_with_ties_nans_infs(largest):
     start = 0
     while start < n:  # uneven batches
         b = int(rng.integers(1, 40))
-        t.update(v[start:start + b], np.arange(start, min(n, start + b)), np.zeros((min(b, n - start), units)))
+        idx = np.arange(start, min(n, start + b))
+        t.update(v[start:start + b], idx, idx[:, None] * 100 + np.arange(units))  # a position naming its entry
         start += b
-    values, idx, _ = t.result()
+    values, idx, pos = t.result()
     ref = brute_force(v, k, largest)
     assert np.array_equal(idx, ref)
+    assert np.array_equal(pos, ref * 100 + np.arange(units)[:, None])  # positions travel with their entries
     assert np.array_equal(values, np.take_along_axis(v.T, ref, 1), equal_nan=True)
     real = ~np.isnan(values[:, :6])
     # NaN never ranked above a real number
     assert all(np.all(np.diff(r.astype(int)) <= 0) for r in real)
+
+
+@pytest.mark.parametrize("largest", [True, False])
+def test_settled_lists_take_only_the_entries_that_beat_them(largest):
+    """Once the lists fill, a batch adds only its few entries that pass the float test (the rest are
+    never encoded): same ranking and positions as the brute force, with a unit that never changes
+    (a constant: ties lose to lower indices) between units that do."""
+    rng = np.random.default_rng(4)
+    n, units, k = 3000, 6, 5
+    v = rng.normal(size=(n, units)).astype(np.float32)
+    v[:, 2] = 1.0
+    t = TopK(units, k, largest)
+    for start in range(0, n, 60):
+        idx = np.arange(start, start + 60)
+        t.update(v[idx], idx, idx[:, None] * 100 + np.arange(units))
+    values, idx, pos = t.result()
+    ref = brute_force(v, k, largest)
+    assert np.array_equal(idx, ref) and idx[2].tolist() == list(range(k))
+    assert np.array_equal(pos, ref * 100 + np.arange(units)[:, None])
 
 
 def test_topk_merge_is_order_independent_and_keys_roundtrip():
@@ -75,9 +96,13 @@ def test_topk_merge_is_order_independent_and_keys_roundtrip():
     assert np.array_equal(vals, v[:10, 0]) and idx.tolist() == list(range(10))
 
 
-def test_fused_lists_equal_one_list_per_layer_and_stay_views():
-    """The loop's fused lists (one per stat and direction, float prefilter, sort-only merge) keep the
-    very keys that updating every layer's list on its own gives, and the per-layer states see them."""
+@pytest.mark.parametrize("threads", [0, 4])
+def test_fused_lists_equal_one_list_per_layer_and_stay_views(threads):
+    """The loop's fused lists (one per stat and direction, float prefilter, sort-only merge), updated
+    one after another or in threads (a GPU host), keep the very keys that updating every layer's
+    list on its own gives, and the per-layer states see them."""
+    import concurrent.futures as cf
+
     from onnxviz.mining.mine import fuse_lists, update_lists
 
     rng = np.random.default_rng(3)
@@ -92,7 +117,11 @@ def test_fused_lists_equal_one_list_per_layer_and_stay_views():
                  for n, u in units.items()}
         stats["b"]["max"][rng.random((len(idx), 5)) < 0.1] = np.nan
         stats["a"]["mean"] = np.maximum(stats["a"]["mean"], 0)  # ReLU-like ties at zero
-        update_lists(fused, stats, list(units), idx)
+        if threads:
+            with cf.ThreadPoolExecutor(threads) as pool:
+                update_lists(fused, stats, list(units), idx, pool)
+        else:
+            update_lists(fused, stats, list(units), idx)
         for (n, s, d), t in alone.items():
             t.update(stats[n][s], idx)
     for key, t in alone.items():

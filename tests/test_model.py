@@ -227,3 +227,14 @@ def test_ort_provider_fallback_is_cpu_here():
     assert providers[-1] == "CPUExecutionProvider"
     if not torch.cuda.is_available():
         assert providers == ["CPUExecutionProvider"]
+
+
+def test_provider_probe_runs_on_the_installed_onnxruntime():
+    """The probe that decides whether CUDA is usable must itself load: written with the installed onnx's
+    newest IR version, onnxruntime refused it and a working CUDA provider counted as unusable."""
+    import onnxruntime as ort
+
+    from onnxviz.backends.ort import probe_model
+
+    sess = ort.InferenceSession(probe_model().SerializeToString(), providers=["CPUExecutionProvider"])
+    assert sess.run(None, {"x": np.array([-1.0], np.float32)})[0].tolist() == [0.0]

@@ -25,22 +25,34 @@ log = logging.getLogger("onnxviz")
 PREFERRED = ("CUDAExecutionProvider", "CPUExecutionProvider")
 
 
+def probe_model() -> onnx.ModelProto:
+    """One Relu: what a provider must run to count as usable. IR version 7, because the newest IR
+    that the installed onnx writes may be newer than onnxruntime reads (onnx 1.23 vs onnxruntime
+    1.31: every probe failed, and a working CUDA provider looked unusable)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    tiny = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "probe", [x], [y]),
+                             opset_imports=[helper.make_opsetid("", 13)])
+    tiny.ir_version = 7
+    return tiny
+
+
 @functools.lru_cache(maxsize=None)
 def _provider_loads(provider: str) -> bool:
     if provider == "CPUExecutionProvider":
         return True
     if provider not in ort.get_available_providers():
         return False
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
-    tiny = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "probe", [x], [y]),
-                             opset_imports=[helper.make_opsetid("", 13)])
     opts = ort.SessionOptions()
     opts.log_severity_level = 4
+    ort.set_default_logger_severity(4)  # a provider that fails to load logs errors: the one line below says it
     try:
-        sess = ort.InferenceSession(tiny.SerializeToString(), opts, providers=[provider, "CPUExecutionProvider"])
+        sess = ort.InferenceSession(probe_model().SerializeToString(), opts,
+                                    providers=[provider, "CPUExecutionProvider"])
     except Exception:  # noqa: BLE001 - any failure means "does not load"
         return False
+    finally:
+        ort.set_default_logger_severity(2)  # onnxruntime's default (warnings)
     return provider in sess.get_providers()
 
 

@@ -18,6 +18,7 @@ was never interrupted.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import logging
 import os
 import time
@@ -87,7 +88,8 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
         n_batches = 0
         processed = 0
         t_loop = time.perf_counter()
-        with Stopper() as stopper, cf.ThreadPoolExecutor(1, thread_name_prefix="onnxviz-topk") as post:
+        with Stopper() as stopper, cf.ThreadPoolExecutor(1, thread_name_prefix="onnxviz-topk") as post, \
+                lists_executor() as lists_pool:
             busy = None  # the previous batch's absorb (one at a time, in order)
             for batch, decoded in decode_batches(src, todo, model.meta, batch_size, workers):
                 good = [d for d in decoded if d.x is not None]
@@ -129,14 +131,31 @@ def fuse_lists(states: dict, names: list) -> dict:
     return {(stat, d): fuse([states[(name, stat, d)] for name in names]) for stat in STATS for d in DIRS}
 
 
-def update_lists(fused: dict, stats: dict, names: list, idx: np.ndarray) -> None:
-    """Add one batch of {layer: {stat: (B, units)}} to the fused lists (layers side by side)."""
+def lists_executor():
+    """Threads for the four lists on a host with many cores (a GPU host: the update is the slowest step
+    there); none on a few cores, where onnxruntime and the decoders need them."""
+    if (os.cpu_count() or 1) >= 8:
+        return cf.ThreadPoolExecutor(4, thread_name_prefix="onnxviz-lists")
+    return contextlib.nullcontext()
+
+
+def update_lists(fused: dict, stats: dict, names: list, idx: np.ndarray, pool=None) -> None:
+    """Add one batch of {layer: {stat: (B, units)}} to the fused lists (layers side by side).
+
+    ``pool``: an executor that updates the four lists at once (numpy releases the GIL), for hosts
+    whose cores would otherwise wait: behind a GPU the top-k update is the slowest step."""
+    jobs = []
     for stat in STATS:
         values = np.concatenate([stats[name][stat] for name in names], axis=1)
         pos = [stats[name].get("argmax") for name in names]
         pos = np.concatenate(pos, axis=1) if all(p is not None for p in pos) else None
-        for d in DIRS:
-            fused[(stat, d)].update(values, idx, pos)
+        jobs += [(fused[(stat, d)], values, pos) for d in DIRS]
+    if pool is None:
+        for topk, values, pos in jobs:
+            topk.update(values, idx, pos)
+    else:
+        for f in [pool.submit(topk.update, values, idx, pos) for topk, values, pos in jobs]:
+            f.result()
 
 
 def fill_positions(model, src: ImageSource, states: dict, names: list, batch_size: int, workers: int,

@@ -82,26 +82,49 @@ class TopK:
         if indices.min() < 0 or indices.max() > MAX_INDEX:
             raise ValueError("image indices must be in [0, 2**32 - 2]")
         values = np.asarray(values, dtype=np.float32)
-        rows = self._candidates(values, indices)
+        rows, sub, enter = self._candidates(values, indices)
         if len(rows) == 0:
             return
-        sub = values[:, rows] if len(rows) < self.units else values
-        keys = encode(sub.T, indices[None, :], self.largest)  # (rows, B)
-        pos = np.asarray(positions, dtype=np.int64)[:, rows].T if positions is not None else None
+        most = int(enter.sum(axis=0).max())
+        if 2 * most >= len(indices):  # the lists are filling: most of the batch may enter
+            keys = encode(sub.T, indices[None, :], self.largest)  # (rows, B)
+            pos = np.asarray(positions, dtype=np.int64)[:, rows].T if positions is not None else None
+        else:  # settled: only the few entries that pass the float test are encoded and merged
+            r, b = np.nonzero(enter.T)  # sorted by row, then batch position
+            counts = np.bincount(r, minlength=len(rows))
+            slot = np.arange(len(r)) - (np.cumsum(counts) - counts)[r]
+            keys = np.full((len(rows), most), EMPTY, np.uint64)
+            keys[r, slot] = encode(sub[b, r], indices[b], self.largest)
+            pos = None
+            if positions is not None:
+                pos = np.full((len(rows), most), -1, np.int64)
+                pos[r, slot] = np.asarray(positions, dtype=np.int64)[b, rows[r]]
         self._merge_rows(rows, keys, pos)
 
-    def _candidates(self, values: np.ndarray, indices: np.ndarray) -> np.ndarray:
-        """Units where some value of the batch may beat the k-th best: a float test, a superset of the
-        exact key test (ties count when the image index is lower; units whose k-th slot is empty or
-        NaN take anything). Once the lists settle, few units pass, and only those are encoded and merged."""
+    def _candidates(self, values: np.ndarray, indices: np.ndarray) -> tuple:
+        """(units, their values (B, len(units)), entries): the units where some value of the batch may
+        beat the k-th best, and which values may ((B, len(units)) bool). A float test, a superset of the exact
+        key test (ties count when the image index is lower; units whose k-th slot is empty or NaN
+        take anything). Once the lists settle, few units and few values pass: only those are
+        encoded and merged, which keeps a GPU's batches from waiting on the host."""
         kth, kth_idx = decode(self.keys[:, -1], self.largest)
-        with np.errstate(invalid="ignore"):
-            better = values > kth if self.largest else values < kth  # (B, units); NaN values never pass
-            tie = values == kth
+        with np.errstate(invalid="ignore"):  # one pass over the batch first: each unit's best value
+            best = values.max(axis=0) if self.largest else values.min(axis=0)
+            nan = np.isnan(best)  # NaN propagates: those units' best real value, if any
+            if nan.any():
+                best[nan] = (np.fmax if self.largest else np.fmin).reduce(values[:, nan], axis=0)
+            rows = np.nonzero((best >= kth if self.largest else best <= kth) | np.isnan(kth))[0]
+            sub = values[:, rows] if len(rows) < self.units else values
+            kth, kth_idx = kth[rows], kth_idx[rows]
+            better = sub > kth if self.largest else sub < kth  # (B, rows); NaN values never pass
+            tie = sub == kth
         if tie.any():
             better |= tie & (indices[:, None] < kth_idx[None, :])
-        hit = better.any(axis=0) | np.isnan(kth)
-        return np.nonzero(hit)[0]
+        empty = np.isnan(kth)
+        if empty.any():
+            better[:, empty] = True
+        keep = better.any(axis=0)
+        return (rows, sub, better) if keep.all() else (rows[keep], sub[:, keep], better[:, keep])
 
     def merge(self, other: "TopK") -> None:
         """Fold another state (same units, same direction) into this one."""

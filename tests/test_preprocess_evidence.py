@@ -1,0 +1,114 @@
+"""The pieces of evidence behind inferred preprocessing, on cheap hand-made graphs and arrays.
+
+The real files these rules were made for (orinet and its fp16/QDQ copies, the captcha CRNN) are
+checked in tests/test_preprocess_wild.py (marker ``wild``).
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from onnxviz import evidence as E
+from onnxviz import floatview
+from onnxviz import preprocess as P
+from onnxviz.normalization import Normalization, judge_normalization
+
+
+def _qdq_net(zp_dtype) -> onnx.ModelProto:
+    """Conv -> QuantizeLinear/DequantizeLinear (zero point 0 of ``zp_dtype``) -> Conv, as a QDQ file has it."""
+    rng = np.random.default_rng(0)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 6, 6])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 2, 2])
+    inits = [numpy_helper.from_array(rng.normal(0, 1, (4, 2, 3, 3)).astype(np.float32), "w1"),
+             numpy_helper.from_array(rng.normal(0, 1, (3, 4, 3, 3)).astype(np.float32), "w2"),
+             numpy_helper.from_array(np.asarray(0.1, np.float32), "s"),
+             numpy_helper.from_array(np.zeros((), zp_dtype), "zp")]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"]),
+             helper.make_node("QuantizeLinear", ["c1", "s", "zp"], ["q1"]),
+             helper.make_node("DequantizeLinear", ["q1", "s", "zp"], ["d1"]),
+             helper.make_node("Conv", ["d1", "w2"], ["y"])]
+    return helper.make_model(helper.make_graph(nodes, "qdq", [x], [y], inits), ir_version=8,
+                             opset_imports=[helper.make_opsetid("", 13)])
+
+
+def _run(proto, x):
+    s = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    return s.run(None, {"x": x})[0]
+
+
+def test_float_view_keeps_the_relu_a_quantizer_fused_into_a_zero_based_range():
+    """onnxruntime's QDQ quantization drops a Conv's Relu: the uint8 range from 0 does the clipping. The
+    float view must clip too (the orinet QDQ copy gave logits of 5e4 without it, against orinet's ~2)."""
+    x = np.random.default_rng(1).normal(0, 1, (1, 2, 6, 6)).astype(np.float32)
+    quantized = _qdq_net(np.uint8)
+    view = floatview.float_view(quantized)
+    assert "Relu" in {n.op_type for n in view.graph.node}
+    got, want = _run(view, x), _run(quantized, x)
+    assert np.abs(got - want).max() < 0.1 * np.abs(want).max()  # the rounding of the 0.1 steps, no more
+    signed = floatview.float_view(_qdq_net(np.int8))  # an int8 range holds negatives: no clip implied
+    assert "Relu" not in {n.op_type for n in signed.graph.node}
+
+
+def test_a_learned_input_normalization_does_not_tell_the_channel_order():
+    """The captcha CRNN's folded input BatchNorm: 'means' of 266.7, 84.2, 59.8 are no photo's channel means."""
+    mean, std = np.asarray([266.7, 84.23, 59.83]), np.asarray([70.22, 53.27, 68.27])
+    scale, order, line = judge_normalization(Normalization(scale=1 / std, shift=-mean / std, nodes=["Mul", "Add"]), 3)
+    assert scale == 255 and order is None and "not photo channel means" in line
+    caffe = np.asarray([103.94, 116.78, 123.68])
+    assert judge_normalization(Normalization(scale=np.ones(3), shift=-caffe, nodes=["Sub"]), 3)[1] == "BGR"
+
+
+def test_head_saturation_reads_nats_from_probabilities_and_logits():
+    logits = np.asarray([[3.0, 1.0, 0.0], [40.0, 0.0, 1.0]])
+    assert E.head_saturation(logits, "logits") == pytest.approx((2.0 + 39.0) / 2)
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    assert E.head_saturation(probs.astype(np.float32), "softmax") == pytest.approx(20.5, rel=1e-3)
+    sig = 1 / (1 + np.exp(-np.asarray([[2.0], [-2.0], [60.0]], np.float32)))
+    assert E.head_saturation(sig, "sigmoid") == pytest.approx(2.0, rel=1e-3)
+    assert E.head_saturation(np.zeros((2, 3, 4)), "logits") is None  # a map is no classification head
+
+
+def test_classifier_heads_prefer_probabilities_over_a_box_regression():
+    """MTCNN's R-Net ends in a (N, 4) box regression (Add) beside a (N, 2) softmax: only the softmax scores."""
+    g = helper.make_graph(
+        [helper.make_node("Add", ["a", "b"], ["box"]), helper.make_node("Softmax", ["a"], ["prob"], axis=1)], "g",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("box", TensorProto.FLOAT, [1, 4]),
+         helper.make_tensor_value_info("prob", TensorProto.FLOAT, [1, 4])],
+        [numpy_helper.from_array(np.zeros((1, 4), np.float32), "b")])
+    proto = helper.make_model(g, ir_version=8, opset_imports=[helper.make_opsetid("", 13)])
+    shapes = {"box": (None, (8, 4)), "prob": (None, (8, 4))}
+    assert E.classifier_heads(proto, shapes) == [("prob", "softmax")]
+    del proto.graph.node[1], proto.graph.output[1]
+    assert E.classifier_heads(proto, {"box": (None, (8, 4))}) == [("box", "logits")]
+
+
+def _fake_runs(cands, head_gap: dict, balance_p: dict):
+    """onnxruntime results per candidate: one learned layer whose units are on a fraction p of the time,
+    and a 4-class logits head with the given top-2 gap."""
+    runs = {}
+    for c in cands:
+        p = balance_p.get(c.name, 0.05)
+        on = (np.arange(100) < 100 * p).reshape(1, 1, 10, 10).repeat(4, 1)
+        logits = np.tile([[head_gap.get(c.name, 2.0), 0.0, -1, -2]], (8, 1))
+        runs[c.name] = {"c1": np.where(on, 1.0, -1.0), "logits": logits}
+    return runs
+
+
+def test_a_saturated_head_rules_out_the_scale_that_balance_prefers():
+    """Balance favours large centred inputs (0..255 minus a mean here); the head saturates under them."""
+    cands = list(P.RGB_CANDIDATES)
+    caffe, imagenet = "0..255 BGR minus Caffe mean", "ImageNet mean/std, RGB"
+    runs = _fake_runs(cands, {caffe: 15.0, "0..255 RGB": 20.0, "0..255 BGR": 20.0}, {caffe: 0.5, imagenet: 0.3})
+    early = [helper.make_node("Conv", ["x", "w"], ["c1"])]
+    evidence, scores = [], {}
+    chosen, confidence = P._by_balance(None, cands, runs, None, early, [("logits", "logits")], evidence, scores)
+    assert chosen.name == imagenet, evidence
+    assert scores["head_saturation"][caffe] == pytest.approx(15.0) and "saturates under" in evidence[0]
+    assert 0.3 <= confidence <= 0.5
+    # without the head the same statistics pick the large scale: the head is what decided
+    chosen, _ = P._by_balance(None, cands, runs, None, early, [], [], {})
+    assert chosen.name == caffe

@@ -1,0 +1,69 @@
+"""Preprocessing inferred for real foreign files (tests/corpus.json), against each package's own code.
+
+Marker ``wild``: the files come from the corpus cache (``scripts/corpus.py fetch``). The truths below
+were read from the preprocessing code of the package that ships each file; ``scripts/corpus.py
+preprocess`` prints the whole corpus against them. Only quick files are checked here.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+import onnxviz
+from onnxviz import preprocess as P
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import corpus  # noqa: E402
+
+pytestmark = pytest.mark.wild
+
+
+def _infer(name):
+    m = onnxviz.load(corpus.fetch_one(name), infer=False)
+    return P.infer(m, m.meta)
+
+
+def _convention(c: P.Candidate) -> tuple:
+    rounded = lambda vs: tuple(round(v, 3) for v in vs)  # noqa: E731
+    return c.channel_order, tuple(c.value_range), rounded(c.mean), rounded(c.std)
+
+
+def _truth(name: str) -> P.Candidate:
+    want = corpus.entry(name)["preprocessing"]["convention"]
+    return next(c for c in P.RGB_CANDIDATES + P.GRAY_CANDIDATES if c.name == want)
+
+
+@pytest.mark.parametrize("name", ["orinet", "orinet_fp16", "orinet_qdq"])
+def test_orinet_and_its_fp16_and_qdq_copies_get_imagenet_normalization(name):
+    """No labels, no BatchNorm: balance alone took 0..255 Caffe input; the 4-class head saturates there
+    (top-2 logit gap over 12 nats on photos), and the copies are judged on their float view."""
+    found = _infer(name)
+    assert _convention(found.candidate) == _convention(_truth(name)), found.evidence
+    sat = found.scores["head_saturation"]
+    assert min(v for k, v in sat.items() if "0..255" in k) > 12 > max(v for k, v in sat.items() if "0..255" not in k)
+    assert any("saturates under" in line for line in found.evidence)
+    if name != "orinet":
+        assert "judged on the float32 view" in found.evidence[0]
+
+
+def test_captcha_crnn_in_graph_normalization_does_not_claim_a_channel_order():
+    """Its 'means' (266.7, 84.2, 59.8) are a folded input BatchNorm, not photo means: the order is open
+    (the package feeds BGR; nothing in the file tells, so the evidence says it is undecided)."""
+    found = _infer("captcha_crnn")
+    assert found.candidate.value_range == (0.0, 255.0)
+    assert "not photo channel means" in found.evidence[0] and "R>G>B" not in found.evidence[0]
+    assert any("channel order not decided" in line for line in found.evidence)
+    assert found.confidence <= 0.5
+
+
+@pytest.mark.parametrize("name", ["mtcnn_rnet", "mtcnn_onet", "open_nsfw_tf", "ddddocr_int8", "ppocr_v3_det"])
+def test_files_found_right_stay_right(name):
+    found = _infer(name)
+    assert _convention(found.candidate) == _convention(_truth(name)), found.evidence
+
+
+def test_every_corpus_file_names_its_package_preprocessing():
+    for e in corpus.manifest():
+        assert _truth(e["name"]) is not None and e["preprocessing"]["source"], e["name"]
