@@ -13,8 +13,8 @@ import onnxviz
 from onnxviz.errors import ImageError, ObjectiveError, UnknownNodeError
 from onnxviz.optvis import objectives as obj
 from onnxviz.optvis import param, recipes, render
-from onnxviz.optvis.redirect import _SteepSidePReLU
-from onnxviz.optvis.render import Activations, _RedirectedClamp
+from onnxviz.optvis.redirect import _RedirectedClamp, _SteepSidePReLU
+from onnxviz.optvis.render import Activations
 
 torch.set_num_threads(2)
 

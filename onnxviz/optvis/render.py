@@ -37,7 +37,7 @@ from ..protocols import VisionModel
 from . import param as param_mod
 from . import transforms as tr
 from .objectives import Objective, as_objective
-from .redirect import _RedirectedClamp, output_modules, redirected_relus  # noqa: F401 (re-exported)
+from .redirect import output_modules, redirected_relus
 
 
 @dataclass
@@ -263,8 +263,8 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
 
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        redirect = stack.enter_context(redirected_relus(view, enabled=redirect_steps > 0,
-                                                        objective_modules=output_modules(view, [keys[n] for n in objective.layers])))
+        own = output_modules(view, [keys[n] for n in objective.layers])  # the objective's own modules
+        redirect = stack.enter_context(redirected_relus(view, enabled=redirect_steps > 0, objective_modules=own))
         iterator = progress_bar(steps, f"render {objective.name}"[:60], "step", enabled=progress,
                                 iterable=range(1, steps + 1), leave=False)
         for step in iterator:
