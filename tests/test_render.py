@@ -13,7 +13,8 @@ import onnxviz
 from onnxviz.errors import ImageError, ObjectiveError, UnknownNodeError
 from onnxviz.optvis import objectives as obj
 from onnxviz.optvis import param, recipes, render
-from onnxviz.optvis.render import Activations, _RedirectedClamp
+from onnxviz.optvis.redirect import _RedirectedClamp, _SteepSidePReLU
+from onnxviz.optvis.render import Activations
 
 torch.set_num_threads(2)
 
@@ -127,6 +128,46 @@ def test_relu_gradient_redirection():
     x2 = torch.tensor([[-1.0, 2.0]], requires_grad=True)
     (-_RedirectedClamp.apply(x2, 0.0, None).sum()).backward()
     assert x2.grad.tolist() == [[0.0, -1.0]]  # an image with some gradient keeps the plain ReLU gradient
+
+
+def test_negative_slope_prelu_gradient_goes_to_the_steep_side():
+    x = torch.tensor([[-1.0, 2.0]], requires_grad=True)
+    y = _SteepSidePReLU.apply(x, torch.tensor(-0.1))
+    assert torch.allclose(y, torch.tensor([[0.1, 2.0]]))  # the forward is the PReLU's
+    (-y.sum()).backward()
+    assert x.grad.tolist() == [[-1.0, -1.0]]  # both positions are raised (a plain PReLU lowers the first)
+
+
+def _v_unit(tmp_path, slope: float):
+    """A unit that rises on both sides of zero: a 3x3 mean filter, bias -0.6, PReLU(slope) (no
+    trained weights: the shape of the function is the point). At a gray start the filter gives
+    -0.1: on the shallow side when the slope is negative."""
+    from torch import nn
+
+    net = nn.Sequential(nn.Conv2d(3, 1, 3), nn.PReLU(1, init=slope)).eval()
+    with torch.no_grad():
+        net[0].weight.fill_(1 / 27)
+        net[0].bias.fill_(-0.6)
+    path = tmp_path / f"v{slope}.onnx"
+    torch.onnx.export(net, torch.rand(1, 3, 16, 16), path, dynamo=False, opset_version=13)
+    m = onnxviz.load(path, value_range=(0, 1), mean=[0, 0, 0], std=[1, 1, 1])
+    return m, next(lay.name for lay in m.layers if lay.op == "PRelu")
+
+
+def test_negative_slope_objective_climbs_its_steep_side(tmp_path):
+    """The V-shaped objective (MTCNN R-Net's p_re_lu_5:57 has slope -0.085) with plain gradients
+    darkens the image down the shallow side; redirected for the first steps it brightens it and
+    ends well above (0.14 against 0.06 in 64 steps). A positive slope is left alone."""
+    m, name = _v_unit(tmp_path, -0.1)
+    plain = render(m, obj.channel(name, 0), steps=64, seed=0, redirect_steps=0)
+    steep = render(m, obj.channel(name, 0), steps=64, seed=0)
+    assert steep.record["redirect_steps"] == 16
+    assert steep.record["activation_end"][0] > 2 * plain.record["activation_end"][0]
+    assert steep.images.mean() > 0.5 > plain.images.mean()
+    m, name = _v_unit(tmp_path, 0.1)
+    a = render(m, obj.channel(name, 0), steps=8, seed=0, redirect_steps=0)
+    b = render(m, obj.channel(name, 0), steps=8, seed=0)
+    assert a.record["activation_end"] == b.record["activation_end"]
 
 
 def test_from_photo_starts_at_the_photo():

@@ -9,7 +9,8 @@
 """
 from . import objectives, param, recipes, transforms
 from .objectives import Objective, as_objective
-from .render import RenderResult, redirected_relus, render
+from .redirect import redirected_relus
+from .render import RenderResult, render
 
 __all__ = ["render", "RenderResult", "Objective", "as_objective", "objectives", "param", "transforms",
            "recipes", "redirected_relus"]

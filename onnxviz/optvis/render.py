@@ -16,8 +16,9 @@ module that maps a model-input tensor to ``{layer name: activation}``.
 Dead units: a unit whose every input position is below a ReLU gives no gradient and the image
 would stay grey. For the first ``redirect_steps`` steps ReLU/ReLU6 gradients are *redirected*
 (Lucid): an image whose gradient through a ReLU is all zero gets the gradient of the units that
-would move back into range. Whatever remains dead is reported in the record (``dead``,
-``warnings``), never returned silently.
+would move back into range; an objective layer that is a PReLU with a negative slope (a V-shaped
+unit) gets the gradient of its steep side (``optvis/redirect.py`` says why). Whatever remains
+dead is reported in the record (``dead``, ``warnings``), never returned silently.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from ..protocols import VisionModel
 from . import param as param_mod
 from . import transforms as tr
 from .objectives import Objective, as_objective
+from .redirect import output_modules, redirected_relus
 
 
 @dataclass
@@ -100,60 +102,6 @@ def nchw(act: torch.Tensor, layout: str, info=None) -> torch.Tensor:
                 return act[:, prefix:].reshape(n, gh, gw, c).permute(0, 3, 1, 2)
         return act.transpose(1, 2)
     return act
-
-
-# ---------------------------------------------------------------------- ReLU gradient redirection
-class _RedirectedClamp(torch.autograd.Function):
-    """clamp(x, lo, hi) whose backward, for an image with an all-zero gradient, lets through the
-    gradient components that would move x back into (lo, hi) (Lucid's redirected_relu_grad)."""
-
-    @staticmethod
-    def forward(ctx, x, lo, hi):
-        ctx.save_for_backward(x)
-        ctx.lo, ctx.hi = lo, hi
-        return x.clamp(min=lo, max=hi)
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        lo, hi = ctx.lo, ctx.hi
-        inside = x > lo if hi is None else (x > lo) & (x < hi)
-        relu_grad = g * inside
-        zero = torch.zeros_like(g)
-        below_ok = torch.where(g < 0, g, zero)  # descending the loss raises x
-        redirected = torch.where(x <= lo, below_ok, g)
-        if hi is not None:
-            redirected = torch.where(x >= hi, torch.where(g > 0, g, zero), redirected)
-        mag = relu_grad.flatten(1).abs().sum(1) if g.dim() > 1 else relu_grad.abs()
-        use = (mag > 0).view(-1, *[1] * (g.dim() - 1))
-        return torch.where(use, relu_grad, redirected), None, None
-
-
-def _clamp_bounds(module: nn.Module):
-    if isinstance(module, nn.ReLU) and not module.inplace:
-        return 0.0, None
-    if isinstance(module, nn.Hardtanh) and not module.inplace and module.min_val == 0.0:
-        return 0.0, float(module.max_val)
-    return None
-
-
-@contextlib.contextmanager
-def redirected_relus(module: nn.Module, enabled: bool = True):
-    """Context manager: ReLU/ReLU6 modules of ``module`` redirect gradients; hooks always removed."""
-    handles = []
-    try:
-        if enabled:
-            for sub in module.modules():
-                bounds = _clamp_bounds(sub)
-                if bounds is None:
-                    continue
-                lo, hi = bounds
-                handles.append(sub.register_forward_hook(
-                    lambda m, inputs, out, lo=lo, hi=hi: _RedirectedClamp.apply(inputs[0], lo, hi)))
-        yield len(handles)
-    finally:
-        for h in handles:
-            h.remove()
 
 
 # ---------------------------------------------------------------------- helpers
@@ -287,6 +235,8 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
         param_desc = getattr(param_f, "__name__", "custom")
     transform = _as_transform(transforms, size)
     fit = tr.resize(fed or meta.input_size) if fit_input else (lambda x, g=None: x)
+    # the resize back to the fed size joins the transforms' geometric run: one resample per step
+    step_transform = tr.compose([transform, fit]) if fit_input else transform
 
     def forward(img: torch.Tensor) -> Activations:
         inp = meta.to_model_input(img)
@@ -313,7 +263,8 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
 
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        redirect = stack.enter_context(redirected_relus(view, enabled=redirect_steps > 0))
+        own = output_modules(view, [keys[n] for n in objective.layers])  # the objective's own modules
+        redirect = stack.enter_context(redirected_relus(view, enabled=redirect_steps > 0, objective_modules=own))
         iterator = progress_bar(steps, f"render {objective.name}"[:60], "step", enabled=progress,
                                 iterable=range(1, steps + 1), leave=False)
         for step in iterator:
@@ -322,7 +273,7 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
             opt.zero_grad(set_to_none=True)
             img = image_f()
             img.retain_grad()
-            T = forward(fit(transform(img, generator)))
+            T = forward(step_transform(img, generator))
             values = objective(T)
             total = values.sum()
             for r in regularizers:
