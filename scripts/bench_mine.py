@@ -142,11 +142,12 @@ def bench_model(path: Path, folder: Path, args) -> dict:
 
     run = Path(tempfile.mkdtemp(prefix="bench_run_"))
     code = ("import json, sys, time; from onnxviz.mining import mine\n"
-            "kw = dict(top=16, bottom=16, batch_size=%d, threads=%d, workers=%d, progress=False, thumbs=False)\n"
+            "kw = dict(top=16, bottom=16, batch_size=%d, threads=%d, workers=%d, progress=False, thumbs=False, "
+            "decoder=%r)\n"
             "s1 = mine(%r, %r, %r, stop_after=%d, **kw)\n"
             "t = time.perf_counter(); s2 = mine(%r, %r, %r, **kw)\n"
             "print(json.dumps([s1.throughput, s2.throughput, time.perf_counter() - t - s2.seconds]))"
-            % (bs, args.threads, args.workers, str(path), str(folder), str(run), n // bs,
+            % (bs, args.threads, args.workers, args.decoder, str(path), str(folder), str(run), n // bs,
                str(path), str(folder), str(run)))
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
@@ -156,7 +157,7 @@ def bench_model(path: Path, folder: Path, args) -> dict:
 
 
 def table(results: list, args) -> str:
-    lines = [f"batch {args.batch}, {args.threads} onnxruntime/torch threads, {args.workers} decode threads, "
+    lines = [f"batch {args.batch}, {args.threads} onnxruntime/torch threads, {args.workers} decode {args.decoder}, "
              f"{os.cpu_count()} CPUs; img/s", "",
              "| model | logits | stats session | core start | core steady | torch hooks | e2e start | e2e steady |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -185,7 +186,8 @@ def main(argv=None) -> int:
     ap.add_argument("--photo-dir", default=str(REPO / "data" / "photos"), help="collect_photos.py's folder")
     ap.add_argument("--batch-size", "--batch", dest="batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime / torch threads")
-    ap.add_argument("--workers", type=int, default=2, help="decoder threads")
+    ap.add_argument("--workers", type=int, default=2, help="decoder threads (or processes)")
+    ap.add_argument("--decoder", choices=["threads", "processes"], default="threads", help="end to end: how to decode")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--out", default=None, help="write the table (markdown) here")
