@@ -42,6 +42,13 @@ def save_digit(image: np.ndarray, path) -> None:
     Image.fromarray((image.transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)).save(path)
 
 
+def save_digit_folder(images: np.ndarray, labels: np.ndarray, root, n: int):
+    """The first ``n`` digits as ``root/000_<label>.png`` ...: a user's image folder for mining tests."""
+    for i in range(n):
+        save_digit(images[i], root / f"{i:03d}_{labels[i]}.png")
+    return root
+
+
 def digits_images() -> tuple:
     """(images (N, 3, 16, 16) RGB in [0, 1] as onnxviz images, labels (N,))."""
     from sklearn.datasets import load_digits

@@ -15,7 +15,7 @@ from onnxviz import attribution as A
 from onnxviz.errors import ObjectiveError, OnnxVizError
 from onnxviz.mining import mine, merge_runs, open_results
 from onnxviz.mining import spectrum as SP
-from digits import save_digit
+from digits import save_digit_folder
 
 N = 60
 
@@ -29,8 +29,7 @@ def digits(digits_onnx):
 def folder(digits_data, tmp_path_factory):
     images, labels = digits_data
     root = tmp_path_factory.mktemp("digits_attr")
-    for i in range(N):
-        save_digit(images[i], root / f"{i:03d}_{labels[i]}.png")
+    save_digit_folder(images, labels, root, N)
     return root
 
 

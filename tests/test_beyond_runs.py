@@ -14,7 +14,7 @@ from onnxviz.cli import main
 from onnxviz.mining import mine, open_results
 from onnxviz.optvis import objectives as obj
 from onnxviz.optvis.accentuate import accentuate
-from digits import save_digit
+from digits import save_digit_folder
 
 LAYER = "relu_2"
 N = 60
@@ -25,8 +25,7 @@ FAST = ["--steps", "4", "--size", "16", "--no-progress"]
 def folder(digits_data, tmp_path_factory):
     images, labels = digits_data
     root = tmp_path_factory.mktemp("digits_beyond")
-    for i in range(N):
-        save_digit(images[i], root / f"{i:03d}_{labels[i]}.png")
+    save_digit_folder(images, labels, root, N)
     return root
 
 

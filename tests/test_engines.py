@@ -20,7 +20,7 @@ from onnxviz.engines import work
 from onnxviz.mining import mine, open_source
 from onnxviz.mining.datasets import key_reader
 from onnxviz.mining.topk import TopK
-from digits import save_digit
+from digits import save_digit_folder
 
 N = 70
 
@@ -29,8 +29,7 @@ N = 70
 def folder(digits_data, tmp_path_factory):
     images, labels = digits_data
     root = tmp_path_factory.mktemp("engine_png")
-    for i in range(N):
-        save_digit(images[i], root / f"{i:03d}_{labels[i]}.png")
+    save_digit_folder(images, labels, root, N)
     (root / "broken.png").write_bytes(b"not a png")
     return root
 
