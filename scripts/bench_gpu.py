@@ -12,12 +12,15 @@ architecture with random weights is exported (the speed does not depend on the w
 Measured per batch size (64, 128, 256), synthetic input made on the host (so the host-to-GPU
 copy is counted, as in a real run), best of a few timed batches after warm-up:
   logits       the model alone (the speed of the model)
-  stats        the mining session: in-graph mean/max of every channel of every layer
+  stats        the mining session: in-graph mean/max of every channel of every layer (also fed uint8
+               pixels preprocessed in the graph, and with the argmax positions computed inline)
   mining core  stats + the streaming top/bottom-16 update on the host (what one worker does)
   decode       JPEG decode + resize + preprocessing of real photos with Pillow's draft mode, per
                CPU process and for all cores (processes); end to end is bounded by min(core, decode)
-With --photos DIR, the real `mine` runs end to end over those photos (listed --repeat times).
-Projection: hours for 50,000 (ImageNet val) and 1,281,167 (ImageNet train) images per GPU.
+With --photos DIR, the real `mine` runs end to end over those photos (listed --repeat times), once
+per --variants entry, with the loop's stages (where its thread waited) of each.
+Projection: hours for 50,000 (ImageNet val) and 1,281,167 (ImageNet train) images per GPU, end to
+end from the best real run with its end (pass 2, examples table) included.
 Finishes in under 4 minutes on an H100.
 """
 from __future__ import annotations
@@ -97,7 +100,8 @@ def _decode_many(args) -> int:
 
 def real_mine(m, args, batch: int) -> dict:
     """The real ``mine`` (decoders, in-graph statistics, top-k, spectrum, end of run) over real photos,
-    once per decoder kind (threads in this process, or worker processes)."""
+    once per variant DECODER:FEED:POSITIONS (decoder threads or processes; uint8 pixels preprocessed in
+    the graph or floats made on the host; argmax positions inline in pass 1 or in a pass 2)."""
     import tempfile
 
     from onnxviz.mining import mine
@@ -107,18 +111,20 @@ def real_mine(m, args, batch: int) -> dict:
     (tmp / "list.txt").write_text("".join(f"{f.resolve()}\n" for f in files * args.repeat))
     workers = max(2, (os.cpu_count() or 2) - 2)
     runs = {}
-    for decoder in args.decoders.split(","):
+    for variant in args.variants.split(","):
+        decoder, feed, positions = variant.split(":")
         t = time.perf_counter()
-        s = mine(m, tmp / "list.txt", tmp / decoder, batch_size=batch, workers=workers, progress=False,
-                 thumbs=False, decoder=decoder)
+        s = mine(m, tmp / "list.txt", tmp / variant.replace(":", "_"), batch_size=batch, workers=workers,
+                 progress=False, thumbs=False, decoder=decoder, pixels=feed == "pixels", positions=positions)
         wall = time.perf_counter() - t
-        runs[decoder] = {"images": s.images, "photos": len(files), "repeat": args.repeat, "batch": batch,
+        runs[variant] = {"images": s.images, "photos": len(files), "repeat": args.repeat, "batch": batch,
                          "decoders": workers, "img_s_loop": s.throughput, "seconds_wall": wall,
-                         "img_s_wall": s.images / wall, "seconds_end_of_run": wall - s.seconds}
-        print(f"real mine ({workers} decoder {decoder}): {s.images} images, {s.throughput:.0f} img/s in the loop, "
-              f"{s.images / wall:.0f} img/s with the end of the run ({wall:.1f} s)", flush=True)
-    best = max(runs.values(), key=lambda r: r["img_s_loop"])
-    return {"runs": runs, "img_s_loop": best["img_s_loop"]}
+                         "img_s_wall": s.images / wall, "seconds_end_of_run": wall - s.seconds, "stages": s.stages}
+        print(f"real mine ({workers} decoder {decoder}, {feed}, positions {positions}): {s.images} images, "
+              f"{s.throughput:.0f} img/s in the loop, {s.images / wall:.0f} img/s with the end of the run "
+              f"({wall:.1f} s); " + ", ".join(f"{k} {v:.1f} s" for k, v in s.stages.items()), flush=True)
+    best = max(runs.values(), key=lambda r: r["img_s_wall"])
+    return {"runs": runs, "img_s_loop": best["img_s_loop"], "img_s_wall": best["img_s_wall"]}
 
 
 def main(argv=None) -> int:
@@ -128,7 +134,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test on CPU)")
     ap.add_argument("--photos", default=None, help="folder of real JPEGs: also run the real `mine` end to end")
     ap.add_argument("--repeat", type=int, default=4, help="list each photo this many times in that run")
-    ap.add_argument("--decoders", default="threads,processes", help="decoders of the real runs, one run each")
+    ap.add_argument("--variants", default="processes:floats:pass2,processes:pixels:pass2,processes:pixels:inline,"
+                    "threads:pixels:inline", help="real runs, DECODER:FEED:POSITIONS each (see real_mine)")
     args = ap.parse_args(argv)
     with contextlib.ExitStack() as stack:
         return run(args, stack)
@@ -150,6 +157,8 @@ def run(args, stack) -> int:
     logits = m.session(providers=providers)
     on_gpu = "CUDAExecutionProvider" in logits.providers
     stats = m.stats_runner(None, providers=providers, stats=("mean", "max"))
+    stats_px = m.stats_runner(None, providers=providers, stats=("mean", "max"), pixels=True)
+    stats_arg = m.stats_runner(None, providers=providers, stats=("mean", "max", "argmax"))  # positions inline
     layers = [lay for lay in m.layers if lay.units]
     units = sum(lay.units for lay in layers)
     batches = [8] if args.quick else [int(b) for b in args.batches.split(",")]
@@ -159,8 +168,11 @@ def run(args, stack) -> int:
     pool = stack.enter_context(lists_executor())  # as mine() does: threads for the lists on many cores
     for b in batches:
         x = m.prepare(rng.random((b, 3, 224, 224), dtype=np.float32))
+        px = rng.integers(0, 256, (b, 224, 224, 3), dtype=np.uint8)  # as decoded: a quarter of the bytes
         r_logits = b / timed(lambda: logits.run(x), warmup, reps)
         r_stats = b / timed(lambda: stats.run(x), warmup, reps)
+        r_stats_px = b / timed(lambda: stats_px.run(px), warmup, reps)
+        r_stats_arg = b / timed(lambda: stats_arg.run(x), warmup, reps)
         names = [lay.name for lay in layers]
         fused = fuse_lists({(lay.name, s, d): TopK(lay.units, 16, d == "top") for lay in layers
                             for s in ("mean", "max") for d in ("top", "bottom")}, names)
@@ -176,10 +188,12 @@ def run(args, stack) -> int:
 
         r_core_start = b / timed(core, 0, 2)  # the lists fill up: most units change
         r_core = b / timed(core, warmup + 6, reps)  # after ~10 batches: fewer units change per batch
-        rows.append({"batch": b, "logits_img_s": r_logits, "stats_img_s": r_stats, "mining_core_start_img_s":
+        rows.append({"batch": b, "logits_img_s": r_logits, "stats_img_s": r_stats, "stats_pixels_img_s": r_stats_px,
+                     "stats_argmax_img_s": r_stats_arg, "mining_core_start_img_s":
                      r_core_start, "mining_core_img_s": r_core, "core_vs_logits": r_core / r_logits,
                      "topk_ms_per_batch": 1000 * (b / r_core - b / r_stats)})
-        print(f"batch {b}: logits {r_logits:.0f} img/s, stats {r_stats:.0f}, mining core {r_core:.0f} "
+        print(f"batch {b}: logits {r_logits:.0f} img/s, stats {r_stats:.0f} (uint8 pixels in: {r_stats_px:.0f}, "
+              f"with argmax: {r_stats_arg:.0f}), mining core {r_core:.0f} "
               f"(start {r_core_start:.0f}), core/logits {r_core / r_logits:.2f}, "
               f"top-k update {rows[-1]['topk_ms_per_batch']:.0f} ms/batch", flush=True)
         del xs
@@ -205,7 +219,7 @@ def run(args, stack) -> int:
     print(f"the same machine's {os.cpu_count()} CPU cores: logits {r_cpu:.0f} img/s; "
           f"GPU mining core / CPU logits {best['mining_core_img_s'] / r_cpu:.1f}x", flush=True)
     real = real_mine(m, args, best["batch"]) if args.photos else None
-    e2e = real["img_s_loop"] if real else min(best["mining_core_img_s"], r_dec)
+    e2e = real["img_s_wall"] if real else min(best["mining_core_img_s"], r_dec)
     projection = {name: {"images": n, "hours_mining_core": n / best["mining_core_img_s"] / 3600,
                          "hours_end_to_end": n / e2e / 3600} for name, n in IMAGENET.items()}
     result = {"model": str(path), "layers": len(layers), "channels": units, "providers": logits.providers,
@@ -217,7 +231,8 @@ def run(args, stack) -> int:
     for name, p in projection.items():
         print(f"{name}: {p['images']} images: {p['hours_mining_core'] * 60:.1f} min at the mining-core rate, "
               f"{p['hours_end_to_end'] * 60:.1f} min end to end "
-              f"({'the real mine run' if real else 'bounded by decoding'}, {cores} cores, one GPU)")
+              f"({'the best real mine run, its end included' if real else 'bounded by decoding'}, {cores} cores, "
+              "one GPU)")
     if not on_gpu:
         print("warning: CUDAExecutionProvider did not load: these are CPU numbers", file=sys.stderr)
     out.parent.mkdir(parents=True, exist_ok=True)

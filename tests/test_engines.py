@@ -143,14 +143,15 @@ def test_ray_spectrum_and_atlas_samples_equal_local_and_resume_by_block(digits_o
     from onnxviz.engines import ray as R
 
     kw = dict(top=2, bottom=2, batch_size=16, progress=False, thumbs=False, spectrum=24, atlas_layers="relu_2",
-              atlas_per_image=3, seed=5)
+              atlas_per_image=3, seed=5, positions="pass2")  # pass 2 on the actors (the other test: inline)
     assert mine(model, folder, tmp_path / "local", threads=1, **kw).complete
     s1 = R.mine(model, folder, tmp_path / "ray", workers=2, block_size=16, stop_after=2, **kw)
     assert not s1.complete and s1.processed_now == 32
     res = CliRunner().invoke(cli, ["mine", digits_onnx, str(folder), "--out", str(tmp_path / "ray"), "--engine", "ray",
                                    "--workers", "2", "--block-size", "16", "--batch-size", "16", "--top", "2",
                                    "--bottom", "2", "--spectrum", "24", "--atlas-layers", "relu_2",
-                                   "--atlas-per-image", "3", "--seed", "5", "--no-progress", "--no-thumbs"])
+                                   "--atlas-per-image", "3", "--seed", "5", "--no-progress", "--no-thumbs",
+                                   "--positions", "pass2"])
     assert res.exit_code == 0 and "resumed after 32" in res.output, res.output
     for table in ("spectrum", "atlas_samples", "examples"):
         assert _rows(tmp_path / "ray", table) == _rows(tmp_path / "local", table), table

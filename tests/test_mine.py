@@ -221,6 +221,31 @@ def test_argmax_positions_and_crops_point_at_the_true_maximum(digits_model, digi
             assert Image.open(e.image).size == (16, 16)
 
 
+def test_inline_positions_equal_pass_2_and_need_no_second_pass(digits_model, digits_folder, digits_run, tmp_path,
+                                                               monkeypatch):
+    import importlib
+
+    mine_module = importlib.import_module("onnxviz.mining.mine")  # the module (``onnxviz.mining.mine`` is the function)
+
+    wanted = []
+    real = mine_module.wanted_images
+    monkeypatch.setattr(mine_module, "wanted_images", lambda st: wanted.append(real(st)) or wanted[-1])
+    s = mine(digits_model, digits_folder, tmp_path / "inline", top=5, bottom=4, batch_size=16, threads=1, workers=2,
+             progress=False, positions="inline")
+    assert s.complete and wanted == [[]]  # every example's position came with pass 1
+    p = mine(digits_model, digits_folder, tmp_path / "pass2", top=5, bottom=4, batch_size=16, threads=1, workers=2,
+             progress=False, thumbs=False, positions="pass2")
+    assert p.complete and len(wanted[-1]) > 0  # pass 2 ran, over the example images
+    inline, pass2 = _all_rows(tmp_path / "inline"), _all_rows(tmp_path / "pass2")
+    assert len(inline) == len(pass2) > 0
+    # the same examples at the same positions; a value may differ in its last bit (with an ArgMax in
+    # the graph onnxruntime keeps some maps in another layout and sums them in another order)
+    assert [r[:6] + r[7:] for r in inline] == [r[:6] + r[7:] for r in pass2]
+    assert np.allclose([r[6] for r in inline], [r[6] for r in pass2], rtol=1e-6, atol=1e-7)
+    with pytest.raises(onnxviz.mining.MiningError, match="positions must be"):
+        mine(digits_model, digits_folder, tmp_path / "x", positions="later")
+
+
 def test_resume_after_interruption_is_identical(digits_model, digits_folder, digits_run, tmp_path):
     out = tmp_path / "run"
     s1 = mine(digits_model, digits_folder, out, top=5, bottom=4, batch_size=16, threads=1, progress=False,

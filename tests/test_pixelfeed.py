@@ -103,3 +103,23 @@ def test_mining_a_model_that_cannot_take_pixels_says_why(tmp_path):
     assert pixel_feed(model, None) is False
     with pytest.raises(MiningError, match="cannot feed .* uint8 pixels: input 'input' is UINT8"):
         pixel_feed(model, True)
+
+
+def test_fit_resizes_only_the_crop_and_matches_resize_then_crop():
+    """Mining's decode resizes just the region the center crop keeps (Pillow's box): the same numbers as
+    resizing the whole photo and cropping, up to rounding (at most 1, in under 1% of the values)."""
+    from PIL import Image
+
+    from onnxviz.images import _RESAMPLE, _geometry, fit, imagenet_photos, open_rgb, sample_image_path
+
+    photos = [sample_image_path()] + [p for p, _ in imagenet_photos()][:6]
+    assert len(photos) >= 3
+    for path in photos:
+        img = open_rgb(path)
+        for size, resize, interp in (((224, 224), 256, "bilinear"), ((96, 128), None, "bicubic")):
+            nw, nh, left, top = _geometry(img.size, size, resize)
+            full = img.resize((nw, nh), _RESAMPLE[interp]).crop((left, top, left + size[1], top + size[0]))
+            got = np.asarray(fit(img, size, resize, interp)).astype(int)
+            diff = np.abs(got - np.asarray(full).astype(int))
+            assert got.shape == (size[0], size[1], 3)
+            assert diff.max() <= 1 and (diff > 0).mean() < 0.01, (path, size, diff.max(), (diff > 0).mean())

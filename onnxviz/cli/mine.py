@@ -25,6 +25,9 @@ from .options import engine_options, load_model, meta_options
 @click.option("--threads", default=None, type=click.IntRange(1), help="onnxruntime intra-op threads.")
 @click.option("--decoder", type=click.Choice(["threads", "processes"]), default="threads", show_default=True,
               help="local: decode in threads or in --workers processes (threads measured faster on 2 cores).")
+@click.option("--positions", type=click.Choice(["auto", "inline", "pass2"]), default="auto", show_default=True,
+              help="Argmax positions of the examples: with the statistics of every image (inline), or in a second "
+              "pass over the example images only (pass2); auto: inline on CUDA or when most images will be examples.")
 @click.option("--shard", default=None, help="i/n: mine every n-th image starting at i (merge with mine-merge).")
 @click.option("--limit", default=None, type=click.IntRange(1), help="Only the first N images.")
 @click.option("--overwrite", is_flag=True, help="Start over instead of resuming an existing run.")
@@ -39,7 +42,8 @@ from .options import engine_options, load_model, meta_options
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the spectrum and atlas samplers.")
 @engine_options
 @meta_options
-def mine(model_path, source, out, layers, top, bottom, batch_size, workers, threads, decoder, shard, limit, overwrite,
+def mine(model_path, source, out, layers, top, bottom, batch_size, workers, threads, decoder, positions, shard, limit,
+         overwrite,
          no_progress, no_thumbs, spectrum, atlas_layers, atlas_per_image, seed, engine, address, gpus_per_worker,
          block_size, **meta_kwargs):
     """Dataset examples: the top/bottom images of every unit of MODEL_PATH over SOURCE.
@@ -53,7 +57,8 @@ def mine(model_path, source, out, layers, top, bottom, batch_size, workers, thre
     cmd = command("mine", model_path, source, out=out, layers=layers, top=top, bottom=bottom, batch_size=batch_size,
                   shard=shard, limit=limit, spectrum=spectrum, atlas_layers=atlas_layers,
                   atlas_per_image=atlas_per_image if atlas_layers else None, seed=seed, **meta_opts)
-    kw = dict(spectrum=spectrum, atlas_layers=atlas_layers, atlas_per_image=atlas_per_image, seed=seed)
+    kw = dict(spectrum=spectrum, atlas_layers=atlas_layers, atlas_per_image=atlas_per_image, seed=seed,
+              positions=positions)
     if engine == "ray":
         kw |= dict(address=address, gpus_per_worker=gpus_per_worker, block_size=block_size)
         workers = workers or 2

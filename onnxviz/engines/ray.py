@@ -9,7 +9,8 @@ Mining is a Ray Data pipeline over the blocks of a run (see work.py)::
 The driver owns the run's SQLite store (the same file a local run writes, opened and finished by
 mining/run.py as every engine's is): it folds each finished block into the state and checkpoints
 state + samples + finished block ids in one transaction, so an interrupted run resumes without
-redoing a finished block. Pass 2 (argmax positions of the examples) runs on the same actors. The
+redoing a finished block. Pass 2 (argmax positions of the examples) runs on the same actors, when
+pass 1 did not compute them (the same rule as the local run: ``mine.auto_positions``). The
 result equals the single-process run's, row for row.
 
 Rendering every unit of a layer sends fixed chunks of units to UnitRenderer actors; the driver
@@ -31,7 +32,7 @@ import numpy as np
 
 from ..errors import OnnxVizError
 from ..mining.datasets import ImageSource, key_reader, open_source
-from ..mining.mine import pixel_feed
+from ..mining.mine import auto_positions, pixel_feed
 from ..mining.run import MiningError, Stopper, Summary, open_run, set_positions, wanted_images
 from ..mining.samplers import Samplers
 from ..progress import bar as progress_bar
@@ -93,8 +94,9 @@ def _decode(row: dict, reader, spec: work.ModelSpec, threads: int) -> dict:
 
 
 class _Mine:
-    def __init__(self, spec, layers, top, bottom, batch_size, threads, providers, positions, samplers):
-        self.worker = work.BlockMiner(spec, layers, top, bottom, batch_size, threads, providers, positions, samplers)
+    def __init__(self, spec, layers, top, bottom, batch_size, threads, providers, positions, samplers, inline):
+        self.worker = work.BlockMiner(spec, layers, top, bottom, batch_size, threads, providers, positions, samplers,
+                                      inline)
 
     def __call__(self, row: dict) -> dict:
         x, good = row["x"], row["good"]
@@ -106,7 +108,8 @@ class _Mine:
 
 
 def _pipeline(ray, blocks: dict, reader, spec, layers, top, bottom, batch_size, workers, threads, providers,
-              gpus: float, decode_threads: int, positions: bool, samplers: Optional[Samplers] = None):
+              gpus: float, decode_threads: int, positions: bool, samplers: Optional[Samplers] = None,
+              inline: bool = False):
     """The Ray Data dataset: one row per block in, one partial result per block out."""
     items = [{"block": b, "indices": np.asarray(idx, np.int64), "keys": pickle.dumps(keys)}
              for b, (idx, keys) in blocks.items()]
@@ -115,7 +118,7 @@ def _pipeline(ray, blocks: dict, reader, spec, layers, top, bottom, batch_size, 
     actor = dict(num_gpus=gpus) if gpus else dict(num_cpus=0.5)
     return ds.map(_Mine, fn_constructor_kwargs=dict(spec=spec, layers=layers, top=top, bottom=bottom,
                                                    batch_size=batch_size, threads=threads, providers=providers,
-                                                   positions=positions, samplers=samplers),
+                                                   positions=positions, samplers=samplers, inline=inline),
                   compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, workers)), **actor)
 
 
@@ -124,13 +127,14 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
          overwrite: bool = False, progress: bool = True, address: Optional[str] = None, num_cpus: Optional[int] = None,
          gpus_per_worker: float = 0, block_size: Optional[int] = None, stop_after: Optional[int] = None,
          checkpoint_seconds: float = 20.0, thumbs: bool = True, command: str = "", spectrum: int = 128,
-         atlas_layers=None, atlas_per_image: int = 8, seed: int = 0) -> Summary:
+         atlas_layers=None, atlas_per_image: int = 8, seed: int = 0, positions: str = "auto") -> Summary:
     """``onnxviz.mining.mine`` on Ray: the same arguments and the same store, plus where to run.
 
     workers: onnxruntime actors (one session each); gpus_per_worker: e.g. 1 to give each a GPU
     (providers default to CUDA then); block_size: images per block (default 8 batches);
     stop_after: stop after that many blocks (as if interrupted; tests). address/num_cpus: see
     :func:`session`. The spectrum and atlas samples are taken per block and merged exactly.
+    ``positions``: as ``mining.mine``'s (pass 2 runs on the actors).
     """
     from .. import load
 
@@ -161,8 +165,12 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
             _context(progress)
             threads = threads or _threads_per_worker(ray, workers, gpus_per_worker)
             if todo:
+                if positions == "auto":
+                    positions = auto_positions(providers, len(indices),
+                                               sum(r["units"] for r in run.records) * (top + bottom))
                 ds = _pipeline(ray, todo, reader, spec, names, top, bottom, batch_size, workers, threads, providers,
-                               gpus_per_worker, 2, positions=False, samplers=samplers.fresh() if samplers else None)
+                               gpus_per_worker, 2, positions=False, samplers=samplers.fresh() if samplers else None,
+                               inline=positions == "inline")
                 for row in ds.iter_rows():
                     work.fold_block(run.states, samplers, pickle.loads(row["result"]))
                     rows = pickle.loads(row["rows"])

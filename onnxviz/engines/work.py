@@ -118,13 +118,15 @@ class BlockMiner:
 
     def __init__(self, spec: ModelSpec, layers: Sequence[str], top: int, bottom: int, batch_size: int,
                  threads: Optional[int] = None, providers=None, positions: bool = False,
-                 samplers: Optional[Samplers] = None):
+                 samplers: Optional[Samplers] = None, inline: bool = False):
+        """``positions``: this miner computes pass 2's argmax; ``inline``: pass 1 ranks with the
+        positions too (see ``mining.mine``'s ``positions``)."""
         self.model = spec.load()
         self.top, self.bottom, self.batch_size = top, bottom, batch_size
         self.positions = positions
         self.samplers = None if positions else samplers
         self.runner = self.model.stats_runner(list(layers), providers=providers, threads=threads,
-                                              stats=("argmax",) if positions else STATS,
+                                              stats=("argmax",) if positions else STATS + (("argmax",) if inline else ()),
                                               maps=list(self.samplers.atlas) if self.samplers else [],
                                               pixels=spec.pixels)
         self.names = [lay.name for lay in self.runner.layers]

@@ -290,9 +290,13 @@ def layer_records(model, layers: list) -> list:
 
 # ---------------------------------------------------------------------------- pass 2 (positions)
 def wanted_images(states: dict) -> list:
-    """The images in some list (sorted): those whose argmax positions pass 2 computes."""
-    idx = np.concatenate([t.result()[1].ravel() for t in states.values()] or [np.zeros(0, np.int64)])
-    return np.unique(idx[idx >= 0]).tolist()
+    """The images in some list whose position there is unknown (sorted): those pass 2 computes.
+    All example images, unless pass 1 computed the positions (on a GPU, see ``mine``)."""
+    parts = [np.zeros(0, np.int64)]
+    for t in states.values():
+        _values, idx, pos = t.result()
+        parts.append(idx[(idx >= 0) & (pos < 0)])
+    return np.unique(np.concatenate(parts)).tolist()
 
 
 def set_positions(states: dict, good: list, argmax: dict) -> None:
