@@ -255,12 +255,19 @@ class Model:
         out = runner.run_batched(x, batch_size, [lay.tensor for lay in layers])
         return {lay.name: out[lay.tensor] for lay in layers}
 
-    def stats_runner(self, names=None, providers=None, threads=None, stats=G.STATS, maps=(), spin: bool = True):
+    def stats_runner(self, names=None, providers=None, threads=None, stats=G.STATS, maps=(), spin: bool = True,
+                     pixels: bool = False):
         """A session that returns per-channel mean/max/argmax of each layer (computed in the graph),
-        and with ``maps`` the full activation maps of those layers too (``run(x, maps=True)``)."""
+        and with ``maps`` the full activation maps of those layers too (``run(x, maps=True)``).
+        ``pixels``: it takes uint8 (N, H, W, 3) RGB pixels and preprocesses them in the graph (pixelfeed.py)."""
         from .backends.ort import StatsRunner
 
-        return StatsRunner(self.proto, self.resolve(names), providers, threads, stats, input_name=self.input_name,
+        proto, name = self.proto, self.input_name
+        if pixels:
+            from .pixelfeed import PIXELS, add_pixel_input
+
+            proto, name = add_pixel_input(proto, name, self.meta), PIXELS
+        return StatsRunner(proto, self.resolve(names), providers, threads, stats, input_name=name,
                            extras=self._extras, maps=[self.layer(m) for m in maps], spin=spin)
 
     def channel_stats(self, x: np.ndarray, names=None, batch_size: int = 32, providers=None, threads=None) -> dict:

@@ -56,15 +56,20 @@ def _rows(run_dir, table="examples") -> list:
         db.close()
 
 
-def test_blocks_folded_in_any_order_equal_one_pass(model, folder):
+@pytest.mark.parametrize("pixels", [False, True])
+def test_blocks_folded_in_any_order_equal_one_pass(model, folder, pixels):
+    """Blocks (as uint8 pixels with ``pixels``: a quarter of the bytes between stages) equal one float pass."""
     src = open_source(folder)
-    miner = work.BlockMiner(work.ModelSpec.of(model), [lay.name for lay in model.layers], 5, 4, 16, threads=1)
+    names = [lay.name for lay in model.layers]
+    miner = work.BlockMiner(work.ModelSpec.of(model), names, 5, 4, 16, threads=1)
+    block_miner = work.BlockMiner(work.ModelSpec.of(model, pixels), names, 5, 4, 16, threads=1)
     blocks = work.plan_blocks(range(len(src)), 13)
     parts = []
     for idx in blocks:
         keys = [src.key(i) for i in idx]
-        packed = work.pack_decoded(work.decode_block(key_reader(src), model.meta, idx, keys, threads=2), keys)
-        parts.append(miner.mine(packed["x"], packed["good"]))
+        packed = work.pack_decoded(work.decode_block(key_reader(src), model.meta, idx, keys, 2, pixels), keys)
+        assert packed["x"].dtype == (np.uint8 if pixels else np.float32)
+        parts.append(block_miner.mine(packed["x"], packed["good"]))
     one = {key: TopK(t[0].shape[0], t[0].shape[1], key[2] == "top") for key, t in parts[0].items()}
     other = {key: TopK(t.units, t.k, t.largest) for key, t in one.items()}
     for p in parts:

@@ -114,8 +114,8 @@ class Runner:
         self.providers = self.session.get_providers()
         inputs = {i.name: i for i in self.session.get_inputs()}
         self.input_name = input_name or next(iter(inputs))
-        self.input_dtype = np.float16 if inputs.get(self.input_name) is not None and \
-            inputs[self.input_name].type == "tensor(float16)" else np.float32
+        kind = inputs[self.input_name].type if self.input_name in inputs else ""
+        self.input_dtype = {"tensor(float16)": np.float16, "tensor(uint8)": np.uint8}.get(kind, np.float32)
         self.extras = {k: v for k, v in (extras or {}).items() if k in inputs and k != self.input_name}
         self.output_names = [o.name for o in self.session.get_outputs()]
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from ..errors import OnnxVizError
 from ..mining.datasets import ImageSource, key_reader, open_source
+from ..mining.mine import pixel_feed
 from ..mining.run import MiningError, Stopper, Summary, open_run, set_positions, wanted_images
 from ..mining.samplers import Samplers
 from ..progress import bar as progress_bar
@@ -82,11 +83,12 @@ def _context(progress: bool):
     return ctx
 
 
-def _decode(row: dict, reader, meta: dict, threads: int) -> dict:
+def _decode(row: dict, reader, spec: work.ModelSpec, threads: int) -> dict:
     from ..meta import ModelMeta
 
     keys = list(pickle.loads(row["keys"]))
-    decoded = work.decode_block(reader, ModelMeta.from_dict(meta), row["indices"].tolist(), keys, threads)
+    decoded = work.decode_block(reader, ModelMeta.from_dict(spec.meta), row["indices"].tolist(), keys, threads,
+                                spec.pixels)
     return {"block": row["block"], **work.pack_decoded(decoded, keys)}
 
 
@@ -109,7 +111,7 @@ def _pipeline(ray, blocks: dict, reader, spec, layers, top, bottom, batch_size, 
     items = [{"block": b, "indices": np.asarray(idx, np.int64), "keys": pickle.dumps(keys)}
              for b, (idx, keys) in blocks.items()]
     ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
-    ds = ds.map(_decode, fn_kwargs=dict(reader=reader, meta=spec.meta, threads=decode_threads), num_cpus=0.5)
+    ds = ds.map(_decode, fn_kwargs=dict(reader=reader, spec=spec, threads=decode_threads), num_cpus=0.5)
     actor = dict(num_gpus=gpus) if gpus else dict(num_cpus=0.5)
     return ds.map(_Mine, fn_constructor_kwargs=dict(spec=spec, layers=layers, top=top, bottom=bottom,
                                                    batch_size=batch_size, threads=threads, providers=providers,
@@ -142,7 +144,7 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
     if gpus_per_worker and providers is None:
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
     samplers = Samplers.of(model, spectrum, atlas_layers, atlas_per_image, seed)
-    spec = work.ModelSpec.of(model)
+    spec = work.ModelSpec.of(model, pixels=pixel_feed(model, None))
     with open_run(model, src, out, layers, top, bottom, shard, limit, overwrite, command, samplers,
                   extra={"engine": "ray", "block_size": block_size}) as run:
         if run.complete:

@@ -30,17 +30,19 @@ from ..mining.topk import TopK
 
 @dataclass
 class ModelSpec:
-    """What a worker needs to open the same model: its file (or bytes) and the preprocessing used."""
+    """What a worker needs to open the same model: its file (or bytes) and the preprocessing used;
+    ``pixels``: blocks travel as uint8 pixels, preprocessed in the session's graph (pixelfeed.py)."""
 
     path: Optional[str]
     proto: Optional[bytes]
     meta: dict
+    pixels: bool = False
 
     @classmethod
-    def of(cls, model) -> "ModelSpec":
+    def of(cls, model, pixels: bool = False) -> "ModelSpec":
         if model.path is not None:
-            return cls(str(model.path), None, model.meta.to_dict())
-        return cls(None, model.proto.SerializeToString(), model.meta.to_dict())
+            return cls(str(model.path), None, model.meta.to_dict(), pixels)
+        return cls(None, model.proto.SerializeToString(), model.meta.to_dict(), pixels)
 
     def load(self):
         import onnx
@@ -74,8 +76,10 @@ def plan_blocks(indices: Sequence[int], block_size: int) -> list:
     return [indices[i:i + block_size] for i in range(0, len(indices), block_size)]
 
 
-def decode_block(reader: KeyReader, meta, indices: Sequence[int], keys: Sequence[str], threads: int = 1) -> list:
-    """Read and decode one block's images -> list of Decoded (skips carry their reason)."""
+def decode_block(reader: KeyReader, meta, indices: Sequence[int], keys: Sequence[str], threads: int = 1,
+                 pixels: bool = False) -> list:
+    """Read and decode one block's images -> list of Decoded (skips carry their reason); ``pixels``:
+    stop at uint8 pixels (``Decoded.pixels``), a quarter of the bytes to send to the session."""
 
     def one(pair):
         index, key = pair
@@ -83,7 +87,7 @@ def decode_block(reader: KeyReader, meta, indices: Sequence[int], keys: Sequence
             data = reader.read(key)
         except Exception as exc:  # noqa: BLE001 - ImageError and friends: a skip, never a crash
             return Decoded(int(index), None, None, str(exc).splitlines()[0][:300])
-        return decode_bytes(int(index), data, meta)
+        return decode_bytes(int(index), data, meta, pixels)
 
     pairs = list(zip(indices, keys))
     if threads <= 1:
@@ -94,8 +98,8 @@ def decode_block(reader: KeyReader, meta, indices: Sequence[int], keys: Sequence
 
 def pack_decoded(decoded: list, keys: Sequence[str]) -> dict:
     """A block's decoded images as plain arrays (what travels between stages)."""
-    good = [d for d in decoded if d.x is not None]
-    x = np.stack([d.x for d in good]) if good else np.zeros((0,), np.float32)
+    good = [d for d in decoded if d.x is not None or d.pixels is not None]
+    x = np.stack([d.x if d.pixels is None else d.pixels for d in good]) if good else np.zeros((0,), np.float32)
     rows = [(d.index, k, d.size[0] if d.size else None, d.size[1] if d.size else None, d.error or None)
             for d, k in zip(decoded, keys)]
     return {"x": x, "good": np.array([d.index for d in good], np.int64), "rows": pickle.dumps(rows)}
@@ -121,7 +125,8 @@ class BlockMiner:
         self.samplers = None if positions else samplers
         self.runner = self.model.stats_runner(list(layers), providers=providers, threads=threads,
                                               stats=("argmax",) if positions else STATS,
-                                              maps=list(self.samplers.atlas) if self.samplers else [])
+                                              maps=list(self.samplers.atlas) if self.samplers else [],
+                                              pixels=spec.pixels)
         self.names = [lay.name for lay in self.runner.layers]
         self.units = {lay.name: int(lay.units) for lay in self.runner.layers}
 

@@ -315,7 +315,7 @@ def _original_size(data: bytes) -> Optional[tuple]:
 
 
 def decode_batches(source: ImageSource, indices: Sequence[int], model_meta, batch_size: int,
-                   workers: int = 2, prefetch: int = 3, decoder=None) -> Iterator[tuple]:
+                   workers: int = 2, prefetch: int = 3, decoder=None, pixels: bool = False) -> Iterator[tuple]:
     """Yield (batch: (B, ...) float32 model input, decoded: list[Decoded]) in index order.
 
     ``decoded`` lists every item of the chunk, the skipped ones included (x None, error set);
@@ -323,16 +323,17 @@ def decode_batches(source: ImageSource, indices: Sequence[int], model_meta, batc
     ``prefetch`` batches are decoded ahead by ``workers`` threads (Pillow releases the GIL while
     decoding and resizing) while the caller runs the model; each thread stops at uint8 pixels
     and the float conversion is done per batch. ``decoder``: a decoders.ProcessDecoder to decode
-    in its processes instead (each batch cut into one piece per process).
+    in its processes instead (each batch cut into one piece per process). ``pixels``: batches stay
+    uint8 (B, H, W, 3), for a session that preprocesses in its graph (pixelfeed.py).
     """
     indices = list(indices)
     chunks = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
     if decoder is not None:
-        yield from _decode_in_processes(decoder, chunks, model_meta, prefetch)
+        yield from _decode_in_processes(decoder, chunks, model_meta, prefetch, pixels)
         return
     if workers <= 0:
         for chunk in chunks:
-            yield _stack([decode_one(source, i, model_meta, True) for i in chunk], model_meta)
+            yield _stack([decode_one(source, i, model_meta, True) for i in chunk], model_meta, pixels)
         return
     with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="onnxviz-decode") as pool:
         pending: collections.deque = collections.deque()
@@ -341,34 +342,36 @@ def decode_batches(source: ImageSource, indices: Sequence[int], model_meta, batc
             for chunk in it:
                 pending.append([pool.submit(decode_one, source, i, model_meta, True) for i in chunk])
                 if len(pending) > prefetch:
-                    yield _stack([f.result() for f in pending.popleft()], model_meta)
+                    yield _stack([f.result() for f in pending.popleft()], model_meta, pixels)
             while pending:
-                yield _stack([f.result() for f in pending.popleft()], model_meta)
+                yield _stack([f.result() for f in pending.popleft()], model_meta, pixels)
         finally:
             for futs in pending:
                 for f in futs:
                     f.cancel()
 
 
-def _decode_in_processes(decoder, chunks: list, model_meta, prefetch: int) -> Iterator[tuple]:
+def _decode_in_processes(decoder, chunks: list, model_meta, prefetch: int, pixels: bool) -> Iterator[tuple]:
     pending: collections.deque = collections.deque()
     step = lambda chunk: max(1, -(-len(chunk) // decoder.workers))  # noqa: E731
     try:
         for chunk in chunks:
             pending.append([decoder.submit(chunk[i:i + step(chunk)]) for i in range(0, len(chunk), step(chunk))])
             if len(pending) > prefetch:
-                yield _stack([d for f in pending.popleft() for d in f.result()], model_meta)
+                yield _stack([d for f in pending.popleft() for d in f.result()], model_meta, pixels)
         while pending:
-            yield _stack([d for f in pending.popleft() for d in f.result()], model_meta)
+            yield _stack([d for f in pending.popleft() for d in f.result()], model_meta, pixels)
     finally:
         for futs in pending:
             for f in futs:
                 f.cancel()
 
 
-def _stack(decoded: list, model_meta) -> tuple:
+def _stack(decoded: list, model_meta, pixels: bool = False) -> tuple:
     good = [d for d in decoded if d.pixels is not None]
-    batch = to_batch([d.pixels for d in good], model_meta) if good else None
+    batch = None
+    if good:
+        batch = np.stack([d.pixels for d in good]) if pixels else to_batch([d.pixels for d in good], model_meta)
     for i, d in enumerate(good):
         d.x, d.pixels = batch[i], None
     return batch, decoded

@@ -43,7 +43,7 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
          limit: Optional[int] = None, overwrite: bool = False, progress: bool = True,
          stop_after: Optional[int] = None, checkpoint_seconds: float = 20.0, thumbs: bool = True,
          command: str = "", spectrum: int = 128, atlas_layers=None, atlas_per_image: int = 8,
-         seed: int = 0, decoder: str = "threads") -> Summary:
+         seed: int = 0, decoder: str = "threads", pixels: Optional[bool] = None) -> Summary:
     """Mine dataset examples of ``layers`` (default all of ``model.layers``) over ``source``.
 
     model: path or onnxviz Model; source: folder / zip / tar / list file or an ImageSource;
@@ -53,8 +53,10 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
     interrupted) after that many batches — for tests and demos. ``spectrum``: images in the
     uniform sample behind every unit's spectrum of examples (0: none; see spectrum.py).
     ``atlas_layers``: layers whose activation vectors are sampled at ``atlas_per_image`` random
-    positions per image for ``onnxviz atlas`` (samples.py). ``seed``: of both samplers. Returns a :class:`Summary`;
-    calling again with the same arguments resumes an unfinished run.
+    positions per image for ``onnxviz atlas`` (samples.py). ``seed``: of both samplers. ``pixels``: feed
+    onnxruntime the decoded uint8 pixels and preprocess in the graph (pixelfeed.py; same input, bit
+    for bit); None: wherever the model's input allows. Returns a :class:`Summary` (with ``stages``:
+    where the time went); calling again with the same arguments resumes an unfinished run.
     """
     from .. import load
 
@@ -64,6 +66,7 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
     if batch_size < 1:
         raise MiningError("--batch-size must be at least 1")
     samplers = Samplers.of(model, spectrum, atlas_layers, atlas_per_image, seed)
+    pixels = pixel_feed(model, pixels)
     with open_run(model, src, out, layers, top, bottom, shard, limit, overwrite, command, samplers) as run:
         if run.complete:
             return run.completed()
@@ -72,7 +75,8 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
         # pass 1 ranks by mean and max only: GlobalAveragePool/GlobalMaxPool stay in onnxruntime's
         # blocked layout, while an in-graph ArgMax would force a reorder of every full map
         runner = model.stats_runner([r["name"] for r in run.records], providers=providers, threads=threads,
-                                    stats=STATS, maps=list(samplers.atlas) if samplers else [], spin=False)
+                                    stats=STATS, maps=list(samplers.atlas) if samplers else [], spin=False,
+                                    pixels=pixels)
         names = [lay.name for lay in runner.layers]
         fused = fuse_lists(states, names)
         if workers is None:
@@ -89,6 +93,7 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
         n_batches = 0
         processed = 0
         t_loop = time.perf_counter()
+        clock = run.clock
         with contextlib.ExitStack() as stack:
             procs = open_decoder(src, model.meta, workers, decoder)  # pass 1 and pass 2 share it
             if procs is not None:
@@ -96,13 +101,16 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
             with Stopper() as stopper, cf.ThreadPoolExecutor(1, thread_name_prefix="onnxviz-topk") as post, \
                     lists_executor() as lists_pool:
                 busy = None  # the previous batch's absorb (one at a time, in order)
-                for batch, decoded in decode_batches(src, todo, model.meta, batch_size, workers, decoder=procs):
+                batches = decode_batches(src, todo, model.meta, batch_size, workers, decoder=procs, pixels=pixels)
+                for batch, decoded in clock.iterate(batches, "decoded batches"):
                     good = [d for d in decoded if d.x is not None]
                     if good:
-                        stats, maps = runner.run(batch, maps=True)
+                        with clock("inference"):
+                            stats, maps = runner.run(batch, maps=True)
                         idx = np.array([d.index for d in good], np.int64)
                         if busy is not None:
-                            busy.result()
+                            with clock("top-k"):
+                                busy.result()
                         busy = post.submit(absorb, stats, maps, idx)
                     for d in decoded:
                         pending_rows.append((d.index, src.key(d.index), d.size[0] if d.size else None,
@@ -118,17 +126,29 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
                         bar.set_postfix_str(f"skipped {bad}+", refresh=False)
                     stop = stopper.stop or (stop_after is not None and n_batches >= stop_after)
                     if stop or time.perf_counter() - last_save > checkpoint_seconds:
-                        busy = busy.result() if busy is not None else None
-                        run.checkpoint(pending_rows, done)
+                        with clock("checkpoints"):
+                            busy = busy.result() if busy is not None else None
+                            run.checkpoint(pending_rows, done)
                         pending_rows, last_save = [], time.perf_counter()
                     if stop:
                         break
-                busy = busy.result() if busy is not None else None
-                run.checkpoint(pending_rows, done)
+                with clock("checkpoints"):
+                    busy = busy.result() if busy is not None else None
+                    run.checkpoint(pending_rows, done)
             bar.close()
             return run.finish(done >= len(indices) and not stopper.stop, processed, time.perf_counter() - t_loop,
                               lambda st: fill_positions(model, src, st, names, batch_size, workers, providers,
-                                                        threads, procs), thumbs)
+                                                        threads, procs, pixels), thumbs)
+
+
+def pixel_feed(model, wanted: Optional[bool]) -> bool:
+    """Whether to feed uint8 pixels: ``wanted`` None means wherever the model's input allows."""
+    from ..pixelfeed import why_not
+
+    reason = why_not(model.proto, model.input_name, model.meta)
+    if wanted and reason:
+        raise MiningError(f"cannot feed {model.path or model.meta.name} uint8 pixels: {reason}")
+    return reason is None if wanted is None else bool(wanted)
 
 
 def fuse_lists(states: dict, names: list) -> dict:
@@ -164,7 +184,7 @@ def update_lists(fused: dict, stats: dict, names: list, idx: np.ndarray, pool=No
 
 
 def fill_positions(model, src: ImageSource, states: dict, names: list, batch_size: int, workers: int,
-                   providers=None, threads=None, decoder=None) -> int:
+                   providers=None, threads=None, decoder=None, pixels: bool = False) -> int:
     """Pass 2: the spatial argmax of each example, computed only for the images in some list.
 
     Positions are needed for the examples alone (their crops), so they are computed after the
@@ -173,10 +193,12 @@ def fill_positions(model, src: ImageSource, states: dict, names: list, batch_siz
     wanted = wanted_images(states)
     if not wanted:
         return 0
-    runner = model.stats_runner(names, providers=providers, threads=threads, stats=("argmax",), spin=False)
+    runner = model.stats_runner(names, providers=providers, threads=threads, stats=("argmax",), spin=False,
+                                pixels=pixels)
     with cf.ThreadPoolExecutor(1, thread_name_prefix="onnxviz-positions") as post:
         busy = None  # the previous batch's positions are filled in while this one infers
-        for batch, decoded in decode_batches(src, wanted, model.meta, batch_size, workers, decoder=decoder):
+        for batch, decoded in decode_batches(src, wanted, model.meta, batch_size, workers, decoder=decoder,
+                                             pixels=pixels):
             good = [d.index for d in decoded if d.x is not None]
             if not good:
                 continue

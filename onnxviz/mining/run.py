@@ -8,6 +8,7 @@ state and examples table, the summary, the store closed, thumbnails of the examp
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import signal
 import sys
@@ -48,6 +49,7 @@ class Summary:
     complete: bool = False
     resumed_from: int = 0
     skipped_files: list = field(default_factory=list)  # (key, reason), first 20
+    stages: dict = field(default_factory=dict)  # seconds of this session per stage (see Clock)
 
     @property
     def throughput(self) -> float:
@@ -59,6 +61,8 @@ class Summary:
                  f"{self.processed_now} images in {self.seconds:.1f} s ({self.throughput:.1f} img/s)"
                  + (f", resumed after {self.resumed_from}" if self.resumed_from else ""),
                  f"results: {self.out}"]
+        if self.stages:
+            lines.append("time: " + ", ".join(f"{k} {v:.1f} s" for k, v in self.stages.items()))
         for key, why in self.skipped_files:
             lines.append(f"  skipped {key}: {why}")
         if self.skipped > len(self.skipped_files):
@@ -67,7 +71,34 @@ class Summary:
 
     def to_dict(self) -> dict:
         return {"images": self.images, "skipped": self.skipped, "seconds": self.seconds,
-                "processed_now": self.processed_now, "throughput": self.throughput, "complete": self.complete}
+                "processed_now": self.processed_now, "throughput": self.throughput, "complete": self.complete,
+                "stages": self.stages}
+
+
+class Clock(dict):
+    """Seconds per stage of a run, as the loop's own thread sees them: where the time goes.
+
+    "decoded batches" is the wait for the decoders plus stacking the batch; "inference" the
+    session; "top-k" the wait for the previous batch's update (it runs beside the next batch);
+    then "checkpoints", "pass 2" and "examples table" at the end."""
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[stage] = self.get(stage, 0.0) + time.perf_counter() - t
+
+    def iterate(self, items, stage: str):
+        """``items``, the time spent waiting for each next one counted to ``stage``."""
+        it = iter(items)
+        while True:
+            with self(stage):
+                item = next(it, StopIteration)
+            if item is StopIteration:
+                return
+            yield item
 
 
 def mining_dir(run_dir) -> Path:
@@ -115,6 +146,7 @@ class Run:
     samplers: Optional[Samplers] = None
     summary: Optional[Summary] = None
     t_start: float = field(default_factory=time.perf_counter)
+    clock: Clock = field(default_factory=Clock)
 
     def __post_init__(self):
         if self.summary is None:
@@ -152,11 +184,14 @@ class Run:
         try:
             if all_in:
                 if positions is not None:
-                    positions(self.states)
-                with self.store.db:
-                    self.store.save_state(self.states)
-                self.store.write_examples(self.states, {r["name"]: r["width"] for r in self.records})
+                    with self.clock("pass 2"):
+                        positions(self.states)
+                with self.clock("examples table"):
+                    with self.store.db:
+                        self.store.save_state(self.states)
+                    self.store.write_examples(self.states, {r["name"]: r["width"] for r in self.records})
                 s.complete = True
+            s.stages = {k: round(v, 3) for k, v in self.clock.items()}
             s.images, s.skipped = self.store.counts()
             s.skipped_files = [(k, e) for _, k, e in self.store.skipped()[:20]]
             with self.store.db:
