@@ -7,6 +7,8 @@ Per-step time (ms/step, one image, same transforms/param/optimizer) of
   2. the same loop on the native torchvision module truncated at the same layer (`features[:k+1]`),
   3. the same loop on the full native module with a forward hook (what Lucent does),
   4. torch-lucent's render_vis on the native module, at the same size and upsampled to 224 (its default);
+all at the render size (``fit_input=False``, like Lucent's fixed_image_size), plus onnxviz's default
+for this fixed-size file (every transformed image resized to its 224 px input, like Lucent's default);
 then batch vs one-at-a-time per unit, and the quality check: a channel's activation after rendering
 vs at the start and vs every bundled real photo (foolbox's ImageNet photos + the package cat).
 Writes the table to docs/bench_render.md. Lucent needs `pip install --no-deps torch-lucent
@@ -108,13 +110,19 @@ def main(onnx_path, layer, unit, size, steps, batch, quality_steps, quality_unit
     objective = obj.channel(layer, unit)
 
     conv_view = model.torch_view([lay.name])
-    t_conv, _ = time_render(model, objective, conv_view, steps, size)
-    t_ntrunc, _ = time_render(model, objective, NativeView(native_trunc, lay.name), steps, size)
+    same = dict(fit_input=False)  # feed the render size itself: the file's 224 px input is fixed, and
+    # render's default resizes every transformed image to it (timed in its own row below)
+    t_conv, _ = time_render(model, objective, conv_view, steps, size, **same)
+    t_ntrunc, _ = time_render(model, objective, NativeView(native_trunc, lay.name), steps, size, **same)
     t_nfull, _ = time_render(model, objective, NativeView(native, lay.name, hook_on=native.features[index]),
-                             steps, size)
+                             steps, size, **same)
+    t_fed, r_fed = time_render(model, objective, conv_view, steps, size)
+    fed = "x".join(str(v) for v in model.meta.input_size)
     rows.append(("onnxviz render, converted module (torch_view, truncated)", t_conv))
     rows.append(("same loop, native torchvision module truncated", t_ntrunc))
     rows.append(("same loop, native full module + forward hook", t_nfull))
+    if r_fed.record["fit_input"]:
+        rows.append((f"onnxviz render default: each step resized to the file's {fed} input", t_fed))
     lucent = {}
     if not no_lucent:
         try:
@@ -127,14 +135,14 @@ def main(onnx_path, layer, unit, size, steps, batch, quality_steps, quality_unit
             click.echo(f"lucent skipped: {exc}", err=True)
 
     units = list(range(batch))
-    t_batch, _ = time_render(model, obj.channel(layer, units), conv_view, steps, size)
+    t_batch, _ = time_render(model, obj.channel(layer, units), conv_view, steps, size, **same)
 
     lines = [f"# Render benchmark: MobileNetV2 (real ImageNet weights), layer {layer} = {lay.name}",
              "",
              f"One run of `python scripts/bench_render.py` ({threads} CPU threads, torch {torch.__version__}, "
-             f"{size} px, Adam lr 0.05, FFT + decorrelated param, Lucid's standard transforms, "
-             f"fastest of 3 runs of {steps} timed steps after 3 warm-up steps, batch 1 unless said). The 2 cores "
-             "are shared with other jobs: compare ratios, not absolute times.",
+             f"{size} px fed to the model unless said, Adam lr 0.05, FFT + decorrelated param, Lucid's standard "
+             f"transforms, fastest of 3 runs of {steps} timed steps after 3 warm-up steps, batch 1 unless said). "
+             "The 2 cores are shared with other jobs: compare ratios, not absolute times.",
              "",
              "| what | ms/step | vs onnxviz |",
              "|---|---:|---:|"]
@@ -144,7 +152,8 @@ def main(onnx_path, layer, unit, size, steps, batch, quality_steps, quality_unit
               f"unit-step vs {t_conv:.1f} one at a time: **{t_conv / (t_batch / batch):.2f}x** faster per unit.", ""]
     if lucent:
         lines.append(f"onnxviz vs Lucent at the same {size} px: **{lucent['fixed'] / t_conv:.2f}x** faster per step "
-                     f"(vs Lucent's default 224 upsampling: {lucent['224'] / t_conv:.2f}x).")
+                     f"(Lucent's default, upsampled to 224, vs onnxviz's default for this file, resized to "
+                     f"{fed}: {lucent['224'] / t_fed:.2f}x).")
         lines.append("")
 
     # quality: activation after rendering vs start and vs every bundled real photo
