@@ -142,23 +142,26 @@ def bench_model(path: Path, folder: Path, args) -> dict:
 
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     r["e2e"] = {}
-    for feed in args.feeds.split(","):  # uint8 pixels preprocessed in the graph, or floats made on the host
+    for variant in args.variants.split(","):  # FEED:POSITIONS, e.g. pixels:auto (the default) or floats:pass2
+        feed, positions = variant.split(":")
         run = Path(tempfile.mkdtemp(prefix="bench_run_"))
         code = ("import json, sys, time; from onnxviz.mining import mine\n"
                 "kw = dict(top=16, bottom=16, batch_size=%d, threads=%d, workers=%d, progress=False, thumbs=False, "
-                "decoder=%r, pixels=%r)\n"
+                "decoder=%r, pixels=%r, positions=%r)\n"
                 "s1 = mine(%r, %r, %r, stop_after=%d, **kw)\n"
-                "t = time.perf_counter(); s2 = mine(%r, %r, %r, **kw)\n"
-                "print(json.dumps([s1.throughput, s2.throughput, time.perf_counter() - t - s2.seconds, s2.stages]))"
-                % (bs, args.threads, args.workers, args.decoder, feed == "pixels", str(path), str(folder), str(run),
-                   n // bs, str(path), str(folder), str(run)))
+                "t = time.perf_counter(); s2 = mine(%r, %r, %r, **kw); wall = time.perf_counter() - t\n"
+                "print(json.dumps([s1.throughput, s2.throughput, wall - s2.seconds, s2.stages,"
+                " s2.images / (s1.seconds + wall)]))"
+                % (bs, args.threads, args.workers, args.decoder, feed == "pixels", positions, str(path), str(folder),
+                   str(run), n // bs, str(path), str(folder), str(run)))
         res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-        start, steady, end, stages = json.loads(res.stdout.strip().splitlines()[-1])
-        r["e2e"][feed] = {"start": start, "steady": steady, "end_s": end, "stages": stages}
-        print(f"  e2e ({feed}): start {start:.1f}, steady {steady:.1f} img/s; second session's stages: "
-              + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items()), file=sys.stderr, flush=True)
+        start, steady, end, stages, total = json.loads(res.stdout.strip().splitlines()[-1])
+        r["e2e"][variant] = {"start": start, "steady": steady, "end_s": end, "stages": stages, "total": total}
+        print(f"  e2e ({variant}): start {start:.1f}, steady {steady:.1f}, with the end of the run {total:.1f} img/s; "
+              "second session: " + ", ".join(f"{k} {v:.1f} s" for k, v in stages.items()), file=sys.stderr,
+              flush=True)
         shutil.rmtree(run, ignore_errors=True)
-    first = r["e2e"][args.feeds.split(",")[0]]
+    first = r["e2e"][args.variants.split(",")[0]]
     r["e2e_start"], r["e2e_steady"], r["e2e_end_s"] = first["start"], first["steady"], first["end_s"]
     return r
 
@@ -181,14 +184,16 @@ def table(results: list, args) -> str:
         lines.append(f"| {r['model']} | {r['core_start'] / r['logits']:.2f}, {r['core_steady'] / r['logits']:.2f} "
                      f"| {tq} | {r['e2e_start'] / r['logits']:.2f}, {r['e2e_steady'] / r['logits']:.2f} | "
                      f"{r['topk_start_ms']:.0f}, {r['topk_steady_ms']:.0f} | {r['e2e_end_s']:.1f} |")
-    lines += ["", f"end to end by feed (e2e columns above: {args.feeds.split(',')[0]})", "",
-              "| model | feed | e2e start | e2e steady | e2e / logits (start, steady) | loop stages of the steady "
-              "session, s |", "|---|---|---:|---:|---:|---|"]
+    lines += ["", f"end to end by variant, FEED:POSITIONS (e2e columns above: {args.variants.split(',')[0]}); "
+              "'all' counts every image and the end of the run (pass 2, examples table)", "",
+              "| model | variant | e2e start | e2e steady | all | e2e / logits (start, steady, all) | loop stages of "
+              "the steady session, s | end of run s |", "|---|---|---:|---:|---:|---:|---|---:|"]
     for r in results:
-        for feed, e in r["e2e"].items():
+        for variant, e in r["e2e"].items():
             stages = ", ".join(f"{k} {v:.1f}" for k, v in e["stages"].items() if k not in ("pass 2", "examples table"))
-            lines.append(f"| {r['model']} | {feed} | {e['start']:.1f} | {e['steady']:.1f} | "
-                         f"{e['start'] / r['logits']:.2f}, {e['steady'] / r['logits']:.2f} | {stages} |")
+            lines.append(f"| {r['model']} | {variant} | {e['start']:.1f} | {e['steady']:.1f} | {e['total']:.1f} | "
+                         f"{e['start'] / r['logits']:.2f}, {e['steady'] / r['logits']:.2f}, "
+                         f"{e['total'] / r['logits']:.2f} | {stages} | {e['end_s']:.1f} |")
     lines += ["", "targets: core / logits >= 0.9, core / torch hooks >= 2.5, e2e / logits >= 0.8"]
     return "\n".join(lines)
 
@@ -203,8 +208,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime / torch threads")
     ap.add_argument("--workers", type=int, default=2, help="decoder threads (or processes)")
     ap.add_argument("--decoder", choices=["threads", "processes"], default="threads", help="end to end: how to decode")
-    ap.add_argument("--feeds", default="pixels,floats",
-                    help="end to end: uint8 pixels preprocessed in the graph and/or floats made on the host")
+    ap.add_argument("--variants", default="pixels:auto,floats:pass2",
+                    help="end to end, FEED:POSITIONS each: uint8 pixels preprocessed in the graph or floats made on "
+                    "the host; argmax positions auto, inline or in pass 2 (floats:pass2 is how mining ran before)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--out", default=None, help="write the table (markdown) here")

@@ -407,3 +407,15 @@ def test_mobilenet_v2_all_layers_and_logits_on_real_photos(tmp_path, tmp_path_fa
         label = int(p.stem.split("_")[-1])
         hits += p.name in [e.key for e in r.examples(logits, label, "max", "top")]
     assert hits >= len(photos) - 1, hits  # each photo among the top examples of its own class
+
+
+def test_decoder_auto_picks_processes_on_many_cores(monkeypatch):
+    from onnxviz.mining import decoders
+
+    monkeypatch.setattr(decoders.os, "cpu_count", lambda: 16)
+    assert decoders.resolve("auto") == "processes" and decoders.default_workers("auto") == 14
+    assert decoders.default_workers("threads") == 4
+    monkeypatch.setattr(decoders.os, "cpu_count", lambda: 2)
+    assert decoders.resolve("auto") == "threads" and decoders.default_workers("auto") == 2
+    with pytest.raises(DatasetError, match="unknown decoder 'gpu'"):
+        decoders.resolve("gpu")

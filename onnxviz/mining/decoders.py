@@ -11,13 +11,15 @@ Sources that cannot be read by key (a custom ImageSource) fall back to threads.
 """
 from __future__ import annotations
 
+import os
+
 import multiprocessing as mp
 import concurrent.futures as cf
 from typing import Optional
 
 from .datasets import Decoded, DatasetError, ImageSource, KeyReader, decode_bytes, key_reader
 
-MODES = ("threads", "processes")
+MODES = ("auto", "threads", "processes")
 
 
 def decode_keys(reader: KeyReader, meta, pairs: list) -> list:
@@ -60,11 +62,27 @@ class ProcessDecoder:
         self.close()
 
 
+def resolve(mode: str) -> str:
+    """"threads" or "processes"; "auto": processes on 8+ cores, threads on fewer (measured: threads on 2
+    cores, 55.6 vs 51.8 img/s; processes on 16 cores behind an H100, 1,029 vs 638 img/s)."""
+    if mode not in MODES:
+        raise DatasetError(f"unknown decoder {mode!r}; known: {', '.join(MODES)}")
+    if mode == "auto":
+        return "processes" if (os.cpu_count() or 1) >= 8 else "threads"
+    return mode
+
+
+def default_workers(mode: str) -> int:
+    """Decoders: up to 4 threads (the GIL serialises more), or every core but two for processes (the
+    loop and onnxruntime keep those)."""
+    cpus = os.cpu_count() or 2
+    return max(2, cpus - 2) if resolve(mode) == "processes" else max(1, min(4, cpus))
+
+
 def open_decoder(source: ImageSource, model_meta, workers: int, mode: str) -> Optional[ProcessDecoder]:
     """A ProcessDecoder when ``mode`` is "processes" and the source can be read by key, else None
     (decode_batches then uses threads)."""
-    if mode not in MODES:
-        raise DatasetError(f"unknown decoder {mode!r}; known: {', '.join(MODES)}")
+    mode = resolve(mode)
     if mode != "processes" or workers < 1:
         return None
     try:

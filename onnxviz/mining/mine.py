@@ -28,7 +28,7 @@ import numpy as np
 
 from ..progress import bar as progress_bar
 from .datasets import ImageSource, decode_batches, open_source
-from .decoders import open_decoder
+from .decoders import default_workers, open_decoder
 from .run import DIRS, STATS, MiningError, Stopper, Summary, mining_dir, open_run, set_positions, wanted_images
 from .samplers import Samplers
 from .topk import fuse
@@ -43,7 +43,7 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
          limit: Optional[int] = None, overwrite: bool = False, progress: bool = True,
          stop_after: Optional[int] = None, checkpoint_seconds: float = 20.0, thumbs: bool = True,
          command: str = "", spectrum: int = 128, atlas_layers=None, atlas_per_image: int = 8,
-         seed: int = 0, decoder: str = "threads", pixels: Optional[bool] = None,
+         seed: int = 0, decoder: str = "auto", pixels: Optional[bool] = None,
          positions: str = "auto") -> Summary:
     """Mine dataset examples of ``layers`` (default all of ``model.layers``) over ``source``.
 
@@ -91,7 +91,7 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
         names = [lay.name for lay in runner.layers]
         fused = fuse_lists(states, names)
         if workers is None:
-            workers = max(1, min(4, os.cpu_count() or 2))  # 2 decoders on 2 cores: measured faster than 1
+            workers = default_workers(decoder)  # 2 decoder threads on 2 cores: measured faster than 1
 
         def absorb(stats, maps, idx):
             """Everything a batch's statistics go into; runs in a thread while the next batch infers."""
