@@ -7,16 +7,18 @@
 
 Per model (onnxruntime and torch with the same thread count, batch 32, 224 px):
   logits       onnxruntime forward, model outputs only (the speed of the model itself; best of 3)
-  mining core  the statistics session (in-graph mean/max of every channel of every layer) plus the
+  mining core  the statistics session (in-graph mean/max of every channel of every layer, fed uint8
+               pixels that it preprocesses in its graph, as `onnxviz mine` does) plus the
                streaming top/bottom-16 update (in a thread, overlapping the next batch, as in
-               `onnxviz mine`), on preloaded input (no decoding). "start": the first
+               `onnxviz mine`), on preloaded pixels (no decoding). "start": the first
                256 photos, when every list still changes; "steady": the same photos mirrored
                (new images, similar values) after all photos went in, when few lists change
   torch hooks  torch eager forward (onnx2torch view of the same layers) + per-channel mean/max
   end to end   `onnxviz mine` from JPEG files (decode threads, model, top-k, SQLite checkpoints):
                session 1 mines the photos (start), session 2 resumes over the mirrored copies
-               (steady); "end of run" is session 2's pass 2 (argmax positions of the examples)
-               and examples table
+               (steady); "end of run" is session 2's pass 2 (argmax positions of the examples, when
+               not inline) and examples table; "all" counts every image and the end of the run.
+               Once per --variants entry FEED:POSITIONS (pixels:auto is the default of `mine`)
 JPEGs: the real photos in data/photos (scripts/collect_photos.py; 544 with its Debian packages),
 else the photos collect_photos finds in installed Python packages.
 """
@@ -72,7 +74,7 @@ def best_rate(fn, n_images: int, repeat: int) -> float:
 def bench_model(path: Path, folder: Path, args) -> dict:
     import onnxviz
     from onnxviz.mining import TopK
-    from onnxviz.mining.datasets import decode_batches, open_source
+    from onnxviz.mining.datasets import decode_batches, open_source, to_batch
     from onnxviz.mining.mine import fuse_lists, update_lists
 
     m = onnxviz.load(path)
@@ -80,7 +82,10 @@ def bench_model(path: Path, folder: Path, args) -> dict:
     names = [lay.name for lay in layers]
     src = open_source(folder)
     n = len(src) // 2
-    x = np.concatenate([b for b, _ in decode_batches(src, range(len(src)), m.meta, args.batch, 2)])
+    # decoded as mining decodes: uint8 pixels, which its session preprocesses in the graph (pixelfeed.py);
+    # the logits baseline and torch get the float input made on the host, outside their timing
+    px = np.concatenate([b for b, _ in decode_batches(src, range(len(src)), m.meta, args.batch, 2, pixels=True)])
+    x = to_batch(list(px), m.meta)
     bs = args.batch
     r = {"model": path.name, "layers": len(layers), "units": sum(lay.units for lay in layers), "photos": n}
     print(f"{path.name}: {n} photos + their mirror images", file=sys.stderr, flush=True)
@@ -89,11 +94,11 @@ def bench_model(path: Path, folder: Path, args) -> dict:
     few = [x[i:i + bs] for i in range(0, 2 * bs, bs)]
     r["logits"] = best_rate(lambda: [logits.run(b) for b in few], len(few) * bs, args.repeat)
 
-    stats = m.stats_runner(None, threads=args.threads, stats=("mean", "max"), spin=False)  # pass 1's session
+    stats = m.stats_runner(None, threads=args.threads, stats=("mean", "max"), spin=False, pixels=True)  # pass 1's
     states = {(nm, s, d): TopK(lay.units, 16, d == "top") for nm, lay in zip(names, layers)
               for s in ("mean", "max") for d in ("top", "bottom")}
     fused = fuse_lists(states, names)
-    stats.run(x[:bs])  # warm-up
+    stats.run(px[:bs])  # warm-up
     times, topk = [], []
 
     def update(out, idx):
@@ -105,7 +110,7 @@ def bench_model(path: Path, folder: Path, args) -> dict:
         busy = None
         for start in range(0, len(x), bs):  # photos, then their mirror images: one stream of new images
             t = time.perf_counter()
-            out = stats.run(x[start:start + bs])
+            out = stats.run(px[start:start + bs])
             if busy is not None:
                 busy.result()
             busy = post.submit(update, out, np.arange(start, min(len(x), start + bs)))
@@ -116,7 +121,8 @@ def bench_model(path: Path, folder: Path, args) -> dict:
     r["core_steady"] = (len(times) - nb_all) * bs / sum(times[nb_all:])
     r["topk_start_ms"] = 1000 * float(np.mean(topk[:nb_start]))
     r["topk_steady_ms"] = 1000 * float(np.mean(topk[nb_all:]))
-    r["stats_only"] = best_rate(lambda: [stats.run(b) for b in few], len(few) * bs, args.repeat)
+    few_px = [px[i:i + bs] for i in range(0, 2 * bs, bs)]
+    r["stats_only"] = best_rate(lambda: [stats.run(b) for b in few_px], len(few_px) * bs, args.repeat)
 
     if not args.no_torch:
         import torch

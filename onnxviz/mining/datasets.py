@@ -322,7 +322,7 @@ def decode_batches(source: ImageSource, indices: Sequence[int], model_meta, batc
     ``batch`` stacks only the readable ones (B may be 0; their ``x`` are views of it). Up to
     ``prefetch`` batches are decoded ahead by ``workers`` threads (Pillow releases the GIL while
     decoding and resizing) while the caller runs the model; each thread stops at uint8 pixels
-    and the float conversion is done per batch. ``decoder``: a decoders.ProcessDecoder to decode
+    and the float conversion, if any, is done per batch. ``decoder``: a decoders.ProcessDecoder to decode
     in its processes instead (each batch cut into one piece per process). ``pixels``: batches stay
     uint8 (B, H, W, 3), for a session that preprocesses in its graph (pixelfeed.py).
     """

@@ -1,19 +1,16 @@
 """The mining loop: images -> per-channel statistics (in-graph) -> streaming top/bottom-k -> store.
 
 Speed by design: the model is edited once (``Model.stats_runner``) so that onnxruntime returns
-per-channel mean and max of every mined layer (the argmax positions of the examples come from a
-second pass over the example images only, see ``fill_positions``) — kilobytes per image instead of the
-megabytes of full activation maps; a thread pool decodes and resizes the next batches (to uint8,
-converted to floats per batch) while onnxruntime runs the current one, its threads told not to
-spin so the decoders get the cores; the top-k update (one fused list per statistic and direction,
-a float test first, then a sort of uint64 keys for the few units beaten) runs in a thread while the
-next batch infers. Where the time goes: docs/bench_mine.md.
-
-Exactness: ties go to the lower image index and NaNs rank last (see topk.py), so the result does
-not depend on batch size, interruptions or sharding. An interrupted run (Ctrl-C, SIGTERM: the
-current batch finishes and is saved; kill -9: the work since the last checkpoint is redone)
-resumes where it stopped when the same command is run again, and ends identical to a run that
-was never interrupted.
+per-channel mean and max of every mined layer — kilobytes per image instead of the megabytes of
+full activation maps — and, where it is cheap (a GPU, or a set where most images will be examples),
+the argmax position too; otherwise the positions of the examples come from a second pass over the
+example images only (``fill_positions``). Decoders (threads, or processes on many cores) resize
+the next batches to uint8 pixels while onnxruntime runs the current one, and the session does the
+preprocessing in its graph (pixelfeed.py), so the loop's thread converts nothing; onnxruntime's
+threads are told not to spin so the decoders get the cores; the top-k update (one fused list per
+statistic and direction, a float test first, then a sort of uint64 keys for the few units beaten)
+runs in a thread while the next batch infers. ``Summary.stages`` says where the loop's time went;
+measurements: docs/bench_mine.md.
 """
 from __future__ import annotations
 
@@ -61,8 +58,10 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
     where an in-graph ArgMax reorders every map); "inline" computes them with the statistics of
     every image and needs no pass 2 (cheaper on a GPU); "auto": inline when the session runs on
     CUDA, or when the run has fewer images than list slots (then nearly every image is an example,
-    and pass 2 would decode and run them all again). Both give the same examples at the same positions (a statistic may differ in its last bit:
-    with an ArgMax in the graph onnxruntime sums some maps in another order). Returns a :class:`Summary` (with ``stages``:
+    and pass 2 would decode and run them all again). Both give the same examples at the same
+    positions (a statistic may differ in its last bit: with an ArgMax in the graph onnxruntime sums
+    some maps in another order). ``decoder``: "threads", "processes" or "auto" (processes on 8+
+    cores). Returns a :class:`Summary` (with ``stages``:
     where the time went); calling again with the same arguments resumes an unfinished run.
     """
     from .. import load

@@ -3,8 +3,9 @@
 A run is its store (store.py) plus what is folded into it: the top-k states and the samplers.
 ``open_run`` opens or resumes one (the settings check that makes resuming safe), the engine
 feeds it images and calls ``Run.checkpoint`` now and then, and ``Run.finish`` ends it the same
-way whoever mined: pass 2 (argmax positions of the examples) when every image is in, the final
-state and examples table, the summary, the store closed, thumbnails of the example images.
+way whoever mined: pass 2 (argmax positions of the examples that pass 1 left without one) when
+every image is in, the final state and examples table, the summary, the store closed, thumbnails
+of the example images.
 """
 from __future__ import annotations
 
