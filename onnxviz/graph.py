@@ -302,18 +302,21 @@ def add_channel_reductions(proto: onnx.ModelProto, layers: list, stats: Iterable
             flat_shape, axis = None, 1
         else:
             raise ValueError(f"cannot reduce a layer with layout {layer.layout!r}")
-        if layer.layout == "NCHW" and "argmax" not in stats:
-            # GlobalAveragePool / GlobalMaxPool read onnxruntime's blocked conv layout directly: no
-            # reorder of the full map back to NCHW, which otherwise costs as much as the reduction
-            for s in stats:
+        rest = stats
+        if layer.layout == "NCHW":
+            # GlobalAveragePool / GlobalMaxPool read onnxruntime's blocked conv layout directly (a
+            # reorder to NCHW costs as much as the reduction); an ArgMax reorders for itself only
+            rest = tuple(s for s in stats if s == "argmax")
+            for s in (s for s in stats if s != "argmax"):
                 op = "GlobalAveragePool" if s == "mean" else "GlobalMaxPool"
                 pooled, out = f"{prefix}_{s}_pooled", f"{prefix}_{s}"
                 graph.node.append(helper.make_node(op, [t], [pooled], name=f"{prefix}/{op}"))
                 graph.node.append(helper.make_node("Flatten", [pooled], [out], name=f"{prefix}/Flatten_{s}", axis=1))
                 graph.output.append(helper.make_tensor_value_info(out, TensorProto.FLOAT, [BATCH_DIM, layer.units]))
                 names[s] = out
-            outputs.append(names)
-            continue
+            if not rest:
+                outputs.append(names)
+                continue
         src = t
         if flat_shape is not None:
             key = tuple(flat_shape)
@@ -322,7 +325,7 @@ def add_channel_reductions(proto: onnx.ModelProto, layers: list, stats: Iterable
                 graph.initializer.append(numpy_helper.from_array(np.asarray(flat_shape, np.int64), shapes[key]))
             src = f"{prefix}_flat"
             graph.node.append(helper.make_node("Reshape", [t, shapes[key]], [src], name=f"{prefix}/Reshape"))
-        for s in stats:
+        for s in rest:
             out = f"{prefix}_{s}"
             if s == "argmax":
                 graph.node.append(helper.make_node("ArgMax", [src], [out], name=f"{prefix}/ArgMax", axis=axis,

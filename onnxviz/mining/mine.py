@@ -58,9 +58,8 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
     where an in-graph ArgMax reorders every map); "inline" computes them with the statistics of
     every image and needs no pass 2 (cheaper on a GPU); "auto": inline when the session runs on
     CUDA, or when the run has fewer images than list slots (then nearly every image is an example,
-    and pass 2 would decode and run them all again). Both give the same examples at the same
-    positions (a statistic may differ in its last bit: with an ArgMax in the graph onnxruntime sums
-    some maps in another order). ``decoder``: "threads", "processes" or "auto" (processes on 8+
+    and pass 2 would decode and run them all again). Both give the same result, bit for bit
+    (the mean and max come from the same pooling nodes either way). ``decoder``: "threads", "processes" or "auto" (processes on 8+
     cores). Returns a :class:`Summary` (with ``stages``:
     where the time went); calling again with the same arguments resumes an unfinished run.
     """
