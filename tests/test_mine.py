@@ -96,11 +96,12 @@ def test_topk_merge_is_order_independent_and_keys_roundtrip():
     assert np.array_equal(vals, v[:10, 0]) and idx.tolist() == list(range(10))
 
 
-@pytest.mark.parametrize("threads", [0, 4])
-def test_fused_lists_equal_one_list_per_layer_and_stay_views(threads):
+@pytest.mark.parametrize("threads,chunk", [(0, 4096), (4, 4096), (6, 2)])
+def test_fused_lists_equal_one_list_per_layer_and_stay_views(threads, chunk):
     """The loop's fused lists (one per stat and direction, float prefilter, sort-only merge), updated
-    one after another or in threads (a GPU host), keep the very keys that updating every layer's
-    list on its own gives, and the per-layer states see them."""
+    one after another or in threads (a GPU host; ``chunk``: slices of units per job), keep the very
+    keys and positions that updating every layer's list on its own gives, and the per-layer states
+    see them."""
     import concurrent.futures as cf
 
     from onnxviz.mining.mine import fuse_lists, update_lists
@@ -117,15 +118,19 @@ def test_fused_lists_equal_one_list_per_layer_and_stay_views(threads):
                  for n, u in units.items()}
         stats["b"]["max"][rng.random((len(idx), 5)) < 0.1] = np.nan
         stats["a"]["mean"] = np.maximum(stats["a"]["mean"], 0)  # ReLU-like ties at zero
+        for n, u in units.items():  # positions computed inline
+            stats[n]["argmax"] = rng.integers(0, 50, (len(idx), u))
         if threads:
             with cf.ThreadPoolExecutor(threads) as pool:
-                update_lists(fused, stats, list(units), idx, pool)
+                update_lists(fused, stats, list(units), idx, pool, chunk=chunk)
         else:
             update_lists(fused, stats, list(units), idx)
         for (n, s, d), t in alone.items():
-            t.update(stats[n][s], idx)
+            t.update(stats[n][s], idx, stats[n]["argmax"])
     for key, t in alone.items():
         assert np.array_equal(states[key].keys, t.keys), key
+        assert np.array_equal(states[key].positions, t.positions), key
+        assert (t.positions >= 0).all()
         assert np.shares_memory(states[key].keys, fused[key[1:]].keys)
 
 

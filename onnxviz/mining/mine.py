@@ -28,7 +28,7 @@ from .datasets import ImageSource, decode_batches, open_source
 from .decoders import default_workers, open_decoder
 from .run import DIRS, STATS, MiningError, Stopper, Summary, mining_dir, open_run, set_positions, wanted_images
 from .samplers import Samplers
-from .topk import fuse
+from .topk import TopK, fuse
 
 __all__ = ["mine", "fill_positions", "MiningError", "Summary", "mining_dir"]
 
@@ -177,24 +177,32 @@ def fuse_lists(states: dict, names: list) -> dict:
 
 
 def lists_executor():
-    """Threads for the four lists on a host with many cores (a GPU host: the update is the slowest step
-    there); none on a few cores, where onnxruntime and the decoders need them."""
-    if (os.cpu_count() or 1) >= 8:
-        return cf.ThreadPoolExecutor(4, thread_name_prefix="onnxviz-lists")
+    """Threads for the top-k update on a host with many cores (a GPU host: the update is the slowest
+    step there), half its cores; none on a few cores, where onnxruntime and the decoders need them."""
+    cpus = os.cpu_count() or 1
+    if cpus >= 8:
+        return cf.ThreadPoolExecutor(min(16, cpus // 2), thread_name_prefix="onnxviz-lists")
     return contextlib.nullcontext()
 
 
-def update_lists(fused: dict, stats: dict, names: list, idx: np.ndarray, pool=None) -> None:
+def update_lists(fused: dict, stats: dict, names: list, idx: np.ndarray, pool=None, chunk: int = 4096) -> None:
     """Add one batch of {layer: {stat: (B, units)}} to the fused lists (layers side by side).
 
-    ``pool``: an executor that updates the four lists at once (numpy releases the GIL), for hosts
-    whose cores would otherwise wait: behind a GPU the top-k update is the slowest step."""
+    ``pool``: an executor that updates the lists at once in slices of ``chunk`` units (numpy
+    releases the GIL; each slice is a view of its list), for hosts whose cores would otherwise
+    wait: behind a GPU the top-k update is the slowest step."""
     jobs = []
     for stat in STATS:
         values = np.concatenate([stats[name][stat] for name in names], axis=1)
         pos = [stats[name].get("argmax") for name in names]
         pos = np.concatenate(pos, axis=1) if all(p is not None for p in pos) else None
-        jobs += [(fused[(stat, d)], values, pos) for d in DIRS]
+        for d in DIRS:
+            t = fused[(stat, d)]
+            step = t.units if pool is None else chunk
+            for a in range(0, t.units, step):
+                b = min(t.units, a + step)
+                part = t if (a, b) == (0, t.units) else TopK(b - a, t.k, t.largest, t.keys[a:b], t.positions[a:b])
+                jobs.append((part, values[:, a:b], None if pos is None else pos[:, a:b]))
     if pool is None:
         for topk, values, pos in jobs:
             topk.update(values, idx, pos)
