@@ -14,7 +14,9 @@ copy is counted, as in a real run), best of a few timed batches after warm-up:
   logits       the model alone (the speed of the model)
   stats        the mining session: in-graph mean/max of every channel of every layer (also fed uint8
                pixels preprocessed in the graph, and with the argmax positions computed inline)
-  mining core  stats + the streaming top/bottom-16 update on the host (what one worker does)
+  mining core  the session as mine() runs it on a GPU (uint8 pixels in, mean/max/argmax out) + the
+               streaming top/bottom-16 update on the host, its lists in slices of units across
+               threads (and, for comparison, one job per list)
   decode       JPEG decode + resize + preprocessing of real photos with Pillow's draft mode, per
                CPU process and for all cores (processes); end to end is bounded by min(core, decode)
 With --photos DIR, the real `mine` runs end to end over those photos (listed --repeat times), once
@@ -159,6 +161,7 @@ def run(args, stack) -> int:
     stats = m.stats_runner(None, providers=providers, stats=("mean", "max"))
     stats_px = m.stats_runner(None, providers=providers, stats=("mean", "max"), pixels=True)
     stats_arg = m.stats_runner(None, providers=providers, stats=("mean", "max", "argmax"))  # positions inline
+    stats_mine = m.stats_runner(None, providers=providers, stats=("mean", "max", "argmax"), pixels=True)
     layers = [lay for lay in m.layers if lay.units]
     units = sum(lay.units for lay in layers)
     batches = [8] if args.quick else [int(b) for b in args.batches.split(",")]
@@ -174,29 +177,35 @@ def run(args, stack) -> int:
         r_stats_px = b / timed(lambda: stats_px.run(px), warmup, reps)
         r_stats_arg = b / timed(lambda: stats_arg.run(x), warmup, reps)
         names = [lay.name for lay in layers]
-        fused = fuse_lists({(lay.name, s, d): TopK(lay.units, 16, d == "top") for lay in layers
-                            for s in ("mean", "max") for d in ("top", "bottom")}, names)
-        # distinct batches (a repeated batch would tie with itself and never enter the lists)
-        xs = [m.prepare(rng.random((b, 3, 224, 224), dtype=np.float32)) for _ in range(2 + warmup + 6 + reps)]
-        step = [0]
+        # what mine() runs on a GPU: uint8 pixels in, mean/max/argmax out; distinct batches (a repeated
+        # batch would tie with itself and never enter the lists)
+        pxs = [rng.integers(0, 256, (b, 224, 224, 3), dtype=np.uint8) for _ in range(2 + warmup + 6 + reps)]
+        r_stats_mine = b / timed(lambda: stats_mine.run(pxs[0]), warmup, reps)
+        cores = {}
+        for label, chunk in (("sliced", 4096), ("per_list", 1 << 30)):  # top-k jobs: slices of units, or lists
+            fused = fuse_lists({(lay.name, s, d): TopK(lay.units, 16, d == "top") for lay in layers
+                                for s in ("mean", "max") for d in ("top", "bottom")}, names)
+            step = [0]
 
-        def core():  # what mine() does per batch: in-graph statistics, then the fused top/bottom-k update
-            res = stats.run(xs[step[0] % len(xs)])
-            idx = np.arange(step[0] * b, step[0] * b + b)
-            step[0] += 1
-            update_lists(fused, res, names, idx, pool)
+            def core():  # what mine() does per batch: in-graph statistics, then the fused top/bottom-k update
+                res = stats_mine.run(pxs[step[0] % len(pxs)])
+                idx = np.arange(step[0] * b, step[0] * b + b)
+                step[0] += 1
+                update_lists(fused, res, names, idx, pool, chunk=chunk)
 
-        r_core_start = b / timed(core, 0, 2)  # the lists fill up: most units change
-        r_core = b / timed(core, warmup + 6, reps)  # after ~10 batches: fewer units change per batch
+            start = b / timed(core, 0, 2)  # the lists fill up: most units change
+            cores[label] = (start, b / timed(core, warmup + 6, reps))  # after ~10 batches: fewer change
+        (r_core_start, r_core), (_, r_core_lists) = cores["sliced"], cores["per_list"]
         rows.append({"batch": b, "logits_img_s": r_logits, "stats_img_s": r_stats, "stats_pixels_img_s": r_stats_px,
-                     "stats_argmax_img_s": r_stats_arg, "mining_core_start_img_s":
-                     r_core_start, "mining_core_img_s": r_core, "core_vs_logits": r_core / r_logits,
-                     "topk_ms_per_batch": 1000 * (b / r_core - b / r_stats)})
+                     "stats_argmax_img_s": r_stats_arg, "stats_as_mined_img_s": r_stats_mine,
+                     "mining_core_start_img_s": r_core_start, "mining_core_img_s": r_core,
+                     "mining_core_per_list_img_s": r_core_lists, "core_vs_logits": r_core / r_logits,
+                     "topk_ms_per_batch": 1000 * (b / r_core - b / r_stats_mine)})
         print(f"batch {b}: logits {r_logits:.0f} img/s, stats {r_stats:.0f} (uint8 pixels in: {r_stats_px:.0f}, "
-              f"with argmax: {r_stats_arg:.0f}), mining core {r_core:.0f} "
-              f"(start {r_core_start:.0f}), core/logits {r_core / r_logits:.2f}, "
-              f"top-k update {rows[-1]['topk_ms_per_batch']:.0f} ms/batch", flush=True)
-        del xs
+              f"with argmax: {r_stats_arg:.0f}, pixels in and argmax as mined: {r_stats_mine:.0f}), mining core "
+              f"{r_core:.0f} (start {r_core_start:.0f}; top-k one job per list: {r_core_lists:.0f}), "
+              f"core/logits {r_core / r_logits:.2f}, top-k update {rows[-1]['topk_ms_per_batch']:.0f} ms/batch",
+              flush=True)
 
     data = photos()
     n1 = 16 if args.quick else 200
