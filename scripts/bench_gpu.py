@@ -227,11 +227,15 @@ def run(args, stack) -> int:
     r_cpu = best["batch"] / timed(lambda: cpu.run(xb), 1, 2)
     print(f"the same machine's {os.cpu_count()} CPU cores: logits {r_cpu:.0f} img/s; "
           f"GPU mining core / CPU logits {best['mining_core_img_s'] / r_cpu:.1f}x", flush=True)
+    used = logits.providers
+    # the statistics sessions hold GPU memory at their largest batch: free it for the real runs (with
+    # --batches 128,256 the real run at 256 ran out of the H100's 80 GB while they were alive)
+    del logits, stats, stats_px, stats_arg, stats_mine
     real = real_mine(m, args, best["batch"]) if args.photos else None
     e2e = real["img_s_wall"] if real else min(best["mining_core_img_s"], r_dec)
     projection = {name: {"images": n, "hours_mining_core": n / best["mining_core_img_s"] / 3600,
                          "hours_end_to_end": n / e2e / 3600} for name, n in IMAGENET.items()}
-    result = {"model": str(path), "layers": len(layers), "channels": units, "providers": logits.providers,
+    result = {"model": str(path), "layers": len(layers), "channels": units, "providers": used,
               "on_gpu": on_gpu, "onnxruntime": ort.__version__, "host": platform.node(), "cpus": cores,
               "rows": rows, "decode_img_s_one_process": r_dec1, "decode_img_s_all_cores": r_dec,
               "best_batch": best["batch"], "end_to_end_img_s": e2e, "end_to_end_measured": bool(real),
