@@ -9,11 +9,12 @@ the next batches to uint8 pixels while onnxruntime runs the current one, and the
 preprocessing in its graph (pixelfeed.py), so the loop's thread converts nothing; onnxruntime's
 threads are told not to spin so the decoders get the cores; the top-k update (one fused list per
 statistic and direction, a float test first, then a sort of uint64 keys for the few units beaten)
-runs in a thread while the next batch infers. ``Summary.stages`` says where the loop's time went;
+runs in a thread while the next batch infers in another and the loop's thread fetches the one after. ``Summary.stages`` says where the loop's time went;
 measurements: docs/bench_mine.md.
 """
 from __future__ import annotations
 
+import collections
 import concurrent.futures as cf
 import contextlib
 import logging
@@ -107,20 +108,33 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
             procs = open_decoder(src, model.meta, workers, decoder)  # pass 1 and pass 2 share it
             if procs is not None:
                 stack.enter_context(procs)
-            with Stopper() as stopper, cf.ThreadPoolExecutor(1, thread_name_prefix="onnxviz-topk") as post, \
-                    lists_executor() as lists_pool:
-                busy = None  # the previous batch's absorb (one at a time, in order)
+            with Stopper() as stopper, cf.ThreadPoolExecutor(1, thread_name_prefix="onnxviz-infer") as infer, \
+                    cf.ThreadPoolExecutor(1, thread_name_prefix="onnxviz-topk") as post, lists_executor() as lists_pool:
+                # a pipeline: batch i+1 infers while batch i goes into the lists and batch i+2 is fetched
+                inflight: collections.deque = collections.deque()  # absorbs not finished yet, in order
+
+                def settle(keep: int) -> None:
+                    """Wait until at most ``keep`` batches are still on their way into the lists."""
+                    with clock("waiting for inference and top-k"):
+                        while len(inflight) > keep:
+                            inflight.popleft().result()
+
+                def infer_batch(batch):
+                    with clock("inference"):
+                        return runner.run(batch, maps=True)
+
+                def absorb_after(job, idx):
+                    stats, maps = job.result()
+                    with clock("top-k"):
+                        absorb(stats, maps, idx)
+
                 batches = decode_batches(src, todo, model.meta, batch_size, workers, decoder=procs, pixels=pixels)
                 for batch, decoded in clock.iterate(batches, "decoded batches"):
                     good = [d for d in decoded if d.x is not None]
                     if good:
-                        with clock("inference"):
-                            stats, maps = runner.run(batch, maps=True)
                         idx = np.array([d.index for d in good], np.int64)
-                        if busy is not None:
-                            with clock("top-k"):
-                                busy.result()
-                        busy = post.submit(absorb, stats, maps, idx)
+                        settle(1)  # at most two batches in flight: bounded memory
+                        inflight.append(post.submit(absorb_after, infer.submit(infer_batch, batch), idx))
                     for d in decoded:
                         pending_rows.append((d.index, src.key(d.index), d.size[0] if d.size else None,
                                              d.size[1] if d.size else None, d.error or None))
@@ -135,14 +149,14 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
                         bar.set_postfix_str(f"skipped {bad}+", refresh=False)
                     stop = stopper.stop or (stop_after is not None and n_batches >= stop_after)
                     if stop or time.perf_counter() - last_save > checkpoint_seconds:
+                        settle(0)
                         with clock("checkpoints"):
-                            busy = busy.result() if busy is not None else None
                             run.checkpoint(pending_rows, done)
                         pending_rows, last_save = [], time.perf_counter()
                     if stop:
                         break
+                settle(0)
                 with clock("checkpoints"):
-                    busy = busy.result() if busy is not None else None
                     run.checkpoint(pending_rows, done)
             bar.close()
             return run.finish(done >= len(indices) and not stopper.stop, processed, time.perf_counter() - t_loop,

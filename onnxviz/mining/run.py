@@ -77,11 +77,13 @@ class Summary:
 
 
 class Clock(dict):
-    """Seconds per stage of a run, as the loop's own thread sees them: where the time goes.
+    """Seconds per stage of a run: where the time goes.
 
-    "decoded batches" is the wait for the decoders plus stacking the batch; "inference" the
-    session; "top-k" the wait for the previous batch's update (it runs beside the next batch);
-    then "checkpoints", "pass 2" and "examples table" at the end."""
+    The loop's thread waits for "decoded batches" (the decoders, plus stacking the batch) and
+    for "inference and top-k" (the pipeline behind it, when two batches are already in it); the
+    pipeline's threads are busy in "inference" (the session) and "top-k" (the lists and samplers);
+    then "checkpoints", "pass 2" and "examples table" at the end. Each stage is counted by one
+    thread only."""
 
     @contextlib.contextmanager
     def __call__(self, stage: str):
