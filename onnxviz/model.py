@@ -21,6 +21,7 @@ from google.protobuf.message import DecodeError
 from . import graph as G
 from .errors import FaithfulnessError, ModelLoadError, UnknownNodeError
 from .meta import PREPROCESSING_FIELDS, ModelMeta
+from .reductions import STATS
 from .layers import Layer, discover, input_layout, probe_shapes
 
 log = logging.getLogger("onnxviz")
@@ -255,7 +256,7 @@ class Model:
         out = runner.run_batched(x, batch_size, [lay.tensor for lay in layers])
         return {lay.name: out[lay.tensor] for lay in layers}
 
-    def stats_runner(self, names=None, providers=None, threads=None, stats=G.STATS, maps=(), spin: bool = True,
+    def stats_runner(self, names=None, providers=None, threads=None, stats=STATS, maps=(), spin: bool = True,
                      pixels: bool = False):
         """A session that returns per-channel mean/max/argmax of each layer (computed in the graph),
         and with ``maps`` the full activation maps of those layers too (``run(x, maps=True)``).

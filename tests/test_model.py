@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxviz
+from onnxviz.reductions import STATS, add_channel_reductions, fuse_outputs
 from onnxviz import graph as G
 from onnxviz.cli import main
 from onnxviz.errors import ConversionError, FaithfulnessError, ModelLoadError, UnknownNodeError
@@ -64,8 +65,12 @@ def test_channel_reductions_equal_numpy_on_full_maps(digits_model, digits_data):
     names = [lay.name for lay in digits_model.layers]
     full = digits_model.activations(x, names, batch_size=16)
     stats = digits_model.channel_stats(x, names, batch_size=16)
-    proto, _ = G.add_channel_reductions(digits_model.proto, digits_model.layers)
+    proto, outputs = add_channel_reductions(digits_model.proto, digits_model.layers)
     onnx.checker.check_model(proto)
+    fused, names_of, spans = fuse_outputs(proto, digits_model.layers, outputs, STATS)
+    onnx.checker.check_model(fused)
+    assert [o.name for o in fused.graph.output] == [names_of[s] for s in STATS]
+    assert spans[0][0] == 0 and spans[-1][1] == sum(lay.units for lay in digits_model.layers)
     pooled = digits_model.stats_runner(names, stats=("mean", "max")).run(x)  # the GlobalPool path mining uses
     for name in names:
         a = full[name]
@@ -73,6 +78,12 @@ def test_channel_reductions_equal_numpy_on_full_maps(digits_model, digits_data):
         np.testing.assert_allclose(pooled[name]["mean"], a.mean(axes) if axes else a, rtol=1e-5, atol=1e-6)
         np.testing.assert_array_equal(pooled[name]["max"], a.max(axes) if axes else a)
         assert "argmax" not in pooled[name]
+    from onnxviz.mining.mine import _side_by_side
+
+    side = _side_by_side(pooled, names, "max")  # what the top-k update takes: the session's own array
+    assert np.shares_memory(side, pooled.fused["max"])
+    np.testing.assert_array_equal(side, np.concatenate([pooled[n]["max"] for n in names], axis=1))
+    assert _side_by_side(pooled, names[::-1], "max").shape == side.shape  # another order: concatenated
     for name in names:
         a = full[name]
         if a.ndim == 4:

@@ -18,7 +18,8 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from ..errors import RuntimeModelError
-from ..graph import STATS, add_channel_reductions, expose
+from ..graph import expose
+from ..reductions import STATS, add_channel_reductions, fuse_outputs
 
 log = logging.getLogger("onnxviz")
 
@@ -142,12 +143,22 @@ class Runner:
         return {n: np.concatenate(v, axis=0) if v else np.zeros((0,)) for n, v in parts.items()}
 
 
+class Stats(dict):
+    """One batch's statistics, {layer name: {stat: (N, C) array}}; the arrays are column slices of
+    ``fused`` ({stat: (N, all units)}, layers side by side in ``names`` order), which is what the
+    session returned: the top-k update takes it as it is (mine.update_lists)."""
+
+    def __init__(self, per_layer: dict, fused: dict, names: list):
+        super().__init__(per_layer)
+        self.fused, self.names = fused, names
+
+
 class StatsRunner:
     """Per-channel statistics of many layers from one onnxruntime session (what mining runs).
 
     ``layers``: objects with ``name``, ``tensor``, ``layout`` and ``units`` (onnxviz Layers); the
-    graph is edited once (``graph.add_channel_reductions``) so onnxruntime returns (N, C) numbers
-    per layer instead of full maps.
+    graph is edited once (``reductions.add_channel_reductions``, then ``fuse_outputs``) so that
+    onnxruntime returns one (N, all units) array per statistic instead of full maps.
     """
 
     def __init__(self, proto: onnx.ModelProto, layers: list, providers=None, threads=None, stats=STATS,
@@ -156,10 +167,8 @@ class StatsRunner:
         self.layers = layers
         self.stats = tuple(stats)
         self.maps = list(maps)  # layers whose full maps are returned too (atlas samples)
-        edited, self._outputs = add_channel_reductions(proto, layers, self.stats)
-        outs = {o.name for o in edited.graph.output}  # (N, C) layers are output as they are (or cast)
-        self._nc_tensor = {lay.name: lay.tensor if lay.tensor in outs else f"{lay.tensor}__onnxviz_f32"
-                           for lay in layers}
+        edited, outputs = add_channel_reductions(proto, layers, self.stats)
+        edited, self._fused, self._spans = fuse_outputs(edited, layers, outputs, self.stats)
         if self.maps:
             edited = expose(edited, [m.tensor for m in self.maps], keep_outputs=True)
         self.runner = Runner(edited, providers=providers, threads=threads, input_name=input_name, extras=extras,
@@ -167,18 +176,12 @@ class StatsRunner:
         self.providers = self.runner.providers
 
     def run(self, x: np.ndarray, maps: bool = False):
-        """One batch of model input -> {layer name: {stat: (N, C) array}}; with ``maps``, also
-        {map layer name: full activation (model layout)} as a second value."""
+        """One batch of model input -> :class:`Stats` ({layer name: {stat: (N, C) array}}); with ``maps``,
+        also {map layer name: full activation (model layout)} as a second value."""
         raw = self.runner.run(x)
-        out = {}
-        for lay, names in zip(self.layers, self._outputs):
-            entry = {s: raw[n] for s, n in names.items()}
-            if lay.layout == "NC":
-                v = raw[names.get("mean") or names.get("max") or self._nc_tensor[lay.name]]
-                entry = {s: v for s in self.stats if s != "argmax"}
-                if "argmax" in self.stats:
-                    entry["argmax"] = np.zeros(v.shape, np.int64)
-            out[lay.name] = entry
+        fused = {s: raw[name] for s, name in self._fused.items()}
+        out = Stats({lay.name: {s: v[:, a:b] for s, v in fused.items()} for lay, (a, b) in zip(self.layers, self._spans)},
+                    fused, [lay.name for lay in self.layers])
         if maps:
             return out, {m.name: raw[m.tensor] for m in self.maps}
         return out

@@ -207,9 +207,7 @@ def update_lists(fused: dict, stats: dict, names: list, idx: np.ndarray, pool=No
     wait: behind a GPU the top-k update is the slowest step."""
     jobs = []
     for stat in STATS:
-        values = np.concatenate([stats[name][stat] for name in names], axis=1)
-        pos = [stats[name].get("argmax") for name in names]
-        pos = np.concatenate(pos, axis=1) if all(p is not None for p in pos) else None
+        values, pos = _side_by_side(stats, names, stat), _side_by_side(stats, names, "argmax")
         for d in DIRS:
             t = fused[(stat, d)]
             step = t.units if pool is None else chunk
@@ -223,6 +221,17 @@ def update_lists(fused: dict, stats: dict, names: list, idx: np.ndarray, pool=No
     else:
         for f in [pool.submit(topk.update, values, idx, pos) for topk, values, pos in jobs]:
             f.result()
+
+
+def _side_by_side(stats: dict, names: list, stat: str) -> Optional[np.ndarray]:
+    """(B, all units) of ``stat`` for layers ``names``: the session's own fused array when it returned
+    one in this order (backends.ort.Stats: no copy), else the layers' arrays concatenated; None
+    when some layer lacks it."""
+    fused = getattr(stats, "fused", None)
+    if fused is not None and stat in fused and stats.names == list(names):
+        return fused[stat]
+    parts = [stats[name].get(stat) for name in names]
+    return np.concatenate(parts, axis=1) if all(p is not None for p in parts) else None
 
 
 def fill_positions(model, src: ImageSource, states: dict, names: list, batch_size: int, workers: int,
