@@ -108,8 +108,6 @@ def test_mining_a_model_that_cannot_take_pixels_says_why(tmp_path):
 def test_fit_resizes_only_the_crop_and_matches_resize_then_crop():
     """Mining's decode resizes just the region the center crop keeps (Pillow's box): the same numbers as
     resizing the whole photo and cropping, up to rounding (at most 1, in under 1% of the values)."""
-    from PIL import Image
-
     from onnxviz.images import _RESAMPLE, _geometry, fit, imagenet_photos, open_rgb, sample_image_path
 
     photos = [sample_image_path()] + [p for p, _ in imagenet_photos()][:6]
