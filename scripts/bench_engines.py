@@ -38,6 +38,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default=str(REPO / "models" / "mobilenet_v2.onnx"))
     ap.add_argument("--images", type=int, default=192)
     ap.add_argument("--batch-size", "--batch", dest="batch", type=int, default=32)
+    ap.add_argument("--photo-dir", default=str(REPO / "data" / "photos"), help="collect_photos.py's folder")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
 
@@ -48,7 +49,7 @@ def main(argv=None) -> int:
 
     m = onnxviz.load(args.model)
     work = Path(tempfile.mkdtemp(prefix="bench_engines_"))
-    folder = photos(work / "jpeg", args.images)
+    folder = photos(work, max(1, args.images // 2), Path(args.photo_dir))  # photos + their mirror images
     cpus = os.cpu_count() or 1
     kw = dict(top=16, bottom=16, batch_size=args.batch, progress=False, thumbs=False)
     results = []
