@@ -166,8 +166,7 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
             threads = threads or _threads_per_worker(ray, workers, gpus_per_worker)
             if todo:
                 if positions == "auto":
-                    positions = auto_positions(providers, len(indices),
-                                               sum(r["units"] for r in run.records) * (top + bottom))
+                    positions = auto_positions(providers, run, top, bottom)
                 ds = _pipeline(ray, todo, reader, spec, names, top, bottom, batch_size, workers, threads, providers,
                                gpus_per_worker, 2, positions=False, samplers=samplers.fresh() if samplers else None,
                                inline=positions == "inline")

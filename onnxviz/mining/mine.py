@@ -9,8 +9,8 @@ the next batches to uint8 pixels while onnxruntime runs the current one, and the
 preprocessing in its graph (pixelfeed.py), so the loop's thread converts nothing; onnxruntime's
 threads are told not to spin so the decoders get the cores; the top-k update (one fused list per
 statistic and direction, a float test first, then a sort of uint64 keys for the few units beaten)
-runs in a thread while the next batch infers in another and the loop's thread fetches the one after. ``Summary.stages`` says where the loop's time went;
-measurements: docs/bench_mine.md.
+runs in a thread while the next batch infers in another and the loop's thread fetches the one
+after. ``Summary.stages`` says where the loop's time went; measurements: docs/bench_mine.md.
 """
 from __future__ import annotations
 
@@ -60,8 +60,8 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
     every image and needs no pass 2 (cheaper on a GPU); "auto": inline when the session runs on
     CUDA, or when the run has fewer images than list slots (then nearly every image is an example,
     and pass 2 would decode and run them all again). Both give the same result, bit for bit
-    (the mean and max come from the same pooling nodes either way). ``decoder``: "threads", "processes" or "auto" (processes on 8+
-    cores). Returns a :class:`Summary` (with ``stages``:
+    (the mean and max come from the same pooling nodes either way). ``decoder``: "threads",
+    "processes" or "auto" (processes on 8+ cores). Returns a :class:`Summary` (with ``stages``:
     where the time went); calling again with the same arguments resumes an unfinished run.
     """
     from .. import load
@@ -80,7 +80,7 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
             return run.completed()
         done, states, indices = run.done, run.states, run.indices
         if positions == "auto":
-            positions = auto_positions(providers, len(indices), sum(r["units"] for r in run.records) * (top + bottom))
+            positions = auto_positions(providers, run, top, bottom)
         todo = indices[done:]
         # on a CPU pass 1 ranks by mean and max only: GlobalAveragePool/GlobalMaxPool stay in
         # onnxruntime's blocked layout, while an in-graph ArgMax would force a reorder of every full map
@@ -91,12 +91,6 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
         fused = fuse_lists(states, names)
         if workers is None:
             workers = default_workers(decoder)  # 2 decoder threads on 2 cores: measured faster than 1
-
-        def absorb(stats, maps, idx):
-            """Everything a batch's statistics go into; runs in a thread while the next batch infers."""
-            if samplers is not None:
-                samplers.offer(stats, maps, idx)
-            update_lists(fused, stats, names, idx, lists_pool)
         bar = progress_bar(len(indices), "mining", "img", enabled=progress, initial=done, smoothing=0.1)
         pending_rows: list = []
         last_save = time.perf_counter()
@@ -123,10 +117,13 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
                     with clock("inference"):
                         return runner.run(batch, maps=True)
 
-                def absorb_after(job, idx):
+                def absorb(job, idx):
+                    """Everything a batch's statistics go into, once its inference ``job`` is done."""
                     stats, maps = job.result()
                     with clock("top-k"):
-                        absorb(stats, maps, idx)
+                        if samplers is not None:
+                            samplers.offer(stats, maps, idx)
+                        update_lists(fused, stats, names, idx, lists_pool)
 
                 batches = decode_batches(src, todo, model.meta, batch_size, workers, decoder=procs, pixels=pixels)
                 for batch, decoded in clock.iterate(batches, "decoded batches"):
@@ -134,7 +131,7 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
                     if good:
                         idx = np.array([d.index for d in good], np.int64)
                         settle(1)  # at most two batches in flight: bounded memory
-                        inflight.append(post.submit(absorb_after, infer.submit(infer_batch, batch), idx))
+                        inflight.append(post.submit(absorb, infer.submit(infer_batch, batch), idx))
                     for d in decoded:
                         pending_rows.append((d.index, src.key(d.index), d.size[0] if d.size else None,
                                              d.size[1] if d.size else None, d.error or None))
@@ -164,13 +161,15 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
                                                         threads, procs, pixels), thumbs)
 
 
-def auto_positions(providers, images: int, slots: int) -> str:
-    """"inline" on CUDA (an ArgMax costs little there) or when ``images`` <= ``slots`` (units x lists x k:
-    measured on 544 photos and MobileNetV2, 2 CPU cores: 18 s inline vs 27 s with pass 2, which
-    re-decoded 97% of them); else "pass2" (on a CPU the ArgMax reorders every map: 42 vs 53 img/s)."""
+def auto_positions(providers, run, top: int, bottom: int) -> str:
+    """"inline" on CUDA (an ArgMax costs little there) or when the ``run`` has no more images than
+    list slots (units x stats x (top + bottom): measured on 544 photos and MobileNetV2, 2 CPU
+    cores: 18 s inline vs 27 s with pass 2, which re-decoded 97% of them); else "pass2" (on a
+    CPU the ArgMax reorders every map: 42 vs 53 img/s)."""
     from ..backends.ort import usable_providers
 
-    if usable_providers(providers)[0] == "CUDAExecutionProvider" or images <= slots * len(STATS):
+    slots = sum(r["units"] for r in run.records) * len(STATS) * (top + bottom)
+    if usable_providers(providers)[0] == "CUDAExecutionProvider" or len(run.indices) <= slots:
         return "inline"
     return "pass2"
 
@@ -206,8 +205,9 @@ def update_lists(fused: dict, stats: dict, names: list, idx: np.ndarray, pool=No
     releases the GIL; each slice is a view of its list), for hosts whose cores would otherwise
     wait: behind a GPU the top-k update is the slowest step."""
     jobs = []
+    pos = _side_by_side(stats, names, "argmax")
     for stat in STATS:
-        values, pos = _side_by_side(stats, names, stat), _side_by_side(stats, names, "argmax")
+        values = _side_by_side(stats, names, stat)
         for d in DIRS:
             t = fused[(stat, d)]
             step = t.units if pool is None else chunk

@@ -27,11 +27,6 @@ _NAN_CODE = np.uint64(0xFFFFFFFF)
 MAX_INDEX = 0xFFFFFFFE
 
 
-def _order_code(values: np.ndarray) -> np.ndarray:
-    """float32 -> uint32 code (as uint64) with the same order as the float values (non-NaN)."""
-    return _code32(np.asarray(values, dtype=np.float32), False).astype(np.uint64)
-
-
 def _code32(values: np.ndarray, largest: bool) -> np.ndarray:
     """uint32 codes: the float order (flipped for ``largest``), NaN -> the worst code, -0.0 = 0.0.
 
