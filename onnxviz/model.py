@@ -18,11 +18,11 @@ import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
 
-from . import graph as G
+from .graph import edits as G
 from .errors import FaithfulnessError, ModelLoadError, UnknownNodeError
-from .meta import PREPROCESSING_FIELDS, ModelMeta
-from .reductions import STATS
-from .layers import Layer, discover, input_layout, probe_shapes
+from .preprocessing.meta import PREPROCESSING_FIELDS, ModelMeta
+from .graph.reductions import STATS
+from .layers.discovery import Layer, discover, input_layout, probe_shapes
 
 log = logging.getLogger("onnxviz")
 
@@ -34,7 +34,7 @@ def load(path: Union[str, Path], meta: Optional[ModelMeta] = None, input: Option
     """Open an ONNX file. ``meta`` or keyword overrides (input_size, mean, std, channel_order, ...)
     replace what the file says about preprocessing. ``input``: with several image inputs, the one
     to optimize and mine (default: the first 4-d input); the others get a mid-gray image. A file
-    without onnxviz metadata gets its preprocessing inferred from evidence (onnxviz.preprocess)
+    without onnxviz metadata gets its preprocessing inferred from evidence (onnxviz.preprocessing.infer)
     unless ``infer`` is False or the overrides set it."""
     return Model(path, meta=meta, input=input, infer=infer, **overrides)
 
@@ -128,7 +128,7 @@ class Model:
 
     def _input_rule(self, stored, overrides):
         """Which input sizes run (``shapes.InputRule``): the graph's fixed size, else probed."""
-        from . import shapes
+        from .graph import input_sizes as shapes
 
         c, h, w = self._hw()
         if h and w:
@@ -167,8 +167,8 @@ class Model:
         return extras
 
     def _inferred_meta(self, base: ModelMeta) -> ModelMeta:
-        """Preprocessing inferred from evidence in the file (onnxviz.preprocess); defaults if that fails."""
-        from .preprocess import infer
+        """Preprocessing inferred from evidence in the file (onnxviz.preprocessing.infer); defaults if that fails."""
+        from .preprocessing.infer import infer
 
         try:
             found = infer(self, base)
@@ -232,7 +232,7 @@ class Model:
 
     def load_images(self, paths: Sequence) -> np.ndarray:
         """Photos -> images (N, 3, H, W) at the model's input size and crop."""
-        from .images import load_for_model
+        from .preprocessing.images import load_for_model
 
         return np.stack([load_for_model(p, self.meta) for p in paths])
 
@@ -265,7 +265,7 @@ class Model:
 
         proto, name = self.proto, self.input_name
         if pixels:
-            from .pixelfeed import PIXELS, add_pixel_input
+            from .graph.pixelfeed import PIXELS, add_pixel_input
 
             proto, name = add_pixel_input(proto, name, self.meta), PIXELS
         return StatsRunner(proto, self.resolve(names), providers, threads, stats, input_name=name,
@@ -291,7 +291,7 @@ class Model:
     def float_proto(self) -> onnx.ModelProto:
         """The float32 view the torch path runs (the model itself unless quantized or float16)."""
         if getattr(self, "_float", None) is None:
-            from .floatview import float_view
+            from .graph.floatview import float_view
 
             self._float = float_view(self.proto)
         return self._float
@@ -330,7 +330,7 @@ class Model:
         import torch
 
         from .backends.fx import max_relative_error
-        from .images import load_for_model, sample_image_path
+        from .preprocessing.images import load_for_model, sample_image_path
 
         todo = [lay for lay in layers if lay.tensor not in self._checked and lay.name in view.names]
         if not todo:

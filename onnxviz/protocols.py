@@ -11,8 +11,8 @@ from typing import Optional, Protocol, Sequence, runtime_checkable
 import numpy as np
 import onnx
 
-from .layers import Layer
-from .meta import ModelMeta
+from .layers.discovery import Layer
+from .preprocessing.meta import ModelMeta
 
 
 @runtime_checkable

@@ -91,7 +91,7 @@ def photos() -> list:
 
 def _decode_many(args) -> int:
     data, meta_dict, n = args
-    from onnxviz.meta import ModelMeta
+    from onnxviz.preprocessing.meta import ModelMeta
     from onnxviz.mining.datasets import decode_bytes
 
     meta = ModelMeta.from_dict(meta_dict)

@@ -94,7 +94,7 @@ def time_lucent(native, layer_attr, unit, steps, size, fixed):
 def main(onnx_path, layer, unit, size, steps, batch, quality_steps, quality_units, threads, no_lucent, out):
     torch.set_num_threads(threads)
     import onnxviz
-    from onnxviz.images import load_for_model, sample_image_path
+    from onnxviz.preprocessing.images import load_for_model, sample_image_path
     from onnxviz.optvis import objectives as obj
     from onnxviz.optvis import render
 
@@ -172,7 +172,7 @@ def main(onnx_path, layer, unit, size, steps, batch, quality_steps, quality_unit
         best = float(photo_means[:, u].max())
         ratio = lambda a, b: f"{a / b:.1f}x" if a > 0 and b > 0 else f"n/a ({a:+.3f} vs {b:+.3f})"  # noqa: E731
         lines.append(f"| {u} | {s:.3f} | {e:.3f} | {best:.3f} | {ratio(e, s)} | {ratio(e, best)} |")
-    from onnxviz.images import save_image
+    from onnxviz.preprocessing.images import save_image
 
     for i, u in enumerate(q_units):
         save_image(q.images[i], REPO / "runs" / "bench_render" / f"{lay.name}_{u}.png")

@@ -50,7 +50,7 @@ def make_run(model_path: Path, work: Path, n_images: int, steps: int, photos_dir
     import onnxviz
     from collect_photos import collect
     from onnxviz.mining import mine
-    from onnxviz.runs import render as R
+    from onnxviz.runs import render_jobs as R
     from onnxviz.runs.accentuations import accentuate
 
     if photos_dir:

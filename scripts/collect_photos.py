@@ -74,9 +74,9 @@ def collect(out: Path, jpeg: bool = False) -> list:
             written.append(out / "grace_hopper.jpg")
     except ImportError:
         pass
-    import onnxviz.images
+    import onnxviz.preprocessing.images
 
-    shutil.copy(onnxviz.images.sample_image_path(), out / "onnxviz_chelsea.jpg")
+    shutil.copy(onnxviz.preprocessing.images.sample_image_path(), out / "onnxviz_chelsea.jpg")
     written.append(out / "onnxviz_chelsea.jpg")
     return written
 
@@ -137,14 +137,14 @@ def _pick(pkg: str, root: Path) -> list:
 
 def _save_small(src: Path, dst: Path) -> bool:
     """A JPEG of at most MAX_SIDE px (transparent cut-outs on white); False for tiny or unreadable files."""
-    import onnxviz.images
+    import onnxviz.preprocessing.images
 
     try:
         with Image.open(src) as im:
             if min(im.size) < 96:
                 return False
             im.draft("RGB", (MAX_SIDE, MAX_SIDE))
-            rgb = onnxviz.images._to_rgb(im)
+            rgb = onnxviz.preprocessing.images._to_rgb(im)
         rgb.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.BICUBIC)
         rgb.save(dst, quality=90)
         return True

@@ -174,7 +174,7 @@ def fetch(names: list[str] | None = None) -> list[Path]:
 def preprocess_table(names: list[str] | None = None) -> list[dict]:
     """Inferred preprocessing of each file against the truth in the manifest (the package's own code)."""
     import onnxviz
-    from onnxviz import preprocess as P
+    from onnxviz.preprocessing import infer as P
 
     rows = []
     print("| file | truth (package code) | inferred | confidence | right |\n|---|---|---|---|---|")

@@ -240,7 +240,7 @@ def _last_error(m, lay) -> float:
     """The parity error of one layer against onnxruntime on the bundled photo."""
     import torch
 
-    from onnxviz.images import load_for_model, sample_image_path
+    from onnxviz.preprocessing.images import load_for_model, sample_image_path
 
     x = m.prepare(load_for_model(sample_image_path(), m.meta)[None])
     ref = m.activations(x, [lay.name])[lay.name]

@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     import onnxviz
-    from onnxviz.images import imagenet_photos
+    from onnxviz.preprocessing.images import imagenet_photos
     from onnxviz.attribution import integrated_gradients
     from onnxviz.attribution.core import Forward, parse_target
 

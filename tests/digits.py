@@ -10,7 +10,7 @@ import onnx
 import torch
 from torch import nn
 
-from onnxviz.meta import ModelMeta
+from onnxviz.preprocessing.meta import ModelMeta
 
 DIGITS_META = ModelMeta(input_size=(16, 16), channel_order="L", value_range=(0.0, 1.0), mean=(0.0,), std=(1.0,),
                         labels=[str(i) for i in range(10)], name="digits_cnn", source="trained in tests on sklearn digits")

@@ -231,7 +231,7 @@ def test_nhwc_bgr_file(tmp_path):
 def test_mobilenet_v2_true_class_attribution_on_labelled_photos(tmp_path_factory):
     from models_fixture import exported
 
-    from onnxviz.images import imagenet_photos
+    from onnxviz.preprocessing.images import imagenet_photos
 
     photos = imagenet_photos()[:3]
     if not photos:

@@ -75,7 +75,7 @@ def test_accentuation_stays_closer_to_the_photo_than_plain_ascent(digits_onnx, d
 def test_fooled_mobilenet_is_flagged_and_honest_render_passes(tmp_path, tmp_path_factory):
     from models_fixture import exported
 
-    from onnxviz.images import imagenet_photos
+    from onnxviz.preprocessing.images import imagenet_photos
 
     photos = [p for p, _ in imagenet_photos()]
     if not photos:
@@ -83,7 +83,7 @@ def test_fooled_mobilenet_is_flagged_and_honest_render_passes(tmp_path, tmp_path
     sys.path.insert(0, str(SCRIPTS))
     from fool_model import check_unchanged, fool, pattern_stats
 
-    from onnxviz.reliability import check
+    from onnxviz.optvis.reliability import check
 
     path = exported("mobilenet_v2", tmp_path_factory)["path"]
     model = onnxviz.load(path)

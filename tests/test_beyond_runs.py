@@ -113,7 +113,9 @@ def test_batched_accentuation_equals_one_call_per_unit(digits_onnx, digits_data)
     other = accentuate(model, f"{LAYER}:2", photos[2:], **kw)
     np.testing.assert_allclose(both.images, np.concatenate([one.images, other.images]), atol=1e-4)
     acc = both.record["accentuation"]
-    assert acc["scale"] == one.record["accentuation"]["scale"] + other.record["accentuation"]["scale"]
+    # the same scales up to float32 rounding (a batch of 4 and two of 2 sum in another order)
+    assert acc["scale"] == pytest.approx(one.record["accentuation"]["scale"] + other.record["accentuation"]["scale"],
+                                         rel=1e-5)
     assert acc["scale"][0] == acc["scale"][1]  # one scale per unit
     assert np.all(np.asarray(both.record["activation_end"]) > np.asarray(acc["activation_photo"]))
 

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 import onnxviz
-from onnxviz.images import sample_image_path
-from onnxviz.meta import ModelMeta
+from onnxviz.preprocessing.images import sample_image_path
+from onnxviz.preprocessing.meta import ModelMeta
 from onnxviz import zoo as ex
 from onnxviz.zoo.builders import builders
 from models_fixture import (REPO, efficientnet_lite0_export, googlenet_random_export,  # noqa: F401

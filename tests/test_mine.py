@@ -17,7 +17,7 @@ from PIL import Image
 
 import onnxviz
 from onnxviz.cli import main as cli
-from onnxviz.images import load_for_model
+from onnxviz.preprocessing.images import load_for_model
 from onnxviz.mining import DatasetError, TopK, brute_force, merge_runs, mine, open_results, open_source
 from onnxviz.mining.topk import decode, encode
 from digits import save_digit
@@ -276,7 +276,7 @@ def test_shards_merge_to_the_same_result(digits_model, digits_folder, digits_run
 @pytest.fixture(scope="module")
 def odd_folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("odd")
-    photo = Image.open(onnxviz.images.sample_image_path()).convert("RGB")
+    photo = Image.open(onnxviz.preprocessing.images.sample_image_path()).convert("RGB")
     photo.save(root / "good.jpg")
     photo.convert("CMYK").save(root / "cmyk.jpg")
     photo.convert("RGBA").save(root / "rgba.png")
@@ -387,7 +387,7 @@ def test_mobilenet_v2_all_layers_and_logits_on_real_photos(tmp_path, tmp_path_fa
     folder.mkdir()
     for p in photos:
         shutil.copy(p, folder / p.name)
-    shutil.copy(onnxviz.images.sample_image_path(), folder / "zz_chelsea.jpg")
+    shutil.copy(onnxviz.preprocessing.images.sample_image_path(), folder / "zz_chelsea.jpg")
     m = onnxviz.load(path)
     s = mine(m, folder, tmp_path / "run", top=3, bottom=3, batch_size=8, threads=2, progress=False)
     assert s.complete and s.images == len(photos) + 1

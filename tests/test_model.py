@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxviz
-from onnxviz.reductions import STATS, add_channel_reductions, fuse_outputs
-from onnxviz import graph as G
+from onnxviz.graph.reductions import STATS, add_channel_reductions, fuse_outputs
+from onnxviz.graph import edits as G
 from onnxviz.cli import main
 from onnxviz.errors import ConversionError, FaithfulnessError, ModelLoadError, UnknownNodeError
 

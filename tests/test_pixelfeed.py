@@ -12,11 +12,11 @@ from onnx import TensorProto, helper
 
 import onnxviz
 from onnxviz.backends.ort import Runner
-from onnxviz.images import pixels_to_images
-from onnxviz.meta import ModelMeta
+from onnxviz.preprocessing.images import pixels_to_images
+from onnxviz.preprocessing.meta import ModelMeta
 from onnxviz.mining import MiningError, mine
 from onnxviz.mining.mine import pixel_feed
-from onnxviz.pixelfeed import PIXELS, add_pixel_input, why_not
+from onnxviz.graph.pixelfeed import PIXELS, add_pixel_input, why_not
 from digits import save_digit_folder
 
 
@@ -108,7 +108,7 @@ def test_mining_a_model_that_cannot_take_pixels_says_why(tmp_path):
 def test_fit_resizes_only_the_crop_and_matches_resize_then_crop():
     """Mining's decode resizes just the region the center crop keeps (Pillow's box): the same numbers as
     resizing the whole photo and cropping, up to rounding (at most 1, in under 1% of the values)."""
-    from onnxviz.images import _RESAMPLE, _geometry, fit, imagenet_photos, open_rgb, sample_image_path
+    from onnxviz.preprocessing.images import _RESAMPLE, _geometry, fit, imagenet_photos, open_rgb, sample_image_path
 
     photos = [sample_image_path()] + [p for p, _ in imagenet_photos()][:6]
     assert len(photos) >= 3

@@ -1,4 +1,4 @@
-"""Preprocessing inferred from evidence for files without onnxviz metadata (onnxviz.preprocess).
+"""Preprocessing inferred from evidence for files without onnxviz metadata (onnxviz.preprocessing.infer).
 
 The test files are real pretrained exports (scripts/export.py) with their onnxviz metadata
 removed, so the true preprocessing is known and the inference has only the file to go on.
@@ -14,10 +14,10 @@ from click.testing import CliRunner
 from onnx import helper, numpy_helper
 
 import onnxviz
-from onnxviz import preprocess as P
+from onnxviz.preprocessing import infer as P
 from onnxviz.cli import main as cli
-from onnxviz.images import load_for_model, sample_image_path
-from onnxviz.meta import METADATA_KEY, ModelMeta
+from onnxviz.preprocessing.images import load_for_model, sample_image_path
+from onnxviz.preprocessing.meta import METADATA_KEY, ModelMeta
 
 from models_fixture import (efficientnet_lite0_export, mobilenet_v2_export,  # noqa: F401
                             squeezenet1_1_export)

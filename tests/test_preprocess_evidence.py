@@ -11,10 +11,10 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from onnxviz import evidence as E
-from onnxviz import floatview
-from onnxviz import preprocess as P
-from onnxviz.normalization import Normalization, judge_normalization
+from onnxviz.preprocessing import evidence as E
+from onnxviz.graph import floatview
+from onnxviz.preprocessing import infer as P
+from onnxviz.preprocessing.normalization import Normalization, judge_normalization
 
 
 def _qdq_net(zp_dtype) -> onnx.ModelProto:

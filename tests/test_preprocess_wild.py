@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import onnxviz
-from onnxviz import preprocess as P
+from onnxviz.preprocessing import infer as P
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import corpus  # noqa: E402

@@ -202,7 +202,7 @@ def test_bad_input_gives_clear_errors(model, tmp_path):
 
 def test_cli_render_writes_png_json_and_reproducible_command(digits_onnx, digits_data, tmp_path, monkeypatch):
     from onnxviz.cli import main
-    from onnxviz.images import save_image
+    from onnxviz.preprocessing.images import save_image
 
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()

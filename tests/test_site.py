@@ -19,7 +19,7 @@ from PIL import Image
 import onnxviz
 from onnxviz.paths import slug
 from onnxviz.site import Example, MiningSource, UnsafePathError, build_site, make_server
-from onnxviz.runs.render import render_missing
+from onnxviz.runs.render_jobs import render_missing
 from onnxviz.site.build import SiteBuilder
 from onnxviz.site.data import read_js_data
 
@@ -249,7 +249,7 @@ def test_real_renders_from_the_render_api(digits_site):
 def test_render_cli_outputs(digits_onnx, digits_data, tmp_path):
     """What `onnxviz render` writes (a DeepDream, diverse images, a caricature) shows up on the pages."""
     from onnxviz.cli import main
-    from onnxviz.images import sample_image_path
+    from onnxviz.preprocessing.images import sample_image_path
 
     m = onnxviz.load(digits_onnx)
     layer = m.layers[1].name

@@ -19,7 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
 import onnxviz
-from onnxviz.meta import ModelMeta
+from onnxviz.preprocessing.meta import ModelMeta
 from onnxviz.paths import slug
 from onnxviz.site import build_site
 from test_site import CHROMIUM, CHROMIUM_ARGS, _browser, check_links, layer_data, watch_errors
@@ -142,7 +142,7 @@ def test_browser_wide_layer_search_and_unit_from_file_url(wide_site):
 @pytest.fixture(scope="module")
 def trust_site(digits_onnx, digits_data, tmp_path_factory):
     from onnxviz.mining import mine
-    from onnxviz.runs import render as R
+    from onnxviz.runs import render_jobs as R
     from onnxviz.runs.accentuations import accentuate
 
     tmp = tmp_path_factory.mktemp("trust")

@@ -13,7 +13,7 @@ import torch
 
 import onnxviz
 import onnx_traits as T
-from onnxviz.images import load_image, sample_image_path
+from onnxviz.preprocessing.images import load_image, sample_image_path
 
 TRAITS = list(T.BUILDERS) + ["dynamo"]
 RTOL = 1e-4  # max |difference| relative to the largest |value| of the reference

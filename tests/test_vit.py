@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import onnxviz
-from onnxviz.images import sample_image_path
+from onnxviz.preprocessing.images import sample_image_path
 from onnxviz.optvis import objectives as obj
 from onnxviz.optvis import render
 from onnxviz.optvis.render import Activations

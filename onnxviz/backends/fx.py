@@ -15,7 +15,7 @@ import torch
 from torch import fx, nn
 
 from ..errors import ConversionError
-from ..graph import opset, with_opset
+from ..graph.edits import opset, with_opset
 from . import converters
 
 

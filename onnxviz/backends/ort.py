@@ -18,8 +18,8 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from ..errors import RuntimeModelError
-from ..graph import expose
-from ..reductions import STATS, add_channel_reductions, fuse_outputs
+from ..graph.edits import expose
+from ..graph.reductions import STATS, add_channel_reductions, fuse_outputs
 
 log = logging.getLogger("onnxviz")
 

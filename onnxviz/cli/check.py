@@ -1,4 +1,4 @@
-"""`onnxviz check`: is a feature visualization reliable? (the path check of ``onnxviz.reliability``)
+"""`onnxviz check`: is a feature visualization reliable? (the path check of ``onnxviz.optvis.reliability``)
 
     onnxviz check models/mobilenet_v2.onnx runs/mnv2/render/features.7/channel_12.png --runs runs/mnv2
     onnxviz check model.onnx runs/mnv2/render --runs runs/mnv2       # every unit render in a folder
@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from ..errors import OnnxVizError
-from ..images import load_image
+from ..preprocessing.images import load_image
 from .options import load_model, meta_options
 
 
@@ -42,7 +42,7 @@ def _renders(paths) -> list:
 @meta_options
 def check(model_path, renders, runs_dir, k, device, **meta_kwargs):
     """Reliability check of renders: do they drive the unit like its top dataset examples?"""
-    from ..reliability import check_with_run
+    from ..optvis.reliability import check_with_run
     from ..runs.trust import update_record
 
     model, _ = load_model(model_path, **meta_kwargs)

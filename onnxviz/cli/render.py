@@ -11,7 +11,7 @@
     onnxviz render model.onnx --layer block_7 --units 0-3 --accentuate top --runs runs/m
 
 Files: ``<out>/<layer slug>/<stem>.png`` and ``.json`` (see ``onnxviz.runs``), ``<out>`` defaulting
-to ``runs/<model name>/render``. The work is done by ``onnxviz.runs.render``.
+to ``runs/<model name>/render``. The work is done by ``onnxviz.runs.render_jobs``.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from pathlib import Path
 import click
 
 from ..paths import slug
-from ..runs import render as runs_render
+from ..runs import render_jobs as runs_render
 from .options import engine_options, load_model, meta_options
 
 # --objective: the API's names; "logit" and "prob" are accepted for commands written before

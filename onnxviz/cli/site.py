@@ -26,7 +26,7 @@ from .options import load_model, meta_options
 @meta_options
 def site(model, run, out, page_size, examples_per_unit, render_missing, render_layers, steps, **meta_kwargs):
     """Build a browsable static site (model > layer > unit) for MODEL and its run directory."""
-    from ..runs.render import render_missing as _render_missing
+    from ..runs.render_jobs import render_missing as _render_missing
     from ..site import build_site
 
     m, meta_opts = load_model(model, **meta_kwargs)

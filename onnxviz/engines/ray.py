@@ -15,7 +15,7 @@ result equals the single-process run's, row for row.
 
 Rendering every unit of a layer sends fixed chunks of units to UnitRenderer actors; the driver
 writes the PNG + JSON (so workers need no shared disk for the output). Which chunks still need
-rendering (resume) is decided by the caller, onnxviz.runs.render.units.
+rendering (resume) is decided by the caller, onnxviz.runs.render_jobs.units.
 
 What each node needs: the same Python with onnxviz installed (``pip install onnxviz[ray]``), the
 model file and the images at the same path (a shared file system, or the same copy on each).
@@ -85,7 +85,7 @@ def _context(progress: bool):
 
 
 def _decode(row: dict, reader, spec: work.ModelSpec, threads: int) -> dict:
-    from ..meta import ModelMeta
+    from ..preprocessing.meta import ModelMeta
 
     keys = list(pickle.loads(row["keys"]))
     decoded = work.decode_block(reader, ModelMeta.from_dict(spec.meta), row["indices"].tolist(), keys, threads,

@@ -47,7 +47,7 @@ class ModelSpec:
     def load(self):
         import onnx
 
-        from ..meta import ModelMeta
+        from ..preprocessing.meta import ModelMeta
         from ..model import load
 
         meta = ModelMeta.from_dict(self.meta)

@@ -37,7 +37,7 @@ Crops are the theoretical receptive field computed from the graph (conv/pool ker
 padding, dilation; see fields.py); "mean" examples carry the position of their maximum too.
 Storage (SQLite, one file; why: see store.py): the ``examples`` table is queryable directly.
 """
-from .fields import receptive_fields
+from ..layers.receptive_fields import receptive_fields
 from .datasets import DatasetError, open_source
 from .merge import merge_runs
 from .mine import mine

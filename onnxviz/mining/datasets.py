@@ -30,7 +30,7 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 
 from ..errors import ImageError, OnnxVizError
-from ..images import IMAGE_SUFFIXES
+from ..preprocessing.images import IMAGE_SUFFIXES
 
 LIST_SUFFIXES = {".txt", ".lst", ".list", ".csv"}
 
@@ -278,11 +278,11 @@ def decode_bytes(index: int, data: bytes, model_meta, pixels: bool = False) -> D
     conversion to ``to_batch``, which does it for a whole batch at once."""
     from PIL import Image
 
-    from ..images import load_pixels
+    from ..preprocessing.images import load_pixels
 
     try:
         size = _original_size(data)
-        # exactly what onnxviz.images.load_for_model gives for the file
+        # exactly what onnxviz.preprocessing.images.load_for_model gives for the file
         px = load_pixels(data, tuple(model_meta.input_size), model_meta.resize, model_meta.interpolation)
         if pixels:
             return Decoded(index, None, size, pixels=px)
@@ -293,7 +293,7 @@ def decode_bytes(index: int, data: bytes, model_meta, pixels: bool = False) -> D
 
 def to_batch(pixels: list, model_meta) -> np.ndarray:
     """uint8 (H, W, 3) images -> the model's float32 input batch (N, ...), contiguous."""
-    from ..images import pixels_to_images
+    from ..preprocessing.images import pixels_to_images
 
     x = model_meta.to_model_input(pixels_to_images(np.stack(pixels)))
     return np.ascontiguousarray(x, dtype=np.float32)

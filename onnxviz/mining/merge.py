@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Sequence, Union
 
-from . import samples as SM
+from . import atlas_samples as SM
 from . import spectrum as SP
 from .run import MiningError, Run, Summary, mining_dir
 from .store import FILENAME, Store

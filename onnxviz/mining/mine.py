@@ -176,7 +176,7 @@ def auto_positions(providers, run, top: int, bottom: int) -> str:
 
 def pixel_feed(model, wanted: Optional[bool]) -> bool:
     """Whether to feed uint8 pixels: ``wanted`` None means wherever the model's input allows."""
-    from ..pixelfeed import why_not
+    from ..graph.pixelfeed import why_not
 
     reason = why_not(model.proto, model.input_name, model.meta)
     if wanted and reason:

@@ -5,7 +5,7 @@ import math
 from pathlib import Path
 from typing import Sequence
 
-from ..images import fit, open_rgb
+from ..preprocessing.images import fit, open_rgb
 
 
 def render_crop(data: bytes, box: tuple, out: Path, max_side: int = 224) -> Path:

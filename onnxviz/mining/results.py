@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import OnnxVizError
-from ..meta import ModelMeta
+from ..preprocessing.meta import ModelMeta
 from ..paths import slug
-from . import fields as C
+from ..layers import receptive_fields as C
 from . import pictures
 from .datasets import ImageSource, open_source
 from .store import FILENAME, Store
@@ -161,13 +161,13 @@ class Results:
     @property
     def atlas_layers(self) -> list:
         """Layers with activation vectors sampled for an atlas (``mine --atlas-layers``)."""
-        from . import samples as SM
+        from . import atlas_samples as SM
 
         return SM.layers(self.store.db)
 
     def atlas_samples(self, layer: str) -> dict:
         """{"vectors": (M, C) float32, "image", "y", "x": (M,)} sampled during mining (see samples.py)."""
-        from . import samples as SM
+        from . import atlas_samples as SM
 
         return SM.load(self.store.db, self.name(layer))
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 import numpy as np
 
 from ..errors import OnnxVizError
-from . import fields as C
+from ..layers import receptive_fields as C
 from .datasets import ImageSource, parse_shard
 from .store import FILENAME, Store
 from .topk import TopK

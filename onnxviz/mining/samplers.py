@@ -14,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import samples as SM
+from . import atlas_samples as SM
 from . import spectrum as SP
 from .run import MiningError
 

@@ -47,7 +47,7 @@ def spectrum_from_images(images: Union[str, Path, np.ndarray, Iterable], size: i
     files are skipped; none readable -> ImageError.
     """
     from ..errors import ImageError
-    from ..images import IMAGE_SUFFIXES, load_image
+    from ..preprocessing.images import IMAGE_SUFFIXES, load_image
 
     if isinstance(images, np.ndarray):
         arr = np.asarray(images, dtype=np.float32)

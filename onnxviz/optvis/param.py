@@ -40,7 +40,7 @@ def color_matrix_from_images(images: Union[str, Path, np.ndarray, Iterable], max
     Unreadable files are skipped; none readable -> ImageError.
     """
     from ..errors import ImageError
-    from ..images import IMAGE_SUFFIXES, load_image
+    from ..preprocessing.images import IMAGE_SUFFIXES, load_image
 
     if isinstance(images, (str, Path)):
         folder = Path(images)

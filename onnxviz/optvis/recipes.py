@@ -9,7 +9,7 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 import torch
 
-from ..images import load_for_model
+from ..preprocessing.images import load_for_model
 from . import objectives as obj
 from . import param as param_mod
 from . import transforms as tr

@@ -17,6 +17,6 @@ Stems: ``<kind>_<unit>`` (channel_12, neuron_3, class_logit_207, class_prob_1), 
 reads render records; ``render.py`` runs the render API for each kind of picture and writes it.
 """
 from .command import command
-from .renders import RENDER_DIR, UNIT_KINDS, Picture, collect_renders, write_render
+from .render_records import RENDER_DIR, UNIT_KINDS, Picture, collect_renders, write_render
 
 __all__ = ["command", "RENDER_DIR", "UNIT_KINDS", "Picture", "collect_renders", "write_render"]

@@ -14,8 +14,8 @@ from typing import Optional, Sequence
 from ..errors import ObjectiveError
 from ..paths import slug
 from .command import command
-from .render import Written, _base
-from .renders import write_render
+from .render_jobs import Written, _base
+from .render_records import write_render
 from .trust import not_checkable
 
 

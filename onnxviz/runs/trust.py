@@ -2,7 +2,7 @@
 
 ``<stem>_importance.png``: the accumulated |gradient| of the objective w.r.t. the image (MACO's
 transparency map; white = the pixels the unit used most). ``reliability`` in the render's JSON:
-``onnxviz.reliability.check_with_run`` against the unit's top examples of a mining run; every
+``onnxviz.optvis.reliability.check_with_run`` against the unit's top examples of a mining run; every
 render record has the key: without a check it says why (verdict "unknown", see ``unknown``).
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import OnnxVizError
-from ..images import save_image
+from ..preprocessing.images import save_image
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def attach_reliability(model, png: Path, image: np.ndarray, layer: str, unit: in
 
     A run that lacks the layer or the unit's examples is reported in the record, not raised.
     """
-    from ..reliability import check_with_run
+    from ..optvis.reliability import check_with_run
 
     try:
         report = check_with_run(model, np.asarray(image)[None], layer, unit, run_dir)

@@ -159,7 +159,7 @@ class LayerData:
 
 
 def reliability(report) -> Optional[dict]:
-    """The badge data of a render's reliability report (``onnxviz.reliability``), or None when unchecked."""
+    """The badge data of a render's reliability report (``onnxviz.optvis.reliability``), or None when unchecked."""
     if not isinstance(report, dict):
         return None
     if isinstance(report.get("renders"), list) and report["renders"]:  # several images: the first one's

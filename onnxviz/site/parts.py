@@ -1,6 +1,6 @@
 """Pieces of the site that are not page flow: what a layer and a unit page show, thumbnails, facts.
 
-Arrays become pictures with ``onnxviz.images.to_pil``; files are read with a warning (never a
+Arrays become pictures with ``onnxviz.preprocessing.images.to_pil``; files are read with a warning (never a
 crash) when they cannot be.
 """
 from __future__ import annotations
@@ -13,13 +13,13 @@ from typing import Optional
 
 from PIL import Image
 
-from ..images import to_pil
+from ..preprocessing.images import to_pil
 
 log = logging.getLogger(__name__)
 
 
 def _to_pil(obj) -> Optional[Image.Image]:
-    """A PIL RGB image from a path, a PIL image or an array (see ``onnxviz.images.to_pil``); None if unreadable."""
+    """A PIL RGB image from a path, a PIL image or an array (see ``onnxviz.preprocessing.images.to_pil``); None if unreadable."""
     if obj is None:
         return None
     if isinstance(obj, Image.Image):

@@ -41,7 +41,7 @@ def calibrate_batchnorm(built: Built) -> None:
     """
     import torch
 
-    from ..meta import ModelMeta
+    from ..preprocessing.meta import ModelMeta
 
     bns = [m for m in built.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     if not bns:
@@ -49,7 +49,7 @@ def calibrate_batchnorm(built: Built) -> None:
     meta = ModelMeta.from_dict(built.meta_fields)
     photos = [p for p, _ in imagenet_photos()][:8]
     if not photos:
-        from ..images import sample_image_path
+        from ..preprocessing.images import sample_image_path
 
         photos = [sample_image_path()] * 2
     x = torch.from_numpy(photo_batch(meta, photos))
@@ -64,7 +64,7 @@ def calibrate_batchnorm(built: Built) -> None:
 
 
 def make_meta(recipe: Recipe, built: Built):
-    from ..meta import ModelMeta
+    from ..preprocessing.meta import ModelMeta
 
     fields = dict(built.meta_fields)
     fields.update(name=recipe.name, source=built.source, labels=labels_for(recipe), aliases=dict(recipe.aliases))

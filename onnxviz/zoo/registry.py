@@ -1,7 +1,7 @@
 """The recipe registry: a model name -> the data needed to build, export and describe it (like timm's).
 
 A recipe says which builder makes the framework model, where its weights come from, how images are
-prepared for it (``onnxviz.meta.ModelMeta`` fields), its labels and its friendly layer aliases.
+prepared for it (``onnxviz.preprocessing.meta.ModelMeta`` fields), its labels and its friendly layer aliases.
 Recipes are data, registered in ``onnxviz.zoo.recipes``; the machinery that acts on them lives in
 ``builders``, ``ports``, ``export`` and ``verify``.
 """

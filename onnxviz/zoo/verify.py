@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..images import imagenet_photos
+from ..preprocessing.images import imagenet_photos
 from .registry import ExportError
 
 # onnxruntime vs framework: max |difference| of the outputs allowed, relative to the largest |output|
@@ -20,7 +20,7 @@ RTOL = 1e-3
 
 def photo_batch(meta, paths) -> np.ndarray:
     """Model input for photos, exactly as onnxviz prepares it (load_for_model + to_model_input)."""
-    from ..images import load_for_model
+    from ..preprocessing.images import load_for_model
 
     images = np.stack([load_for_model(p, meta) for p in paths]).astype(np.float32)
     return meta.to_model_input(images)
@@ -29,7 +29,7 @@ def photo_batch(meta, paths) -> np.ndarray:
 def default_photos() -> list:
     photos = imagenet_photos()
     if not photos:
-        from ..images import sample_image_path
+        from ..preprocessing.images import sample_image_path
 
         photos = [(sample_image_path(), -1)]
     return photos

@@ -17,7 +17,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..images import save_image
+from ..preprocessing.images import save_image
 from ..paths import inside, slug
 
 log = logging.getLogger(__name__)

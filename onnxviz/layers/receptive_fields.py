@@ -147,7 +147,7 @@ def input_box(field, pos: Optional[tuple], input_hw: tuple) -> tuple:
 
 def to_original(box: tuple, original_size: tuple, meta) -> tuple:
     """A box in model-input pixels -> the same region in the original photo's pixels."""
-    from ..images import crop_box
+    from ..preprocessing.images import crop_box
 
     h, w = meta.input_size
     left, top, right, bottom = crop_box(tuple(original_size), (h, w), meta.resize)

@@ -13,7 +13,7 @@ from typing import Optional, Union
 import numpy as np
 from PIL import Image
 
-from .errors import ImageError
+from ..errors import ImageError
 
 Image.MAX_IMAGE_PIXELS = 400_000_000  # allow big photos; decompression bombs beyond this still fail
 # file names that are taken for images when walking folders and archives
@@ -166,7 +166,7 @@ def sample_image_path() -> Path:
 
     Used as the real input of the torch/onnxruntime faithfulness check.
     """
-    return Path(__file__).parent / "data" / "chelsea.jpg"
+    return Path(__file__).resolve().parents[1] / "data" / "chelsea.jpg"
 
 
 def imagenet_photos() -> list:

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import ObjectiveError
 from ..paths import slug
 from .command import command
-from .renders import UNIT_KINDS, collect_renders, write_render
+from .render_records import UNIT_KINDS, collect_renders, write_render
 
 LR = 0.05  # Adam's step size for renders from noise
 DEEPDREAM_LR = 0.02  # DeepDream starts from a photo: smaller steps keep it recognisable

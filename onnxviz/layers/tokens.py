@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Optional
 
 if TYPE_CHECKING:  # layers imports this module
-    from .layers import Layer
+    from .discovery import Layer
 
 
 def patch_embedding(nodes: list, tensors: list) -> Optional["Layer"]:

@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .graph import BATCH_DIM, infer_shapes, opset, value_shapes
+from .edits import BATCH_DIM, infer_shapes, opset, value_shapes
 
 STATS = ("mean", "max", "argmax")
 

@@ -41,10 +41,9 @@ from typing import Optional
 import numpy as np
 import onnx
 
-from . import floatview
-from . import graph as G
-from .evidence import (SATURATED, balance, bn_distance, bn_support, classifier_heads, feeds_activation,
-                       head_saturation, spread_distance)
+from ..graph import floatview
+from ..graph import edits as G
+from .evidence import SATURATED, balance, bn_distance, bn_support, classifier_heads, feeds_activation, head_saturation, spread_distance
 from .images import imagenet_photos
 from .normalization import in_graph_normalization, judge_normalization
 
@@ -162,7 +161,7 @@ def infer(model, base, use_labels: bool = True) -> "Finding":
     ``base``: the ModelMeta from the input shape (size, layout, channels). Returns a Finding; the
     caller applies ``finding.candidate.fields()`` to ``base``.
     """
-    from .backends.ort import Runner
+    from ..backends.ort import Runner
     from .images import load_image
 
     channels = base.channels
@@ -288,7 +287,7 @@ def infer(model, base, use_labels: bool = True) -> "Finding":
 ORDER_SUPPORT = 0.9  # share of photo resamples in which a channel order must stay nearer to be evidence
 BALANCE_TIE = 0.03  # nats of activation balance within which candidates count as tied (list order wins)
 ORDER_TIE = 0.1  # the same, between the two channel orders of one convention
-_balance = balance  # the statistic itself lives in onnxviz.evidence
+_balance = balance  # the statistic itself lives in onnxviz.preprocessing.evidence
 
 
 def _saturation(cands: list, runs: dict, heads: list) -> dict:

@@ -33,7 +33,7 @@ def initializer_names(graph: onnx.GraphProto) -> set:
 
 def image_input(proto: onnx.ModelProto, name: Optional[str] = None) -> onnx.ValueInfoProto:
     """The graph input that carries the image: ``name``, else the first non-weight input (rank 4 preferred)."""
-    from .errors import ModelLoadError
+    from ..errors import ModelLoadError
 
     inits = initializer_names(proto.graph)
     inputs = [i for i in proto.graph.input if i.name not in inits]

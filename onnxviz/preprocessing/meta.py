@@ -41,7 +41,7 @@ class ModelMeta:
     source: str = ""  # where the weights came from
     aliases: dict = field(default_factory=dict)  # friendly layer name -> onnxviz layer or tensor name
     dynamic_size: bool = False  # True when the model accepts any height/width
-    # how the preprocessing above was found: "file" (stored metadata), "inferred" (onnxviz.preprocess,
+    # how the preprocessing above was found: "file" (stored metadata), "inferred" (onnxviz.preprocessing.infer,
     # from evidence in a foreign file), "overrides" (given by the caller) or "defaults"
     preprocessing_source: str = "defaults"
     evidence: list = field(default_factory=list)  # one line per finding that chose it

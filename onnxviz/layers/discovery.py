@@ -25,7 +25,7 @@ from typing import Optional
 import numpy as np
 import onnx
 
-from . import graph as G
+from ..graph import edits as G
 from .tokens import branch_output, is_gelu, mark_tokens
 
 log = logging.getLogger("onnxviz")
@@ -212,7 +212,7 @@ def _lookup(layers: list, tensors: list, aliases: dict) -> dict:
 def probe_shapes(proto: onnx.ModelProto, input_name: str, input_shape: tuple, layout: str, size: tuple,
                  tensors: list, extras: Optional[dict] = None) -> dict:
     """tensor -> its shape (with batch 1) in one onnxruntime run on a zero image of ``size`` (H, W)."""
-    from .backends.ort import Runner
+    from ..backends.ort import Runner
 
     h, w = size
     gray = len(input_shape) == 4 and (input_shape[1] if layout == "NCHW" else input_shape[3]) == 1

@@ -28,7 +28,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .errors import OnnxVizError
+from ..errors import OnnxVizError
 
 THRESHOLD = 0.3  # README "Reliability check": a fooled MobileNetV2 unit scores 0.09, honest renders 0.5-0.9
 N_LAYERS = 4  # earlier layers compared by default
@@ -57,7 +57,7 @@ def contributions(model, images: np.ndarray, layer: str, unit: int, layers: list
     channel mean w.r.t. each earlier layer, summed over positions: how the unit's input is made up."""
     import torch
 
-    from .optvis.render import _resolve_device, make_view
+    from .render import _resolve_device, make_view
 
     dev = _resolve_device(device)
     names = list(dict.fromkeys(layers + [layer]))
@@ -142,7 +142,7 @@ def check(model, renders, layer: str, unit: int, examples, layers: Optional[Sequ
 
 def check_with_run(model, renders, layer: str, unit: int, run_dir, k: int = 8, device=None) -> dict:
     """``check`` with the top ``k`` examples of a mining run."""
-    from .mining import open_results
+    from ..mining import open_results
 
     results = open_results(run_dir)
     try:
