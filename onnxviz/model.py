@@ -225,6 +225,12 @@ class Model:
     def __repr__(self) -> str:
         return f"<onnxviz.Model {self.path or self.meta.name}: {len(self.layers)} layers, opset {self.opset}>"
 
+    def _repr_html_(self) -> str:
+        """What ``onnxviz inspect`` prints, as a table (a notebook cell ending with a model shows it)."""
+        from .display import model_table
+
+        return model_table(self)
+
     # ------------------------------------------------------------------ preprocessing
     def prepare(self, images: np.ndarray) -> np.ndarray:
         """Images (N, 3, H, W) RGB in [0, 1] -> the model's input, per its metadata."""

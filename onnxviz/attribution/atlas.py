@@ -51,6 +51,11 @@ class Atlas:
 
         return tiles(self.icons, self.grid, self.grid, cell)
 
+    def _repr_png_(self) -> bytes:
+        from ..display import png
+
+        return png(self.picture(cell=48))
+
     def class_picture(self, cell: int = 64, classes=None):
         """Each icon framed in the color of the class it supports most; with ``classes`` (indices)
         only the cells whose top class is among them are shown."""

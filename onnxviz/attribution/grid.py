@@ -43,6 +43,11 @@ class GridResult:
         under = to_pil(0.35 + 0.3 * self.image)  # faded photo under the tiles
         return tiles(self.icons, h, w, cell, scales, under=under)
 
+    def _repr_png_(self) -> bytes:
+        from ..display import png
+
+        return png(self.picture())
+
     def to_json(self) -> dict:
         h, w = self.norms.shape
         cells = [{"row": r, "col": c, "norm": float(self.norms[r, c]), "rendered": (r, c) in self.icons,

@@ -44,6 +44,22 @@ class InputAttribution:
     def heat(self) -> np.ndarray:
         return self.maps.sum(1)
 
+    def picture(self):
+        """Each photo next to its heat map over it (red: for the target, blue: against); PIL image."""
+        from ..display import MAX_PICTURES
+        from .pictures import heat_overlay, strip
+
+        pics, caps = [], []
+        for i in range(min(len(self.images), MAX_PICTURES // 2)):
+            pics += [self.images[i], heat_overlay(self.images[i], self.heat[i])]
+            caps += ["photo", f"{self.record.get('method', '')}\n{self.record.get('target', '')}"]
+        return strip(pics, caps, cell=max(128, min(224, self.images.shape[-1])))
+
+    def _repr_png_(self) -> bytes:
+        from ..display import png
+
+        return png(self.picture())
+
 
 def _baseline(images: torch.Tensor, baseline) -> torch.Tensor:
     if isinstance(baseline, str):

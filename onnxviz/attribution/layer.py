@@ -44,6 +44,25 @@ class LayerAttribution:
         """(N, C): summed over positions."""
         return self.attr.reshape(self.attr.shape[0], self.attr.shape[1], -1).sum(2)
 
+    def picture(self, k: int = 3):
+        """Per photo: where in it ``layer``'s evidence lies (spatial map over the photo), captioned with
+        its top ``k`` channels; PIL image, None for a layer without positions."""
+        if self.spatial is None:
+            return None
+        from ..display import MAX_PICTURES
+        from .pictures import heat_overlay, strip
+
+        n = min(len(self.images), MAX_PICTURES)
+        caps = [f"{self.layer}\ntop ch " + ", ".join(str(u) for u, _ in self.top_channels(i, k)) for i in range(n)]
+        return strip([heat_overlay(self.images[i], self.spatial[i]) for i in range(n)], caps,
+                     cell=max(128, min(224, self.images.shape[-1])))
+
+    def _repr_png_(self):
+        from ..display import png
+
+        pic = self.picture()
+        return None if pic is None else png(pic)
+
     def top_channels(self, i: int = 0, k: int = 8, sign: int = 1) -> list:
         """[(channel, attribution)] of image i, the k largest (sign=1) or most negative (sign=-1)."""
         c = self.channels[i] * sign

@@ -6,10 +6,12 @@ the rest), laid over a dimmed copy of the photo.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from ..display import strip  # noqa: F401 - the one row of captioned pictures, shared with notebooks
 
 
 def to_pil(image: np.ndarray) -> Image.Image:
@@ -46,25 +48,6 @@ def heat_overlay(image: np.ndarray, heat: np.ndarray, scale: Optional[float] = N
     color[..., 2] = (t < 0)
     alpha = np.abs(t)[..., None] ** 0.7
     return to_pil(base * (1 - alpha) + color * alpha)
-
-
-def strip(images: Sequence, captions: Sequence[str], cell: int = 128, title: str = "") -> Image.Image:
-    """Pictures (PIL images or arrays) side by side with a caption (one or two lines) under each."""
-    cap_h, head = 26, (16 if title else 0)
-    n = max(1, len(images))
-    sheet = Image.new("RGB", (n * (cell + 4) + 4, head + cell + cap_h + 8), "white")
-    draw = ImageDraw.Draw(sheet)
-    if title:
-        draw.text((4, 2), title[:n * 22], fill="black")
-    for i, (im, cap) in enumerate(zip(images, captions)):
-        im = im if isinstance(im, Image.Image) else to_pil(im)
-        im = im.copy()
-        im.thumbnail((cell, cell))
-        x, y = 4 + i * (cell + 4), head + 4
-        sheet.paste(im, (x + (cell - im.width) // 2, y + (cell - im.height) // 2))
-        for j, line in enumerate(str(cap).split("\n")[:2]):
-            draw.text((x, y + cell + 1 + 12 * j), line[:22], fill="black")
-    return sheet
 
 
 def tiles(icons: dict, rows: int, cols: int, cell: int, scales: Optional[dict] = None,

@@ -56,6 +56,31 @@ class Example:
     def crop(self) -> Path:
         return self._results.crop(self.index, self.box)
 
+    def _repr_png_(self) -> bytes:
+        """The receptive-field crop (the whole image for an (N, C) layer), as a notebook shows it."""
+        return (self.crop if self.position is not None else self.image).read_bytes()
+
+
+class Examples(list):
+    """A unit's ranked examples (a list of :class:`Example`) that shows itself as a contact strip."""
+
+    def picture(self, crops: bool = True):
+        """The examples side by side (at most 16), captioned with activation and file name (PIL image)."""
+        from PIL import Image
+
+        from ..display import MAX_PICTURES, strip
+
+        shown = self[:MAX_PICTURES]
+        pics = [Image.open(e.crop if crops and e.position is not None else e.image) for e in shown]
+        caps = [f"#{e.rank} {e.activation:.3g}\n{e.label}" for e in shown]
+        title = f"{shown[0].layer}:{shown[0].unit} {shown[0].direction} by {shown[0].stat}" if shown else ""
+        return strip(pics, caps, title=title)
+
+    def _repr_png_(self) -> Optional[bytes]:
+        from ..display import png
+
+        return png(self.picture()) if self else None
+
 
 class Results:
     """Mining results of one run directory (read-only)."""
@@ -116,7 +141,7 @@ class Results:
     # ------------------------------------------------------------------ examples
     def examples(self, layer: str, unit: int, stat: str = DEFAULT_STAT, direction: str = "top",
                  k: Optional[int] = None) -> list:
-        """The ranked examples (best first) of one unit: a list of :class:`Example`."""
+        """The ranked examples (best first) of one unit: :class:`Examples`, a list of :class:`Example`."""
         layer = self.name(layer)
         rec = self._layer(layer)
         unit = int(unit)
@@ -134,7 +159,7 @@ class Results:
             box = C.to_original(ibox, (w, h), self.meta) if w else (0, 0, 0, 0)
             out.append(Example(layer, unit, stat, direction, rank, idx, key,
                                float("nan") if value is None else float(value), pos, ibox, box, (w, h), self))
-        return out
+        return Examples(out)
 
     # ------------------------------------------------------------------ spectrum and atlas samples
     def spectrum(self, layer: str, unit: int, stat: str = "mean", quantiles=None) -> list:
@@ -228,6 +253,16 @@ class Results:
 
     def close(self) -> None:
         self.store.close()
+
+    def _repr_html_(self) -> str:
+        """The run at a glance: source, images, whether it is complete, and the mined layers."""
+        from ..display import table
+
+        s = self.summary
+        caption = (f"mining run {self.run_dir}: {s.get('images', '?')} images from {self.config.get('source')}, "
+                   f"top {self.config.get('top', '?')} / bottom {self.config.get('bottom', '?')}"
+                   f"{'' if self.complete else ' (incomplete: run mine again to resume)'}")
+        return table(["layer", "units"], [(name, rec["units"]) for name, rec in self._layers.items()], caption)
 
 
 def open_results(run_dir) -> Results:

@@ -52,6 +52,25 @@ class RenderResult:
     record: dict = field(default_factory=dict)
     importance: Optional[np.ndarray] = None  # (N, H, W): |d objective / d image| summed over steps (MACO)
 
+    def picture(self):
+        """The rendered images side by side (at most 16), each captioned with its unit and its activation
+        at the start and the end (PIL image; what a notebook shows)."""
+        from ..display import MAX_PICTURES, strip
+
+        units = self.record.get("unit")
+        units = units if isinstance(units, (list, tuple)) else [units] * len(self.images)
+        start, end = self.record.get("activation_start") or [], self.record.get("activation_end") or []
+        caps = [(f"{self.record.get('layer') or ''}:{u}" if u is not None else str(self.record.get("objective", "")))
+                + (f"\n{start[i]:.3g} -> {end[i]:.3g}" if i < len(start) and i < len(end) else "")
+                for i, u in enumerate(units[:len(self.images)])]
+        n = min(len(self.images), MAX_PICTURES)
+        return strip(list(self.images[:n]), caps[:n], cell=max(128, min(224, self.images.shape[-1])))
+
+    def _repr_png_(self) -> bytes:
+        from ..display import png
+
+        return png(self.picture())
+
 
 class Activations:
     """What objectives receive: ``T(layer)`` -> activation (NCHW or NC), ``T.image``, ``T.batch``."""
