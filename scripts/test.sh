@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/install_browser.sh || echo "warning: could not install chromium; the browser test will say so"
 . .venv/bin/activate
+# tests/ includes the notebook tour (tests/test_notebook.py executes notebooks/tour.ipynb on the real MobileNetV2)
 python -m pytest -q -p no:cacheprovider "$@"
