@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Render speed on a CUDA device vs the same machine's CPU, in one run (the README's GPU table).
+"""Render speed on a CUDA device vs the same machine's CPU, in one run (the table in docs/gpu.md).
 
     python scripts/bench_gpu_render.py [models/mobilenet_v2.onnx] [--layer block_7] [OUT.json]
 

@@ -10,7 +10,7 @@ wallpapers of mate-backgrounds, gnome-backgrounds, plasma-workspace-wallpapers a
 sway-backgrounds (the largest size of each). Every photo is stored as a JPEG at most 512 px on
 its long side: mining decodes it at 224 px anyway, and small files keep the demo fast on 2 cores.
 
-Sources (all real photographs, see ../README.md "Data"): foolbox's 20 labelled ImageNet validation
+Sources (all real photographs, see ../docs/zoo.md "Data and weights that ship offline"): foolbox's 20 labelled ImageNet validation
 photos, scikit-image's sample photos, scikit-learn's two sample images, matplotlib's Grace Hopper,
 and onnxviz's own bundled cat.
 """

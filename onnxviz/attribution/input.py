@@ -15,7 +15,7 @@ maps lie over the photo as a person sees it.
 
 Baseline: a blurred copy of the photo by default (keeps colors, removes shapes; on MobileNetV2 its
 true-class attributions point at the evidence more often than a black baseline's: see
-scripts/eval_attribution.py and the README), or "black", "gray", a number or an array.
+scripts/eval_attribution.py and docs/attribution.md), or "black", "gray", a number or an array.
 
 Returns :class:`InputAttribution`: ``maps`` (N, 3, H, W) per pixel and color, ``heat`` (N, H, W)
 summed over colors, the target's values and the completeness record.

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import OnnxVizError
 
-THRESHOLD = 0.3  # README "Reliability check": a fooled MobileNetV2 unit scores 0.09, honest renders 0.5-0.9
+THRESHOLD = 0.3  # docs/beyond_lucid.md "Reliability check": a fooled MobileNetV2 unit scores 0.09, honest renders 0.5-0.9
 N_LAYERS = 4  # earlier layers compared by default
 MEANING = {
     "pass": "the picture drives the unit through earlier features like its top dataset examples do",
