@@ -66,4 +66,6 @@ def model_table(model) -> str:
     shape = lambda s: "x".join("N" if d is None and i == 0 else ("?" if d is None else str(d))  # noqa: E731
                                for i, d in enumerate(s))
     rows = [(lay.name, lay.op, shape(lay.shape), lay.units, ", ".join(lay.aliases)) for lay in model.layers]
-    return table(["layer", "op", "shape", "units", "aliases"], rows, caption)
+    evidence = "".join(f"<li>{html.escape(str(line))}</li>" for line in m.evidence or [])
+    return table(["layer", "op", "shape", "units", "aliases"], rows, caption) + (
+        f"<p>evidence for the preprocessing:</p><ul>{evidence}</ul>" if evidence else "")

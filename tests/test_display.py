@@ -2,6 +2,7 @@
 a table with the result's names (escaped). Checked on the real small CNN trained on sklearn digits."""
 from __future__ import annotations
 
+import html
 import io
 
 import numpy as np
@@ -64,6 +65,19 @@ def test_model_html_is_the_layer_table(digits):
     for lay in digits.layers:
         assert f"<td style='text-align:left'>{lay.name}</td>" in page
     assert "<td style='text-align:left'>32</td>" in page  # relu_2's unit count
+    assert "evidence" not in page  # the file's own metadata: nothing was inferred
+
+
+def test_model_html_shows_the_evidence_of_inferred_preprocessing(digits_onnx, tmp_path):
+    import onnx
+
+    proto = onnx.load(digits_onnx)
+    del proto.metadata_props[:]  # a foreign file: no onnxviz metadata, so the preprocessing is inferred
+    onnx.save(proto, tmp_path / "foreign.onnx")
+    m = onnxviz.load(tmp_path / "foreign.onnx")
+    assert m.meta.evidence
+    page = m._repr_html_()
+    assert "evidence for the preprocessing" in page and html.escape(m.meta.evidence[0]) in page
 
 
 def test_table_escapes_names_from_files():
