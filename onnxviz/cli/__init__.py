@@ -11,7 +11,7 @@ import sys
 import click
 
 from ..errors import OnnxVizError
-from . import atlas, attribute, check, inspect, mine, render, site
+from . import atlas, attribute, check, concepts, inspect, mine, render, site
 
 
 class _Group(click.Group):
@@ -56,6 +56,6 @@ def main():
     """Feature visualization and dataset examples for any ONNX vision model."""
 
 
-for _module in (inspect, render, mine, site, attribute, atlas, check):
+for _module in (inspect, render, mine, site, attribute, atlas, concepts, check):
     for _command in _module.COMMANDS:
         main.add_command(_command)

@@ -1,0 +1,71 @@
+"""`onnxviz concepts`: learn a dictionary of concepts over a layer of a mining run, then mine them.
+
+    onnxviz mine model.onnx photos/ --out runs/m --atlas-layers block_14 --atlas-per-image 64
+    onnxviz concepts model.onnx --run runs/m --layer block_14 --method nmf --concepts 64
+
+Writes ``<run>/concepts/<layer>/<method><K>.json/.npz`` (the dictionary, settings and metrics) and,
+unless ``--no-mine``, the concepts' dataset examples in ``<run>/concepts/<layer>/<method><K>/``.
+"""
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..concepts import METHODS, NotEnoughVectors, learn_from_run, mine_concepts, mined_folder
+from ..errors import OnnxVizError
+from .options import load_model, meta_options
+
+
+@click.command()
+@click.argument("model_path", type=click.Path())
+@click.option("--run", "run_dir", required=True, type=click.Path(file_okay=False, exists=True),
+              help="A mining run made with --atlas-layers LAYER (its sampled activation vectors are the data).")
+@click.option("--layer", "layer_name", required=True, help="The layer whose activation vectors are factored.")
+@click.option("--method", type=click.Choice(METHODS), default="nmf", show_default=True,
+              help="nmf: non-negative matrix factorization (neuron groups); sae: TopK sparse autoencoder.")
+@click.option("--concepts", "n_concepts", type=click.IntRange(1), default=None,
+              help="Concepts to learn (default: 4x the layer's channels).")
+@click.option("--top-k", type=click.IntRange(1), default=None, help="sae: codes kept per position (default K/16).")
+@click.option("--epochs", type=click.IntRange(1), default=20, show_default=True, help="sae: passes over the vectors.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the dictionary (and seed+1 for "
+              "the stability check).")
+@click.option("--no-stability", is_flag=True, help="Skip learning a second dictionary to measure stability.")
+@click.option("--mine/--no-mine", "do_mine", default=True, show_default=True,
+              help="Mine the concepts' dataset examples over the run's images (in the graph).")
+@click.option("--top", default=16, show_default=True, type=click.IntRange(0), help="Top examples per concept.")
+@click.option("--bottom", default=16, show_default=True, type=click.IntRange(0), help="Bottom examples per concept.")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1), help="Images per batch.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@meta_options
+def concepts(model_path, run_dir, layer_name, method, n_concepts, top_k, epochs, seed, no_stability, do_mine, top,
+             bottom, batch_size, no_progress, **meta_kwargs):
+    """Learn concepts (NMF or a TopK SAE) over --layer's activation vectors in --run, and mine their examples."""
+    model, _ = load_model(model_path, **meta_kwargs)
+    name = model.layer(layer_name).name
+    try:
+        d = learn_from_run(run_dir, name, method=method, concepts=n_concepts, seed=seed, top_k=top_k, epochs=epochs,
+                           stability=not no_stability, progress=not no_progress)
+    except NotEnoughVectors as exc:
+        per_image = -(-exc.need // max(1, _images(run_dir)))
+        raise OnnxVizError(f"{exc}. Collect them with: onnxviz mine {model_path} IMAGES --run {run_dir} "
+                           f"--atlas-layers {layer_name} --atlas-per-image {per_image} (or ask for fewer --concepts)")
+    click.echo(f"{d.concepts} {method} concepts of {name} from {d.settings['vectors']:,} vectors: "
+               + ", ".join(f"{k} {v}" for k, v in d.metrics.items()))
+    if do_mine:
+        s = mine_concepts(model, d, run_dir, top=top, bottom=bottom, batch_size=batch_size, progress=not no_progress)
+        click.echo(f"mined {d.concepts} concepts over {s.images} images into {mined_folder(run_dir, d)}")
+    click.echo(json.dumps({"layer": name, "method": method, "concepts": d.concepts, "metrics": d.metrics}))
+
+
+def _images(run_dir) -> int:
+    from ..mining.results import open_results
+
+    res = open_results(run_dir)
+    try:
+        return int((res.store.get("summary") or {}).get("images") or 1)
+    finally:
+        res.close()
+
+
+COMMANDS = [concepts]

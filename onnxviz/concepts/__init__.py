@@ -1,0 +1,57 @@
+"""Concepts: dictionaries learned over a layer's activation vectors (NMF neuron groups, TopK sparse
+autoencoders), each concept browsable like a unit.
+
+    from onnxviz import concepts
+    d = concepts.learn_from_run("runs/mnv2", "block_14", method="nmf", concepts=64)  # stored in the run
+    d.metrics                                   # explained variance, mean L0, dead, stability
+    concepts.mine_concepts(model, d, "runs/mnv2")  # top/bottom examples of every concept, in the graph
+    render(model, concepts.objective(d, 3))     # a feature visualization of concept 3
+"""
+from __future__ import annotations
+
+from .dictionary import Dictionary, folder_of, stored
+from .learn import METHODS, NotEnoughVectors, learn, match_cosine, quality
+from .mine import concept_model, concept_name, mine_concepts, mined_folder
+
+
+def vectors_of_run(run_dir, layer: str):
+    """The activation vectors of ``layer`` sampled during mining (``mine --atlas-layers``): (M, C)."""
+    from ..mining.results import open_results
+
+    res = open_results(run_dir)
+    try:
+        name = res.name(layer)
+        return name, res.atlas_samples(name)["vectors"]
+    finally:
+        res.close()
+
+
+def learn_from_run(run_dir, layer: str, method: str = "nmf", concepts=None, seed: int = 0, save: bool = True,
+                   **kwargs) -> Dictionary:
+    """Learn a dictionary from the vectors a mining run sampled for ``layer``; stored in the run
+    (``<run>/concepts/<layer>/<method><K>.json``). An existing one with the same settings is returned
+    as it is (the result of a finished run is kept, so a killed and rerun command continues)."""
+    name, vecs = vectors_of_run(run_dir, layer)
+    k = int(concepts or 4 * (vecs.shape[1] if vecs.size else 1))
+    for path in stored(run_dir, name):
+        d = Dictionary.load(path)
+        if d.method == method and d.concepts == k and d.settings.get("seed") == seed \
+                and d.settings.get("vectors") == len(vecs):
+            return d
+    d = learn(vecs, name, method=method, concepts=k, seed=seed, **kwargs)
+    d.settings["run"] = str(run_dir)
+    if save:
+        d.save(run_dir)
+    return d
+
+
+def objective(d: Dictionary, k: int, cossim_pow: float = 0.0):
+    """Concept ``k`` as a render objective: its direction in the layer's channel space."""
+    from ..optvis.objectives import direction
+
+    return direction(d.layer, d.direction(k), cossim_pow=cossim_pow)
+
+
+__all__ = ["Dictionary", "METHODS", "NotEnoughVectors", "concept_model", "concept_name", "folder_of", "learn",
+           "learn_from_run", "match_cosine", "mine_concepts", "mined_folder", "objective", "quality", "stored",
+           "vectors_of_run"]

@@ -1,0 +1,129 @@
+"""Concepts: dictionaries over a layer's activation vectors, encoded in the graph, mined like units."""
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from click.testing import CliRunner
+
+import onnxviz
+from onnxviz import concepts
+from onnxviz.cli import main
+from onnxviz.concepts import Dictionary, NotEnoughVectors
+from onnxviz.mining import mine
+from onnxviz.mining.datasets import open_source
+from onnxviz.mining.results import open_results
+from onnxviz.preprocessing.images import load_for_model
+
+from digits import save_digit_folder
+
+LAYER = "relu_2"  # 32 channels, 8x8 positions
+N = 120
+
+
+@pytest.fixture(scope="module")
+def concept_run(digits_onnx, digits_data, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("concepts")
+    (tmp / "digits").mkdir()
+    folder = save_digit_folder(digits_data[0], digits_data[1], tmp / "digits", N)
+    run = tmp / "run"
+    mine(digits_onnx, folder, run, layers=[LAYER], top=3, bottom=3, batch_size=40, progress=False, thumbs=False,
+         spectrum=0, atlas_layers=[LAYER], atlas_per_image=16, seed=0)
+    return run
+
+
+def test_nmf_concepts_explain_the_layer_and_are_reproducible(concept_run):
+    d = concepts.learn_from_run(concept_run, LAYER, method="nmf", concepts=16, seed=0, progress=False)
+    m = d.metrics
+    assert m["vectors"] == N * 16 and d.concepts == 16 and d.decoder.shape == (16, 32)
+    assert 0.6 < m["explained_variance"] <= 1.0
+    assert 0 < m["mean_l0"] <= 16 and 0 <= m["dead"] < 16 and 0.3 < m["stability"] <= 1.0
+    # a shuffled dictionary (the same atoms, each scrambled across channels) explains far less
+    rng = np.random.default_rng(0)
+    scrambled = Dictionary(LAYER, "nmf", np.stack([rng.permutation(a) for a in d.decoder]), d.weight, d.bias,
+                           scale=d.scale, split_sign=d.split_sign)
+    x = concepts.vectors_of_run(concept_run, LAYER)[1]
+    assert concepts.quality(scrambled, x)["explained_variance"] < m["explained_variance"] - 0.2
+    # stored in the run; asking again returns the stored dictionary instead of learning anew
+    stored = concept_run / "concepts" / LAYER / "nmf16.json"
+    before = stored.stat().st_mtime_ns
+    again = concepts.learn_from_run(concept_run, LAYER, method="nmf", concepts=16, seed=0, progress=False)
+    np.testing.assert_array_equal(again.decoder, d.decoder)
+    assert stored.stat().st_mtime_ns == before
+    fresh = concepts.learn(x, LAYER, method="nmf", concepts=16, seed=0, stability=False, progress=False)
+    np.testing.assert_allclose(fresh.decoder, d.decoder, rtol=1e-5, atol=1e-6)
+
+
+def test_sae_keeps_top_k_codes_and_directions_are_units(concept_run):
+    d = concepts.learn_from_run(concept_run, LAYER, method="sae", concepts=32, seed=0, top_k=4, epochs=20,
+                                progress=False, stability=False)
+    assert d.top_k == 4 and d.metrics["mean_l0"] <= 4.0 + 1e-9
+    assert d.metrics["explained_variance"] > 0.5
+    x = concepts.vectors_of_run(concept_run, LAYER)[1]
+    z = d.encode(x)
+    assert ((z > 0).sum(1) <= 4).all()
+    for k in range(3):
+        assert abs(np.linalg.norm(d.direction(k)) - 1.0) < 1e-5
+    units = d.top_units(0, n=3)
+    assert len(units) == 3 and abs(units[0][1]) >= abs(units[-1][1])
+
+
+@pytest.mark.parametrize("method", ["nmf", "sae"])
+def test_encoder_in_the_graph_equals_the_numpy_encoder(concept_run, digits_onnx, digits_data, tmp_path, method):
+    model = onnxviz.load(digits_onnx)
+    d = concepts.learn_from_run(concept_run, LAYER, method=method, concepts=16, seed=1, top_k=3, epochs=3,
+                                progress=False, stability=False, save=False)
+    path = concepts.concept_model(model, d, tmp_path / "with_concepts.onnx")
+    cm = onnxviz.load(path)
+    assert cm.meta.preprocessing_source == "file"  # the model's own metadata travels: nothing re-inferred
+    x = cm.prepare(digits_data[0][:6])
+    tensor = cm.meta.aliases[concepts.concept_name(d)]
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    codes = sess.run([tensor], {sess.get_inputs()[0].name: x})[0]  # (6, 16, 8, 8)
+    maps = model.activations(x, [LAYER])[LAYER]
+    want = d.encode(maps.transpose(0, 2, 3, 1).reshape(-1, maps.shape[1])).reshape(6, 8, 8, 16).transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(codes, want, rtol=1e-4, atol=1e-4)
+    assert codes.max() > 0
+
+
+def test_mined_concepts_rank_images_by_their_codes(concept_run, digits_onnx):
+    model = onnxviz.load(digits_onnx)
+    d = concepts.learn_from_run(concept_run, LAYER, method="nmf", concepts=16, seed=0, progress=False)
+    s = concepts.mine_concepts(model, d, concept_run, top=3, bottom=3, batch_size=40, progress=False, thumbs=False,
+                               spectrum=0)
+    assert s.complete and s.images == N
+    # brute force: every image's mean code of each concept, from the layer's maps through the numpy encoder
+    src = open_source(concept_run.parent / "digits")
+    x = model.prepare(np.stack([load_for_model(concept_run.parent / "digits" / src.key(i), model.meta)
+                                for i in range(len(src))]))
+    maps = model.activations(x, [LAYER])[LAYER]
+    codes = d.encode(maps.transpose(0, 2, 3, 1).reshape(-1, maps.shape[1])).reshape(len(x), -1, d.concepts)
+    mean = codes.mean(1)  # (N, K)
+    res = open_results(concepts.mined_folder(concept_run, d))
+    try:
+        name = res.name(concepts.concept_name(d))
+        assert res.units(name) == 16
+        for k in range(16):
+            top = res.examples(name, k, direction="top")
+            assert top[0].index == int(np.argmax(mean[:, k])) or mean[top[0].index, k] == mean[:, k].max()
+            assert abs(top[0].activation - mean[:, k].max()) < 1e-3 * max(1.0, mean[:, k].max())
+    finally:
+        res.close()
+
+
+def test_too_few_vectors_is_one_line_with_the_command(concept_run, digits_onnx):
+    with pytest.raises(NotEnoughVectors, match="needed"):
+        concepts.learn_from_run(concept_run, LAYER, method="nmf", concepts=10_000, progress=False)
+    r = CliRunner().invoke(main, ["concepts", str(digits_onnx), "--run", str(concept_run), "--layer", LAYER,
+                                  "--concepts", "10000", "--no-progress"])
+    assert r.exit_code != 0 and "Traceback" not in r.output
+    assert "--atlas-layers relu_2 --atlas-per-image" in r.output and "needed" in r.output
+
+
+def test_cli_learns_and_mines(concept_run, digits_onnx):
+    r = CliRunner().invoke(main, ["concepts", str(digits_onnx), "--run", str(concept_run), "--layer", LAYER,
+                                  "--concepts", "8", "--no-stability", "--top", "2", "--bottom", "2", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert "8 nmf concepts of relu_2" in r.output and "explained_variance" in r.output
+    assert (concept_run / "concepts" / LAYER / "nmf8.json").exists()
+    assert (concept_run / "concepts" / LAYER / "nmf8" / "mining").is_dir()
