@@ -331,3 +331,19 @@ def test_browser_atlas_page_pans_and_zooms(blocks_site, tmp_path):
         server.shutdown()
         server.server_close()
     assert errors == []
+
+
+def test_atlas_layout_frames_the_dense_region_despite_a_far_cluster():
+    from onnxviz.attribution.atlas import canvas_fill, normalize_layout
+
+    rng = np.random.default_rng(0)
+    blob = rng.normal(size=(1000, 2))
+    far = rng.normal(size=(60, 2)) * 0.1 + 40.0  # 6% of the points, far away (more than a 1% percentile clips)
+    coords = np.concatenate([blob, far])
+    framed = normalize_layout(coords)
+    lo, hi = np.percentile(coords, 1, axis=0), np.percentile(coords, 99, axis=0)
+    lucid = np.clip((coords - lo) / (hi - lo), 0, 1)  # the old framing
+    assert canvas_fill(lucid[:1000], 20) < 0.05  # the blob squeezed into a corner
+    assert canvas_fill(framed[:1000], 20) > 0.4  # the blob spread over the canvas
+    assert (framed[1000:] == 1.0).all()  # the far cluster clipped to the border
+    assert framed.min() >= 0 and framed.max() <= 1

@@ -112,10 +112,33 @@ def reduce_2d(x: np.ndarray, method: str = "auto", seed: int = 0) -> tuple:
     return (centered @ vt[:2].T).astype(np.float32), "pca", note
 
 
-def normalize_layout(coords: np.ndarray, low: float = 1, high: float = 99) -> np.ndarray:
-    """Clip each axis to its percentiles and scale to [0, 1] (Lucid's normalize_layout)."""
-    lo, hi = np.percentile(coords, low, axis=0), np.percentile(coords, high, axis=0)
-    return np.clip((coords - lo) / np.maximum(hi - lo, 1e-9), 0, 1)
+def normalize_layout(coords: np.ndarray, keep: float = 0.9) -> np.ndarray:
+    """Frame the dense region of a 2-D layout in [0, 1]: per axis, the shortest interval that holds
+    ``keep`` of the points is stretched to the canvas and the rest is clipped to its border.
+
+    Lucid clipped each axis at its 1st and 99th percentiles; a UMAP or t-SNE layout often has a
+    small far cluster (a few percent of the points: one odd photo sampled at many positions), which
+    then stretches the axis and leaves the dense region a third of the canvas. The shortest interval
+    ignores whichever side the outliers are on."""
+    coords = np.asarray(coords, np.float64)
+    out = np.empty_like(coords)
+    for axis in range(coords.shape[1]):
+        v = np.sort(coords[:, axis])
+        n = len(v)
+        w = max(1, min(n - 1, int(np.ceil(keep * n)) - 1))
+        if n < 3:
+            lo, hi = v[0], v[-1]
+        else:
+            i = int(np.argmin(v[w:] - v[:n - w]))
+            lo, hi = v[i], v[i + w]
+        out[:, axis] = (coords[:, axis] - lo) / max(hi - lo, 1e-9)
+    return np.clip(out, 0, 1).astype(np.float32)
+
+
+def canvas_fill(coords: np.ndarray, grid: int) -> float:
+    """Fraction of the grid's cells that hold at least one point of a normalized layout."""
+    bins = np.minimum((np.asarray(coords) * grid).astype(np.int64), grid - 1)
+    return len({(int(a), int(b)) for a, b in bins}) / float(grid * grid)
 
 
 def class_support(model, layer: str, means: np.ndarray, baseline: np.ndarray, device=None) -> tuple:
@@ -199,7 +222,8 @@ def build_atlas(model, run, layer: str, grid: int = 20, method: str = "auto", mi
     icons = {(c["row"], c["col"]): icons_arr[i] for i, c in enumerate(cells)}
     record = {"kind": "activation_atlas", "run": str(results.run_dir), "samples": int(len(x)),
               "samples_in_run": int(len(s["vectors"])), "layout": {"method": used, "note": note, "seed": seed},
-              "min_count": min_count, "cells_rendered": len(cells), "render": settings,
+              "min_count": min_count, "cells_rendered": len(cells), "canvas_fill": round(canvas_fill(coords, grid), 4),
+              "render": settings,
               "class_support": support_note if classes else "not asked",
               "objective": "direction(layer, cell mean vector, cossim_pow) per cell",
               "seconds": {"layout": round(t_layout, 2), "render": round(time.perf_counter() - t1, 2),
