@@ -125,5 +125,27 @@ def test_cli_learns_and_mines(concept_run, digits_onnx):
                                   "--concepts", "8", "--no-stability", "--top", "2", "--bottom", "2", "--no-progress"])
     assert r.exit_code == 0, r.output
     assert "8 nmf concepts of relu_2" in r.output and "explained_variance" in r.output
+    assert "labels from the model's head: 0: " in r.output
     assert (concept_run / "concepts" / LAYER / "nmf8.json").exists()
     assert (concept_run / "concepts" / LAYER / "nmf8" / "mining").is_dir()
+
+
+def test_labels_from_the_head_name_a_class_direction_by_its_class(concept_run, digits_onnx, digits_data):
+    from onnxviz.attribution.labels import caption, promoted_classes, unit_directions
+
+    model = onnxviz.load(digits_onnx)
+    x = concepts.vectors_of_run(concept_run, LAYER)[1]
+    # the direction from the mean vector to the mean vector of each digit's photos
+    maps = model.activations(model.prepare(digits_data[0][:N]), [LAYER])[LAYER].mean((2, 3))  # (N, C)
+    labels = digits_data[1][:N]
+    dirs = np.stack([maps[labels == c].mean(0) - maps.mean(0) for c in range(10)])
+    found = promoted_classes(model, LAYER, dirs, x, top=2)
+    assert found is not None and len(found) == 10
+    assert sum(f[0]["label"] == str(c) for c, f in enumerate(found)) >= 8
+    assert caption(found[3]).startswith(found[3][0]["label"] + " (+")
+    units = promoted_classes(model, LAYER, unit_directions(x.shape[1]), x)
+    assert len(units) == x.shape[1] and all(len(u) == 3 for u in units)
+    # no labels, no names
+    bare = onnxviz.load(digits_onnx, labels=None)
+    bare.meta.labels = None
+    assert promoted_classes(bare, LAYER, dirs, x) is None

@@ -12,7 +12,8 @@ import json
 
 import click
 
-from ..concepts import METHODS, NotEnoughVectors, learn_from_run, mine_concepts, mined_folder
+from ..attribution.labels import caption
+from ..concepts import METHODS, NotEnoughVectors, learn_from_run, mine_concepts, mined_folder, name_concepts
 from ..errors import OnnxVizError
 from .options import load_model, meta_options
 
@@ -52,6 +53,9 @@ def concepts(model_path, run_dir, layer_name, method, n_concepts, top_k, epochs,
                            f"--atlas-layers {layer_name} --atlas-per-image {per_image} (or ask for fewer --concepts)")
     click.echo(f"{d.concepts} {method} concepts of {name} from {d.settings['vectors']:,} vectors: "
                + ", ".join(f"{k} {v}" for k, v in d.metrics.items()))
+    if d.labels is None and name_concepts(model, d, run_dir) is not None:
+        click.echo("labels from the model's head: " + "; ".join(f"{k}: {caption(c)}" for k, c in
+                                                                  enumerate(d.labels[:8])) + ("; ..." if d.concepts > 8 else ""))
     if do_mine:
         s = mine_concepts(model, d, run_dir, top=top, bottom=bottom, batch_size=batch_size, progress=not no_progress)
         click.echo(f"mined {d.concepts} concepts over {s.images} images into {mined_folder(run_dir, d)}")

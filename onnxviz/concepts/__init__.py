@@ -9,6 +9,8 @@ autoencoders), each concept browsable like a unit.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .dictionary import Dictionary, folder_of, stored
 from .learn import METHODS, NotEnoughVectors, learn, match_cosine, quality
 from .mine import concept_model, concept_name, mine_concepts, mined_folder
@@ -45,6 +47,18 @@ def learn_from_run(run_dir, layer: str, method: str = "nmf", concepts=None, seed
     return d
 
 
+def name_concepts(model, d: Dictionary, run_dir, top: int = 3, save: bool = True):
+    """Label each concept with the classes it promotes through the model's labelled head
+    (``attribution.labels``); stays None for a model without one. Returns ``d.labels``."""
+    from ..attribution.labels import promoted_classes
+
+    _, vecs = vectors_of_run(run_dir, d.layer)
+    d.labels = promoted_classes(model, d.layer, np.stack([d.direction(k) for k in range(d.concepts)]), vecs, top=top)
+    if save and d.labels is not None:
+        d.save(run_dir)
+    return d.labels
+
+
 def objective(d: Dictionary, k: int, cossim_pow: float = 0.0):
     """Concept ``k`` as a render objective: its direction in the layer's channel space."""
     from ..optvis.objectives import direction
@@ -53,5 +67,5 @@ def objective(d: Dictionary, k: int, cossim_pow: float = 0.0):
 
 
 __all__ = ["Dictionary", "METHODS", "NotEnoughVectors", "concept_model", "concept_name", "folder_of", "learn",
-           "learn_from_run", "match_cosine", "mine_concepts", "mined_folder", "objective", "quality", "stored",
+           "learn_from_run", "match_cosine", "mine_concepts", "mined_folder", "name_concepts", "objective", "quality", "stored",
            "vectors_of_run"]

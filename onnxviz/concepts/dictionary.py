@@ -39,6 +39,7 @@ class Dictionary:
     offset: Optional[np.ndarray] = None  # (D,) decoder bias (SAE), zeros for NMF
     settings: dict = field(default_factory=dict)  # method, concepts, seed, vectors, run, ...
     metrics: dict = field(default_factory=dict)  # explained variance, L0, dead, stability
+    labels: Optional[list] = None  # per concept, the classes it promotes (attribution.labels); None: no labelled head
 
     @property
     def concepts(self) -> int:
@@ -105,7 +106,7 @@ class Dictionary:
                  offset=self.offset if self.offset is not None else np.zeros(self.decoder.shape[1], np.float32))
         record = {"layer": self.layer, "method": self.method, "concepts": self.concepts, "scale": self.scale,
                   "split_sign": self.split_sign, "top_k": self.top_k, "settings": self.settings,
-                  "metrics": self.metrics}
+                  "metrics": self.metrics, "labels": self.labels}
         _write(base.with_suffix(".npz"), buf.getvalue())
         _write(base.with_suffix(".json"), json.dumps(record, indent=1).encode())  # last: marks it complete
         return base.with_suffix(".json")
@@ -119,7 +120,8 @@ class Dictionary:
         return cls(layer=record["layer"], method=record["method"], decoder=arrays["decoder"],
                    weight=arrays["weight"], bias=arrays["bias"], offset=arrays["offset"], scale=float(record["scale"]),
                    split_sign=bool(record["split_sign"]), top_k=record.get("top_k"),
-                   settings=record.get("settings", {}), metrics=record.get("metrics", {}))
+                   settings=record.get("settings", {}), metrics=record.get("metrics", {}),
+                   labels=record.get("labels"))
 
 
 def folder_of(run_dir, layer: str) -> Path:
