@@ -13,7 +13,6 @@ from onnx import TensorProto, helper, numpy_helper
 
 from onnxviz.preprocessing import evidence as E
 from onnxviz.graph import floatview
-from onnxviz.preprocessing import infer as P
 from onnxviz.preprocessing.normalization import Normalization, judge_normalization
 
 
@@ -84,31 +83,3 @@ def test_classifier_heads_prefer_probabilities_over_a_box_regression():
     assert E.classifier_heads(proto, shapes) == [("prob", "softmax")]
     del proto.graph.node[1], proto.graph.output[1]
     assert E.classifier_heads(proto, {"box": (None, (8, 4))}) == [("box", "logits")]
-
-
-def _fake_runs(cands, head_gap: dict, balance_p: dict):
-    """onnxruntime results per candidate: one learned layer whose units are on a fraction p of the time,
-    and a 4-class logits head with the given top-2 gap."""
-    runs = {}
-    for c in cands:
-        p = balance_p.get(c.name, 0.05)
-        on = (np.arange(100) < 100 * p).reshape(1, 1, 10, 10).repeat(4, 1)
-        logits = np.tile([[head_gap.get(c.name, 2.0), 0.0, -1, -2]], (8, 1))
-        runs[c.name] = {"c1": np.where(on, 1.0, -1.0), "logits": logits}
-    return runs
-
-
-def test_a_saturated_head_rules_out_the_scale_that_balance_prefers():
-    """Balance favours large centred inputs (0..255 minus a mean here); the head saturates under them."""
-    cands = list(P.RGB_CANDIDATES)
-    caffe, imagenet = "0..255 BGR minus Caffe mean", "ImageNet mean/std, RGB"
-    runs = _fake_runs(cands, {caffe: 15.0, "0..255 RGB": 20.0, "0..255 BGR": 20.0}, {caffe: 0.5, imagenet: 0.3})
-    early = [helper.make_node("Conv", ["x", "w"], ["c1"])]
-    evidence, scores = [], {}
-    chosen, confidence = P._by_balance(None, cands, runs, None, early, [("logits", "logits")], evidence, scores)
-    assert chosen.name == imagenet, evidence
-    assert scores["head_saturation"][caffe] == pytest.approx(15.0) and "saturates under" in evidence[0]
-    assert 0.3 <= confidence <= 0.5
-    # without the head the same statistics pick the large scale: the head is what decided
-    chosen, _ = P._by_balance(None, cands, runs, None, early, [], [], {})
-    assert chosen.name == caffe

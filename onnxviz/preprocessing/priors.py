@@ -1,0 +1,134 @@
+"""Priors: what a file's producer, architecture and task say about its preprocessing, before any photo.
+
+Each rule reads the graph (producer_name, metadata_props, tensor names, input layout and size,
+output heads) and adds a score in nats to the candidates its convention names; ``infer`` adds these
+to the statistical evidence. A prior states a habit, not a fact: it decides only where the
+statistics are weak (the channel order, most often), so every weight here is at most a few nats,
+except a producer's own explicit statement (Ultralytics' metadata).
+
+| rule | what it reads | candidates | nats |
+|---|---|---|---|
+| base | nothing | RGB before BGR; ImageNet mean/std is the most common single convention; CenterNet's stats are rare | -2..+0.3 |
+| Ultralytics metadata | metadata_props author "Ultralytics" or imgsz + stride + names | 0..1 RGB | +6 |
+| Ultralytics graph | node names /model.0/ ... /model.N/ | 0..1 RGB | +2.5 |
+| Paddle export | producer PaddlePaddle/paddle2onnx, p2o.* dims, *.w_0 / *.tmp_0 names | ImageNet in R,G,B order on BGR, -1..1 BGR | +1.5 each |
+| PyTorch classifier | producer pytorch (or torch.onnx's /module.path/Op node names), NCHW, an (N, K) head from Gemm/MatMul | ImageNet mean/std, RGB | +1 |
+| PyTorch, other | producer pytorch | ImageNet mean/std, RGB | +0.4 |
+| Keras | keras2onnx/tf2onnx with NHWC input | 0..1 RGB, -1..1 RGB | +0.5 each |
+| Keras application family | MobileNet/Inception/Xception layer names; VGG/ResNet50; DenseNet | -1..1 RGB; Caffe BGR; ImageNet RGB | +0.8 |
+| Caffe | producer caffe / caffe2 / MMdnn | 0..255 BGR minus Caffe mean | +1.5 |
+| text recognizer | input height 32/48 (64 gray) or open, wide or open width, an (N, T, K >= 30) output | -1..1 (either order, gray) | +0.5 |
+| CenterNet heads | outputs hm + wh (+ reg) | CenterNet mean/std, BGR | +3 |
+"""
+from __future__ import annotations
+
+import re
+
+import onnx
+
+BASE = {
+    "0..1 RGB": 0.0, "ImageNet mean/std, RGB": 0.3, "-1..1 RGB": 0.0, "0..255 BGR minus Caffe mean": -0.3,
+    "0..255 RGB": -0.5, "0..1 BGR": -0.7, "ImageNet mean/std, BGR": -1.0,
+    "ImageNet mean/std in R,G,B order on BGR": -0.7, "-1..1 BGR": -0.7, "0..255 BGR": -0.7,
+    "CenterNet mean/std, BGR": -2.0, "0..1 gray": 0.0, "-1..1 gray": 0.0, "0..255 gray": -0.3,
+}
+_PADDLE_NAME = re.compile(r"(\.(w|b)_\d+|\.tmp_\d+|^save_infer_model/)$|^save_infer_model/")
+_KERAS_FAMILIES = (
+    (("block_1_expand", "conv_dw_1", "expanded_conv", "mixed0", "mixed_5b", "block1_sepconv1", "conv2_block1_preact"),
+     "Keras application of the MobileNet/Inception/Xception/ResNetV2 family ('tf' mode)", {"-1..1 RGB": 0.8}),
+    (("conv1_conv", "block1_conv1"), "Keras application of the VGG/ResNet50 family ('caffe' mode)",
+     {"0..255 BGR minus Caffe mean": 0.8}),
+    (("pool2_conv", "conv1/conv"), "Keras application of the DenseNet family ('torch' mode)",
+     {"ImageNet mean/std, RGB": 0.8}),
+)
+
+
+def _dims(vi) -> list:
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in vi.type.tensor_type.shape.dim]
+
+
+def _names(proto: onnx.ModelProto) -> list:
+    g = proto.graph
+    return [n.name for n in g.node] + [o for n in g.node for o in n.output] + [t.name for t in g.initializer]
+
+
+def rules(proto: onnx.ModelProto, input_name: str, layout: str) -> list:
+    """[(why, {candidate name: nats})] for the priors that apply to this file (the base prior first)."""
+    out = [("base prior: RGB and ImageNet mean/std are the commonest conventions", dict(BASE))]
+    producer = (proto.producer_name or "").strip()
+    prod = producer.lower()
+    meta = {p.key: p.value for p in proto.metadata_props}
+    names = _names(proto)
+    g = proto.graph
+    inp = next((i for i in g.input if i.name == input_name), None)
+    in_dims = _dims(inp) if inp is not None else []
+    outs = [(o.name, _dims(o)) for o in g.output]
+    if meta.get("author", "").lower().startswith("ultralytics") or {"imgsz", "stride", "names"} <= set(meta):
+        out.append(("Ultralytics export (its metadata_props): Ultralytics feeds 0..1 RGB", {"0..1 RGB": 6.0}))
+    elif sum(1 for n in g.node if re.match(r"^/model\.\d+/", n.name)) >= 10:
+        out.append(("an Ultralytics-shaped graph (/model.N/ layer names): Ultralytics feeds 0..1 RGB",
+                    {"0..1 RGB": 2.5}))
+    paddle = prod in ("paddlepaddle", "paddle2onnx") or any(isinstance(d, str) and d.startswith("p2o.")
+                                                              for _, ds in outs for d in ds)
+    paddle = paddle or sum(1 for n in names if _PADDLE_NAME.search(n)) >= 5
+    if paddle:
+        out.append(("a Paddle export: Paddle's NormalizeImage lists ImageNet's mean/std and is applied to cv2 BGR "
+                    "images, its text nets use (x - 0.5) / 0.5",
+                    {"ImageNet mean/std in R,G,B order on BGR": 1.5, "-1..1 BGR": 1.5}))
+    keras = prod.startswith(("keras2onnx", "tf2onnx"))
+    # torch.onnx names nodes after module paths ("/body/body.0/Conv"); a quantizer or converter that
+    # rewrites producer_name keeps them
+    torch_names = sum(1 for n in g.node if re.match(r"^/[\w.]+/", n.name)) >= 3
+    if (prod == "pytorch" or (torch_names and not prod.startswith(("tf2onnx", "keras2onnx")))) and layout == "NCHW":
+        prods = {o: n for n in g.node for o in n.output}
+        head = False
+        for name, dims in outs:
+            node = prods.get(name)
+            while node is not None and node.op_type in ("Identity", "Reshape", "Flatten", "Softmax", "Sigmoid"):
+                node = prods.get(node.input[0])
+            head = head or (len(dims) == 2 and node is not None and node.op_type in ("Gemm", "MatMul", "Add"))
+        if head:
+            out.append(("a PyTorch classifier (NCHW, an (N, K) head): torchvision/timm feed ImageNet mean/std RGB",
+                        {"ImageNet mean/std, RGB": 1.0}))
+        else:
+            out.append(("a PyTorch export: ImageNet mean/std RGB is its commonest convention",
+                        {"ImageNet mean/std, RGB": 0.4}))
+    if keras and layout == "NHWC":
+        out.append(("a Keras export (NHWC): Keras nets are mostly fed x / 255 or (x - 127.5) / 127.5, RGB",
+                    {"0..1 RGB": 0.5, "-1..1 RGB": 0.5}))
+        low = " ".join(names).lower()
+        for keys, why, bonus in _KERAS_FAMILIES:
+            if any(k in low for k in keys):
+                out.append((why, bonus))
+                break
+    if any(k in prod for k in ("caffe", "mmdnn")):
+        out.append((f"a Caffe model ({producer}): Caffe feeds 0..255 BGR minus the mean",
+                    {"0..255 BGR minus Caffe mean": 1.5}))
+    if len(in_dims) == 4:
+        c, h, w = (in_dims[1], in_dims[2], in_dims[3]) if layout == "NCHW" else (in_dims[3], in_dims[1], in_dims[2])
+        wide = not isinstance(w, int) or (isinstance(h, int) and w >= 3 * h)
+        line_height = h in ((64, 32, 48) if c == 1 else (32, 48)) or not isinstance(h, int)
+        # per-position character scores (N, T, K): K classes (>= 30), T a short open or fixed length
+        seq = any(len(ds) == 3 and isinstance(ds[2], int) and ds[2] >= 30 and not (isinstance(ds[1], int)
+                                                                                    and ds[1] >= 1000) for _, ds in outs)
+        if line_height and wide and seq:
+            out.append(("a text recognizer (a line of height 32/48 in, a sequence out): CRNNs are fed (x - 0.5) / 0.5",
+                        {"-1..1 RGB": 0.5, "-1..1 BGR": 0.5, "-1..1 gray": 0.5}))
+    onames = {n.split("/")[-1].lower() for n, _ in outs}
+    if {"hm", "wh"} <= onames:
+        out.append(("CenterNet heads (hm, wh): CenterNet's own mean/std on cv2 BGR",
+                    {"CenterNet mean/std, BGR": 3.0}))
+    return out
+
+
+def prior_scores(proto: onnx.ModelProto, input_name: str, layout: str, cands: list) -> tuple:
+    """({candidate name: summed prior in nats}, [evidence lines]) for ``cands``."""
+    score = {c.name: 0.0 for c in cands}
+    lines = []
+    for why, bonus in rules(proto, input_name, layout):
+        hit = [c.name for c in cands if c.name in bonus and bonus[c.name]]
+        for n in hit:
+            score[n] += bonus[n]
+        if hit and not why.startswith("base"):
+            lines.append(f"prior: {why} (" + ", ".join(f"{n} {bonus[n]:+g}" for n in hit) + " nats)")
+    return score, lines

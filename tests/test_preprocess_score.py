@@ -1,0 +1,137 @@
+"""The one score behind inferred preprocessing (onnxviz.preprocessing.infer): each term moves the score
+the right way on real files, fixed fields narrow what is scored, and the bundled photos make the
+answer independent of what else is installed."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import onnxviz
+from onnxviz.preprocessing import candidates as C
+from onnxviz.preprocessing import images, photos, priors
+from onnxviz.preprocessing import infer as P
+
+from models_fixture import mobilenet_v2_export, squeezenet1_1_export  # noqa: F401 - fixtures by name
+from test_preprocess import stripped
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import corpus  # noqa: E402
+
+
+def _load(path):
+    return onnxviz.load(path, infer=False)
+
+
+def test_bundled_photos_are_small_labelled_and_licensed():
+    everything = photos.bundled()
+    assert len(everything) >= 12 and len(photos.labelled()) >= 10
+    assert sum(p.stat().st_size for p, _ in everything) < 3e6
+    readme = (photos.PHOTOS / "README.md").read_text()
+    for p, ids in everything:
+        assert p.name in readme, p.name  # each photo's source and licence is recorded
+        assert all(0 <= i < 1000 for i in ids)
+
+
+def test_the_candidates_tell_the_two_bgr_imagenet_habits_apart():
+    reordered = C.by_name("ImageNet mean/std, BGR")
+    as_listed = C.by_name("ImageNet mean/std in R,G,B order on BGR")
+    assert reordered.mean[0] == pytest.approx(0.406) and as_listed.mean[0] == pytest.approx(0.485)
+    assert reordered.convention != as_listed.convention  # not twins: different maps on the B channel
+
+
+def test_fixed_fields_keep_the_agreeing_candidates_or_build_the_nets_own():
+    bgr = C.candidates_for(3, {"channel_order": "BGR"})
+    assert bgr and all(c.channel_order == "BGR" for c in bgr)
+    own = C.candidates_for(3, {"mean": (0.5, 0.4, 0.3), "std": (0.2, 0.2, 0.2)})
+    assert {c.channel_order for c in own} == {"RGB", "BGR"} and all(c.value_range == (0.0, 1.0) for c in own)
+    assert C.candidates_for(3, {"mean": C.CENTERNET_MEAN_BGR, "std": C.CENTERNET_STD_BGR}) == [
+        C.by_name("CenterNet mean/std, BGR")]
+
+
+def _with_props(src, out, props: dict):
+    proto = onnx.load(str(src))
+    for k, v in props.items():
+        proto.metadata_props.append(onnx.StringStringEntryProto(key=k, value=v))
+    onnx.save(proto, str(out))
+    return out
+
+
+@pytest.mark.wild
+def test_priors_name_the_producers_habit_on_real_files(tmp_path):
+    def prior(name_or_path):
+        path = corpus.fetch_one(name_or_path) if isinstance(name_or_path, str) else name_or_path
+        m = _load(path)
+        score, lines = priors.prior_scores(m.proto, m.input_name, m.meta.layout, list(C.RGB_CANDIDATES))
+        return score, lines
+
+    paddle, lines = prior("ppocr_v4_rec")  # a Paddle export: BGR habits, text recognizer: -1..1
+    assert paddle["-1..1 BGR"] > paddle["-1..1 RGB"] and any("Paddle" in line for line in lines)
+    assert max(paddle, key=paddle.get) == "-1..1 BGR"
+    torch_cls, lines = prior("orinet")  # a PyTorch classifier: ImageNet mean/std RGB
+    assert max(torch_cls, key=torch_cls.get) == "ImageNet mean/std, RGB"
+    keras, _ = prior("mtcnn_rnet")  # keras2onnx, NHWC
+    assert keras["-1..1 RGB"] > keras["ImageNet mean/std, RGB"]
+    # the same orinet file written by Ultralytics' exporter would say so in its metadata
+    yolo = _with_props(corpus.fetch_one("orinet"), tmp_path / "ultra.onnx",
+                       {"author": "Ultralytics", "imgsz": "[320, 320]", "stride": "32", "names": "{0: 'a'}"})
+    ultra, lines = prior(yolo)
+    assert max(ultra, key=ultra.get) == "0..1 RGB" and any("Ultralytics" in line for line in lines)
+
+
+@pytest.mark.wild
+def test_statistics_terms_move_the_score_the_right_way_on_real_files():
+    orinet = P.infer(_load(corpus.fetch_one("orinet")), _load(corpus.fetch_one("orinet")).meta)
+    nats = orinet.scores["nats"]
+    sat = orinet.scores["head_saturation"]
+    big = [k for k in sat if "0..255" in k]
+    # a scale 255 times the training input's makes the 4-class head far more certain on photos
+    assert min(sat[k] for k in big) > max(sat[k] for k in sat if k not in big)
+    assert min(nats["head_saturation"], key=nats["head_saturation"].get) in big
+    assert orinet.candidate.name == "ImageNet mean/std, RGB" and orinet.ranked[0][0] == orinet.candidate
+    pnet = _load(corpus.fetch_one("mtcnn_rnet"))
+    found = P.infer(pnet, pnet.meta)
+    spread = found.scores["nats"]["first_layer_spread"]  # its first conv feeds a PReLU: spread about 1
+    assert max(spread[k] for k in spread if "0..255" in k) < min(spread[k] for k in spread if "0..255" not in k)
+    assert found.candidate.name == "-1..1 RGB", found.evidence
+
+
+@pytest.mark.weights
+def test_labelled_photos_and_batchnorm_separate_scales(mobilenet_v2_export, tmp_path):  # noqa: F811
+    m = _load(stripped(mobilenet_v2_export["path"], tmp_path / "mnv2.onnx"))
+    found = P.infer(m, m.meta)
+    top1 = found.scores["imagenet_top1"]
+    assert top1["ImageNet mean/std, RGB"] >= 8 and max(v for k, v in top1.items() if "0..255" in k) <= 2
+    ranked = [c.name for c, _ in found.ranked]
+    assert ranked[0] == "ImageNet mean/std, RGB" and found.confidence >= 0.6
+    assert [s for _, s in found.ranked] == sorted((s for _, s in found.ranked), reverse=True)
+    # fixing the order to BGR scores only the BGR candidates, and says so
+    bgr = P.infer(m, m.meta, fixed={"channel_order": "BGR"})
+    assert bgr.candidate.channel_order == "BGR" and bgr.evidence[0].startswith("given: channel_order BGR")
+
+
+@pytest.mark.weights
+@pytest.mark.parametrize("name", ["mobilenet_v2", "squeezenet1_1"])
+def test_the_same_answer_with_or_without_foolbox(name, request, tmp_path, monkeypatch):
+    """The developer setup installs foolbox's ImageNet photos; a plain pip install does not. The
+    inference must not look at them: the answer is the same with foolbox hidden."""
+    export = request.getfixturevalue(f"{name}_export")
+    m = _load(stripped(export["path"], tmp_path / f"{name}.onnx"))
+    with_foolbox = P.infer(m, m.meta)
+    monkeypatch.setitem(sys.modules, "foolbox", None)  # import foolbox now fails
+    monkeypatch.setattr(images, "imagenet_photos", lambda: [])
+    without = P.infer(m, m.meta)
+    assert without.candidate == with_foolbox.candidate and without.confidence == with_foolbox.confidence
+    assert without.ranked == with_foolbox.ranked
+    assert without.candidate.name == C.by_name(
+        "ImageNet mean/std, RGB" if name == "mobilenet_v2" else "0..255 BGR minus Caffe mean").name
+
+
+def test_confidence_is_the_softmax_probability_of_the_answer():
+    """The softmax confidence: twins the evidence cannot separate share it."""
+    totals = {"a": 0.0, "b": 0.0}
+    assert P._softmax_top(totals, "a") == pytest.approx(0.5)
+    assert P._softmax_top({"a": 3.0, "b": 0.0}, "a") == pytest.approx(1 / (1 + np.exp(-3.0)))
