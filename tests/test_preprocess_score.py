@@ -105,6 +105,8 @@ def test_labelled_photos_and_batchnorm_separate_scales(mobilenet_v2_export, tmp_
     found = P.infer(m, m.meta)
     top1 = found.scores["imagenet_top1"]
     assert top1["ImageNet mean/std, RGB"] >= 8 and max(v for k, v in top1.items() if "0..255" in k) <= 2
+    loglik = found.scores["nats"]["imagenet_loglik"]  # summed over the labelled photos: tens of nats apart
+    assert loglik["ImageNet mean/std, RGB"] > max(v for k, v in loglik.items() if "0..255" in k) + 10
     ranked = [c.name for c, _ in found.ranked]
     assert ranked[0] == "ImageNet mean/std, RGB" and found.confidence >= 0.6
     assert [s for _, s in found.ranked] == sorted((s for _, s in found.ranked), reverse=True)
@@ -135,3 +137,13 @@ def test_confidence_is_the_softmax_probability_of_the_answer():
     totals = {"a": 0.0, "b": 0.0}
     assert P._softmax_top(totals, "a") == pytest.approx(0.5)
     assert P._softmax_top({"a": 3.0, "b": 0.0}, "a") == pytest.approx(1 / (1 + np.exp(-3.0)))
+
+
+def test_agreement_is_the_twenty_percent_rule():
+    f = C.by_name
+    assert C.agreement(f("-1..1 RGB").fields(), f("-1..1 RGB").fields()) == (True, True)
+    # EfficientNet-Lite's (x - 127) / 128 is -1..1 within a pixel level
+    lite = {"channel_order": "RGB", "value_range": (0.0, 255.0), "mean": (127.0,), "std": (128.0,)}
+    assert C.agreement(f("-1..1 RGB").fields(), lite) == (True, True)
+    assert C.agreement(f("ImageNet mean/std, RGB").fields(), f("-1..1 RGB").fields())[0] is False
+    assert C.agreement(f("-1..1 BGR").fields(), f("-1..1 RGB").fields()) == (True, False)

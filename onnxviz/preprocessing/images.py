@@ -170,7 +170,8 @@ def sample_image_path() -> Path:
 
 
 def imagenet_photos() -> list:
-    """foolbox's 20 labelled ImageNet validation photos: [(path, class)], or [] without foolbox."""
+    """foolbox's 20 labelled ImageNet validation photos: [(path, class)], or [] without foolbox (export
+    checks and benchmarks only: preprocessing inference uses the bundled ``photos``, the same on every install)."""
     import importlib.util
 
     spec = importlib.util.find_spec("foolbox")

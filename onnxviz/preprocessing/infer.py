@@ -13,16 +13,15 @@ say RGB and BGR, share it, so neither gets more than one half).
 |---|---|---|---|
 | normalization in the graph | Sub/Div/Mul/Add by constants before the first learned layer | replaces the candidates by "0..S (normalized in the graph)"; ImageNet-like means fix the order | explicit |
 | prior | producer, architecture, task (``priors``) | the nats of each rule that names the candidate | 1 |
-| labelled top-1 | a 1000/1001-class head on the bundled labelled photos | photos whose top-1 is in their label set | 0.5 per photo |
-| labelled log-likelihood | the same | mean log-probability of the label set | 6 (half the summed log-likelihood of the 12 photos) |
+| labelled photos | a 1000/1001-class head on the 12 bundled labelled photos | summed log-probability of each photo's label set (top-1 is reported, not scored: it is a coarse copy) | 1 |
 | BatchNorm statistics | running mean/var of the first BN layers vs the photos' | -log(distance + 0.05) | 2 |
 | BatchNorm order | the same, over 100 resamples of the photos | +1 to the order nearer in >= 90% of them | 0.5 |
 | head saturation | median top-2 logit gap of a classification head on photos | -min(3, (gap - 12) / 2) when above 12 nats | 1 (0.3 for 2-class heads) |
 | first-layer spread | output std of a first conv that feeds an activation (folded BN: about 1), when some candidate brings it within e^1.2 of 1 | -min(24, log(std)^2) | 0.25 |
 | activation balance | how often the units of the first learned layers switch on and off | mean log min(p, 1-p) | 0.5 |
 
-Why these weights: labelled photos measure the task itself and separate a wrong scale by several
-photos (several nats); BatchNorm statistics are the training input's own moments, and a wrong
+Why these weights: labelled photos measure the task itself: their summed log-likelihood is the
+textbook score, and a wrong scale costs it tens of nats; BatchNorm statistics are the training input's own moments, and a wrong
 scale or offset moves them by an order of magnitude (2 x log 10 = 4.6 nats), while RGB vs BGR moves
 them by less than photos differ from each other, hence the separate resampling term. Saturation,
 spread and balance are indirect (a trained net behaves "naturally" on inputs like its training
@@ -55,7 +54,7 @@ from .priors import prior_scores
 log = logging.getLogger("onnxviz")
 
 WEIGHTS = {
-    "prior": 1.0, "imagenet_top1": 0.5, "imagenet_loglik": 6.0, "batchnorm": 2.0, "batchnorm_order": 0.5,
+    "prior": 1.0, "imagenet_loglik": 1.0, "batchnorm": 2.0, "batchnorm_order": 0.5,
     "head_saturation": 1.0, "first_layer_spread": 0.25, "activation_balance": 0.5,
 }
 BN_FLOOR = 0.05  # a BN distance below this is as good as a perfect match
@@ -231,11 +230,10 @@ def _statistics(model, proto, base, cands: list, use_labels: bool, terms: dict, 
     names = [c.name for c in cands]
     if stats["top1"]:
         n = len(bundled_photos.labelled())
-        terms["imagenet_top1"] = {k: float(v) for k, v in stats["top1"].items()}
-        terms["imagenet_loglik"] = dict(stats["loglik"])
+        terms["imagenet_loglik"] = {k: n * v for k, v in stats["loglik"].items()}  # summed over the photos
         scores["imagenet_top1"] = dict(stats["top1"])
         scores["imagenet_loglik"] = {k: round(v, 4) for k, v in stats["loglik"].items()}
-        ranked = sorted(names, key=lambda k: (-stats["top1"][k], -stats["loglik"][k]))
+        ranked = sorted(names, key=lambda k: -stats["loglik"][k])
         evidence.append(f"1000-class output {head[0]!r}: top-1 on {n} labelled photos bundled with onnxviz "
                         + ", ".join(f"{k} {stats['top1'][k]} (log-lik {stats['loglik'][k]:.2f})" for k in ranked[:4])
                         + ", ".join([""] + [f"{k} {stats['top1'][k]}" for k in ranked[4:]]))
