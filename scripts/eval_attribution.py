@@ -53,7 +53,8 @@ def main(argv=None) -> int:
     import onnxviz
     from onnxviz.preprocessing.images import imagenet_photos
     from onnxviz.attribution import integrated_gradients
-    from onnxviz.attribution.core import Forward, parse_target
+    from onnxviz.attribution.core import parse_target
+    from onnxviz.optvis.forward import Forward
 
     torch.set_num_threads(2)
     t0 = time.perf_counter()

@@ -14,7 +14,7 @@ from onnxviz.errors import ImageError, ObjectiveError, UnknownNodeError
 from onnxviz.optvis import objectives as obj
 from onnxviz.optvis import param, recipes, render
 from onnxviz.optvis.redirect import _RedirectedClamp, _SteepSidePReLU
-from onnxviz.optvis.render import Activations
+from onnxviz.optvis.forward import Activations
 
 torch.set_num_threads(2)
 

@@ -16,7 +16,7 @@ import onnxviz
 from onnxviz.preprocessing.images import sample_image_path
 from onnxviz.optvis import objectives as obj
 from onnxviz.optvis import render
-from onnxviz.optvis.render import Activations
+from onnxviz.optvis.forward import Activations
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from ..errors import OnnxVizError
-from .core import output_layer, resolve_device
+from ..optvis.forward import resolve_device
+from .core import output_layer
 from .grid import render_directions
 
 

@@ -1,4 +1,4 @@
-"""What every attribution method shares: the target, the torch forward pass, photos in, NCHW out.
+"""What every attribution method shares: the target (the forward pass is ``onnxviz.optvis.forward``).
 
 A *target* is a scalar per image that attribution explains: a class logit, a unit (a channel's
 spatial mean), or a direction in a layer's activation space. Targets are optvis objectives
@@ -11,22 +11,13 @@ sees it, whatever the file's layout or channel order.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 
 import numpy as np
-import torch
 
 from ..errors import ObjectiveError
 from ..optvis import objectives as obj
 from ..optvis.objectives import Objective
-from ..optvis.render import Activations, make_view, nchw
-
-
-def resolve_device(device) -> torch.device:
-    """The torch device to use: the one given, else CUDA when torch sees it, else the CPU."""
-    if device is None:
-        return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-    return torch.device(device)
 
 
 def output_layer(model):
@@ -71,41 +62,3 @@ def direction_target(layer: str, vec) -> Objective:
     """A direction in ``layer``'s activation space (C,) as a target: mean over positions of a . vec."""
     return obj.direction(layer, np.asarray(vec, np.float32))
 
-
-class Forward:
-    """A truncated torch view for some layers, called on images in [0, 1] (the model's preprocessing inside).
-
-    ``forward(images) -> Activations`` where ``T(name)`` is NCHW (or NC) whatever the layer's layout;
-    ``forward.raw(T, name)`` is the tensor the view computed (the model's own layout), the one to
-    take gradients with respect to.
-    """
-
-    def __init__(self, model, layers: Sequence[str], device=None, view=None):
-        self.model = model
-        self.device = resolve_device(device)
-        infos = {name: model.layer(name) for name in dict.fromkeys(layers)}
-        self.keys = {name: info.name for name, info in infos.items()}
-        self.layouts = {name: info.layout for name, info in infos.items()}
-        self.infos = infos
-        self.view = view if view is not None else make_view(model, list(infos), self.device)
-        self.view.eval()
-
-    def __call__(self, images: torch.Tensor) -> Activations:
-        x = self.model.meta.to_model_input(images)
-        return Activations(self.view(x), images, self.keys, self.layouts)
-
-    def raw(self, T: Activations, name: str) -> torch.Tensor:
-        return T._acts[self.keys[name]]
-
-
-def as_images(model, photos) -> np.ndarray:
-    """Paths, one path, a (3, H, W) or an (N, 3, H, W) array -> images (N, 3, H, W) at the model's size."""
-    if isinstance(photos, np.ndarray):
-        arr = photos.astype(np.float32)
-        return arr[None] if arr.ndim == 3 else arr
-    if isinstance(photos, (str, bytes)) or hasattr(photos, "__fspath__"):
-        photos = [photos]
-    return model.load_images(list(photos))
-
-
-to_nchw = nchw  # (N, H, W, C) -> (N, C, H, W) for NHWC layers, else unchanged

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import ObjectiveError
 from ..optvis import objectives as obj
-from .core import as_images, resolve_device
+from ..optvis.forward import as_images, make_view, resolve_device
 
 
 @dataclass
@@ -35,7 +35,8 @@ class GridResult:
 
     def picture(self, cell: int = 64):
         """The grid over the photo (PIL image)."""
-        from .pictures import tiles, to_pil
+        from ..preprocessing.images import to_pil
+        from .pictures import tiles
 
         h, w = self.norms.shape
         peak = float(self.norms.max()) or 1.0
@@ -87,7 +88,6 @@ def render_directions(model, layer: str, vectors: np.ndarray, size: int = 64, st
     Returns (icons (K, 3, size, size), record of the last batch). One torch view is reused.
     """
     from ..optvis import render
-    from ..optvis.render import make_view
 
     dev = resolve_device(device)
     view = make_view(model, [layer], dev)

@@ -28,7 +28,8 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
-from .core import Forward, as_images, parse_target
+from ..optvis.forward import Forward, as_images
+from .core import parse_target
 
 
 @dataclass

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from ..errors import ObjectiveError
-from .core import Forward, as_images, parse_target, to_nchw
+from ..optvis.forward import Forward, as_images, nchw
+from .core import parse_target
 
 
 @dataclass
@@ -90,8 +91,8 @@ def layer_attribution(model, photos, target, layer: str, device=None, view=None)
     (grad,) = torch.autograd.grad(values.sum(), raw, allow_unused=True)
     if grad is None:
         raise ObjectiveError(f"target {target.name} does not depend on layer {info.name!r}")
-    acts = to_nchw(raw.detach(), info.layout)
-    attr = acts * to_nchw(grad.detach(), info.layout)
+    acts = nchw(raw.detach(), info.layout)
+    attr = acts * nchw(grad.detach(), info.layout)
     record = {"method": "activation_x_gradient", "target": target.name, "layer": info.name,
               "value": values.detach().float().cpu().tolist(),
               "channel_sum": attr.reshape(attr.shape[0], -1).sum(1).float().cpu().tolist()}

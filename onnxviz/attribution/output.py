@@ -20,7 +20,8 @@ import numpy as np
 
 from ..paths import slug
 from .core import output_layer, parse_target
-from .pictures import heat_overlay, strip, to_pil
+from ..preprocessing.images import to_pil
+from .pictures import heat_overlay, strip
 
 
 def predicted_target(model, image: np.ndarray) -> str:

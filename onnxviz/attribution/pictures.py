@@ -12,16 +12,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..display import strip  # noqa: F401 - the one row of captioned pictures, shared with notebooks
-
-
-def to_pil(image: np.ndarray) -> Image.Image:
-    """(3, H, W) or (H, W, 3) in [0, 1] -> RGB PIL image."""
-    arr = np.asarray(image, np.float32)
-    if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3):
-        arr = arr.transpose(1, 2, 0)
-    if arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = np.repeat(arr, 3, axis=-1)
-    return Image.fromarray((np.clip(arr, 0, 1) * 255 + 0.5).astype(np.uint8), "RGB")
+from ..preprocessing.images import to_pil
 
 
 def resize_map(heat: np.ndarray, size: tuple) -> np.ndarray:

@@ -178,11 +178,11 @@ class UnitRenderer:
             import torch
 
             torch.set_num_threads(threads)
-        from ..optvis.recipes import make_view, _resolve_device
+        from ..optvis.forward import make_view, resolve_device
 
         self.model = spec.load()
         self.layer, self.neuron, self.render_kw = layer, neuron, dict(render_kw)
-        self.view = make_view(self.model, [layer], _resolve_device(self.render_kw.get("device")))
+        self.view = make_view(self.model, [layer], resolve_device(self.render_kw.get("device")))
 
     def render(self, units: Sequence[int]) -> tuple:
         """(images (n, 3, H, W) float32, record, importance (n, H, W) or None) of the units, image i

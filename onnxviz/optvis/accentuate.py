@@ -22,13 +22,13 @@ from __future__ import annotations
 
 from typing import Optional
 
-import numpy as np
 import torch
 
 from ..errors import ObjectiveError
 from . import objectives as obj
 from . import param as param_mod
-from .render import RenderResult, _resolve_device, make_view, render
+from .forward import Forward, as_images
+from .render import RenderResult, render
 
 LR = 0.02  # like DeepDream: small steps from a photo
 
@@ -42,27 +42,6 @@ def default_reg_layer(model, layer: str) -> str:
     if not spatial:
         raise ObjectiveError(f"layer {target!r} has no earlier spatial layer to regularize in; pass reg_layer")
     return spatial[len(spatial) // 2]
-
-
-def _photos(model, photos) -> np.ndarray:
-    if isinstance(photos, np.ndarray):
-        arr = photos.astype(np.float32)
-        return arr[None] if arr.ndim == 3 else arr
-    if isinstance(photos, (str, bytes)) or hasattr(photos, "__fspath__"):
-        photos = [photos]
-    return np.asarray(model.load_images(list(photos)), dtype=np.float32)
-
-
-def _features(model, view, key_of, layers, images: torch.Tensor) -> dict:
-    with torch.no_grad():
-        acts = view(model.meta.to_model_input(images))
-    out = {}
-    for name in layers:
-        a = acts[key_of[name]]
-        if getattr(model.layer(name), "layout", "NCHW") == "NHWC" and a.dim() == 4:
-            a = a.permute(0, 3, 1, 2)
-        out[name] = a.detach()
-    return out
 
 
 def feature_distance(reg_layer: str, target: torch.Tensor, scale: Optional[torch.Tensor] = None) -> obj.Objective:
@@ -97,34 +76,23 @@ def accentuate(model, objective, photos, reg_layer: Optional[str] = None, weight
     objective.check(model)
     if objective.layer is None:
         raise ObjectiveError(f"accentuation needs a unit objective ('layer:unit'), got {objective.name}")
-    arr = _photos(model, photos)
+    arr = as_images(model, photos)
     n = arr.shape[0]
     if isinstance(objective.unit, (list, tuple)) and len(objective.unit) != n:
         raise ObjectiveError(f"{len(objective.unit)} units for {n} photos")
     reg_layer = model.layer(reg_layer).name if reg_layer else default_reg_layer(model, objective.layer)
-    dev = _resolve_device(device)
-    layers = list(dict.fromkeys([objective.layer, reg_layer]))
-    key_of = {name: model.layer(name).name for name in layers}
-    view = make_view(model, layers, dev)
-    view.eval()
-    if model.meta.layout == "NCHW":  # as render() does: the same weights layout for the targets and the ascent
-        view = view.to(memory_format=torch.channels_last)
+    # channels last as render() runs it: the same weights layout for the targets and the ascent
+    fwd = Forward(model, [objective.layer, reg_layer], device, channels_last=True)
+    dev = fwd.device
     photo_t = torch.from_numpy(arr).to(dev)
-    feats = _features(model, view, key_of, layers, photo_t)
-
-    class _T:  # the photos' activations, for the objective's value on them
-        batch = n
-        image = photo_t
-
-        def __call__(self, name):
-            return feats[name]
-
-    start_values = objective(_T()).float().cpu()
+    with torch.no_grad():
+        on_photo = fwd(photo_t)  # the photos' activations
+        start_values = objective(on_photo).float().cpu()
+        target = on_photo(reg_layer).detach()
     unit_of = list(objective.unit) if isinstance(objective.unit, (list, tuple)) else [objective.unit] * n
     size_of = {u: max(1.0, float(start_values[[j for j in range(n) if unit_of[j] == u]].abs().max()))
                for u in set(unit_of)}
     scale = torch.tensor([size_of[u] for u in unit_of], dtype=torch.float32)
-    target = feats[reg_layer]
     regs = list(kwargs.pop("regularizers", ()))
     if weight > 0:
         regs.append(-weight * feature_distance(reg_layer, target, scale))
@@ -136,21 +104,17 @@ def accentuate(model, objective, photos, reg_layer: Optional[str] = None, weight
     param_f.__name__ = "fft from photo, decorrelated color"
     result = render(model, objective, param_f=param_f, steps=steps, lr=lr, seed=seed, device=dev, batch=n,
                     size=tuple(arr.shape[-2:]), transforms=transforms, regularizers=regs, progress=progress,
-                    view=view, **kwargs)
+                    view=fwd.view, **kwargs)
     out_t = torch.from_numpy(result.images).to(dev)
     dist = feature_distance(reg_layer, target)
-    after = _features(model, view, key_of, [reg_layer], out_t)
-
-    class _A(_T):
-        def __call__(self, name):
-            return after[name]
-
+    with torch.no_grad():
+        distance = dist(fwd(out_t)).cpu()
     start_img = param_f(None, dev)[1]().detach()  # the photo as the parameterization sees it (clipped)
     result.record["accentuation"] = {
         "reg_layer": reg_layer,
         "weight": weight,
         "scale": [round(float(v), 6) for v in scale],
-        "feature_distance": [round(float(v), 6) for v in dist(_A()).cpu()],
+        "feature_distance": [round(float(v), 6) for v in distance],
         "pixel_rmse": [round(float(v), 6) for v in (out_t - start_img).pow(2).flatten(1).mean(1).sqrt().cpu()],
         "activation_photo": [round(float(v), 6) for v in start_values],
     }

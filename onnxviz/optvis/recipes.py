@@ -13,7 +13,8 @@ from ..preprocessing.images import load_for_model
 from . import objectives as obj
 from . import param as param_mod
 from . import transforms as tr
-from .render import RenderResult, _resolve_device, make_view, nchw, render
+from .forward import Forward, make_view, resolve_device
+from .render import RenderResult, render
 
 
 def _photo(model, image) -> np.ndarray:
@@ -43,12 +44,10 @@ def caricature(model, layer: str, image, steps: int = 256, cossim_pow: float = 1
     """Caricature (Lucid's feature inversion): a new image whose ``layer`` activations point the same
     way as the photo's, exaggerated (dot product times cosine ** cossim_pow), from random noise."""
     photo = _photo(model, image)
-    dev = _resolve_device(device)
-    view = kwargs.pop("view", None) or make_view(model, [layer], dev)
-    info = model.layer(layer)
+    fwd = Forward(model, [layer], device, view=kwargs.pop("view", None))
+    dev, view = fwd.device, fwd.view
     with torch.no_grad():
-        x = model.meta.to_model_input(torch.from_numpy(photo[None]).to(dev))
-        target = nchw(view(x)[info.name].detach(), info.layout, info)
+        target = fwd(torch.from_numpy(photo[None]).to(dev))(layer).detach()
     objective = obj.dot_compare(layer, target, cossim_pow=cossim_pow)
     regs = list(kwargs.pop("regularizers", ())) + [obj.blur_input_each_step()]
     size = tuple(photo.shape[-2:])
@@ -68,7 +67,7 @@ def render_layer(model, layer: str, units: Optional[Sequence[int]] = None, batch
     Yields (units of the batch, RenderResult) with image i maximizing units[i]. One torch view is
     built and reused for all batches.
     """
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     info = model.layer(layer)
     if units is None:
         if info.units is None:
@@ -92,7 +91,7 @@ def diverse(model, objective, n: int = 4, layer: Optional[str] = None, weight: O
     """
     objective = obj.as_objective(objective)
     layer = layer or objective.layer or objective.layers[-1]
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     view = kwargs.pop("view", None) or make_view(model, list(objective.layers) + [layer], dev)
     if weight is None:
         probe_kw = {k: v for k, v in kwargs.items() if k not in ("steps", "thresholds", "progress")}

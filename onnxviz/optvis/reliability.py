@@ -57,21 +57,15 @@ def contributions(model, images: np.ndarray, layer: str, unit: int, layers: list
     channel mean w.r.t. each earlier layer, summed over positions: how the unit's input is made up."""
     import torch
 
-    from .render import _resolve_device, make_view
+    from .forward import Forward
 
-    dev = _resolve_device(device)
     names = list(dict.fromkeys(layers + [layer]))
-    view = make_view(model, names, dev)
-    view.eval()
-    keys = {n: model.layer(n).name for n in names}
-    nhwc = {n: getattr(model.layer(n), "layout", "NCHW") == "NHWC" for n in names}
+    fwd = Forward(model, names, device)
     units, contrib = [], {n: [] for n in layers}
     for i in range(0, len(images), 8):
-        x = torch.from_numpy(np.asarray(images[i:i + 8], dtype=np.float32)).to(dev).requires_grad_(True)
-        x = model.meta.to_model_input(x)
-        acts = view(x)
-        get = {n: acts[keys[n]].permute(0, 3, 1, 2) if nhwc[n] and acts[keys[n]].dim() == 4 else acts[keys[n]]
-               for n in names}
+        x = torch.from_numpy(np.asarray(images[i:i + 8], dtype=np.float32)).to(fwd.device).requires_grad_(True)
+        T = fwd(x)
+        get = {n: T(n) for n in names}
         a = get[layer][:, unit]
         value = a.flatten(1).mean(1) if a.dim() > 1 else a
         grads = torch.autograd.grad(value.sum(), [get[n] for n in layers], allow_unused=True)

@@ -36,6 +36,7 @@ from ..progress import bar as progress_bar
 from ..protocols import VisionModel
 from . import param as param_mod
 from . import transforms as tr
+from .forward import Forward, resolve_device
 from .objectives import Objective, as_objective
 from .redirect import output_modules, redirected_relus
 
@@ -72,76 +73,7 @@ class RenderResult:
         return png(self.picture())
 
 
-class Activations:
-    """What objectives receive: ``T(layer)`` -> activation (NCHW or NC), ``T.image``, ``T.batch``."""
-
-    def __init__(self, acts: dict, image: torch.Tensor, keys: dict, layouts: dict, infos: Optional[dict] = None):
-        self._acts = acts
-        self._infos = infos or {}
-        self.image = image
-        self.batch = image.shape[0]
-        self._keys = keys
-        self._layouts = layouts
-
-    def __call__(self, name: str) -> torch.Tensor:
-        key = self._keys.get(name, name)
-        if key not in self._acts:
-            raise ObjectiveError(f"layer {name!r} was not computed (objective layers: {sorted(self._keys)})")
-        return nchw(self._acts[key], self._layouts.get(name, "NCHW"), self._infos.get(name))
-
-    def tokens(self, name: str) -> torch.Tensor:
-        """A token layer's every token, CLS included: (N, C, tokens)."""
-        key = self._keys.get(name, name)
-        act = self._acts[key]
-        if act.dim() != 3:
-            raise ObjectiveError(f"layer {name!r} is not a token layer (N, tokens, C); its shape is {tuple(act.shape)}")
-        return act.transpose(1, 2)
-
-
-def nchw(act: torch.Tensor, layout: str, info=None) -> torch.Tensor:
-    """An activation in the NCHW order objectives index, whatever the layer's layout.
-
-    Token layers (N, L, C) of a vision transformer whose patch grid is known become their patch
-    tokens as a map (N, C, gh, gw): the CLS/distillation/register tokens are left out, so a
-    channel is the mean over the image's patches and a neuron a patch. Without a grid: (N, C, L).
-    """
-    if layout == "NHWC" and act.dim() == 4:
-        return act.permute(0, 3, 1, 2)
-    if layout == "NLC" and act.dim() == 3:
-        n, length, c = act.shape
-        grid = getattr(info, "grid", None)
-        prefix = getattr(info, "prefix_tokens", None) or 0
-        if grid is not None:
-            gh, gw = grid
-            patches = length - prefix
-            if patches != gh * gw:  # another input size: same aspect, same prefix
-                side = int(round(patches ** 0.5))
-                gh, gw = (side, side) if side * side == patches else (None, None)
-            if gh:
-                return act[:, prefix:].reshape(n, gh, gw, c).permute(0, 3, 1, 2)
-        return act.transpose(1, 2)
-    return act
-
-
 # ---------------------------------------------------------------------- helpers
-def _resolve_device(device) -> torch.device:
-    if device is None:
-        return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-    return torch.device(device)
-
-
-def _layer_info(model: VisionModel, names) -> tuple:
-    """({objective name: key in the view's output}, {name: layout}, {name: Layer})."""
-    layers = {name: model.layer(name) for name in names}
-    return ({n: lay.name for n, lay in layers.items()}, {n: lay.layout for n, lay in layers.items()}, layers)
-
-
-def make_view(model: VisionModel, layers: Sequence[str], device) -> nn.Module:
-    """``model.torch_view`` for the canonical names of ``layers`` on ``device``."""
-    keys, _, _ = _layer_info(model, layers)
-    return model.torch_view(list(dict.fromkeys(keys[n] for n in layers)), device=device)
-
-
 def _as_transform(transforms, size) -> Callable:
     if transforms is None or transforms == "standard":
         return tr.compose(tr.for_size(size))
@@ -207,7 +139,7 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
         raise ObjectiveError(f"steps must be >= 1, got {steps}")
     objective.check(model)
     meta = model.meta
-    device = _resolve_device(device)
+    device = resolve_device(device)
     if size is None:
         size = tuple(meta.input_size)
     elif isinstance(size, int):
@@ -219,7 +151,8 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
     layer_names = list(dict.fromkeys(objective.layers + tuple(n for r in regularizers for n in r.layers)))
     if not layer_names:
         raise ObjectiveError(f"objective {objective.name} reads no layer of the model")
-    keys, layouts, infos = _layer_info(model, layer_names)
+    fwd = Forward(model, layer_names, device, view=view, channels_last=channels_last)
+    infos = fwd.infos
     fed = _fed_size(model, size)
     if fit_input is None:
         # a fixed-size input is always fed at its size (Lucent's fixed_image_size), a dynamic net
@@ -229,13 +162,6 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
         tokens = not getattr(meta, "dynamic_size", False) and any(
             getattr(i, "layout", None) == "NLC" for i in infos.values())
         fit_input = fed is not None or (_needs_fixed_size(model, infos) and size != tuple(meta.input_size)) or tokens
-    if view is None:
-        view = make_view(model, layer_names, device)
-    view.eval()
-    use_cl = channels_last and meta.layout == "NCHW"
-    if use_cl:
-        view = view.to(memory_format=torch.channels_last)
-
     generator = torch.Generator().manual_seed(int(seed))
     n = batch or _default_batch(objective)
     gray = meta.channel_order == "L"
@@ -257,17 +183,10 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
     # the resize back to the fed size joins the transforms' geometric run: one resample per step
     step_transform = tr.compose([transform, fit]) if fit_input else transform
 
-    def forward(img: torch.Tensor) -> Activations:
-        inp = meta.to_model_input(img)
-        if use_cl and inp.dim() == 4:
-            inp = inp.contiguous(memory_format=torch.channels_last)
-        acts = view(inp)
-        return Activations(acts, img, keys, layouts, infos)
-
     def evaluate() -> list:
         with torch.no_grad():
             img = image_f()
-            return objective(forward(fit(img))).float().cpu().tolist()
+            return objective(fwd(fit(img))).float().cpu().tolist()
 
     opt = optimizer(params) if optimizer is not None else torch.optim.Adam(params, lr=lr)
     thresholds = sorted(set(int(t) for t in (thresholds or ())))
@@ -282,8 +201,8 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
 
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
-        own = output_modules(view, [keys[n] for n in objective.layers])  # the objective's own modules
-        redirect = stack.enter_context(redirected_relus(view, enabled=redirect_steps > 0, objective_modules=own))
+        own = output_modules(fwd.view, [fwd.keys[n] for n in objective.layers])  # the objective's own modules
+        redirect = stack.enter_context(redirected_relus(fwd.view, enabled=redirect_steps > 0, objective_modules=own))
         iterator = progress_bar(steps, f"render {objective.name}"[:60], "step", enabled=progress,
                                 iterable=range(1, steps + 1), leave=False)
         for step in iterator:
@@ -292,7 +211,7 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
             opt.zero_grad(set_to_none=True)
             img = image_f()
             img.retain_grad()
-            T = forward(step_transform(img, generator))
+            T = fwd(step_transform(img, generator))
             values = objective(T)
             total = values.sum()
             for r in regularizers:
