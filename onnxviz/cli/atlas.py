@@ -12,8 +12,7 @@ from pathlib import Path
 
 import click
 
-from ..paths import slug
-from ..runs import command
+from ..runs import RunDir, command
 from .options import load_model, meta_options
 
 
@@ -51,7 +50,7 @@ def atlas(model_path, run_dir, layer_name, grid_size, method, min_count, size, s
         torch.set_num_threads(threads)
     model, meta_opts = load_model(model_path, **meta_kwargs)
     name = model.layer(layer_name).name
-    out = Path(out_dir) if out_dir else Path(run_dir) / "atlas" / slug(name)
+    out = Path(out_dir) if out_dir else RunDir(run_dir).atlas(name)
     a = build_atlas(model, run_dir, name, grid=grid_size, method=method, min_count=min_count, size=size, steps=steps,
                     batch=batch_size, seed=seed, classes=not no_classes, max_samples=max_samples, device=device,
                     progress=not no_progress)

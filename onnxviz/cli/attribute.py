@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import click
 
-from ..runs import command
+from ..runs import RunDir, command
 from .options import load_model, meta_options
 
 
@@ -24,7 +24,7 @@ def _threads(threads):
 
 
 def _default_out(model, out):
-    return out or f"runs/{model.meta.name or 'model'}/attribution"
+    return out or str(RunDir.default(model).attribution)
 
 
 @click.command()

@@ -20,6 +20,7 @@ from pathlib import Path
 import click
 
 from ..paths import slug
+from ..runs import RunDir
 from ..runs import render_jobs as runs_render
 from .options import engine_options, load_model, meta_options
 
@@ -119,7 +120,7 @@ def render(model_path, target, kind, neuron, layer_name, all_units, units, batch
         torch.set_num_threads(threads)
 
     model, meta_opts = load_model(model_path, **meta_kwargs)
-    out = Path(out_dir) if out_dir else Path("runs") / (model.meta.name or Path(model_path).stem) / "render"
+    out = Path(out_dir) if out_dir else RunDir.default(model, model_path).render
     common = dict(out=out, model_arg=model_path, steps=steps, seed=seed, lr=lr, device=device, meta_opts=meta_opts)
     if deepdream_layer or caricature_layer:
         what = "deepdream" if deepdream_layer else "caricature"

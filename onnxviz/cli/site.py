@@ -1,11 +1,10 @@
 """`onnxviz site` (build the static site) and `onnxviz serve` (serve it on 127.0.0.1)."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import click
 
-from ..runs import RENDER_DIR
+from ..runs import RunDir
 from .options import load_model, meta_options
 
 
@@ -34,7 +33,7 @@ def site(model, run, out, page_size, examples_per_unit, render_missing, render_l
         if run is None:
             raise click.UsageError("--render-missing needs --run (where the renders are written)")
         layers = [s.strip() for s in render_layers.split(",")] if render_layers else None
-        n = _render_missing(m, Path(run) / RENDER_DIR, layers=layers, steps=steps, model_arg=model,
+        n = _render_missing(m, RunDir(run).render, layers=layers, steps=steps, model_arg=model,
                             meta_opts=meta_opts)
         click.echo(f"rendered {n} missing units")
     index = build_site(m, out, run, page_size=page_size, examples_per_unit=examples_per_unit, model_arg=model,

@@ -9,6 +9,7 @@ from ..errors import OnnxVizError
 from ..preprocessing.meta import ModelMeta
 from ..paths import slug
 from ..layers import receptive_fields as C
+from ..runs.layout import RunDir
 from . import pictures
 from .datasets import ImageSource, open_source
 from .store import FILENAME, Store
@@ -87,7 +88,7 @@ class Results:
 
     def __init__(self, run_dir):
         self.run_dir = Path(run_dir)
-        self.dir = self.run_dir / "mining"
+        self.dir = RunDir(self.run_dir).mining
         path = self.dir / FILENAME
         if not path.exists():
             raise OnnxVizError(f"no mining results in {self.run_dir} (expected {path}); run `onnxviz mine` first")
@@ -121,8 +122,8 @@ class Results:
         if model_path and Path(model_path).exists():
             from ..model import load
 
-            try:
-                resolved = load(model_path).layer(layer).name
+            try:  # the run's own preprocessing: no inference, only the layer names are needed
+                resolved = load(model_path, meta=self.meta).layer(layer).name
             except OnnxVizError:
                 resolved = None
             if resolved in self._layers:

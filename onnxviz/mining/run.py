@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import OnnxVizError
 from ..layers import receptive_fields as C
+from ..runs.layout import RunDir
 from .datasets import ImageSource, parse_shard
 from .store import FILENAME, Store
 from .topk import TopK
@@ -105,7 +106,8 @@ class Clock(dict):
 
 
 def mining_dir(run_dir) -> Path:
-    return Path(run_dir) / "mining"
+    """Where a run's mining results live (``RunDir.mining``)."""
+    return RunDir(run_dir).mining
 
 
 class Stopper:

@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import ObjectiveError
 from ..paths import slug
 from .command import command
+from .layout import RunDir
 from .render_records import UNIT_KINDS, collect_renders, write_render
 
 LR = 0.05  # Adam's step size for renders from noise
@@ -227,7 +228,7 @@ def units(model, layer: str, unit_list: Optional[Sequence[int]] = None, neuron: 
     make = obj.neuron if neuron else obj.channel
     make(lay.name, unit_list).check(model)
     chunks = [unit_list[i:i + batch_size] for i in range(0, len(unit_list), batch_size)]
-    folder = Path(out) / slug(lay.name)
+    folder = RunDir.layer_folder(out, lay.name)
 
     def cmd_of(chunk) -> str:
         return command("render", model_arg, layer=lay.name, units=",".join(str(u) for u in chunk),

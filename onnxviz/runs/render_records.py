@@ -17,12 +17,12 @@ from typing import Optional
 
 import numpy as np
 
-from ..preprocessing.images import save_image
 from ..paths import inside, slug
+from ..preprocessing.images import save_image
+from .layout import RunDir
 
 log = logging.getLogger(__name__)
 
-RENDER_DIR = "render"  # <run>/render
 # Render kinds that show one unit of a layer (feature visualizations proper).
 UNIT_KINDS = ("channel", "neuron", "class_logit", "class_prob", "diversity", "objective")
 
@@ -32,9 +32,10 @@ _SETTINGS = ("steps", "size", "seed", "lr", "batch", "device", "param", "transfo
              "diversity_weight", "diversity_layer", "preprocessing")
 
 
-def write_render(out_dir, layer: str, stem: str, image: np.ndarray, record: dict, index: int, base: dict) -> Path:
-    """Write image ``index`` of a render batch; ``base`` holds model/layer/unit/kind/objective/command."""
-    folder = Path(out_dir) / slug(layer)
+def write_render(render_dir, layer: str, stem: str, image: np.ndarray, record: dict, index: int, base: dict) -> Path:
+    """Write image ``index`` of a render batch into ``render_dir`` (a RunDir's ``render``, or a folder given
+    instead); ``base`` holds model/layer/unit/kind/objective/command."""
+    folder = RunDir.layer_folder(render_dir, layer)
     png = save_image(image, folder / f"{stem}.png")
     entry = dict(base)
     entry.update({

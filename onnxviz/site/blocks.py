@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Optional
 
 from ..paths import slug
+from ..runs.layout import RunDir
 from .parts import _thumbnail, _to_pil
 
 log = logging.getLogger(__name__)
-ATTRIBUTION_DIR = "attribution"
-ATLAS_DIR = "atlas"
 
 
 @dataclass
@@ -52,7 +51,7 @@ class PhotoView:
 
 def photo_views(builder, run: Optional[Path], layer: str, layer_slug: str) -> list:
     """The attribution/grid views of every attributed photo that has something for ``layer``."""
-    base = Path(run) / ATTRIBUTION_DIR if run is not None else None
+    base = RunDir(run).attribution if run is not None else None
     if base is None or not base.is_dir():
         return []
     views = []
@@ -84,7 +83,7 @@ def atlas_page(builder, run: Optional[Path], layer: str, layer_slug: str) -> str
     """Copy the layer's atlas into the site and write its page; returns the page's site path or ''."""
     from ..attribution.page import atlas_html
 
-    folder = Path(run) / ATLAS_DIR / slug(layer) if run is not None else None
+    folder = RunDir(run).atlas(layer) if run is not None else None
     data = _read(folder / "atlas.json") if folder is not None else None
     if not data or data.get("layer") != layer:
         return ""

@@ -27,7 +27,7 @@ from typing import Optional
 
 from PIL import Image
 
-from ..runs import RENDER_DIR, command
+from ..runs import RunDir, command
 from . import blocks, gather
 from .collect import MiningSource
 from .data import LayerData, js_data
@@ -61,13 +61,13 @@ class SiteBuilder:
         self.k = max(0, int(examples_per_unit))
         self.model_arg = model_arg or str(getattr(model, "path", "model.onnx"))
         self.run_arg = run_arg or (str(self.run) if self.run is not None else "runs/NAME")
-        self.render_out = str(Path(self.run_arg) / RENDER_DIR)
+        self.render_out = str(RunDir(self.run_arg).render)
         self.meta_opts = dict(meta_opts or {})  # the overrides the model was loaded with, for the commands shown
         self.mining = mining
         if self.mining is None and self.run is not None:
             from .mining_source import open_mining
 
-            self.mining = open_mining(self.run / "mining", model)
+            self.mining = open_mining(RunDir(self.run).mining, model)
         self.pictures = Pictures(self)
         self._written: set = set()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..paths import slug
-from ..runs import RENDER_DIR, UNIT_KINDS, collect_renders
+from ..runs import UNIT_KINDS, RunDir, collect_renders
 from .parts import LayerInfo, UnitInfo
 
 UNIT_MARK = "@@UNIT@@"  # where the unit number goes in a command template
@@ -52,7 +52,7 @@ def attach_pictures(builder, infos: list) -> None:
     """Each render of the run to its unit (feature visualizations, accentuations) or to its layer."""
     pics = {}
     if builder.run is not None:
-        pics = collect_renders(builder.run / RENDER_DIR, [i.name for i in infos])
+        pics = collect_renders(RunDir(builder.run).render, [i.name for i in infos])
     for info in infos:
         for pic in pics.get(info.name, []):
             in_range = pic.unit is not None and 0 <= pic.unit < len(info.units)
