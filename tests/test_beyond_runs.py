@@ -67,7 +67,7 @@ def test_layer_batch_maco_importance_and_reliability(digits_onnx, run, tmp_path)
         rel = rec["reliability"]
         assert rel["verdict"] in ("pass", "suspect") and isinstance(rel["score"], float) and rel["meaning"]
         assert rel["run"] == str(run) and len(rel["examples"]) == 4
-        assert "--param maco" in rec["command"] and "--runs" in rec["command"] and rec["lr"] == 0.2
+        assert "--param maco" in rec["command"] and "--run " in rec["command"] and rec["lr"] == 0.2
     # the recorded command renders the same batch: the same bytes
     _rerun(_rec(folder / "channel_2_maco.png")["command"], tmp_path / "again")
     again = tmp_path / "again" / LAYER / "channel_2_maco.png"
@@ -80,7 +80,7 @@ def test_layer_batch_maco_importance_and_reliability(digits_onnx, run, tmp_path)
     rec = _rec(folder / "channel_0.png")
     assert not (folder / "channel_0_importance.png").exists() and "importance" not in rec
     assert rec["param"] != "maco" and rec["reliability"]["verdict"] == "unknown"
-    assert "--runs" in rec["reliability"]["meaning"]
+    assert "--run RUN" in rec["reliability"]["meaning"]
     # a batch already made by the same command is kept
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0 and "3 kept from an earlier run" in res.output, res.output

@@ -66,7 +66,7 @@ def test_site_takes_metadata_overrides_and_repeats_them_in_its_commands(digits_o
     assert "<td>0.25</td>" in index and "<td>0.5</td>" in index  # the preprocessing table
     first = onnxviz.load(digits_onnx).layers[0].name
     data = (out / "layers" / slug(first) / "data.js").read_text()  # the unit pages' commands
-    assert f"{first}:@@UNIT@@ --out runs/NAME/render --mean 0.25 --std 0.5" in data
+    assert f"{first}:@@UNIT@@ --run runs/NAME --mean 0.25 --std 0.5" in data
 
 
 def test_site_with_unreadable_mining_results_is_an_error(digits_onnx, tmp_path):

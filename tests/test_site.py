@@ -136,7 +136,7 @@ def digits_site(digits_onnx, digits_data, tmp_path_factory):
     write_render(runs / "render", digits_onnx, first, None, kind="deepdream")
     write_render(runs / "render", digits_onnx, first, None, kind="caricature", activation_end=None)
     last = m.layers[-1].name
-    assert render_missing(m, runs / "render", layers=[last], steps=8, model_arg="digits.onnx", progress=False) == m.layers[-1].units
+    assert render_missing(m, runs, layers=[last], steps=8, model_arg="digits.onnx", progress=False) == m.layers[-1].units
     mining = StatsMining(m, digits_data[0][:120])
     out = tmp / "site"
     build_site(m, out, runs, mining=mining, page_size=12, examples_per_unit=4, model_arg="digits.onnx", run_arg="runs/d")
@@ -221,9 +221,9 @@ def test_unit_data_renders_examples_ratio_and_commands(digits_site):
     assert data["mine"] == "onnxviz mine digits.onnx --out runs/digits/mining"
     # an unrendered unit: no pictures, and the exact render command from the layer's template
     assert "p" not in data["detail"][2]
-    assert unit_command(data, "render", 2) == f"onnxviz render digits.onnx {first}:2 --out runs/d/render"
+    assert unit_command(data, "render", 2) == f"onnxviz render digits.onnx {first}:2 --run runs/d"
     assert unit_command(data, "maco", 2) == \
-        f"onnxviz render digits.onnx {first}:2 --param maco --runs runs/d --out runs/d/render"
+        f"onnxviz render digits.onnx {first}:2 --param maco --run runs/d"
 
 
 def test_real_renders_from_the_render_api(digits_site):
@@ -235,7 +235,7 @@ def test_real_renders_from_the_render_api(digits_site):
     data = layer_data(out, slug(last))
     p = data["detail"][7]["p"][0]
     assert data["cmds"][p["c"]] == (f"onnxviz render digits.onnx --layer {last} --units 0,1,2,3,4,5,6,7,8,9 "
-                                    f"--batch-size 16 --steps 8 --seed 0 --lr 0.05 --out {runs / 'render'}")
+                                    f"--batch-size 16 --steps 8 --seed 0 --lr 0.05 --run {runs}")
     best = float(mining.stats[last]["max"][:, 7].max())
     assert p["r"] == pytest.approx(rec["activation_end"] / best, rel=1e-2)
     assert data["units"][7][3] == "7"  # class label of a logit unit, from the metadata
@@ -480,7 +480,7 @@ def test_browser_click_through(digits_site, served, tmp_path):
             page.wait_for_url("**/unit.html?u=2")
             page.wait_for_selector("body[data-ready='1']")
             assert "No FFT render" in page.inner_text(".cell-fft")
-            assert f"onnxviz render digits.onnx {first}:2 --runs runs/d --out runs/d/render" in page.inner_text(".cell-fft")
+            assert f"onnxviz render digits.onnx {first}:2 --run runs/d" in page.inner_text(".cell-fft")
             page.click(".crumbs a >> nth=1")
             page.wait_for_url(f"**/layers/{slug(first)}/index.html")
             page.wait_for_selector("body[data-ready='1']")

@@ -178,11 +178,11 @@ def test_trust_row_data(trust_site):
     acc = d["x"]
     assert len(acc) == 2 and all(a["k"] == "accentuation" and a["acc"]["fd"] is not None for a in acc)
     assert all((out / a["ph"]).is_file() for a in acc)  # the top example it started from (inside the run)
-    assert "--accentuate top --runs" in data["cmds"][acc[0]["c"]]
+    assert "--accentuate top --run " in data["cmds"][acc[0]["c"]]
     assert data["units"][2][2].endswith("channel_2.png")  # the grid shows the FFT render
-    assert data["detail"][3]["p"][0].get("rel", {"v": "unknown"})["v"] == "unknown"  # rendered without --runs
+    assert data["detail"][3]["p"][0].get("rel", {"v": "unknown"})["v"] == "unknown"  # rendered without a mining run
     assert data["tmpl"]["accentuate"].replace(data["mark"], "3") == \
-        f"onnxviz render digits.onnx {layer}:3 --accentuate top --runs runs/d --out runs/d/render"
+        f"onnxviz render digits.onnx {layer}:3 --accentuate top --run runs/d"
 
 
 @pytest.mark.browser
@@ -214,9 +214,9 @@ def test_browser_trust_row(trust_site, tmp_path):
             page.screenshot(path=str(tmp_path / "trust.png"), full_page=True)
             page.goto((out / "layers" / slug(layer) / "unit.html").as_uri() + "?u=3")
             page.wait_for_selector("body[data-ready='1']")
-            assert page.inner_text(".cell-fft .badge").startswith("not checked: run with --runs")
-            assert "--param maco --runs runs/d" in page.inner_text(".cell-maco")
-            assert "--accentuate top --runs runs/d" in page.inner_text(".cell-acc")
+            assert page.inner_text(".cell-fft .badge").startswith("not checked: run with --run")
+            assert "--param maco --run runs/d" in page.inner_text(".cell-maco")
+            assert "--accentuate top --run runs/d" in page.inner_text(".cell-acc")
         finally:
             browser.close()
     assert errors == []

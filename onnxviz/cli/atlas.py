@@ -1,10 +1,10 @@
 """`onnxviz atlas`: the activation atlas of a layer from a mining run.
 
-    onnxviz mine model.onnx photos/ --out runs/m --atlas-layers block_7    # samples vectors while mining
+    onnxviz mine model.onnx photos/ --run runs/m --atlas-layers block_7    # samples vectors while mining
     onnxviz atlas model.onnx --run runs/m --layer block_7 --grid 20        # atlas.png/.json/.html
 
-Files: ``<out>/atlas.png`` (and ``atlas_classes.png`` for classifiers), ``atlas.json``, a pannable,
-zoomable ``atlas.html``; ``<out>`` defaults to ``<run>/atlas/<layer>``.
+Files: ``<run>/atlas/<layer>/atlas.png`` (and ``atlas_classes.png`` for classifiers), ``atlas.json``, a
+pannable, zoomable ``atlas.html`` (``--out`` writes them elsewhere).
 """
 from __future__ import annotations
 
@@ -13,48 +13,52 @@ from pathlib import Path
 import click
 
 from ..runs import RunDir, command
-from .options import load_model, meta_options
+from .options import (ApiDefault, device_option, load_model, meta_options, no_progress_option, run_option,
+                      seed_option, set_torch_threads, threads_option)
+
+_ATLAS = "onnxviz.attribution.atlas:build_atlas"
 
 
 @click.command()
 @click.argument("model_path", type=click.Path())
-@click.option("--run", "--runs", "run_dir", required=True, type=click.Path(file_okay=False, exists=True),
-              help="A mining run made with --atlas-layers LAYER.")
-@click.option("--layer", "layer_name", required=True)
-@click.option("--grid", "grid_size", default=20, show_default=True, type=click.IntRange(2), help="Cells per side.")
-@click.option("--method", type=click.Choice(["auto", "umap", "tsne", "pca"]), default="auto", show_default=True,
-              help="2-D layout (auto: umap-learn when installed, else t-SNE).")
-@click.option("--min-count", default=2, show_default=True, type=click.IntRange(1), help="Vectors a cell needs.")
-@click.option("--size", default=64, show_default=True, type=click.IntRange(8), help="Pixels per cell render.")
-@click.option("--steps", default=128, show_default=True, type=click.IntRange(1))
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1), help="Cells per optimization.")
+@run_option("A mining run made with `onnxviz mine --atlas-layers LAYER`.", required=True, exists=True)
+@click.option("--layer", "layer_name", required=True, help="The layer whose sampled activation vectors to lay out.")
+@click.option("--grid", "grid_size", default=ApiDefault(_ATLAS, "grid"), show_default=True, type=click.IntRange(2),
+              help="Cells per side.")
+@click.option("--method", type=click.Choice(["auto", "umap", "tsne", "pca"]), default=ApiDefault(_ATLAS, "method"),
+              show_default=True, help="2-D layout (auto: umap-learn when installed, else t-SNE).")
+@click.option("--min-count", default=ApiDefault(_ATLAS, "min_count"), show_default=True, type=click.IntRange(1),
+              help="Vectors a cell needs.")
+@click.option("--size", default=ApiDefault(_ATLAS, "size"), show_default=True, type=click.IntRange(8),
+              help="Pixels per cell render.")
+@click.option("--steps", default=ApiDefault(_ATLAS, "steps"), show_default=True, type=click.IntRange(1),
+              help="Optimization steps of each cell's render.")
+@click.option("--batch-size", default=ApiDefault(_ATLAS, "batch"), show_default=True, type=click.IntRange(1),
+              help="Cells per optimization.")
 @click.option("--max-samples", default=None, type=click.IntRange(3), help="Use at most this many vectors (seeded).")
 @click.option("--no-classes", is_flag=True, help="Skip the class support (class atlas).")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--device", default=None)
-@click.option("--threads", type=int, default=None)
+@seed_option("the sampling, the layout and the cell renders")
+@device_option
+@threads_option("torch")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Output folder (default RUN/atlas/<layer>).")
-@click.option("--no-progress", is_flag=True)
+              help="Write the atlas here instead of RUN/atlas/<layer>.")
+@no_progress_option
 @meta_options
-def atlas(model_path, run_dir, layer_name, grid_size, method, min_count, size, steps, batch_size, max_samples,
+def atlas(model_path, run, layer_name, grid_size, method, min_count, size, steps, batch_size, max_samples,
           no_classes, seed, device, threads, out_dir, no_progress, **meta_kwargs):
     """Activation atlas of --layer: sampled activation vectors laid out in 2-D, binned, each cell rendered."""
     import json
 
     from ..attribution.atlas import build_atlas, write_atlas
 
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    set_torch_threads(threads)
     model, meta_opts = load_model(model_path, **meta_kwargs)
     name = model.layer(layer_name).name
-    out = Path(out_dir) if out_dir else RunDir(run_dir).atlas(name)
-    a = build_atlas(model, run_dir, name, grid=grid_size, method=method, min_count=min_count, size=size, steps=steps,
+    out = Path(out_dir) if out_dir else RunDir(run).atlas(name)
+    a = build_atlas(model, run, name, grid=grid_size, method=method, min_count=min_count, size=size, steps=steps,
                     batch=batch_size, seed=seed, classes=not no_classes, max_samples=max_samples, device=device,
                     progress=not no_progress)
-    a.record["command"] = command("atlas", model_path, run=run_dir, layer=layer_name, grid=grid_size, method=method,
+    a.record["command"] = command("atlas", model_path, run=run, layer=layer_name, grid=grid_size, method=method,
                                   min_count=min_count, size=size, steps=steps, batch_size=batch_size,
                                   max_samples=max_samples, no_classes=no_classes, seed=seed, out=out_dir, **meta_opts)
     paths = write_atlas(a, out)

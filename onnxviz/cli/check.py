@@ -1,7 +1,7 @@
 """`onnxviz check`: is a feature visualization reliable? (the path check of ``onnxviz.optvis.reliability``)
 
-    onnxviz check models/mobilenet_v2.onnx runs/mnv2/render/features.7/channel_12.png --runs runs/mnv2
-    onnxviz check model.onnx runs/mnv2/render --runs runs/mnv2       # every unit render in a folder
+    onnxviz check models/mobilenet_v2.onnx runs/mnv2/render/features.7/channel_12.png --run runs/mnv2
+    onnxviz check model.onnx runs/mnv2/render --run runs/mnv2       # every unit render in a folder
 
 For each render (PNG with its JSON record beside it), compare how the unit's input is made up on
 the render with the unit's top dataset examples in the mining run; print the verdict and store it
@@ -17,7 +17,7 @@ import click
 
 from ..errors import OnnxVizError
 from ..preprocessing.images import load_image
-from .options import load_model, meta_options
+from .options import device_option, load_model, meta_options, run_option
 
 
 def _renders(paths) -> list:
@@ -35,12 +35,11 @@ def _renders(paths) -> list:
 @click.command()
 @click.argument("model_path", type=click.Path())
 @click.argument("renders", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--runs", "runs_dir", required=True, type=click.Path(exists=True, file_okay=False),
-              help="The mining run with the unit's top dataset examples.")
+@run_option("The mining run with the unit's top dataset examples.", required=True, exists=True)
 @click.option("--top", "k", type=click.IntRange(2), default=8, show_default=True, help="Top examples to compare with.")
-@click.option("--device", default=None)
+@device_option
 @meta_options
-def check(model_path, renders, runs_dir, k, device, **meta_kwargs):
+def check(model_path, renders, run, k, device, **meta_kwargs):
     """Reliability check of renders: do they drive the unit like its top dataset examples?"""
     from ..optvis.reliability import check_with_run
     from ..runs.trust import update_record
@@ -56,7 +55,7 @@ def check(model_path, renders, runs_dir, k, device, **meta_kwargs):
         if rec.get("kind") not in ("channel", "diversity") or not isinstance(unit, int) or png.stem.endswith(
                 "_importance"):
             continue
-        report = check_with_run(model, load_image(png, tuple(model.meta.input_size)), rec["layer"], unit, runs_dir, k=k,
+        report = check_with_run(model, load_image(png, tuple(model.meta.input_size)), rec["layer"], unit, run, k=k,
                                 device=device)
         update_record(png, reliability=report)
         checked += 1

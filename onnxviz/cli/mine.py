@@ -9,41 +9,51 @@ import click
 from ..errors import OnnxVizError
 from ..mining.results import DEFAULT_STAT
 from ..runs import command
-from .options import engine_options, load_model, meta_options
+from .options import (ApiDefault, engine_options, load_model, meta_options, no_progress_option, run_option,
+                      seed_option, threads_option)
+
+_MINE = "onnxviz.mining.mine:mine"
 
 
 @click.command()
 @click.argument("model_path", type=click.Path())
 @click.argument("source", type=click.Path())
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory (results in OUT/mining).")
+@run_option("Run directory: the results go to RUN/mining (what `onnxviz site --run` and `examples` read).",
+            legacy=("--out",), required=True)
 @click.option("--layers", default=None, help="Comma-separated layer names (default: all layers).")
-@click.option("--top", default=16, show_default=True, type=click.IntRange(0), help="Top-k examples per unit.")
-@click.option("--bottom", default=16, show_default=True, type=click.IntRange(0), help="Bottom-k examples per unit.")
-@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1), help="Images per batch.")
+@click.option("--top", default=ApiDefault(_MINE, "top"), show_default=True, type=click.IntRange(0),
+              help="Top-k examples per unit.")
+@click.option("--bottom", default=ApiDefault(_MINE, "bottom"), show_default=True, type=click.IntRange(0),
+              help="Bottom-k examples per unit.")
+@click.option("--batch-size", default=ApiDefault(_MINE, "batch_size"), show_default=True, type=click.IntRange(1),
+              help="Images per batch.")
 @click.option("--workers", default=None, type=click.IntRange(0),
               help="local: decoder threads (0: decode inline); ray: onnxruntime workers (default 2).")
-@click.option("--threads", default=None, type=click.IntRange(1), help="onnxruntime intra-op threads.")
-@click.option("--decoder", type=click.Choice(["auto", "threads", "processes"]), default="auto", show_default=True,
+@threads_option("onnxruntime (intra-op)")
+@click.option("--decoder", type=click.Choice(["auto", "threads", "processes"]), 
+              default=ApiDefault(_MINE, "decoder"), show_default=True,
               help="local: decode in threads or in --workers processes; auto: processes on 8+ cores (measured "
               "faster on 16 cores behind a GPU), threads on fewer (faster on 2).")
-@click.option("--positions", type=click.Choice(["auto", "inline", "pass2"]), default="auto", show_default=True,
+@click.option("--positions", type=click.Choice(["auto", "inline", "pass2"]), 
+              default=ApiDefault(_MINE, "positions"), show_default=True,
               help="Argmax positions of the examples: with the statistics of every image (inline), or in a second "
               "pass over the example images only (pass2); auto: inline on CUDA or when most images will be examples.")
 @click.option("--shard", default=None, help="i/n: mine every n-th image starting at i (merge with mine-merge).")
 @click.option("--limit", default=None, type=click.IntRange(1), help="Only the first N images.")
 @click.option("--overwrite", is_flag=True, help="Start over instead of resuming an existing run.")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@no_progress_option
 @click.option("--no-thumbs", is_flag=True, help="Do not write thumbnails of the example images at the end.")
-@click.option("--spectrum", default=128, show_default=True, type=click.IntRange(0),
+@click.option("--spectrum", default=ApiDefault(_MINE, "spectrum"), show_default=True, type=click.IntRange(0),
               help="Images in the uniform sample behind each unit's spectrum of examples (quantiles; 0: none).")
 @click.option("--atlas-layers", default=None, help="Comma-separated layers whose activation vectors are sampled "
               "for `onnxviz atlas`.")
-@click.option("--atlas-per-image", default=8, show_default=True, type=click.IntRange(1),
+@click.option("--atlas-per-image", default=ApiDefault(_MINE, "atlas_per_image"), show_default=True,
+              type=click.IntRange(1),
               help="Random positions sampled per image and atlas layer.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the spectrum and atlas samplers.")
+@seed_option("the spectrum and atlas samplers")
 @engine_options
 @meta_options
-def mine(model_path, source, out, layers, top, bottom, batch_size, workers, threads, decoder, positions, shard, limit,
+def mine(model_path, source, run, layers, top, bottom, batch_size, workers, threads, decoder, positions, shard, limit,
          overwrite,
          no_progress, no_thumbs, spectrum, atlas_layers, atlas_per_image, seed, engine, address, gpus_per_worker,
          block_size, **meta_kwargs):
@@ -55,7 +65,7 @@ def mine(model_path, source, out, layers, top, bottom, batch_size, workers, thre
     from ..engines import mine as run_mine
 
     model, meta_opts = load_model(model_path, **meta_kwargs)
-    cmd = command("mine", model_path, source, out=out, layers=layers, top=top, bottom=bottom, batch_size=batch_size,
+    cmd = command("mine", model_path, source, run=run, layers=layers, top=top, bottom=bottom, batch_size=batch_size,
                   shard=shard, limit=limit, spectrum=spectrum, atlas_layers=atlas_layers,
                   atlas_per_image=atlas_per_image if atlas_layers else None, seed=seed, **meta_opts)
     kw = dict(spectrum=spectrum, atlas_layers=atlas_layers, atlas_per_image=atlas_per_image, seed=seed,
@@ -65,7 +75,7 @@ def mine(model_path, source, out, layers, top, bottom, batch_size, workers, thre
         workers = workers or 2
     else:
         kw["decoder"] = decoder
-    s = run_mine(model, source, out, engine=engine, layers=layers, top=top, bottom=bottom, batch_size=batch_size,
+    s = run_mine(model, source, run, engine=engine, layers=layers, top=top, bottom=bottom, batch_size=batch_size,
                  workers=workers, threads=threads, shard=shard, limit=limit, overwrite=overwrite,
                  progress=not no_progress, thumbs=not no_thumbs, command=cmd, **kw)
     click.echo(s.text())
@@ -75,28 +85,35 @@ def mine(model_path, source, out, layers, top, bottom, batch_size, workers, thre
 
 @click.command("mine-merge")
 @click.argument("shard_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True))
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory of the merged result.")
-def mine_merge(shard_dirs, out):
+@run_option("Run directory of the merged result.", legacy=("--out",), required=True)
+def mine_merge(shard_dirs, run):
     """Merge the runs of `onnxviz mine --shard i/n` into one (identical to an unsharded run)."""
     from ..mining import merge_runs
 
-    s = merge_runs(list(shard_dirs), out, command=command("mine-merge", *shard_dirs, out=out))
+    s = merge_runs(list(shard_dirs), run, command=command("mine-merge", *shard_dirs, run=run))
     click.echo(s.text())
 
 
 @click.command()
-@click.argument("run_dir", type=click.Path(file_okay=False, exists=True))
-@click.argument("unit_spec")
+@click.argument("args", nargs=-1, required=True, metavar="LAYER:UNIT")
+@run_option("The mining run (what `onnxviz mine --run` wrote).", legacy=(), exists=True)
 @click.option("--stat", type=click.Choice(["mean", "max"]), default=DEFAULT_STAT, show_default=True,
               help="Rank by the channel's mean over positions (what a channel render maximizes) or its maximum.")
 @click.option("--bottom", "bottom", is_flag=True, help="The bottom examples instead of the top ones.")
 @click.option("-k", "k", default=None, type=click.IntRange(1), help="How many (default: all stored).")
 @click.option("--sheet", default=None, type=click.Path(dir_okay=False),
-              help="Write a contact sheet PNG here ('-' for the default place under RUN_DIR/mining/sheets).")
+              help="Write a contact sheet PNG here ('-' for the default place under RUN/mining/sheets).")
 @click.option("--whole", is_flag=True, help="Whole images in the sheet instead of receptive-field crops.")
-def examples(run_dir, unit_spec, stat, bottom, k, sheet, whole):
-    """Print (or draw) the dataset examples of a unit: UNIT_SPEC is LAYER:UNIT, e.g. features.7:12."""
+def examples(args, run, stat, bottom, k, sheet, whole):
+    """Print (or draw) the dataset examples of a unit of run --run: LAYER:UNIT, e.g. features.7:12."""
     from ..mining import open_results
+
+    if len(args) == 2 and run is None:  # the old spelling: RUN_DIR LAYER:UNIT
+        run, args = args[0], args[1:]
+    if len(args) != 1 or run is None:
+        raise click.UsageError("give the run and the unit: onnxviz examples --run RUN LAYER:UNIT")
+    unit_spec = args[0]
+    run_dir = run
 
     layer, sep, unit = unit_spec.rpartition(":")
     if not sep or not unit.isdigit():

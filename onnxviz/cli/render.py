@@ -2,16 +2,17 @@
 
     onnxviz render models/mobilenet_v2.onnx "block_7:12"               # one channel
     onnxviz render model.onnx "layer:12" --neuron --steps 512 --size 128
-    onnxviz render model.onnx --layer block_7 --all --out out/          # every channel, batched
+    onnxviz render model.onnx --layer block_7 --all --run runs/m        # every channel, batched
     onnxviz render model.onnx "logits:207" --objective class_logit      # a class (also: class_prob)
     onnxviz render model.onnx --deepdream block_7 --image photo.jpg
     onnxviz render model.onnx --caricature block_7 --image photo.jpg
     onnxviz render model.onnx "block_7:12" --diversity 4
-    onnxviz render model.onnx --layer block_7 --units 0-3 --param maco --runs runs/m   # + importance, reliability
-    onnxviz render model.onnx --layer block_7 --units 0-3 --accentuate top --runs runs/m
+    onnxviz render model.onnx --layer block_7 --units 0-3 --param maco --run runs/m   # + importance, reliability
+    onnxviz render model.onnx --layer block_7 --units 0-3 --accentuate top --run runs/m
 
-Files: ``<out>/<layer slug>/<stem>.png`` and ``.json`` (see ``onnxviz.runs``), ``<out>`` defaulting
-to ``runs/<model name>/render``. The work is done by ``onnxviz.runs.render_jobs``.
+Files: ``<run>/render/<layer slug>/<stem>.png`` and ``.json`` (see ``onnxviz.runs``), ``<run>``
+defaulting to ``runs/<model name>``; when the run holds mining results (`onnxviz mine --run`), each
+channel render is checked against the unit's top examples. The work is done by ``onnxviz.runs.render_jobs``.
 """
 from __future__ import annotations
 
@@ -22,7 +23,11 @@ import click
 from ..paths import slug
 from ..runs import RunDir
 from ..runs import render_jobs as runs_render
-from .options import engine_options, load_model, meta_options
+from .options import (ApiDefault, PerModeDefault, device_option, engine_options, load_model, meta_options,
+                      no_progress_option, run_option, seed_option, set_torch_threads, threads_option)
+
+_RENDER = "onnxviz.optvis.render:render"
+_RECIPES = "onnxviz.optvis.recipes"
 
 # --objective: the API's names; "logit" and "prob" are accepted for commands written before
 _OBJECTIVES = {"channel": "channel", "neuron": "neuron", "class_logit": "class_logit", "class_prob": "class_prob",
@@ -59,7 +64,8 @@ def _report_reliability(w) -> None:
               "('all': every layer).")
 @click.option("--all", "all_units", is_flag=True, help="Every channel of --layer.")
 @click.option("--units", help="Units of --layer, e.g. 0,3,5-9.")
-@click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True, help="Units per batch with --layer.")
+@click.option("--batch-size", type=click.IntRange(1), default=16, show_default=True,
+              help="Units per batch with --layer.")
 @click.option("--deepdream", "deepdream_layer", help="DeepDream on this layer, starting from --image.")
 @click.option("--caricature", "caricature_layer", help="Caricature of --image at this layer.")
 @click.option("--image", "image_path", help="The photo for --deepdream / --caricature.")
@@ -71,25 +77,33 @@ def _report_reliability(w) -> None:
               help="With --param maco: a spectrum .npz/.npy (default: the one shipped, from real photos).")
 @click.option("--accentuate", "accentuate_photos", multiple=True,
               help="Feature accentuation of TARGET in this photo (repeat for several, one batch); 'top': the "
-              "unit's top dataset examples in --runs.")
+              "unit's top dataset examples in --run.")
 @click.option("--top", "top_k", type=click.IntRange(1), default=4, show_default=True,
               help="With --accentuate top: how many top examples.")
-@click.option("--weight", type=float, default=1.0, show_default=True,
+@click.option("--weight", type=float, default=ApiDefault("onnxviz.optvis.accentuate:accentuate", "weight"),
+              show_default=True,
               help="With --accentuate: how strongly to stay close to the photo in earlier features (0: not at all).")
 @click.option("--reg-layer", default=None, help="With --accentuate: the earlier layer to stay close in.")
-@click.option("--runs", "runs_dir", type=click.Path(exists=True, file_okay=False), default=None,
-              help="A mining run (onnxviz mine --out): adds the reliability check to the render's JSON; "
-              "the photos for --accentuate top.")
-@click.option("--steps", type=int, default=256, show_default=True)
+@run_option("Run directory: renders go to RUN/render; when RUN holds mining results, channel renders are "
+            "checked against the unit's top examples and --accentuate top uses them. Default runs/<model name>.")
+@click.option("--steps", type=click.IntRange(1), show_default=True,
+              default=PerModeDefault("steps", unit=_RENDER, **{"--diversity": _RENDER,
+                                                               "--deepdream": f"{_RECIPES}:deepdream",
+                                                               "--caricature": f"{_RECIPES}:caricature",
+                                                               "--accentuate": "onnxviz.optvis.accentuate:accentuate"}),
+              help="Optimization steps (the Python API's defaults).")
 @click.option("--size", type=int, default=None, help="Image size in pixels (default: the model's input size).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--lr", type=float, default=None,
-              help=f"Adam step size (default {runs_render.LR}; {runs_render.DEEPDREAM_LR} for --deepdream).")
-@click.option("--device", default=None, help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if available).")
-@click.option("--threads", type=int, default=None, help="torch CPU threads.")
-@click.option("--out", "out_dir", type=click.Path(), default=None,
-              help="Output folder (default runs/<model name>/render).")
-@click.option("--no-progress", is_flag=True)
+@seed_option()
+@click.option("--lr", type=float, show_default=True,
+              default=PerModeDefault("lr", unit=_RENDER, **{"--deepdream": f"{_RECIPES}:deepdream",
+                                                            "--accentuate": "onnxviz.optvis.accentuate:accentuate",
+                                                            "--param maco": "onnxviz.optvis.maco:LR"}),
+              help="Adam step size (the Python API's defaults).")
+@device_option
+@threads_option("torch")
+@click.option("--out", "out_dir", type=click.Path(), default=None, hidden=True,
+              help="Old spelling: the render folder itself (use --run RUN, which renders into RUN/render).")
+@no_progress_option
 @click.option("--workers", type=click.IntRange(1), default=2, show_default=True,
               help="With --engine ray: render workers (one torch model each).")
 @click.option("--overwrite", is_flag=True, help="With --layer: render again the batches whose pictures exist.")
@@ -97,7 +111,8 @@ def _report_reliability(w) -> None:
 @meta_options
 def render(model_path, target, kind, neuron, layer_name, all_units, units, batch_size, deepdream_layer,
            caricature_layer, image_path, diversity, param, spectrum, accentuate_photos, top_k, weight, reg_layer,
-           runs_dir, steps, size, seed, lr, device, threads, out_dir, no_progress, workers, overwrite, engine, address, gpus_per_worker, block_size, **meta_kwargs):
+           run, steps, size, seed, lr, device, threads, out_dir, no_progress, workers, overwrite, engine, address,
+           gpus_per_worker, block_size, **meta_kwargs):
     """Feature visualization by gradient ascent: PNG + JSON per image."""
     kind = "neuron" if neuron else _OBJECTIVES[kind]
     modes = [bool(target) and not deepdream_layer and not caricature_layer, bool(layer_name),
@@ -114,13 +129,12 @@ def render(model_path, target, kind, neuron, layer_name, all_units, units, batch
     if param != "fft" and (accentuate_photos or diversity or deepdream_layer or caricature_layer):
         raise click.UsageError("--param maco renders TARGET or --layer units from noise; --accentuate, --diversity, "
                                "--deepdream and --caricature start from their own parameterization")
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    set_torch_threads(threads)
 
     model, meta_opts = load_model(model_path, **meta_kwargs)
-    out = Path(out_dir) if out_dir else RunDir.default(model, model_path).render
+    run_dir = RunDir.of(run, model, model_path)
+    out = Path(out_dir) if out_dir else run_dir.render
+    runs_dir = str(run_dir) if run_dir.has_mining() else None  # the mining run: reliability, --accentuate top
     common = dict(out=out, model_arg=model_path, steps=steps, seed=seed, lr=lr, device=device, meta_opts=meta_opts)
     if deepdream_layer or caricature_layer:
         what = "deepdream" if deepdream_layer else "caricature"

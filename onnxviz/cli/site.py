@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import click
 
-from ..runs import RunDir
-from .options import load_model, meta_options
+from .options import ApiDefault, load_model, meta_options, run_option
 
 
 @click.command("site")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
-@click.option("--run", "--runs", "run", type=click.Path(file_okay=False), default=None,
-              help="Run directory with render/ and mining/ (what `onnxviz render` and `onnxviz mine` wrote).")
+@run_option("Run directory with render/, mining/, attribution/ and atlas/ (what `onnxviz render`, `mine`, "
+            "`attribute` and `atlas` wrote).")
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Folder to write the site into.")
 @click.option("--page-size", type=click.IntRange(1, 100000), default=64, show_default=True,
               help="Units the layer grid draws beyond the rows on screen (it draws only what is in view).")
@@ -21,7 +20,9 @@ from .options import load_model, meta_options
               help="Render units that have no visualization yet (via the render API) before building.")
 @click.option("--layers", "render_layers", default=None,
               help="With --render-missing: comma-separated layers to render (default: all).")
-@click.option("--steps", type=int, default=None, help="With --render-missing: optimization steps.")
+@click.option("--steps", type=click.IntRange(1), show_default=True,
+              default=ApiDefault("onnxviz.optvis.render:render", "steps"),
+              help="With --render-missing: optimization steps.")
 @meta_options
 def site(model, run, out, page_size, examples_per_unit, render_missing, render_layers, steps, **meta_kwargs):
     """Build a browsable static site (model > layer > unit) for MODEL and its run directory."""
@@ -33,7 +34,7 @@ def site(model, run, out, page_size, examples_per_unit, render_missing, render_l
         if run is None:
             raise click.UsageError("--render-missing needs --run (where the renders are written)")
         layers = [s.strip() for s in render_layers.split(",")] if render_layers else None
-        n = _render_missing(m, RunDir(run).render, layers=layers, steps=steps, model_arg=model,
+        n = _render_missing(m, run, layers=layers, steps=steps, model_arg=model,
                             meta_opts=meta_opts)
         click.echo(f"rendered {n} missing units")
     index = build_site(m, out, run, page_size=page_size, examples_per_unit=examples_per_unit, model_arg=model,
@@ -43,7 +44,8 @@ def site(model, run, out, page_size, examples_per_unit, render_missing, render_l
 
 @click.command("serve")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port to listen on.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (default: local only).")
 def serve(directory, port, host):
     """Serve a built site folder over HTTP (any static web server works as well)."""

@@ -18,8 +18,8 @@ Stems: ``<kind>_<unit>`` (channel_12, neuron_3, class_logit_207, class_prob_1), 
 ``render_records.py`` writes and reads render records; ``render_jobs.py`` runs the render API for each
 kind of picture and writes it.
 """
-from .command import command
+from .command import api_default, command
 from .layout import RunDir
 from .render_records import UNIT_KINDS, Picture, collect_renders, write_render
 
-__all__ = ["command", "RunDir", "UNIT_KINDS", "Picture", "collect_renders", "write_render"]
+__all__ = ["api_default", "command", "RunDir", "UNIT_KINDS", "Picture", "collect_renders", "write_render"]

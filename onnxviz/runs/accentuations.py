@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 from ..errors import ObjectiveError
 from ..paths import slug
-from .command import command
+from .command import api_default, command
 from .render_jobs import Written, _base
 from .render_records import write_render
 from .trust import not_checkable
@@ -25,7 +25,7 @@ def _top_photos(model, layer: str, unit_list: Sequence[int], runs, k: int) -> di
     from ..optvis.accentuate import top_example_photos
 
     if not runs:
-        raise ObjectiveError("--accentuate needs photos, or --runs RUN for the unit's top dataset examples")
+        raise ObjectiveError("--accentuate needs photos, or --run RUN for the unit's top dataset examples")
     results = open_results(runs)
     try:
         name = results.name(model.layer(layer).name)
@@ -54,7 +54,7 @@ def _write(model, lay, units: list, photos: list, result, cmd: str, out, model_a
 
 
 def accentuate(model, spec: str, photos: Optional[Sequence] = None, *, out, model_arg, runs=None, k: int = 4,
-               steps: int = 128, seed: int = 0, lr: Optional[float] = None, weight: float = 1.0,
+               steps: Optional[int] = None, seed: int = 0, lr: Optional[float] = None, weight: float = 1.0,
                reg_layer: Optional[str] = None, device=None, progress: bool = True,
                meta_opts: Optional[dict] = None) -> list:
     """Accentuate unit ``spec`` ("layer:unit") in ``photos`` (default: its top ``k`` examples in ``runs``)."""
@@ -68,9 +68,10 @@ def accentuate(model, spec: str, photos: Optional[Sequence] = None, *, out, mode
         photos = _top_photos(model, lay.name, [int(objective.unit)], runs, k)[int(objective.unit)]
     photos = [Path(p) for p in photos]
     lr = LR if lr is None else lr
+    steps = api_default(run_accentuate, "steps") if steps is None else steps
     result = run_accentuate(model, objective, photos, reg_layer=reg_layer, weight=weight, steps=steps, lr=lr,
                             seed=seed, device=device, progress=progress)
-    cmd = command("render", model_arg, spec, accentuate="top" if from_run else None, runs=runs if from_run else None,
+    cmd = command("render", model_arg, spec, accentuate="top" if from_run else None, run=runs if from_run else None,
                   top=k if from_run and k != 4 else None, steps=steps, seed=seed, lr=lr,
                   weight=weight if weight != 1.0 else None, reg_layer=reg_layer, **(meta_opts or {}))
     if not from_run:  # --accentuate is repeated, one photo each
@@ -79,7 +80,7 @@ def accentuate(model, spec: str, photos: Optional[Sequence] = None, *, out, mode
 
 
 def layer_units(model, layer: str, unit_list: Sequence[int], photos: Optional[Sequence] = None, *, out, model_arg,
-                runs=None, k: int = 4, batch_size: int = 16, steps: int = 128, seed: int = 0,
+                runs=None, k: int = 4, batch_size: int = 16, steps: Optional[int] = None, seed: int = 0,
                 lr: Optional[float] = None, weight: float = 1.0, reg_layer: Optional[str] = None, device=None,
                 progress: bool = True, meta_opts: Optional[dict] = None):
     """Accentuate each unit of ``unit_list`` in ``photos`` (default: each unit's own top ``k`` examples in
@@ -98,6 +99,7 @@ def layer_units(model, layer: str, unit_list: Sequence[int], photos: Optional[Se
     per_unit = _top_photos(model, lay.name, unit_list, runs, k) if from_run else \
         {u: [Path(p) for p in photos] for u in unit_list}
     lr = LR if lr is None else lr
+    steps = api_default(run_accentuate, "steps") if steps is None else steps
     n_photos = max(len(v) for v in per_unit.values())
     step = max(1, batch_size // max(1, n_photos))
     for i in range(0, len(unit_list), step):
@@ -110,7 +112,7 @@ def layer_units(model, layer: str, unit_list: Sequence[int], photos: Optional[Se
         result = run_accentuate(model, obj.channel(lay.name, units), pics, reg_layer=reg_layer, weight=weight,
                                 steps=steps, lr=lr, seed=seed, device=device, progress=progress)
         cmd = command("render", model_arg, layer=lay.name, units=",".join(str(u) for u in chunk),
-                      accentuate="top" if from_run else None, runs=runs if from_run else None,
+                      accentuate="top" if from_run else None, run=runs if from_run else None,
                       top=k if from_run and k != 4 else None, batch_size=batch_size, steps=steps, seed=seed, lr=lr,
                       weight=weight if weight != 1.0 else None, reg_layer=reg_layer, **(meta_opts or {}))
         if not from_run:

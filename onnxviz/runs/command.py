@@ -7,6 +7,7 @@ Render records, mining runs and site pages all show the exact CLI line behind wh
 """
 from __future__ import annotations
 
+import inspect
 import shlex
 
 # keyword -> flag where the flag is not the keyword with '-' for '_'
@@ -33,3 +34,12 @@ def command(name: str, *args, **options) -> str:
         else:
             parts.extend([flag(key), str(value)])
     return " ".join(shlex.quote(p) for p in parts)
+
+
+def api_default(func, param: str, fallback=None):
+    """The default of ``func``'s ``param`` as its signature says (``fallback``'s when ``func`` passes it on
+    in ``**kwargs``): the Python API owns every default; jobs record the number, the CLI shows it."""
+    params = inspect.signature(func).parameters
+    if param not in params and fallback is not None:
+        return api_default(fallback, param)
+    return params[param].default

@@ -15,12 +15,10 @@ import numpy as np
 
 from ..errors import ObjectiveError
 from ..paths import slug
-from .command import command
+from .command import api_default, command
 from .layout import RunDir
 from .render_records import UNIT_KINDS, collect_renders, write_render
 
-LR = 0.05  # Adam's step size for renders from noise
-DEEPDREAM_LR = 0.02  # DeepDream starts from a photo: smaller steps keep it recognisable
 
 
 @dataclass
@@ -77,7 +75,9 @@ def param_kw(model, param: str, spectrum=None, size=None, lr: Optional[float] = 
     """Render keywords of a parameterization: "fft" (Lucid's) or "maco" (phase only; ``spectrum`` file
     or the shipped one), with its own default step size (``lr`` None)."""
     if param == "fft":
-        return {"lr": LR if lr is None else lr}
+        from ..optvis import render
+
+        return {"lr": api_default(render, "lr") if lr is None else lr}
     if param == "maco":
         from ..optvis.maco import LR as MACO_LR, maco_param_f
 
@@ -118,9 +118,9 @@ def _reliability_field(kind: str, unit, runs) -> dict:
     return {"reliability": trust.unknown("not checked yet" if runs else trust.NO_RUN)}
 
 
-def target(model, spec: str, kind: str = "channel", *, out, model_arg, steps: int = 256, size=None, seed: int = 0,
-           lr: Optional[float] = None, device=None, progress: bool = True, meta_opts: Optional[dict] = None,
-           param: str = "fft", spectrum=None, runs=None) -> Written:
+def target(model, spec: str, kind: str = "channel", *, out, model_arg, steps: Optional[int] = None, size=None,
+           seed: int = 0, lr: Optional[float] = None, device=None, progress: bool = True,
+           meta_opts: Optional[dict] = None, param: str = "fft", spectrum=None, runs=None) -> Written:
     """One unit: ``spec`` "layer:unit" as a channel, neuron, class logit or class probability.
 
     ``param``: "fft" (Lucid's) or "maco" (phase only, ``spectrum`` file or the shipped one; writes
@@ -130,6 +130,7 @@ def target(model, spec: str, kind: str = "channel", *, out, model_arg, steps: in
     from ..optvis import objectives as obj
     from ..optvis import render
 
+    steps = api_default(render, "steps") if steps is None else steps
     objective = obj.parse(spec, kind)
     lay = model.layer(objective.layer)
     kw = _render_kw(steps, size, seed, lr, device, progress)
@@ -137,7 +138,7 @@ def target(model, spec: str, kind: str = "channel", *, out, model_arg, steps: in
     lr = kw["lr"]
     result = render(model, objective, **kw)
     cmd = command("render", model_arg, spec, objective=kind if kind != "channel" else None, steps=steps, size=size,
-                  seed=seed, lr=lr, param=None if param == "fft" else param, spectrum=spectrum, runs=runs,
+                  seed=seed, lr=lr, param=None if param == "fft" else param, spectrum=spectrum, run=runs,
                   **(meta_opts or {}))
     info = dict(_base(model, model_arg), layer=lay.name, unit=objective.unit, kind=objective.kind,
                 objective=objective.name, command=cmd, **_param_info(param),
@@ -151,7 +152,7 @@ def target(model, spec: str, kind: str = "channel", *, out, model_arg, steps: in
     return Written(png, result.record, 0)
 
 
-def diverse(model, spec: str, n: int, kind: str = "channel", *, out, model_arg, steps: int = 256, size=None,
+def diverse(model, spec: str, n: int, kind: str = "channel", *, out, model_arg, steps: Optional[int] = None, size=None,
             seed: int = 0, lr: Optional[float] = None, device=None, progress: bool = True,
             meta_opts: Optional[dict] = None, runs=None) -> list:
     """``n`` diverse images of one unit (one batch); ``runs``: the reliability check of each in its JSON."""
@@ -160,12 +161,13 @@ def diverse(model, spec: str, n: int, kind: str = "channel", *, out, model_arg, 
 
     if n < 2:
         raise ObjectiveError("diversity needs n >= 2 images")
-    lr = LR if lr is None else lr
+    steps = api_default(recipes.diverse, "steps", recipes.render) if steps is None else steps
+    lr = api_default(recipes.diverse, "lr", recipes.render) if lr is None else lr
     objective = obj.parse(spec, kind)
     lay = model.layer(objective.layer)
     result = recipes.diverse(model, objective, n=n, **_render_kw(steps, size, seed, lr, device, progress))
     cmd = command("render", model_arg, spec, objective=kind if kind != "channel" else None, diversity=n, steps=steps,
-                  size=size, seed=seed, lr=lr, runs=runs, **(meta_opts or {}))
+                  size=size, seed=seed, lr=lr, run=runs, **(meta_opts or {}))
     # the check reads a channel: a diversity image of a neuron or a class is not checked
     check_kind = "diversity" if objective.kind == "channel" else objective.kind
     written = []
@@ -180,7 +182,7 @@ def diverse(model, spec: str, n: int, kind: str = "channel", *, out, model_arg, 
     return written
 
 
-def photo(model, what: str, layer: str, image_path, *, out, model_arg, steps: int = 256, seed: int = 0,
+def photo(model, what: str, layer: str, image_path, *, out, model_arg, steps: Optional[int] = None, seed: int = 0,
           lr: Optional[float] = None, device=None, progress: bool = True, meta_opts: Optional[dict] = None) -> Written:
     """A DeepDream (``what`` "deepdream") or a caricature ("caricature") of a photo at ``layer``."""
     from ..optvis import recipes
@@ -188,8 +190,9 @@ def photo(model, what: str, layer: str, image_path, *, out, model_arg, steps: in
     if what not in ("deepdream", "caricature"):
         raise ObjectiveError(f"unknown photo recipe {what!r}; known: deepdream, caricature")
     lay = model.layer(layer)
-    lr = (DEEPDREAM_LR if what == "deepdream" else LR) if lr is None else lr
     recipe = recipes.deepdream if what == "deepdream" else recipes.caricature
+    steps = api_default(recipe, "steps", recipes.render) if steps is None else steps
+    lr = api_default(recipe, "lr", recipes.render) if lr is None else lr
     result = recipe(model, layer, image_path, steps=steps, seed=seed, lr=lr, device=device, progress=progress)
     cmd = command("render", model_arg, **{what: layer}, image=image_path, steps=steps, seed=seed, lr=lr,
                   **(meta_opts or {}))
@@ -201,14 +204,15 @@ def photo(model, what: str, layer: str, image_path, *, out, model_arg, steps: in
 
 
 def units(model, layer: str, unit_list: Optional[Sequence[int]] = None, neuron: bool = False, batch_size: int = 16,
-          *, out, model_arg, steps: int = 256, size=None, seed: int = 0, lr: Optional[float] = None, device=None,
-          meta_opts: Optional[dict] = None, command_out: Optional[str] = None, engine: str = "local",
+          *, out, model_arg, steps: Optional[int] = None, size=None, seed: int = 0, lr: Optional[float] = None,
+          device=None, meta_opts: Optional[dict] = None, command_run: Optional[str] = None, engine: str = "local",
           keep: bool = True, ray: Optional[dict] = None, param: str = "fft", spectrum=None,
           runs=None) -> Iterator[list]:
     """Channels (or center neurons) of ``layer``, ``batch_size`` per batch; yields each batch's Written list.
 
     The command recorded with each picture renders its batch (the same units, one seeded
-    generator): the exact images. ``command_out``: an ``--out`` to put in that command.
+    generator): the exact images. ``command_run``: a ``--run`` to put in that command
+    (the run ``out`` belongs to, when no mining run ``runs`` is given).
     ``keep``: a batch whose pictures exist, made by that same command, is not rendered again
     (resume; it yields an empty list). ``engine``: "local" or "ray" (``ray``: workers, threads,
     address, gpus_per_worker for onnxviz.engines.ray.render_layer); the pictures are the same.
@@ -220,6 +224,7 @@ def units(model, layer: str, unit_list: Optional[Sequence[int]] = None, neuron: 
     from ..optvis import objectives as obj
     from ..optvis import recipes
 
+    steps = api_default(recipes.render_layer, "steps", recipes.render) if steps is None else steps
     pkw = param_kw(model, param, spectrum, size, lr)
     lr = pkw["lr"]
     lay = model.layer(layer)
@@ -233,7 +238,7 @@ def units(model, layer: str, unit_list: Optional[Sequence[int]] = None, neuron: 
     def cmd_of(chunk) -> str:
         return command("render", model_arg, layer=lay.name, units=",".join(str(u) for u in chunk),
                        objective=kind if neuron else None, batch_size=batch_size, steps=steps, size=size, seed=seed,
-                       lr=lr, param=None if param == "fft" else param, spectrum=spectrum, runs=runs, out=command_out,
+                       lr=lr, param=None if param == "fft" else param, spectrum=spectrum, run=runs or command_run,
                        **(meta_opts or {}))
 
     def exists(chunk) -> bool:
@@ -295,21 +300,20 @@ def missing_units(model, render_dir, layers: Optional[list] = None) -> dict:
     return out
 
 
-def render_missing(model, render_dir, layers: Optional[list] = None, steps: Optional[int] = None,
+def render_missing(model, run, layers: Optional[list] = None, steps: Optional[int] = None,
                    model_arg: Optional[str] = None, seed: int = 0, batch_size: int = 16, progress: bool = True,
                    meta_opts: Optional[dict] = None) -> int:
-    """Render every unit of ``layers`` (default all) that has no picture in ``render_dir``; returns how many."""
+    """Render every unit of ``layers`` (default all) that has no picture in run directory ``run``; returns how many."""
     from ..progress import bar
 
-    render_dir = Path(render_dir)
+    render_dir = RunDir(run).render
     model_arg = model_arg or str(model.path)
     todo = missing_units(model, render_dir, layers)
     done = 0
     with bar(sum(len(v) for v in todo.values()), "rendering missing units", "unit", enabled=progress) as pbar:
         for name, unit_list in todo.items():
             for written in units(model, name, unit_list, batch_size=batch_size, out=render_dir, model_arg=model_arg,
-                                 steps=int(steps or 256), seed=seed, meta_opts=meta_opts,
-                                 command_out=str(render_dir)):
+                                 steps=steps, seed=seed, meta_opts=meta_opts, command_run=str(run)):
                 done += len(written)
                 pbar.update(len(written))
     return done

@@ -19,8 +19,8 @@ from ..preprocessing.images import save_image
 log = logging.getLogger(__name__)
 
 
-NO_RUN = ("not checked: no mining run given (render ... --runs RUN compares the picture with the unit's top "
-          "dataset examples; or onnxviz check MODEL PNG --runs RUN)")
+NO_RUN = ("not checked: no mining run given (render ... --run RUN compares the picture with the unit's top "
+          "dataset examples; or onnxviz check MODEL PNG --run RUN)")
 
 
 def unknown(reason: str = NO_RUN) -> dict:

@@ -61,7 +61,6 @@ class SiteBuilder:
         self.k = max(0, int(examples_per_unit))
         self.model_arg = model_arg or str(getattr(model, "path", "model.onnx"))
         self.run_arg = run_arg or (str(self.run) if self.run is not None else "runs/NAME")
-        self.render_out = str(RunDir(self.run_arg).render)
         self.meta_opts = dict(meta_opts or {})  # the overrides the model was loaded with, for the commands shown
         self.mining = mining
         if self.mining is None and self.run is not None:
@@ -102,8 +101,8 @@ class SiteBuilder:
         return rel
 
     def render_command(self, *args, **options) -> str:
-        """The `onnxviz render` line shown on a page, with the run's --out and the model's overrides."""
-        return command("render", self.model_arg, *args, **options, out=self.render_out, **self.meta_opts)
+        """The `onnxviz render` line shown on a page, with the run's --run and the model's overrides."""
+        return command("render", self.model_arg, *args, **options, run=self.run_arg, **self.meta_opts)
 
     # ------------------------------------------------------------------ data
     def _images(self, infos: list) -> None:
@@ -168,7 +167,7 @@ class SiteBuilder:
         self.write_text("index.html", env.get_template("model.html").render(
             root="", layers=infos, facts=model_facts(self.model), prep=preprocessing(self.model.meta),
             runs=str(self.run) if self.run is not None else "", mined=self.mining is not None,
-            mining_command=getattr(self.mining, "command", ""), render_out=self.render_out, **common))
+            mining_command=getattr(self.mining, "command", ""), **common))
         for i, info in enumerate(infos):
             views = blocks.photo_views(self, self.run, info.name, info.slug)
             atlas = blocks.atlas_page(self, self.run, info.name, info.slug)

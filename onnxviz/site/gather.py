@@ -37,9 +37,9 @@ def layer_infos(builder) -> list:
         target = f"{layer.name}:{UNIT_MARK}"
         info.templates = {
             "render": builder.render_command(target),
-            "checked": builder.render_command(target, runs=runs) if runs else "",
-            "maco": builder.render_command(target, param="maco", runs=runs),
-            "accentuate": builder.render_command(target, accentuate="top", runs=runs) if runs else "",
+            "checked": builder.render_command(target) if runs else "",  # --run with mining: checked
+            "maco": builder.render_command(target, param="maco"),
+            "accentuate": builder.render_command(target, accentuate="top") if runs else "",
         }
         info.command_all = builder.render_command(layer=layer.name, all=True)
         info.command_dream = builder.render_command(deepdream=layer.name, image="PHOTO.jpg")

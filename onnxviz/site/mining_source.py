@@ -36,7 +36,7 @@ class ResultsSource(MiningSource):
         c = results.config
         if not c.get("model") or not c.get("source"):
             return ""
-        return command("mine", c["model"], c["source"], out=results.run_dir, top=c.get("top"), bottom=c.get("bottom"))
+        return command("mine", c["model"], c["source"], run=results.run_dir, top=c.get("top"), bottom=c.get("bottom"))
 
     def scores(self, layer: str):
         return [float("nan") if v is None else v for v in self.results.scores(layer, self.statistic)]

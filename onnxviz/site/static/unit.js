@@ -7,7 +7,7 @@
   var BADGE = {
     pass: ["trusted", "drives the unit like natural images"],
     suspect: ["suspect", "reaches the unit by a route its top dataset examples do not take"],
-    unknown: ["not checked", "run with --runs"]
+    unknown: ["not checked", "run with --run"]
   };
 
   window.onnxvizUnit = function (opts) {
@@ -51,7 +51,7 @@
       var v = rel ? rel.v : "unknown", b = BADGE[v] || BADGE.unknown;
       var span = el("span", "badge badge-" + v, b[0] + ": " + b[1]);
       var title;
-      if (!rel) title = "not checked: render it with --runs RUN (a mining run) to compare the route by which it drives the unit with the unit's top dataset examples";
+      if (!rel) title = "not checked: render it with --run RUN (a run with mining results) to compare the route by which it drives the unit with the unit's top dataset examples";
       else {
         title = b[0] + (rel.s !== null && rel.s !== undefined ? " (reliability score " + fmt(rel.s, 3) + (rel.t ? (v === "pass" ? " ≥ " : " < ") + fmt(rel.t, 3) : "") + ")" : "");
         if (rel.m) title += ": " + rel.m;
@@ -147,7 +147,7 @@
       af.appendChild(acap);
       cell.appendChild(af);
     } else if (data.tmpl.accentuate) cell.appendChild(missing("No accentuations", "Each top dataset example pushed to excite the unit, staying close to the photo:", tmpl("accentuate")));
-    else cell.appendChild(missing("No accentuations", "They start from the unit's top dataset examples: mine dataset examples first (onnxviz mine MODEL PHOTOS --out RUN), then render with --accentuate top --runs RUN.", ""));
+    else cell.appendChild(missing("No accentuations", "They start from the unit's top dataset examples: mine dataset examples first (onnxviz mine MODEL PHOTOS --run RUN), then render with --accentuate top --run RUN.", ""));
     trust.appendChild(cell);
 
     /* every other picture of the unit (diverse images, neurons, ...) */
