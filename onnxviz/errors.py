@@ -47,3 +47,23 @@ class ObjectiveError(OnnxVizError):
 
 class RuntimeModelError(OnnxVizError):
     """onnxruntime refused the model or an input (its message names the node and the shapes)."""
+
+
+class DatasetError(OnnxVizError):
+    """An image source that cannot be used at all (missing, empty, no images)."""
+
+
+class MiningError(OnnxVizError):
+    """A mining run that cannot start or go on (mismatched resume, bad shard set, ...)."""
+
+
+class RayError(OnnxVizError):
+    """Ray is missing or the cluster cannot be reached."""
+
+
+class ExportError(OnnxVizError):
+    """A recipe, weights file or verification problem (the CLI prints it on one line, exit code 2)."""
+
+
+class UnsafePathError(OnnxVizError, ValueError):
+    """A write would land outside the output folder (a site page or image path from untrusted names)."""

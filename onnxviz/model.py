@@ -96,7 +96,7 @@ class Model:
                 overrides.get(k) is not None for k in PREPROCESSING_FIELDS):
             base = self._inferred_meta(base.replace(**overrides) if overrides else base)
         self.meta = base.replace(**overrides) if overrides else base
-        self._extras = self._other_inputs()
+        self._extras = self.other_inputs()
         found = discover(self.proto, self.input_name, self.input_shape, self.input_layout, self._probe_size(),
                          self.meta.aliases, self._extras)
         self.tensors, self.layers, self._lookup, self._probed = found.tensors, found.layers, found.lookup, found.probed
@@ -142,9 +142,9 @@ class Model:
     def _full_runner(self):
         from .backends.ort import Runner
 
-        return Runner(self.proto, threads=1, input_name=self.input_name, extras=self._other_inputs(), quiet=True)
+        return Runner(self.proto, threads=1, input_name=self.input_name, extras=self.other_inputs(), quiet=True)
 
-    def _other_inputs(self, meta: Optional[ModelMeta] = None) -> dict:
+    def other_inputs(self, meta: Optional[ModelMeta] = None) -> dict:
         """Feeds for the inputs that are not the chosen image: a mid-gray image through the chosen
         input's preprocessing (``meta``, default the model's) when 4-d (its own fixed size, else the
         chosen input's), zeros otherwise."""

@@ -11,7 +11,8 @@ from typing import Optional, Protocol, Sequence, runtime_checkable
 import numpy as np
 import onnx
 
-from .layers.discovery import Layer
+from .graph.input_sizes import InputRule
+from .layers.layer import Layer
 from .preprocessing.meta import ModelMeta
 
 
@@ -24,6 +25,7 @@ class VisionModel(Protocol):
     proto: onnx.ModelProto  # the normalised graph (receptive fields are computed from it)
     input_name: str
     layers: list  # Layer, in graph order
+    input_rule: Optional[InputRule]  # the input sizes a fixed or strided model accepts; None: any size
 
     def layer(self, name) -> Layer:
         """A layer by any name a person may type (UnknownNodeError with close matches otherwise)."""
@@ -33,6 +35,12 @@ class VisionModel(Protocol):
 
     def prepare(self, images: np.ndarray) -> np.ndarray:
         """Images (N, 3, H, W) RGB in [0, 1] -> the model's input."""
+
+    def load_images(self, paths: Sequence) -> np.ndarray:
+        """Photo files -> images (N, 3, H, W) RGB in [0, 1] at the model's input size and crop."""
+
+    def other_inputs(self, meta: Optional[ModelMeta] = None) -> dict:
+        """Feeds for the inputs that are not the image (a mid-gray image or zeros), by input name."""
 
     def activations(self, x: np.ndarray, names, batch_size: int = 32, providers=None, threads=None) -> dict:
         """{layer name: full activation (N, ...)} from onnxruntime."""
@@ -45,3 +53,9 @@ class VisionModel(Protocol):
 
     def torch_view(self, names, device=None, check: bool = True, channels_last: bool = False):
         """A torch module: model input -> {layer name: activation}, differentiable, truncated."""
+
+    def torch_module(self):
+        """The whole model as a torch module (attribution's atlas reads the classifier head from it)."""
+
+    def describe(self) -> dict:
+        """Facts about the file for people and pages: path, size, opset, ops, inputs, outputs, layers."""

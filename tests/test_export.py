@@ -18,7 +18,7 @@ import onnxviz
 from onnxviz.preprocessing.images import sample_image_path
 from onnxviz.preprocessing.meta import ModelMeta
 from onnxviz import zoo as ex
-from onnxviz.zoo.builders import builders
+from onnxviz.zoo.export import builders
 from models_fixture import (REPO, efficientnet_lite0_export, googlenet_random_export,  # noqa: F401
                             mobilenet_v2_export, squeezenet1_1_export)
 

@@ -169,7 +169,7 @@ def test_two_input_model_infers_with_the_other_input_fed(tmp_path):
     m = onnxviz.load(path)
     assert m.meta.preprocessing_source == "inferred", m.meta.evidence
     assert any("activation balance" in line for line in m.meta.evidence)
-    assert set(m._other_inputs()) == {"b"}
+    assert set(m.other_inputs()) == {"b"}
 
 
 def test_balance_prefers_units_that_switch():

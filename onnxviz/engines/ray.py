@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import pickle
 import time
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from ..errors import OnnxVizError
+from ..errors import RayError
 from ..mining.datasets import ImageSource, key_reader, open_source
 from ..mining.mine import auto_positions, pixel_feed
 from ..mining.run import MiningError, Stopper, Summary, open_run, set_positions, wanted_images
@@ -39,10 +40,6 @@ from ..progress import bar as progress_bar
 from . import work
 
 log = logging.getLogger("onnxviz")
-
-
-class RayError(OnnxVizError):
-    """Ray is missing or the cluster cannot be reached."""
 
 
 @contextlib.contextmanager
@@ -138,7 +135,7 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
     """
     from .. import load
 
-    if not hasattr(model, "stats_runner"):
+    if isinstance(model, (str, os.PathLike)):  # a path: load it (a VisionModel is used as it is)
         model = load(model)
     src = source if isinstance(source, ImageSource) else open_source(source)
     reader = key_reader(src)

@@ -19,13 +19,14 @@ from __future__ import annotations
 import ast
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 import onnx
 
 from ..graph import edits as G
+from .layer import Layer
 from .tokens import branch_output, is_gelu, mark_tokens
 
 log = logging.getLogger("onnxviz")
@@ -42,51 +43,6 @@ SPATIAL_OPS = {"Conv", "ConvTranspose", "BatchNormalization", "InstanceNormaliza
 WEIGHTED = {"Conv", "ConvTranspose", "Gemm", "MatMul", "Einsum", "ConvInteger", "MatMulInteger", "QLinearConv",
             "QLinearMatMul"}
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
-
-
-@dataclass
-class Layer:
-    """One tensor of the model that a person may want to look at."""
-
-    name: str  # short, readable, stable
-    tensor: str  # the ONNX tensor name
-    node: str  # the ONNX node that produces it
-    op: str
-    shape: tuple  # batch dim as None, unknown dims as None
-    layout: str  # "NCHW", "NHWC", "NLC" (tokens) or "NC"
-    index: int  # topological position among all nodes
-    aliases: list = field(default_factory=list)
-    # token layers (N, tokens, C) of a vision transformer: tokens = prefix (CLS, distillation,
-    # registers) + a grid of patch tokens; ``patch_tensor`` is the patch embedding (N, C, gh, gw)
-    # whose receptive field is the image patch each token covers
-    prefix_tokens: Optional[int] = None
-    grid: Optional[tuple] = None
-    patch_tensor: Optional[str] = None
-
-    @property
-    def channel_axis(self) -> int:
-        return 1 if self.layout in ("NCHW", "NC") else len(self.shape) - 1
-
-    @property
-    def units(self) -> Optional[int]:
-        return self.shape[self.channel_axis] if self.shape else None
-
-    @property
-    def spatial(self) -> Optional[tuple]:
-        if self.layout == "NCHW":
-            return tuple(self.shape[2:4])
-        if self.layout == "NHWC":
-            return tuple(self.shape[1:3])
-        if self.layout == "NLC":
-            return (self.shape[1],)
-        return None
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "tensor": self.tensor, "node": self.node, "op": self.op,
-                "shape": list(self.shape), "layout": self.layout, "units": self.units,
-                "spatial": list(self.spatial) if self.spatial else None, "index": self.index,
-                "aliases": list(self.aliases), **({"prefix_tokens": self.prefix_tokens, "grid": list(self.grid),
-                                                   "patch_tensor": self.patch_tensor} if self.grid else {})}
 
 
 @dataclass

@@ -8,13 +8,12 @@ among the many MatMul/Add/Mul tensors of a transformer (used by ``layers.interes
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
-if TYPE_CHECKING:  # layers imports this module
-    from .discovery import Layer
+from .layer import Layer
 
 
-def patch_embedding(nodes: list, tensors: list) -> Optional["Layer"]:
+def patch_embedding(nodes: list, tensors: list) -> Optional[Layer]:
     """The patch embedding of a vision transformer: the first Conv whose kernel equals its stride
     (non-overlapping patches), as its (N, C, gh, gw) output tensor; None for other models."""
     by_tensor = {lay.tensor: lay for lay in tensors}
@@ -59,7 +58,7 @@ def is_gelu(node, node_of: dict, depth: int = 3) -> bool:
     return False
 
 
-def branch_output(lay: "Layer", node, consumers: dict, node_of: dict) -> bool:
+def branch_output(lay: Layer, node, consumers: dict, node_of: dict) -> bool:
     """A token layer's Linear (MatMul + bias Add) whose result goes into a residual Add, possibly
     through a layer scale (Mul by a constant): the output of a transformer block's attn or mlp."""
     if lay.layout != "NLC" or node.op_type not in ("Add", "MatMul"):

@@ -29,14 +29,10 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
-from ..errors import ImageError, OnnxVizError
+from ..errors import DatasetError, ImageError
 from ..preprocessing.images import IMAGE_SUFFIXES
 
 LIST_SUFFIXES = {".txt", ".lst", ".list", ".csv"}
-
-
-class DatasetError(OnnxVizError):
-    """An image source that cannot be used at all (missing, empty, no images)."""
 
 
 def is_image_name(name: str) -> bool:

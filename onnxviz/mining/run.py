@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
 
-from ..errors import OnnxVizError
+from ..errors import MiningError
 from ..layers import receptive_fields as C
 from ..runs.layout import RunDir
 from .datasets import ImageSource, parse_shard
@@ -33,10 +33,6 @@ if TYPE_CHECKING:
 
 STATS = ("mean", "max")
 DIRS = ("top", "bottom")
-
-
-class MiningError(OnnxVizError):
-    """A mining run that cannot start or go on (mismatched resume, bad shard set, ...)."""
 
 
 @dataclass

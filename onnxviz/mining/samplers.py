@@ -16,7 +16,7 @@ import numpy as np
 
 from . import atlas_samples as SM
 from . import spectrum as SP
-from .run import MiningError
+from ..errors import MiningError
 
 
 @dataclass

@@ -97,7 +97,7 @@ def _needs_fixed_size(model: VisionModel, layer_infos: dict) -> bool:
 
 def _fed_size(model, size: tuple) -> Optional[tuple]:
     """The (H, W) every transformed image is resized to, or None when any size runs."""
-    rule = getattr(model, "input_rule", None)
+    rule = model.input_rule
     if rule is None:
         return None
     if all(s is None for s in rule.stride):
@@ -145,7 +145,7 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
     elif isinstance(size, int):
         size = (size, size)
     size = tuple(int(v) for v in size)
-    rule = getattr(model, "input_rule", None)
+    rule = model.input_rule
     if rule is not None and any(s is not None and s > 1 for s in rule.stride):
         size = rule.fit(size)  # a dynamic net with skip connections: multiples of its stride
     layer_names = list(dict.fromkeys(objective.layers + tuple(n for r in regularizers for n in r.layers)))
@@ -159,8 +159,7 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
         # with a stride at the render size: the transforms' pad/scale/jitter change the size; token
         # layers of a fixed-size transformer (a position embedding per patch) need every transformed
         # image back at the input size, even when the render size is the input size
-        tokens = not getattr(meta, "dynamic_size", False) and any(
-            getattr(i, "layout", None) == "NLC" for i in infos.values())
+        tokens = not meta.dynamic_size and any(i.layout == "NLC" for i in infos.values())
         fit_input = fed is not None or (_needs_fixed_size(model, infos) and size != tuple(meta.input_size)) or tokens
     generator = torch.Generator().manual_seed(int(seed))
     n = batch or _default_batch(objective)

@@ -190,19 +190,19 @@ def _statistics(model, proto, base, cands: list, use_labels: bool, terms: dict, 
     probe = [o.name for o in proto.graph.output]
     watch = list(dict.fromkeys(([first.output[0]] if first is not None else []) + [bn.input[0] for bn in bns]
                                + [n.output[0] for n in early]))
-    other = getattr(model, "_other_inputs", None)  # several inputs: the others get mid-gray, same preprocessing
+    other = model.other_inputs  # several inputs: the others get mid-gray, same preprocessing
 
     def feeds(meta):  # float16 feeds become float32, as the float view's inputs did
         return {k: v.astype(np.float32) if v.dtype == np.float16 else v for k, v in other(meta).items()}
     runner = Runner(G.expose(proto, watch, keep_outputs=True), threads=None, input_name=model.input_name,
-                    extras=feeds(base) if other else None)
+                    extras=feeds(base))
     h, w = base.input_size
     paths = bundled_photos.paths()
     images = np.stack([load_image(p, (h, w), int(round(min(h, w) * 256 / 224))) for p in paths])
 
     def run(c):
         meta = base.replace(**c.fields())
-        if other is not None and runner.extras:
+        if runner.extras:
             runner.extras = {k: v for k, v in feeds(meta).items() if k in runner.extras}
         return runner.run(meta.to_model_input(images))
     spread_ok = first is not None and feeds_activation(proto, first)

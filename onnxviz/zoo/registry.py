@@ -14,13 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..errors import OnnxVizError
+from ..errors import ExportError
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
-
-
-class ExportError(OnnxVizError):
-    """A recipe, weights file or verification problem (the CLI prints it on one line, exit code 2)."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +41,7 @@ class Recipe:
     """Everything needed to export one model; see the module docstring."""
 
     name: str
-    builder: str  # key in onnxviz.zoo.builders.BUILDERS
+    builder: str  # key in onnxviz.zoo.export.builders()
     architecture: str  # the builder's name for it (torchvision/timm model name, ...)
     description: str
     meta: dict  # ModelMeta fields: input_size, resize, interpolation, value_range, mean, std, channel_order
@@ -72,17 +68,11 @@ def register(recipe: Recipe) -> Recipe:
     return recipe
 
 
-def _load() -> None:
-    from . import recipes  # noqa: F401 - registers every recipe on import
-
-
 def names() -> list:
-    _load()
     return sorted(_REGISTRY)
 
 
 def get(name: str) -> Recipe:
-    _load()
     if name not in _REGISTRY:
         raise ExportError(f"no recipe {name!r}; known: {', '.join(sorted(_REGISTRY))} "
                           f"(or use --arch torchvision:NAME / timm:NAME)")
