@@ -67,3 +67,12 @@ class ExportError(OnnxVizError):
 
 class UnsafePathError(OnnxVizError, ValueError):
     """A write would land outside the output folder (a site page or image path from untrusted names)."""
+
+
+class NotEnoughVectors(OnnxVizError):
+    """Too few sampled activation vectors for the concept dictionary asked for."""
+
+    def __init__(self, layer: str, have: int, need: int, per_concept: int):
+        self.layer, self.have, self.need = layer, have, need
+        super().__init__(f"layer {layer!r} has {have:,} sampled activation vectors; {need:,} are needed "
+                         f"({per_concept} per concept)")

@@ -1,6 +1,6 @@
 """`onnxviz concepts`: learn a dictionary of concepts over a layer of a mining run, then mine them.
 
-    onnxviz mine model.onnx photos/ --out runs/m --atlas-layers block_14 --atlas-per-image 64
+    onnxviz mine model.onnx photos/ --run runs/m --atlas-layers block_14 --atlas-per-image 64
     onnxviz concepts model.onnx --run runs/m --layer block_14 --method nmf --concepts 64
 
 Writes ``<run>/concepts/<layer>/<method><K>.json/.npz`` (the dictionary, settings and metrics) and,
@@ -15,7 +15,7 @@ import click
 from ..attribution.labels import caption
 from ..concepts import METHODS, NotEnoughVectors, learn_from_run, mine_concepts, mined_folder, name_concepts
 from ..errors import OnnxVizError
-from .options import load_model, meta_options
+from .options import load_model, meta_options, no_progress_option
 
 
 @click.command()
@@ -37,7 +37,7 @@ from .options import load_model, meta_options
 @click.option("--top", default=16, show_default=True, type=click.IntRange(0), help="Top examples per concept.")
 @click.option("--bottom", default=16, show_default=True, type=click.IntRange(0), help="Bottom examples per concept.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1), help="Images per batch.")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@no_progress_option
 @meta_options
 def concepts(model_path, run_dir, layer_name, method, n_concepts, top_k, epochs, seed, no_stability, do_mine, top,
              bottom, batch_size, no_progress, **meta_kwargs):

@@ -20,8 +20,8 @@ from typing import Optional
 import numpy as np
 
 from ..paths import slug
+from ..runs.layout import RunDir
 
-FOLDER = "concepts"
 
 
 @dataclass
@@ -125,13 +125,13 @@ class Dictionary:
 
 
 def folder_of(run_dir, layer: str) -> Path:
-    """Where a layer's dictionaries live in a run directory."""
-    return Path(run_dir) / FOLDER / slug(layer)
+    """Where a layer's dictionaries live in a run directory (``RunDir.concepts``)."""
+    return RunDir(run_dir).concepts(layer)
 
 
 def stored(run_dir, layer: Optional[str] = None) -> list:
     """Paths of the dictionaries stored in a run (of one layer, or all), sorted."""
-    root = Path(run_dir) / FOLDER
+    root = RunDir(run_dir).concepts_root
     pattern = f"{slug(layer)}/*.json" if layer else "*/*.json"
     return sorted(p for p in root.glob(pattern) if p.with_suffix(".npz").exists())
 

@@ -18,7 +18,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import OnnxVizError
+from ..errors import NotEnoughVectors, OnnxVizError
 from .dictionary import Dictionary
 
 log = logging.getLogger("onnxviz")
@@ -46,7 +46,7 @@ def learn(vectors: np.ndarray, layer: str, method: str = "nmf", concepts: Option
         raise OnnxVizError(f"unknown concept method {method!r}; use one of {', '.join(METHODS)}")
     need = MIN_VECTORS_PER_CONCEPT * k
     if m < need:
-        raise NotEnoughVectors(layer, m, need)
+        raise NotEnoughVectors(layer, m, need, MIN_VECTORS_PER_CONCEPT)
     rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) or 1.0
     split = bool((x < 0).mean() > 0.01)
     settings = {"method": method, "concepts": k, "seed": seed, "vectors": m, "channels": c}
@@ -60,13 +60,6 @@ def learn(vectors: np.ndarray, layer: str, method: str = "nmf", concepts: Option
     return d
 
 
-class NotEnoughVectors(OnnxVizError):
-    """Too few activation vectors for the dictionary asked for."""
-
-    def __init__(self, layer: str, have: int, need: int):
-        self.layer, self.have, self.need = layer, have, need
-        super().__init__(f"layer {layer!r} has {have:,} sampled activation vectors; {need:,} are needed "
-                         f"({MIN_VECTORS_PER_CONCEPT} per concept)")
 
 
 def _features(x, rms, split):

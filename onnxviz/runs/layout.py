@@ -5,6 +5,7 @@
         mining/mining.sqlite, images/, crops/, sheets/   dataset examples (onnxviz.mining)
         attribution/<photo stem>/...     attributions and activation grids (onnxviz.attribution.output)
         atlas/<layer slug>/atlas.*       activation atlases (onnxviz.attribution.atlas)
+        concepts/<layer slug>/<name>.json/.npz, <name>/   concept dictionaries and their mining (onnxviz.concepts)
 
 A leaf module (it imports only ``onnxviz.paths``), so mining, which runs before ``runs`` in the data
 flow, can name its folder from here without importing anything downstream.
@@ -27,6 +28,7 @@ class RunDir(os.PathLike):
     MINING = "mining"
     ATTRIBUTION = "attribution"
     ATLAS = "atlas"
+    CONCEPTS = "concepts"
 
     def __init__(self, root: Union[str, os.PathLike]):
         self.root = Path(root)
@@ -87,6 +89,14 @@ class RunDir(os.PathLike):
     def atlas(self, layer: str) -> Path:
         """The folder of a layer's activation atlas."""
         return self.atlases / slug(layer)
+
+    @property
+    def concepts_root(self) -> Path:
+        return self.root / self.CONCEPTS
+
+    def concepts(self, layer: str) -> Path:
+        """The folder of a layer's concept dictionaries (and, one folder each, their mined examples)."""
+        return self.concepts_root / slug(layer)
 
     def has_mining(self) -> bool:
         """Whether ``onnxviz mine`` wrote results here (the mining folder exists)."""
