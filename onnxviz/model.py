@@ -107,8 +107,13 @@ class Model:
         stored = _stored_meta(raw, self.path)
         self.opset = G.opset(raw)
         self.producer = f"{raw.producer_name} {raw.producer_version}".strip()
-        self.proto = G.normalize(raw, input)
-        inp = G.image_input(self.proto, input)
+        try:
+            self.proto = G.normalize(raw, input)
+            inp = G.image_input(self.proto, input)
+        except ModelLoadError as exc:
+            if self.path is None or str(self.path) in str(exc):
+                raise
+            raise ModelLoadError(f"{self.path}: {exc}") from None
         self.input_name = inp.name
         dims = inp.type.tensor_type.shape.dim
         # -1 or 0 (old Paddle2ONNX writes -1 for a dynamic dim) is unknown too

@@ -7,6 +7,7 @@ modes, odd file names; archives get bombs, traversal names and broken members; r
 """
 from __future__ import annotations
 
+import functools
 import io
 import json
 import random
@@ -23,7 +24,7 @@ from .models import flip_bytes
 
 ODD_NAMES = ["space name.jpg", "ñoño 名前.jpg", "-dash.jpg", "UPPER.JPG", "dots..jpg", "x" * 200 + ".jpg",
              "semi;colon.png", "quote'\".png", "new\nline.jpg", "tab\tname.png", "#hash.jpg", "%41.png"]
-BOMB_BYTES = 96 * 2 ** 20  # an archive member that inflates to this many bytes (zeros)
+BOMB_BYTES = 320 * 2 ** 20  # an archive member that inflates to this many bytes (zeros): beyond any photo
 
 
 def photos(n: int, size: int = 40, seed: int = 0) -> list:
@@ -113,8 +114,22 @@ def damaged_image(rng: random.Random, photo: Image.Image) -> tuple:
     return f"image:{kind}", name, data
 
 
-def _bomb_member() -> bytes:
-    return b"\x00" * BOMB_BYTES
+@functools.lru_cache(maxsize=None)
+def _bomb_archive(kind: str) -> bytes:
+    """A zip or tar.gz holding one photo and ``bomb.png``, BOMB_BYTES of zeros (built once per process)."""
+    buf = io.BytesIO()
+    photo = encode(photos(1, seed=0)[0])
+    if kind == "zip":
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("bomb.png", b"\x00" * BOMB_BYTES)
+            z.writestr("photo.jpg", photo)
+    else:
+        with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as t:
+            for name, data in (("photo.jpg", photo), ("bomb.png", b"\x00" * BOMB_BYTES)):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                t.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
 
 
 ARCHIVE_KINDS = ["zip_bomb", "zip_traversal", "zip_broken", "zip_absolute", "zip_dupes", "zip_truncated",
@@ -128,7 +143,13 @@ def archive(rng: random.Random, folder: Path, good: list) -> tuple:
     members = list(good)
     if kind.startswith("zip"):
         path = folder / "photos.zip"
-        extra = {"zip_bomb": [("bomb.png", _bomb_member())], "zip_traversal": [("../../escape.jpg", good[0][1])],
+        if kind == "zip_bomb":
+            path.write_bytes(_bomb_archive("zip"))
+            with zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED) as z:
+                for name, data in members:
+                    z.writestr(name, data)
+            return f"archive:{kind}", path
+        extra = {"zip_traversal": [("../../escape.jpg", good[0][1])],
                  "zip_absolute": [("/tmp/abs.jpg", good[0][1])], "zip_dupes": [good[0], good[0]],
                  "zip_in_zip": [("inner.zip.jpg", b"PK\x03\x04" + b"\x00" * 40)]}.get(kind, [])
         with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
@@ -146,17 +167,17 @@ def archive(rng: random.Random, folder: Path, good: list) -> tuple:
             data = bytearray(b"PK\x05\x06" + b"\x00" * 18)
         path.write_bytes(bytes(data))
         return f"archive:{kind}", path
-    path = folder / ("photos.tar.gz" if kind in ("tar_gz_broken", "tar_bomb") else "photos.tar")
+    if kind == "tar_bomb":
+        path = folder / "photos.tar.gz"
+        path.write_bytes(_bomb_archive("tar"))
+        return f"archive:{kind}", path
+    path = folder / ("photos.tar.gz" if kind == "tar_gz_broken" else "photos.tar")
     with tarfile.open(path, "w:gz" if path.suffix == ".gz" else "w") as t:
         for name, data in members:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             t.addfile(info, io.BytesIO(data))
-        if kind == "tar_bomb":
-            info = tarfile.TarInfo("bomb.png")
-            info.size = BOMB_BYTES
-            t.addfile(info, io.BytesIO(_bomb_member()))
-        elif kind == "tar_traversal":
+        if kind == "tar_traversal":
             info = tarfile.TarInfo("../../escape.jpg")
             info.size = len(good[0][1])
             t.addfile(info, io.BytesIO(good[0][1]))

@@ -156,7 +156,7 @@ def ort_reason(exc: BaseException) -> str:
     text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
     text = re.sub(r"Load model from .*? failed:", "", text)
     text = re.sub(r"/onnxruntime_src/\S+ ", "", text)
-    text = re.sub(r"^[\w:<>]+ onnxruntime::[^ (]+\(.*?\)\s+(?=[A-Z])", "", text.strip())  # a C++ signature
+    text = re.sub(r"^(?:[\w:<>]+ )?onnxruntime::[^ (]+\(.*?\)\s+(?=[A-Z\[])", "", text.strip())  # a C++ signature
     text = re.sub(r"\b\w+\.cc:\d+ \w+ ", "", text)  # a source location and function name
     return text.strip()[:600] or type(exc).__name__
 

@@ -23,6 +23,7 @@ import os
 import tarfile
 import threading
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
@@ -267,23 +268,37 @@ def open_source(spec) -> ImageSource:
     path = Path(str(spec)).expanduser()
     if not path.exists():
         raise DatasetError(f"image source not found: {path}")
-    if path.is_dir():
-        src: ImageSource = FolderSource(path)
-    elif zipfile.is_zipfile(path):
-        src = ZipSource(path)
-    elif tarfile.is_tarfile(path):
-        src = TarSource(path)
-    elif path.suffix.lower() in LIST_SUFFIXES:
-        src = ListSource(path)
-    else:
-        raise DatasetError(f"{path} is neither a folder, a zip or tar archive, nor a list file (.txt/.lst/.csv "
-                           "with one image path per line)")
+    try:
+        if path.is_dir():
+            src: ImageSource = FolderSource(path)
+        elif zipfile.is_zipfile(path):
+            src = ZipSource(path)
+        elif tarfile.is_tarfile(path):
+            src = TarSource(path)
+        elif path.suffix.lower() in LIST_SUFFIXES:
+            src = ListSource(path)
+        elif _archive_name(path):
+            raise DatasetError(f"{path} is named like an archive but is not a readable zip or tar file (a truncated "
+                               "or damaged download?); download or pack it again")
+        else:
+            raise DatasetError(f"{path} is neither a folder, a zip or tar archive, nor a list file (.txt/.lst/.csv "
+                               "with one image path per line)")
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, UnicodeDecodeError, OSError) as exc:
+        what = "list file" if path.suffix.lower() in LIST_SUFFIXES else "archive" if path.is_file() else "folder"
+        why = getattr(exc, "strerror", None) or str(exc).splitlines()[0][:200] if str(exc) else "unreadable"
+        raise DatasetError(f"cannot read the {what} {path} ({why}): it is damaged, truncated or not readable; "
+                           "fix or replace it (a list file is UTF-8 text, one image path per line)") from None
     if len(src) == 0:
         if src.ignored:
             raise DatasetError(f"no images in {path}: {src.ignored} files, none with an image suffix "
                                f"({', '.join(sorted(IMAGE_SUFFIXES))})")
         raise DatasetError(f"no images in {path}: it is empty")
     return src
+
+
+def _archive_name(path: Path) -> bool:
+    name = path.name.lower()
+    return name.endswith((".zip", ".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz"))
 
 
 def parse_shard(text: Optional[str]) -> tuple:

@@ -211,6 +211,11 @@ def build_site(model, out, run=None, mining: Optional[MiningSource] = None, **kw
     metadata overrides the model was loaded with, repeated in those commands). Returns the path
     of ``index.html``.
     """
+    if run is not None and not Path(run).is_dir():
+        from ..errors import RunDirError
+
+        raise RunDirError(f"run directory not found: {run} (give the --out folder of `onnxviz mine` / `onnxviz "
+                          "render`, or build the site without --run)")
     if isinstance(model, (str, os.PathLike)):
         from ..model import load
 
