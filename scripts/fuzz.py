@@ -1,6 +1,8 @@
 """Fuzz onnxviz: mutated ONNX files, images, archives and run directories through every command.
 
-    python scripts/fuzz.py --seed 0 --cases 2000 --work /tmp/onnxviz-fuzz --json docs/fuzz.json --md docs/fuzz.md
+    python scripts/fuzz.py --seed 0 --cases 2000 --work /tmp/onnxviz-fuzz --summary docs/fuzz.json --md docs/fuzz.md
+    python scripts/fuzz.py --seed 0 --start 100 --cases 100 --json /tmp/chunk_100.json   # one chunk of a long run
+    python scripts/fuzz.py --merge /tmp/chunk_*.json --summary docs/fuzz.json --md docs/fuzz.md
     python scripts/fuzz.py --seed 0 --start 417 --cases 1 --keep        # rerun one case, keep its inputs
 
 Every case is rebuilt from (seed, index) alone. Exit code 1 when any case is a finding (a generic
@@ -26,6 +28,7 @@ def main() -> int:
     ap.add_argument("--per-worker", type=int, default=40, help="Cases per worker process.")
     ap.add_argument("--keep", action="store_true", help="Keep every case's inputs (default: only findings').")
     ap.add_argument("--json", type=Path, default=None, help="Write the results (and the summary) here.")
+    ap.add_argument("--summary", type=Path, default=None, help="Write the summary alone (no per-case output) here.")
     ap.add_argument("--md", type=Path, default=None, help="Write the summary as markdown here.")
     ap.add_argument("--merge", type=Path, nargs="*", default=None,
                     help="Summarize earlier --json results files (chunks) instead of running.")
@@ -46,6 +49,8 @@ def main() -> int:
     print(json.dumps(s["outcomes"]))
     if args.json:
         args.json.write_text(json.dumps({"command": command, "summary": s, "results": results}, indent=1))
+    if args.summary:
+        args.summary.write_text(json.dumps({"command": command, "summary": s}, indent=1))
     if args.md:
         args.md.write_text(runner.markdown(s, command))
     return 1 if any(s["outcomes"][o] for o in runner.FINDINGS) else 0

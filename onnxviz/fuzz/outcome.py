@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-OUTCOMES = ("ok", "clear", "generic", "internal", "traceback", "crash", "hang")
-FINDINGS = ("generic", "internal", "traceback", "crash", "hang")
+OUTCOMES = ("ok", "clear", "generic", "internal", "traceback", "crash", "hang", "harness")
+FINDINGS = ("generic", "internal", "traceback", "crash", "hang", "harness")  # harness: a case it could not build
 
 # `SomethingError: ...`, `SomeException: ...`, or a ` failed: Name: ` prefix (onnxruntime's Fail, InvalidGraph, ...)
 _GENERIC = re.compile(r"\b(?:[A-Z]\w*(?:Error|Exception|Warning)|KeyError|StopIteration)\b:|\bfailed: [A-Z]\w*: ")

@@ -49,7 +49,15 @@ def main(argv=None) -> None:
         for index in range(start, stop):
             folder = work / "cases" / f"{index:06d}"
             shutil.rmtree(folder, ignore_errors=True)
-            case = make_case(seed, index, base, folder)
+            try:
+                case = make_case(seed, index, base, folder)
+            except Exception:  # noqa: BLE001 - a bug of the harness itself: recorded as such, never skipped
+                log.write(json.dumps({"start": index, "timeout": 60, "family": "harness", "label": "make_case failed",
+                                      "argv": ["(none)"]}) + "\n")
+                log.write(json.dumps({"index": index, "code": None, "outcome": "harness",
+                                      "output": traceback.format_exc()[-4000:]}) + "\n")
+                log.flush()
+                continue
             log.write(json.dumps({"start": index, "timeout": case.timeout, "family": case.family, "label": case.label,
                                   "argv": case.argv}) + "\n")
             log.flush()
