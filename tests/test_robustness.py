@@ -254,3 +254,17 @@ def test_serve_binds_loopback_and_serves_only_the_site_folder(tmp_path):
     from onnxviz.cli.site import serve as serve_cli
 
     assert next(p for p in serve_cli.params if p.name == "host").default == "127.0.0.1"
+
+
+def test_damaged_archive_and_missing_run_directory_are_named(tmp_path, base_model):
+    from onnxviz.mining.datasets import DatasetError, open_source
+
+    z = tmp_path / "photos.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("a.jpg", encode(photos(1)[0]))
+    z.write_bytes(z.read_bytes()[: z.stat().st_size // 2])  # a truncated download
+    with pytest.raises(DatasetError, match=r"photos.zip is named like an archive but is not a readable zip"):
+        open_source(z)
+    res = CliRunner().invoke(main, ["site", str(base_model), "--run", str(tmp_path / "nope"), "--out",
+                                    str(tmp_path / "site")])
+    assert res.exit_code == 3 and f"run directory not found: {tmp_path / 'nope'}" in res.output
