@@ -41,6 +41,10 @@ def test_exit_codes_usage_2_bad_input_3(tmp_path, base_model):
     assert res.exit_code == 2 and "Missing argument" in res.output
     res = CliRunner().invoke(main, ["render", str(base_model), "--steps", "two"])
     assert res.exit_code == 2
+    for command in (["render", str(base_model), "relu2:1"], ["atlas", str(base_model), "--run", str(tmp_path),
+                                                             "--layer", "relu2"]):
+        res = CliRunner().invoke(main, command + ["--threads", "-1"])  # fuzz case 303 of seed 2026: was exit 4
+        assert res.exit_code == 2 and "--threads" in res.output, res.output
     res = CliRunner().invoke(main, ["inspect", str(tmp_path / "missing.onnx")])
     assert res.exit_code == 3 and res.output.strip() == f"error: model file not found: {tmp_path / 'missing.onnx'}"
     res = CliRunner().invoke(main, ["render", str(base_model), "nope:1", "--steps", "2", "--out", str(tmp_path / "o")])

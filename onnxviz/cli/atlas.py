@@ -33,7 +33,7 @@ from .options import load_model, meta_options
 @click.option("--no-classes", is_flag=True, help="Skip the class support (class atlas).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--device", default=None)
-@click.option("--threads", type=int, default=None)
+@click.option("--threads", type=click.IntRange(1), default=None)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Output folder (default RUN/atlas/<layer>).")
 @click.option("--no-progress", is_flag=True)

@@ -49,7 +49,7 @@ def _default_out(model, out):
 @click.option("--render-size", default=96, show_default=True, type=click.IntRange(8))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--device", default=None, help="torch device (default: cuda if available).")
-@click.option("--threads", type=int, default=None, help="torch CPU threads.")
+@click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Output folder (default runs/<model name>/attribution).")
 @click.option("--no-progress", is_flag=True)
@@ -95,7 +95,7 @@ def attribute(model_path, photos, target, layer_name, method, steps, smooth, noi
               help="Larger maps are average-pooled to at most this many cells per side.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--device", default=None)
-@click.option("--threads", type=int, default=None)
+@click.option("--threads", type=click.IntRange(1), default=None)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Output folder (default runs/<model name>/attribution).")
 @click.option("--no-progress", is_flag=True)

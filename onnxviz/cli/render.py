@@ -85,7 +85,7 @@ def _report_reliability(w) -> None:
 @click.option("--lr", type=float, default=None,
               help=f"Adam step size (default {runs_render.LR}; {runs_render.DEEPDREAM_LR} for --deepdream).")
 @click.option("--device", default=None, help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda if available).")
-@click.option("--threads", type=int, default=None, help="torch CPU threads.")
+@click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads.")
 @click.option("--out", "out_dir", type=click.Path(), default=None,
               help="Output folder (default runs/<model name>/render).")
 @click.option("--no-progress", is_flag=True)
