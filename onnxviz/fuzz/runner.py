@@ -122,6 +122,6 @@ def markdown(s: dict, command: str) -> str:
         lines.append(f"| {cmd} | " + " | ".join(str(counts.get(c, 0)) for c in cols) + " |")
     lines += ["", "Exit codes: " + ", ".join(f"{k}: {v}" for k, v in sorted(s["exit_codes"].items()))]
     if s["findings"]:
-        lines += ["", "Findings:", ""] + [f"- case {f['index']} ({f['outcome']}, {f['label']}): `{f['line']}`"
-                                          for f in s["findings"][:50]]
+        lines += ["", "Findings:", ""] + [f"- case {f['index']} ({f['outcome']}, {f['label']}): "
+                                          f"`{f['line'].replace('`', chr(39))}`" for f in s["findings"][:50]]
     return "\n".join(lines) + "\n"
