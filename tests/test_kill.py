@@ -75,3 +75,50 @@ def test_mine_killed_twice_then_resumed_equals_an_uninterrupted_run(digits_onnx,
         assert _table(db, sql) == _table(ref_db, sql)
     for png in (out / "mining").rglob("*.png"):  # every picture is whole
         Image.open(png).load()
+
+
+@pytest.mark.slow
+def test_render_layer_killed_twice_then_resumed_equals_an_uninterrupted_run(tmp_path):
+    """`render --layer L --all` killed on a fixed schedule (after 2, then 4 of 8 records), then resumed:
+    the same pictures and records (commands aside) as one uninterrupted run."""
+    import json
+
+    import onnx
+
+    from onnxviz.cli import main
+    from onnxviz.fuzz.models import base_model
+    from click.testing import CliRunner
+
+    model = tmp_path / "cnn.onnx"
+    onnx.save(base_model(), model)
+
+    def argv(out):
+        return ["render", str(model), "--layer", "relu2", "--all", "--batch-size", "2", "--steps", "6", "--out",
+                str(out), "--no-progress", "--threads", "1"]
+
+    res = CliRunner().invoke(main, argv(tmp_path / "ref"))
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "killed"
+    kills = []
+    for at in (2, 4):
+        proc = subprocess.Popen([sys.executable, "-m", "onnxviz"] + argv(out), cwd=REPO, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)})
+        deadline = time.monotonic() + 180
+        while proc.poll() is None and len(list(out.rglob("*.json"))) < at and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills.append(len(list(out.rglob("*.json"))))
+        proc.wait()
+    assert kills and kills[0] < 8, kills
+    res = CliRunner().invoke(main, argv(out))  # resume: keeps finished batches, renders the rest
+    assert res.exit_code == 0, res.output
+    ref = sorted(p.relative_to(tmp_path / "ref") for p in (tmp_path / "ref").rglob("*") if p.is_file())
+    got = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file() and not p.name.endswith(".tmp"))
+    assert got == ref
+    for rel in ref:
+        a, b = (tmp_path / "ref" / rel).read_bytes(), (out / rel).read_bytes()
+        if rel.suffix == ".json":
+            a, b = ({k: v for k, v in json.loads(x).items() if k not in ("command", "seconds", "ms_per_step")}
+                    for x in (a, b))
+        assert a == b, rel
