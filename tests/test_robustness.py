@@ -84,6 +84,24 @@ def test_unsorted_valid_graph_passes_the_structure_check():
     validate.structure(m.graph, "shuffled.onnx")  # no error: order is not structure
 
 
+def test_unsorted_graph_onnx2torch_cannot_convert_names_the_node():
+    from onnxviz.backends.fx import convert
+    from onnxviz.errors import ConversionError
+
+    m = fm.base_model()
+    fm.PROTO_MUTATORS["shuffle"](random.Random(3), m)  # fuzz cases 417, 526 of seed 2026 (was a bare RuntimeError)
+    with pytest.raises(ConversionError, match=r"node 'conv2' reads tensor 'relu1'.*topological order"):
+        convert(m)
+
+
+def test_conv_kernel_shape_that_contradicts_its_weight_is_refused_at_load(tmp_path):
+    m = fm.base_model()
+    next(a for a in m.graph.node[0].attribute if a.name == "kernel_shape").ints[:] = [100000, 100000]
+    onnx.save(m, tmp_path / "m.onnx")  # fuzz case 373 of seed 2026: passed load, then ran out of memory in render
+    with pytest.raises(ModelLoadError, match=r"node 'conv1' \(Conv\) declares kernel_shape \[100000, 100000\]"):
+        onnxviz.load(tmp_path / "m.onnx")
+
+
 def test_onnxruntime_rejection_is_reported_at_load_with_the_node(tmp_path):
     m = fm.base_model()
     m.graph.node[1].op_type = "FancyRelu"

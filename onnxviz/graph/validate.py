@@ -95,10 +95,38 @@ def structure(graph: onnx.GraphProto, path) -> None:
         if out.name not in producer and out.name not in known:
             raise ModelLoadError(f"{where} graph output {_name(out.name)} is computed by no node; the file is damaged "
                                  "(re-export it)")
+    kernels(graph, path)
     cycle = _cycle(graph, producer)
     if cycle:
         raise ModelLoadError(f"{where} the graph has a cycle through {', '.join(_node_name(n) for n in cycle[:4])}"
                              f"{' ...' if len(cycle) > 4 else ''}; ONNX graphs are acyclic (re-export the model)")
+
+
+def out_of_order(graph: onnx.GraphProto):
+    """(node name, tensor) of the first node that reads a tensor computed by a later node, or None."""
+    made = {t.name for t in graph.initializer} | {i.name for i in graph.input} | {""}
+    later = {o for n in graph.node for o in n.output}
+    for node in graph.node:
+        for name in node.input:
+            if name not in made and name in later:
+                return node.name or node.op_type, name
+        made.update(node.output)
+    return None
+
+
+def kernels(graph: onnx.GraphProto, path) -> None:
+    """A Conv whose kernel_shape attribute disagrees with its weight's shape (onnxruntime and onnx's
+    checker only find out when it runs)."""
+    weights = {t.name: list(t.dims) for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type not in ("Conv", "ConvTranspose") or len(node.input) < 2 or node.input[1] not in weights:
+            continue
+        declared = next((list(a.ints) for a in node.attribute if a.name == "kernel_shape"), None)
+        actual = weights[node.input[1]][2:]
+        if declared is not None and declared != actual:
+            raise ModelLoadError(f"{path or 'the model'}: {_node_name(node)} declares kernel_shape {declared} but "
+                                 f"its weight {_name(node.input[1])} has a {actual} kernel; the file is damaged "
+                                 "(re-export it)")
 
 
 def _cycle(graph, producer: dict) -> list:
