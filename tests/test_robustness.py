@@ -45,6 +45,8 @@ def test_exit_codes_usage_2_bad_input_3(tmp_path, base_model):
                                                              "--layer", "relu2"]):
         res = CliRunner().invoke(main, command + ["--threads", "-1"])  # fuzz case 303 of seed 2026: was exit 4
         assert res.exit_code == 2 and "--threads" in res.output, res.output
+    res = CliRunner().invoke(main, ["inspect", str(base_model), "--mean", "a,b"])  # fuzz case 647: was exit 4
+    assert res.exit_code == 2 and "--mean" in res.output and "comma-separated numbers" in res.output, res.output
     res = CliRunner().invoke(main, ["inspect", str(tmp_path / "missing.onnx")])
     assert res.exit_code == 3 and res.output.strip() == f"error: model file not found: {tmp_path / 'missing.onnx'}"
     res = CliRunner().invoke(main, ["render", str(base_model), "nope:1", "--steps", "2", "--out", str(tmp_path / "o")])
