@@ -57,6 +57,8 @@ def base_model(seed: int = 0) -> onnx.ModelProto:
 
 # ---------------------------------------------------------------------------------------------- bytes
 def flip_bytes(data: bytes, rng: random.Random, n: int = 0) -> bytes:
+    if not data:
+        return data
     b = bytearray(data)
     for _ in range(n or rng.choice([1, 2, 8, 64])):
         i = rng.randrange(len(b))
@@ -351,7 +353,7 @@ def mutate_model(base: onnx.ModelProto, rng: random.Random, folder: Path) -> tup
         name = rng.choice(sorted(PROTO_MUTATORS) + ["external"])
         try:
             labels.append(_m_external(rng, m, folder) if name == "external" else PROTO_MUTATORS[name](rng, m))
-        except (ValueError, IndexError, StopIteration) as exc:  # the mutant left nothing to mutate
+        except (ValueError, IndexError, StopIteration, onnx.checker.ValidationError) as exc:  # nothing left to mutate
             labels.append(f"{name}: skipped ({type(exc).__name__})")
     path.write_bytes(m.SerializeToString())
     return "; ".join(labels), path

@@ -73,7 +73,13 @@ class Store:
     # ------------------------------------------------------------------ meta
     def get(self, key: str, default=None):
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return json.loads(row[0]) if row else default
+        try:
+            return json.loads(row[0]) if row else default
+        except (TypeError, ValueError):
+            from ..errors import RunDirError
+
+            raise RunDirError(f"{self.path}: its {key!r} entry is damaged (not JSON): the run is damaged or partial; "
+                              "mine again with --overwrite (or into a new --out folder)") from None
 
     def put(self, key: str, value) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
