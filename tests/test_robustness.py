@@ -294,3 +294,17 @@ def test_damaged_archive_and_missing_run_directory_are_named(tmp_path, base_mode
     res = CliRunner().invoke(main, ["site", str(base_model), "--run", str(tmp_path / "nope"), "--out",
                                     str(tmp_path / "site")])
     assert res.exit_code == 3 and f"run directory not found: {tmp_path / 'nope'}" in res.output
+
+
+def test_damaged_entry_of_a_mining_database_names_the_file(tmp_path):
+    from onnxviz.errors import RunDirError
+    from onnxviz.mining.store import Store
+
+    db = tmp_path / "mining.sqlite"
+    s = Store(db)
+    s.put("config", {"source": "photos"})
+    s.db.execute("UPDATE meta SET value = ? WHERE key = 'config'", ('{"source": "pho',))  # fuzz case 671
+    s.db.commit()
+    s.close()
+    with pytest.raises(RunDirError, match=r"mining.sqlite: its 'config' entry is damaged"):
+        Store(db, readonly=True).get("config")
