@@ -76,3 +76,33 @@ class NotEnoughVectors(OnnxVizError):
         self.layer, self.have, self.need = layer, have, need
         super().__init__(f"layer {layer!r} has {have:,} sampled activation vectors; {need:,} are needed "
                          f"({per_concept} per concept)")
+
+
+# ---------------------------------------------------------------- exit codes (the CLI's contract)
+EXIT_USAGE = 2  # a command line that cannot be run as given (click's usage errors)
+EXIT_BAD_INPUT = 3  # an OnnxVizError: a file, folder, field or value the user can fix
+EXIT_INTERNAL = 4  # a bug in onnxviz: the line says so and how to report it
+DEBUG_ENV = "ONNXVIZ_DEBUG"  # ONNXVIZ_DEBUG=1 prints the traceback behind any error line
+
+
+class RunDirError(OnnxVizError):
+    """A run directory (or a file in it) that is missing, partial or corrupt; names the file and the fix."""
+
+
+def describe_os_error(exc: OSError, doing: str = "use") -> str:
+    """One sentence for an OSError from the user's environment: the path, what the system said, what to do."""
+    path = exc.filename if exc.filename is not None else "a file"
+    reason = exc.strerror or str(exc) or "an operating-system error"
+    hint = {"ENOSPC": "free some disk space", "EACCES": "check its permissions", "EPERM": "check its permissions",
+            "ENOENT": "check the path", "EROFS": "write somewhere writable"}.get(_errno_name(exc), "check the path")
+    return f"cannot {doing} {path}: {reason} ({hint} and run the command again)"
+
+
+def _errno_name(exc: OSError) -> str:
+    import errno
+
+    return errno.errorcode.get(exc.errno or 0, "")
+
+
+class MetadataError(OnnxVizError, ValueError):
+    """A preprocessing/metadata field with a wrong type or an impossible value; names the field."""

@@ -40,32 +40,55 @@ def load(path: Union[str, Path], meta: Optional[ModelMeta] = None, input: Option
 
 
 def read_proto(path: Union[str, Path]) -> onnx.ModelProto:
-    """Read and validate an ONNX file, with a clear error for each way this fails."""
+    """Read and validate an ONNX file, with a clear error for each way this fails (graph/validate.py:
+    external data kept beside the model, a well-formed graph whatever its node order)."""
+    from .graph import validate
+
     path = Path(path)
     if not path.exists():
         raise ModelLoadError(f"model file not found: {path}")
     if path.is_dir():
         raise ModelLoadError(f"{path} is a folder, not an ONNX file")
-    head = path.read_bytes()[:64]
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read {path}: {exc.strerror or exc}") from exc
     if not head:
         raise ModelLoadError(f"{path} is empty, not an ONNX model")
     try:
-        proto = onnx.load(str(path), load_external_data=True)
-    except DecodeError as exc:
-        raise ModelLoadError(f"{path} is not an ONNX model (protobuf decode failed: {exc}); "
+        proto = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, RuntimeWarning, ValueError, TypeError, EOFError) as exc:
+        raise ModelLoadError(f"{path} is not an ONNX model (protobuf decode failed: {str(exc)[:200] or 'no reason'}); "
                              "a truncated download looks like this too") from exc
-    except FileNotFoundError as exc:
-        raise ModelLoadError(f"{path} refers to an external-data file that is missing: {exc}") from exc
-    except Exception as exc:  # noqa: BLE001
-        raise ModelLoadError(f"{path} could not be read as ONNX: {type(exc).__name__}: {exc}") from exc
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read {path}: {exc.strerror or exc}") from exc
     if not proto.graph.node:
         raise ModelLoadError(f"{path} is not an ONNX model (no graph nodes found; is it another file type "
                              "or truncated?)")
-    try:
-        G.check(proto)
-    except Exception as exc:  # noqa: BLE001 - onnxruntime, the real judge, accepts many such files
-        log.warning("%s does not pass onnx.checker (%s); going on", path, str(exc).splitlines()[0])
+    validate.external_data(proto, path)
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
+        try:
+            onnx.load_external_data_for_model(proto, str(path.parent))
+        except (OSError, ValueError, onnx.checker.ValidationError) as exc:
+            raise ModelLoadError(f"{path}: cannot read its external data ({str(exc).splitlines()[0][:300]}); put the "
+                                 "data files that came with the model beside it") from exc
+    validate.structure(proto.graph, path)
+    complaint = validate.checker_warning(proto)
+    if complaint:  # onnxruntime, the real judge, accepts many such files (validate.loadable runs it)
+        log.warning("%s does not pass onnx.checker (%s); going on", path, complaint)
     return proto
+
+
+def _stored_meta(raw: onnx.ModelProto, path) -> Optional[ModelMeta]:
+    """The file's onnxviz metadata, or a ModelLoadError naming the file and the field that is wrong."""
+    from .errors import MetadataError
+
+    try:
+        return ModelMeta.from_onnx(raw)
+    except MetadataError as exc:
+        raise ModelLoadError(f"{path or 'the model'}: {exc}. Fix the metadata_props entry 'onnxviz' (or remove it: "
+                             "onnxviz then infers the preprocessing)") from None
 
 
 class Model:
@@ -73,22 +96,32 @@ class Model:
 
     def __init__(self, path_or_proto, meta: Optional[ModelMeta] = None, input: Optional[str] = None,
                  infer: bool = True, **overrides):
+        from .graph import validate
+
         if isinstance(path_or_proto, onnx.ModelProto):
             self.path, raw = None, path_or_proto
+            validate.structure(raw.graph, None)
         else:
             self.path = Path(path_or_proto)
             raw = read_proto(self.path)
+        stored = _stored_meta(raw, self.path)
         self.opset = G.opset(raw)
         self.producer = f"{raw.producer_name} {raw.producer_version}".strip()
-        self.proto = G.normalize(raw, input)
-        inp = G.image_input(self.proto, input)
+        try:
+            self.proto = G.normalize(raw, input)
+            inp = G.image_input(self.proto, input)
+        except ModelLoadError as exc:
+            if self.path is None or str(self.path) in str(exc):
+                raise
+            raise ModelLoadError(f"{self.path}: {exc}") from None
         self.input_name = inp.name
         dims = inp.type.tensor_type.shape.dim
         # -1 or 0 (old Paddle2ONNX writes -1 for a dynamic dim) is unknown too
         self.input_shape = tuple(None if i == 0 else (d.dim_value if d.HasField("dim_value") and d.dim_value > 0
                                                       else None) for i, d in enumerate(dims))
         self.input_layout = input_layout(self.proto, self.input_name, self.input_shape)
-        stored = ModelMeta.from_onnx(raw)
+        validate.input_size(self.path, self.input_name, self.input_shape, self.input_layout)
+        validate.loadable(self.proto, self.path)
         self.meta_source = "file" if stored else "defaults"
         self.input_rule = self._input_rule(stored, overrides)
         base = meta or stored or self._default_meta()

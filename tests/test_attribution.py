@@ -195,7 +195,7 @@ def test_cli_attribute_grid_atlas(digits_onnx, folder, run, tmp_path):
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "atlas" / "atlas.json").read_text())["grid"] == 3
     res = cli.invoke(main, ["attribute", digits_onnx, photo, "--layer", "nope"])
-    assert res.exit_code == 2 and res.output.startswith("error: no layer named 'nope'")
+    assert res.exit_code == 3 and res.output.startswith("error: no layer named 'nope'")
 
 
 # ---------------------------------------------------------------------------- NHWC, BGR, 0..255

@@ -74,7 +74,7 @@ def test_site_with_unreadable_mining_results_is_an_error(digits_onnx, tmp_path):
     (run / "mining").mkdir(parents=True)
     (run / "mining" / "mining.sqlite").write_bytes(b"this is not a database")
     res = CliRunner().invoke(main, ["site", digits_onnx, "--run", str(run), "--out", str(tmp_path / "site")])
-    assert res.exit_code == 2 and "mining" in res.output and "Traceback" not in res.output
+    assert res.exit_code == 3 and "mining" in res.output and "Traceback" not in res.output
 
 
 def test_provider_fallback_is_a_warning(caplog):

@@ -329,9 +329,9 @@ def test_empty_and_imageless_folders_give_clear_messages(digits_onnx, tmp_path):
     with pytest.raises(DatasetError, match="no images.*2 files"):
         open_source(docs)
     res = CliRunner().invoke(cli, ["mine", str(digits_onnx), str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
-    assert res.exit_code == 2 and "empty" in res.output
+    assert res.exit_code == 3 and "empty" in res.output
     res = CliRunner().invoke(cli, ["mine", str(digits_onnx), str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
-    assert res.exit_code == 2 and "not found" in res.output
+    assert res.exit_code == 3 and "not found" in res.output
 
 
 def test_zip_tar_and_list_sources_give_the_same_result(digits_model, digits_folder, digits_run, tmp_path):
@@ -364,7 +364,7 @@ def test_cli_mine_and_examples(digits_onnx, digits_folder, tmp_path):
     assert len(res.output.strip().splitlines()) == 2 + len(top) and top[0].key in res.output
     assert Image.open(sheet).size[0] > 100
     res = CliRunner().invoke(cli, ["examples", str(out), "relu_2"])
-    assert res.exit_code == 2 and "LAYER:UNIT" in res.output
+    assert res.exit_code == 3 and "LAYER:UNIT" in res.output
 
 
 # ---------------------------------------------------------------------------- real MobileNetV2

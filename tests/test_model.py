@@ -227,7 +227,7 @@ def test_cli_inspect_text_and_json(digits_onnx):
 
 def test_cli_errors_are_one_line(tmp_path):
     res = CliRunner().invoke(main, ["inspect", str(tmp_path / "missing.onnx")])
-    assert res.exit_code == 2
+    assert res.exit_code == 3
     assert "model file not found" in res.output and "Traceback" not in res.output
 
 

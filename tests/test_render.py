@@ -236,7 +236,7 @@ def test_cli_render_writes_png_json_and_reproducible_command(digits_onnx, digits
     assert res.exit_code == 0, res.output
     assert (tmp_path / "out/relu_2/diversity_channel_3_1.png").exists()
     res = runner.invoke(main, ["render", digits_onnx, "nope:1", "--steps", "2"])
-    assert res.exit_code == 2 and "no layer named 'nope'" in res.output
+    assert res.exit_code == 3 and "no layer named 'nope'" in res.output
 
 
 def test_render_through_nhwc_bgr_input_applies_metadata(tmp_path):

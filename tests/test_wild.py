@@ -70,7 +70,7 @@ def test_cli_has_no_traceback(name, tmp_path):
     res = runner.invoke(main, ["inspect", path])
     assert res.exit_code == 0, res.output
     res = runner.invoke(main, ["render", path, "no_such_layer:0", "--steps", "2", "--out", str(tmp_path)])
-    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert res.exit_code == 3 and "Traceback" not in res.output
     assert len([x for x in res.output.strip().splitlines() if x.startswith("error")]) == 1, res.output
 
 

@@ -20,7 +20,6 @@
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from ..errors import OnnxVizError
 from ..optvis.forward import resolve_device
 from .core import output_layer
 from .grid import render_directions
+from ..files import save_picture, write_json, write_text
 
 
 @dataclass
@@ -92,7 +92,6 @@ def reduce_2d(x: np.ndarray, method: str = "auto", seed: int = 0) -> tuple:
                 raise OnnxVizError("umap-learn is not installed: pip install umap-learn, or use --method tsne/pca")
             method, note = "tsne", "umap-learn not installed: t-SNE fallback"
         else:
-            import umap
 
             reducer = umap.UMAP(n_components=2, n_neighbors=max(2, min(20, len(x) - 1)), min_dist=0.01,
                                 metric="cosine", random_state=seed, n_jobs=1)
@@ -240,14 +239,14 @@ def write_atlas(atlas: Atlas, out_dir, cell: int = 64) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"png": out / "atlas.png", "json": out / "atlas.json", "html": out / "atlas.html"}
-    atlas.picture(cell).save(paths["png"])
+    save_picture(atlas.picture(cell), paths["png"])
     data = atlas.to_json()
     data["cell_pixels"] = cell
     data["image"] = paths["png"].name
     if any(c.get("classes") for c in atlas.cells):
         paths["classes_png"] = out / "atlas_classes.png"
-        atlas.class_picture(cell).save(paths["classes_png"])
+        save_picture(atlas.class_picture(cell), paths["classes_png"])
         data["class_image"] = paths["classes_png"].name
-    paths["json"].write_text(json.dumps(data, indent=1), encoding="utf-8")
-    paths["html"].write_text(atlas_html(data), encoding="utf-8")
+    write_json(paths["json"], data)
+    write_text(paths["html"], atlas_html(data))
     return paths

@@ -11,7 +11,6 @@
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Optional
@@ -22,6 +21,7 @@ from ..paths import slug
 from .core import output_layer, parse_target
 from ..preprocessing.images import to_pil
 from .pictures import heat_overlay, strip
+from ..files import save_picture, write_json
 
 
 def predicted_target(model, image: np.ndarray) -> str:
@@ -45,7 +45,7 @@ def _display(heat: np.ndarray) -> np.ndarray:
 
 
 def _json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=1, default=float), encoding="utf-8")
+    write_json(path, data, default=float)
 
 
 def attribute_photo(model, photo, out_dir, target: Optional[str] = None, layer: Optional[str] = None,
@@ -66,19 +66,19 @@ def attribute_photo(model, photo, out_dir, target: Optional[str] = None, layer: 
     label = None
     if objective.kind == "class_logit" and model.meta.labels:
         label = model.meta.label(int(objective.unit))
-    to_pil(image).save(folder / "photo.png")
+    save_picture(to_pil(image), folder / "photo.png")
     rec = {"photo": str(photo) if not isinstance(photo, np.ndarray) else None, "target": spec,
            "target_objective": objective.name, "label": label, "predicted_default": target is None,
            "command": command, "files": {"photo": "photo.png"}}
     if "ig" in methods:
         ig = integrated_gradients(model, image, objective, baseline=baseline, steps=steps, smooth=smooth, noise=noise,
                                   seed=seed, device=device)
-        heat_overlay(image, _display(ig.heat[0])).save(folder / "input_ig.png")
+        save_picture(heat_overlay(image, _display(ig.heat[0])), folder / "input_ig.png")
         rec["integrated_gradients"] = {k: v for k, v in ig.record.items() if k != "images"} | ig.record["images"][0]
         rec["files"]["input_ig"] = "input_ig.png"
     if "gxi" in methods:
         gx = gradient_x_input(model, image, objective, baseline=baseline, device=device)
-        heat_overlay(image, _display(gx.heat[0])).save(folder / "input_gxi.png")
+        save_picture(heat_overlay(image, _display(gx.heat[0])), folder / "input_gxi.png")
         rec["gradient_x_input"] = gx.record
         rec["files"]["input_gxi"] = "input_gxi.png"
     if layer:
@@ -94,7 +94,7 @@ def attribute_photo(model, photo, out_dir, target: Optional[str] = None, layer: 
                  "bottom_channels": [{"channel": u, "attribution": a} for u, a in la.top_channels(0, 5, sign=-1)],
                  "channels": np.round(la.channels[0], 6).tolist()}
         if la.spatial is not None:
-            heat_overlay(image, la.spatial[0]).save(folder / f"spatial_{name}.png")
+            save_picture(heat_overlay(image, la.spatial[0]), folder / f"spatial_{name}.png")
             rec["files"]["spatial"] = f"spatial_{name}.png"
             entry["spatial"] = np.round(la.spatial[0], 5).tolist()
         if bb is not None:
@@ -105,8 +105,8 @@ def attribute_photo(model, photo, out_dir, target: Optional[str] = None, layer: 
                 if c["map"] is not None:
                     pics.append(heat_overlay(image, c["map"]))
                     caps.append(f"where ch {c['channel']}\n")
-            strip(pics, caps, cell=render_size, title=f"{la.layer}: top channels for {objective.name}").save(
-                folder / f"channels_{name}.png")
+            save_picture(strip(pics, caps, cell=render_size, title=f"{la.layer}: top channels for {objective.name}"),
+                         folder / f"channels_{name}.png")
             rec["files"]["channels"] = f"channels_{name}.png"
             entry["render"] = bb["record"]
         rec["layer"] = entry
@@ -125,7 +125,7 @@ def grid_photo(model, photo, out_dir, layer: str, command: str = "", **kwargs) -
     folder.mkdir(parents=True, exist_ok=True)
     name = slug(g.layer)
     cell = max(32, int(kwargs.get("size", 64)))
-    g.picture(cell).save(folder / f"grid_{name}.png")
+    save_picture(g.picture(cell), folder / f"grid_{name}.png")
     data = g.to_json() | {"photo": str(photo), "image": f"grid_{name}.png", "cell_pixels": cell, "command": command}
     _json(folder / f"grid_{name}.json", data)
     return data

@@ -42,8 +42,14 @@ def convert(proto: onnx.ModelProto) -> tuple:
         raise ConversionError(f"cannot convert this model to torch: {exc}. inspect, activations and mining "
                               "run on onnxruntime and still work.") from exc
     except Exception as exc:  # noqa: BLE001 - report the model, not onnx2torch internals
-        raise ConversionError(f"onnx2torch failed on this model: {type(exc).__name__}: {exc}. inspect, "
-                              "activations and mining run on onnxruntime and still work.") from exc
+        from ..graph.validate import out_of_order
+
+        late = out_of_order(proto.graph)
+        why = (f"node {late[0]!r} reads tensor {late[1]!r}, which a later node computes: onnx2torch needs the "
+               "nodes in topological order (re-export the model, or sort it with onnx's tools)") if late else \
+            (str(exc).splitlines()[0][:300] or "no reason given")
+        raise ConversionError(f"onnx2torch cannot convert this model ({why}). Rendering needs the torch module; "
+                              "inspect, activations and mining run on onnxruntime and still work.") from exc
     gm.eval()
     gm.requires_grad_(False)
     return gm, tensor_map(gm)

@@ -9,7 +9,6 @@ in the JSON under "reliability". Exit code 1 when any render is suspect.
 """
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import click
 
 from ..errors import OnnxVizError
 from ..preprocessing.images import load_image
+from ..runs.render_records import read_record
 from .options import device_option, load_model, meta_options, run_option
 
 
@@ -50,7 +50,7 @@ def check(model_path, renders, run, k, device, **meta_kwargs):
         js = png.with_suffix(".json")
         if not js.exists() or not png.exists():
             raise OnnxVizError(f"{png}: a render needs its PNG and JSON record side by side")
-        rec = json.loads(js.read_text(encoding="utf-8"))
+        rec = read_record(js)
         unit = rec.get("unit")
         if rec.get("kind") not in ("channel", "diversity") or not isinstance(unit, int) or png.stem.endswith(
                 "_importance"):

@@ -42,13 +42,21 @@ def meta_overrides(input_size=None, value_range=None, mean=None, std=None, chann
     """The CLI's metadata options as keyword overrides for ``onnxviz.load``."""
     out = {"input_size": input_size, "value_range": value_range, "channel_order": channel_order}
     if mean:
-        out["mean"] = [float(v) for v in mean.split(",")]
+        out["mean"] = _numbers(mean, "--mean")
     if std:
-        out["std"] = [float(v) for v in std.split(",")]
+        out["std"] = _numbers(std, "--std")
     if labels_file:
         with open(labels_file, encoding="utf-8") as fh:
             out["labels"] = [line.rstrip("\n") for line in fh if line.strip()]
     return {k: v for k, v in out.items() if v is not None}
+
+
+def _numbers(text: str, option: str) -> list:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: give comma-separated numbers, e.g. 0.485,0.456,0.406",
+                                 param_hint=option) from None
 
 
 def load_model(model_path, **meta_kwargs) -> tuple:

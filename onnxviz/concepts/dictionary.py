@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -137,7 +136,7 @@ def stored(run_dir, layer: Optional[str] = None) -> list:
 
 
 def _write(path: Path, data: bytes) -> None:
-    """Write under a temporary name and rename: a killed run never leaves a partial file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    """Write atomically (onnxviz.files): a killed run never leaves a partial file."""
+    from ..files import write_bytes
+
+    write_bytes(path, data)

@@ -23,6 +23,7 @@ import os
 import tarfile
 import threading
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
@@ -62,7 +63,7 @@ class ImageSource:
         except ImageError:
             raise
         except Exception as exc:  # noqa: BLE001 - any I/O failure is a skip for the caller
-            raise ImageError(f"cannot read {self.keys[index]}: {exc}") from exc
+            raise ImageError(f"cannot read {self.keys[index]}: {_io_reason(exc)}") from exc
 
     def _read(self, key: str) -> bytes:
         raise NotImplementedError
@@ -101,7 +102,7 @@ class FolderSource(ImageSource):
         return self.root / self.keys[index]
 
     def _read(self, key: str) -> bytes:
-        return (self.root / key).read_bytes()
+        return read_file(self.root / key, key)
 
 
 class ListSource(ImageSource):
@@ -124,7 +125,7 @@ class ListSource(ImageSource):
         super().__init__(str(self.list_file), keys)
 
     def _read(self, key: str) -> bytes:
-        return Path(key).read_bytes()
+        return read_file(Path(key), key)
 
 
 class ZipSource(ImageSource):
@@ -142,7 +143,7 @@ class ZipSource(ImageSource):
         z = getattr(self._local, "zip", None)
         if z is None:  # one handle per thread: ZipFile is not safe to share across threads
             z = self._local.zip = zipfile.ZipFile(self.path)
-        return z.read(key)
+        return read_zip_member(z, key)
 
 
 class TarSource(ImageSource):
@@ -161,10 +162,7 @@ class TarSource(ImageSource):
         t = getattr(self._local, "tar", None)
         if t is None:
             t = self._local.tar = tarfile.open(self.path)
-        f = t.extractfile(key)
-        if f is None:
-            raise ImageError(f"{key} is not a regular file in {self.path}")
-        return f.read()
+        return read_tar_member(t, key, self.path)
 
 
 class KeyReader:
@@ -187,21 +185,71 @@ class KeyReader:
     def read(self, key: str) -> bytes:
         try:
             if self.kind == "folder":
-                return (Path(self.spec) / key).read_bytes()
+                return read_file(Path(self.spec) / key, key)
             if self.kind == "list":
-                return Path(key).read_bytes()
+                return read_file(Path(key), key)
             if self._handle is None:
                 self._handle = zipfile.ZipFile(self.spec) if self.kind == "zip" else tarfile.open(self.spec)
             if self.kind == "zip":
-                return self._handle.read(key)
-            f = self._handle.extractfile(key)
-            if f is None:
-                raise ImageError(f"{key} is not a regular file in {self.spec}")
-            return f.read()
+                return read_zip_member(self._handle, key)
+            return read_tar_member(self._handle, key, self.spec)
         except ImageError:
             raise
         except Exception as exc:  # noqa: BLE001 - any I/O failure is a skip for the caller
-            raise ImageError(f"cannot read {key}: {exc}") from exc
+            raise ImageError(f"cannot read {key}: {_io_reason(exc)}") from exc
+
+
+def _io_reason(exc: BaseException) -> str:
+    """What the system said, without the exception class or a repeated path."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror + (" (a broken link?)" if isinstance(exc, FileNotFoundError) else "")
+    if isinstance(exc, KeyError):
+        return "no such member in the archive"
+    return str(exc).splitlines()[0][:300] if str(exc) else "unreadable"
+
+
+MAX_IMAGE_BYTES = 256 * 2 ** 20  # a file or archive member beyond this is not a photo (or is a bomb): skipped
+
+
+def _too_big(key: str, size: int) -> ImageError:
+    return ImageError(f"{key} holds {size / 2 ** 20:.0f} MiB, more than {MAX_IMAGE_BYTES // 2 ** 20} MiB: not a photo "
+                      "(or a decompression bomb); skipped")
+
+
+def read_file(path: Path, key: str) -> bytes:
+    """A file's bytes, refused before reading when it is not a regular file or is too big."""
+    st = path.stat()
+    if not path.is_file():
+        raise ImageError(f"{key} is not a regular file")
+    if st.st_size > MAX_IMAGE_BYTES:
+        raise _too_big(key, st.st_size)
+    return path.read_bytes()
+
+
+def read_zip_member(z: zipfile.ZipFile, key: str) -> bytes:
+    """A zip member's bytes (read, never extracted), refused when it declares more than MAX_IMAGE_BYTES;
+    reading stops there too, whatever the header claims."""
+    info = z.getinfo(key)
+    if info.file_size > MAX_IMAGE_BYTES:
+        raise _too_big(key, info.file_size)
+    with z.open(info) as fh:
+        data = fh.read(MAX_IMAGE_BYTES + 1)
+    if len(data) > MAX_IMAGE_BYTES:
+        raise _too_big(key, len(data))
+    return data
+
+
+def read_tar_member(t: tarfile.TarFile, key: str, archive) -> bytes:
+    """A tar member's bytes (read, never extracted): regular files only, at most MAX_IMAGE_BYTES."""
+    member = t.getmember(key)
+    if not member.isfile():
+        raise ImageError(f"{key} is not a regular file in {archive} (a link or device: skipped)")
+    if member.size > MAX_IMAGE_BYTES:
+        raise _too_big(key, member.size)
+    f = t.extractfile(member)
+    if f is None:
+        raise ImageError(f"{key} is not a regular file in {archive}")
+    return f.read()
 
 
 def key_reader(source: ImageSource) -> KeyReader:
@@ -216,23 +264,37 @@ def open_source(spec) -> ImageSource:
     path = Path(str(spec)).expanduser()
     if not path.exists():
         raise DatasetError(f"image source not found: {path}")
-    if path.is_dir():
-        src: ImageSource = FolderSource(path)
-    elif zipfile.is_zipfile(path):
-        src = ZipSource(path)
-    elif tarfile.is_tarfile(path):
-        src = TarSource(path)
-    elif path.suffix.lower() in LIST_SUFFIXES:
-        src = ListSource(path)
-    else:
-        raise DatasetError(f"{path} is neither a folder, a zip or tar archive, nor a list file (.txt/.lst/.csv "
-                           "with one image path per line)")
+    try:
+        if path.is_dir():
+            src: ImageSource = FolderSource(path)
+        elif zipfile.is_zipfile(path):
+            src = ZipSource(path)
+        elif tarfile.is_tarfile(path):
+            src = TarSource(path)
+        elif path.suffix.lower() in LIST_SUFFIXES:
+            src = ListSource(path)
+        elif _archive_name(path):
+            raise DatasetError(f"{path} is named like an archive but is not a readable zip or tar file (a truncated "
+                               "or damaged download?); download or pack it again")
+        else:
+            raise DatasetError(f"{path} is neither a folder, a zip or tar archive, nor a list file (.txt/.lst/.csv "
+                               "with one image path per line)")
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, UnicodeDecodeError, OSError) as exc:
+        what = "list file" if path.suffix.lower() in LIST_SUFFIXES else "archive" if path.is_file() else "folder"
+        why = getattr(exc, "strerror", None) or str(exc).splitlines()[0][:200] if str(exc) else "unreadable"
+        raise DatasetError(f"cannot read the {what} {path} ({why}): it is damaged, truncated or not readable; "
+                           "fix or replace it (a list file is UTF-8 text, one image path per line)") from None
     if len(src) == 0:
         if src.ignored:
             raise DatasetError(f"no images in {path}: {src.ignored} files, none with an image suffix "
                                f"({', '.join(sorted(IMAGE_SUFFIXES))})")
         raise DatasetError(f"no images in {path}: it is empty")
     return src
+
+
+def _archive_name(path: Path) -> bool:
+    name = path.name.lower()
+    return name.endswith((".zip", ".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz"))
 
 
 def parse_shard(text: Optional[str]) -> tuple:

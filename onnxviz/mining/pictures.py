@@ -5,6 +5,7 @@ import math
 from pathlib import Path
 from typing import Sequence
 
+from ..files import save_picture
 from ..preprocessing.images import fit, open_rgb
 
 
@@ -16,17 +17,13 @@ def render_crop(data: bytes, box: tuple, out: Path, max_side: int = 224) -> Path
     crop = img.crop((l, t, r, b))
     if max(crop.size) > max_side:
         crop.thumbnail((max_side, max_side))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    crop.save(out)
-    return out
+    return save_picture(crop, out, "PNG")
 
 
 def render_thumb(data: bytes, meta, out: Path) -> Path:
     """The image as the model saw it (resized and cropped to the input size), as PNG."""
     img = fit(open_rgb(data), tuple(meta.input_size), meta.resize, meta.interpolation)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    img.save(out)
-    return out
+    return save_picture(img, out, "PNG")
 
 
 def contact_sheet(paths: Sequence, captions: Sequence[str], out: Path, cell: int = 128, columns: int = 8,
@@ -52,8 +49,5 @@ def contact_sheet(paths: Sequence, captions: Sequence[str], out: Path, cell: int
         except Exception:  # noqa: BLE001 - a missing picture leaves its cell empty
             pass
         draw.text((x, y + cell + 1), cap[:22], fill="black")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out)
-    return out
+    return save_picture(sheet, out)
 

@@ -51,14 +51,21 @@ class Store:
 
     def __init__(self, path, readonly: bool = False):
         self.path = Path(path)
-        if readonly:
-            self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(str(self.path), check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(SCHEMA)
+        try:
+            if readonly:
+                self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+                self.db.execute("SELECT count(*) FROM meta").fetchone()
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.db = sqlite3.connect(str(self.path), check_same_thread=False)
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            from ..errors import RunDirError
+
+            raise RunDirError(f"{self.path} is not a readable mining database ({exc}): the run is damaged or partial; "
+                              "mine again with --overwrite (or into a new --out folder)") from None
 
     def close(self) -> None:
         self.db.close()
@@ -66,7 +73,13 @@ class Store:
     # ------------------------------------------------------------------ meta
     def get(self, key: str, default=None):
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
-        return json.loads(row[0]) if row else default
+        try:
+            return json.loads(row[0]) if row else default
+        except (TypeError, ValueError):
+            from ..errors import RunDirError
+
+            raise RunDirError(f"{self.path}: its {key!r} entry is damaged (not JSON): the run is damaged or partial; "
+                              "mine again with --overwrite (or into a new --out folder)") from None
 
     def put(self, key: str, value) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))

@@ -77,8 +77,14 @@ def save_spectrum(spectrum: np.ndarray, path, sources: Iterable = ()) -> Path:
     """Write a spectrum as a small .npz (float16 magnitude + the list of source photos)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, magnitude=np.asarray(spectrum, dtype=np.float16),
+    import io
+
+    from ..files import write_bytes
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, magnitude=np.asarray(spectrum, dtype=np.float16),
                         sources=np.asarray([str(s) for s in sources], dtype=str))
+    write_bytes(path, buf.getvalue())
     return path
 
 

@@ -44,14 +44,28 @@ def open_rgb(source: Union[str, Path, Image.Image, bytes], draft_size: Optional[
                 img = Image.open(path)
             if draft_size is not None and img.format == "JPEG":
                 img.draft("RGB", (draft_size[1], draft_size[0]))
+            _check_pixels(img)
             img.load()
         return _to_rgb(img)
-    except ImageError:
+    except ImageError as exc:
+        if isinstance(source, (str, Path)) and str(source) not in str(exc):
+            raise ImageError(f"{source}: {exc}") from exc
         raise
     except Exception as exc:  # PIL raises many types for bad files
-        what = source if not isinstance(source, (bytes, bytearray)) else "<bytes>"
+        what = f" {source}" if not isinstance(source, (bytes, bytearray)) else ""  # a dataset names its own key
         why = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", "the data", str(exc))  # same text in every run
-        raise ImageError(f"cannot read image {what}: {why}") from exc
+        if isinstance(exc, Image.DecompressionBombError):
+            why = "it declares more pixels than any photo (a decompression bomb or a damaged header)"
+        raise ImageError(f"cannot read image{what}: {why or type(exc).__name__}") from exc
+
+
+def _check_pixels(img: Image.Image) -> None:
+    """Refuse, before decoding, an image whose header declares more pixels than Image.MAX_IMAGE_PIXELS
+    (after JPEG draft, which decodes big photos at reduced size)."""
+    w, h = img.size
+    if w * h > Image.MAX_IMAGE_PIXELS:
+        raise ImageError(f"it declares {w}x{h} pixels, more than {Image.MAX_IMAGE_PIXELS:,} (a decompression bomb "
+                         "or a damaged header); skipped")
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -155,10 +169,9 @@ def to_pil(array) -> Image.Image:
 
 def save_image(array: np.ndarray, path: Union[str, Path]) -> Path:
     """Write an image (see ``to_pil``) as PNG (or whatever the suffix says)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    to_pil(array).save(path)
-    return path
+    from ..files import save_picture
+
+    return save_picture(to_pil(array), path)
 
 
 def sample_image_path() -> Path:

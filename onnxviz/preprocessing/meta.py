@@ -48,15 +48,9 @@ class ModelMeta:
     confidence: Optional[float] = None  # 0..1, for inferred preprocessing
 
     def __post_init__(self):
-        self.input_size = tuple(int(v) for v in self.input_size)
-        self.value_range = tuple(float(v) for v in self.value_range)
-        if self.layout not in LAYOUTS:
-            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
-        if self.channel_order not in CHANNEL_ORDERS:
-            raise ValueError(f"channel_order must be one of {CHANNEL_ORDERS}, got {self.channel_order!r}")
-        n = self.channels
-        self.mean = _per_channel(self.mean, n, "mean")
-        self.std = _per_channel(self.std, n, "std")
+        from .meta_fields import check_fields
+
+        check_fields(self)
 
     @property
     def channels(self) -> int:
@@ -87,7 +81,9 @@ class ModelMeta:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown model metadata fields {sorted(unknown)}; known: {sorted(known)}")
+            from ..errors import MetadataError
+
+            raise MetadataError(f"unknown model metadata fields {sorted(unknown)}; known: {sorted(known)}")
         return cls(**d)
 
     def replace(self, **changes: Any) -> "ModelMeta":
@@ -108,9 +104,11 @@ class ModelMeta:
     @classmethod
     def from_onnx(cls, model_proto) -> Optional["ModelMeta"]:
         """The metadata stored in an ONNX ModelProto, or None when the file has none."""
+        from .meta_fields import parse_stored
+
         for prop in model_proto.metadata_props:
             if prop.key == METADATA_KEY:
-                return cls.from_dict({**json.loads(prop.value), "preprocessing_source": "file"})
+                return cls.from_dict({**parse_stored(prop.value), "preprocessing_source": "file"})
         return None
 
     def write_to(self, model_proto) -> None:
@@ -172,14 +170,3 @@ class ModelMeta:
         if self.labels and 0 <= index < len(self.labels):
             return self.labels[index]
         return str(index)
-
-
-def _per_channel(values, n: int, what: str) -> tuple:
-    if isinstance(values, (int, float)):
-        values = [values]
-    values = [float(v) for v in values]
-    if len(values) == 1:
-        values = values * n
-    if len(values) != n:
-        raise ValueError(f"{what} needs {n} values (one per channel), got {values}")
-    return tuple(values)

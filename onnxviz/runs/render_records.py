@@ -20,6 +20,7 @@ import numpy as np
 from ..paths import inside, slug
 from ..preprocessing.images import save_image
 from .layout import RunDir
+from ..files import write_json
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,23 @@ def write_render(render_dir, layer: str, stem: str, image: np.ndarray, record: d
     for key in _SETTINGS:
         if key in record:
             entry.setdefault(key, record[key])
-    folder.joinpath(f"{stem}.json").write_text(json.dumps(entry, indent=1), encoding="utf-8")
+    write_json(folder.joinpath(f"{stem}.json"), entry)
     return png
+
+
+def read_record(js: Path) -> dict:
+    """A render's JSON record as a dict, or a RunDirError naming the file (damaged, partial, not a record)."""
+    from ..errors import RunDirError
+
+    try:
+        rec = json.loads(Path(js).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise RunDirError(f"{js}: not a readable render record ({getattr(exc, 'strerror', None) or exc}); render "
+                          "that unit again (or delete the file and its PNG)") from None
+    if not isinstance(rec, dict) or not isinstance(rec.get("layer", ""), str):
+        raise RunDirError(f"{js}: not a render record (a JSON object with a layer, unit and kind); render that unit "
+                          "again (or delete the file and its PNG)")
+    return rec
 
 
 @dataclass

@@ -7,7 +7,6 @@ render record has the key: without a check it says why (verdict "unknown", see `
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -15,6 +14,8 @@ import numpy as np
 
 from ..errors import OnnxVizError
 from ..preprocessing.images import save_image
+from ..files import write_json
+from .render_records import read_record
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +50,9 @@ def write_importance(png: Path, importance) -> Path:
 def update_record(png: Path, **fields) -> dict:
     """Add fields to the JSON record beside ``png``; returns the record."""
     js = Path(png).with_suffix(".json")
-    rec = json.loads(js.read_text(encoding="utf-8"))
+    rec = read_record(js)
     rec.update(fields)
-    js.write_text(json.dumps(rec, indent=1), encoding="utf-8")
+    write_json(js, rec)
     return rec
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Optional
 
@@ -34,6 +33,7 @@ from .collect import MiningSource
 from .data import LayerData, js_data
 from .images import Pictures
 from .parts import _fmt, model_facts, preprocessing
+from ..files import save_picture, write_bytes, write_text
 
 log = logging.getLogger(__name__)
 
@@ -79,21 +79,15 @@ class SiteBuilder:
 
     def write_text(self, rel: str, text: str) -> None:
         p = self.path(rel)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        if p.is_symlink():
-            p.unlink()
-        p.write_text(text, encoding="utf-8")
+        write_text(p, text)  # atomic; replaces a symlink rather than writing through it
         self._written.add(rel)
 
     def save_image(self, rel: str, img: Image.Image) -> str:
         p = self.path(rel)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        if p.is_symlink():
-            p.unlink()
         if rel.endswith(".jpg"):
-            img.save(p, "JPEG", quality=85, optimize=True)
+            save_picture(img, p, "JPEG", quality=85, optimize=True)
         else:
-            img.save(p, "PNG", optimize=False)
+            save_picture(img, p, "PNG", optimize=False)
         self._written.add(rel)
         return rel
 
@@ -199,9 +193,7 @@ class SiteBuilder:
     def _static(self) -> None:
         for f in sorted((_HERE / "static").iterdir()):
             if f.is_file():
-                dest = self.path(f"static/{f.name}")
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(f, dest)
+                write_bytes(self.path(f"static/{f.name}"), f.read_bytes())
                 self._written.add(f"static/{f.name}")
 
 
@@ -215,6 +207,11 @@ def build_site(model, out, run=None, mining: Optional[MiningSource] = None, **kw
     metadata overrides the model was loaded with, repeated in those commands). Returns the path
     of ``index.html``.
     """
+    if run is not None and not Path(run).is_dir():
+        from ..errors import RunDirError
+
+        raise RunDirError(f"run directory not found: {run} (give the --out folder of `onnxviz mine` / `onnxviz "
+                          "render`, or build the site without --run)")
     if isinstance(model, (str, os.PathLike)):
         from ..model import load
 

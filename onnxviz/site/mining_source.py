@@ -98,4 +98,6 @@ def open_mining(mining_dir, model=None) -> Optional[MiningSource]:
     except OnnxVizError:
         raise
     except Exception as exc:  # noqa: BLE001 - sqlite, JSON: say which file, not a traceback
-        raise OnnxVizError(f"cannot read the mining results in {mining_dir}: {type(exc).__name__}: {exc}") from exc
+        raise OnnxVizError(f"cannot read the mining results in {mining_dir} ({str(exc)[:200] or 'unreadable'}): the "
+                           "run is damaged or partial; mine again with --overwrite (or build the site without "
+                           "--run)") from exc

@@ -1,9 +1,15 @@
-"""A small static file server for a built site (``onnxviz serve``); any web server works too."""
+"""A small static file server for a built site (``onnxviz serve``); any web server works too.
+
+It binds 127.0.0.1 unless told otherwise and serves only files inside the site folder (no directory
+listings, no ``..``, no symlinks leading out), so serving a site never exposes the rest of the disk.
+"""
 from __future__ import annotations
 
 import functools
 import http.server
 from pathlib import Path
+
+from ..paths import inside
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
@@ -14,6 +20,13 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("Cache-Control", "no-cache")
         super().end_headers()
+
+    def translate_path(self, path):
+        """The file for a URL path, only inside the site folder: ``..`` segments are dropped (the base
+        class) and a symlink that leads out of the folder is answered 404, as if absent."""
+        local = super().translate_path(path)
+        root = Path(self.directory)
+        return local if inside(Path(local), root) else str(root / ".onnxviz-outside-the-site")
 
     def list_directory(self, path):  # no directory listings
         self.send_error(404, "Not found")
