@@ -3,6 +3,9 @@
 - Reduce* at opset 18+ (axes became an input; the dynamo exporter writes ReduceMean v18).
 - Reshape 19/21 with ``allowzero`` (the dynamo exporter writes allowzero=1).
 - Gelu (opset 20), GlobalMaxPool, Mish.
+- SpaceToDepth (tf2onnx writes it for TF's space_to_depth / YOLOv2-style reorg) and DepthToSpace in both
+  modes (onnx2torch only has CRD, while DCR is the default and what TF writes).
+- Clip whose min/max are computed in the graph (onnx2torch only takes constants).
 - ``auto_pad="SAME_UPPER"/"SAME_LOWER"`` on Conv and MaxPool (keras2onnx, tf2onnx): the padding is
   computed from the input size at run time, as ONNX defines it, so dynamic input sizes work.
 - Newer versions of ops whose changes do not matter when their new features are unused (Cast 19,
@@ -142,6 +145,44 @@ class Mish(nn.Module):
         return nn.functional.mish(x)
 
 
+class SpaceToDepth(nn.Module):
+    """ONNX SpaceToDepth: (N, C, H, W) -> (N, C*b*b, H/b, W/b), the block offset outer and C inner
+    (not torch's pixel_unshuffle order, which puts C outer)."""
+
+    def __init__(self, blocksize: int):
+        super().__init__()
+        self.b = blocksize
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        b = self.b
+        x = x.reshape(n, c, h // b, b, w // b, b).permute(0, 3, 5, 1, 2, 4)
+        return x.reshape(n, c * b * b, h // b, w // b)
+
+
+class DepthToSpace(nn.Module):
+    """ONNX DepthToSpace in DCR (depth-column-row, the default) or CRD (= torch.pixel_shuffle) mode."""
+
+    def __init__(self, blocksize: int, mode: str = "DCR"):
+        super().__init__()
+        self.b, self.mode = blocksize, mode
+
+    def forward(self, x):
+        if self.mode == "CRD":
+            return nn.functional.pixel_shuffle(x, self.b)
+        n, c, h, w = x.shape
+        b = self.b
+        x = x.reshape(n, b, b, c // (b * b), h, w).permute(0, 3, 4, 1, 5, 2)
+        return x.reshape(n, c // (b * b), h * b, w * b)
+
+
+class DynamicClip(nn.Module):
+    """ONNX Clip whose bounds are tensors computed in the graph (either may be absent)."""
+
+    def forward(self, x, min=None, max=None):  # noqa: A002 - ONNX's input names
+        return torch.clamp(x, min, max)
+
+
 def register() -> None:
     """Add onnxviz's converters to onnx2torch's registry (once)."""
     global _registered
@@ -234,13 +275,32 @@ def register() -> None:
     for v in since_versions("Reshape", max(registered_versions("Reshape"))):
         add_converter(operation_type="Reshape", version=v)(reshape_converter)
 
+    for v in registered_versions("Clip"):
+        if v < 11:  # Clip 6 has min/max as attributes
+            continue
+        base = _CONVERTER_REGISTRY[OperationDescription("", "Clip", v)]
+
+        def clip_converter(node, graph, base=base):
+            bounds = [name for name in node.input_values[1:3] if name]
+            try:
+                for name in bounds:
+                    get_const_value(name, graph)
+            except KeyError:  # computed in the graph: clamp to the tensors themselves
+                return OperationConverterResult(torch_module=DynamicClip(), onnx_mapping=onnx_mapping_from_node(node))
+            return base(node, graph)
+
+        _CONVERTER_REGISTRY[OperationDescription("", "Clip", v)] = clip_converter
+
     simple = {
         "Gelu": lambda node: Gelu(node.attributes.get("approximate", "none")),
         "GlobalMaxPool": lambda node: GlobalMaxPool(),
         "Mish": lambda node: Mish(),
+        "SpaceToDepth": lambda node: SpaceToDepth(int(node.attributes["blocksize"])),
+        "DepthToSpace": lambda node: DepthToSpace(int(node.attributes["blocksize"]),
+                                                  node.attributes.get("mode", "DCR")),
     }
     for op, factory in simple.items():
-        if registered_versions(op):
+        if registered_versions(op) and op != "DepthToSpace":  # onnx2torch's DepthToSpace lacks DCR mode
             continue
 
         def make_simple(factory=factory):
@@ -249,7 +309,7 @@ def register() -> None:
             return convert
 
         for v in since_versions(op, 0):
-            add_converter(operation_type=op, version=v)(make_simple())
+            _CONVERTER_REGISTRY[OperationDescription("", op, v)] = make_simple()
     _registered = True
 
 
