@@ -18,6 +18,8 @@ onnxviz's activations and torch view with.
 (i) space_to_depth        tf2onnx's SpaceToDepth, then DepthToSpace in DCR (TF's) and CRD (torch's) modes
 (j) dynamic_clip          Clip whose min and max are computed by nodes (Cast, Mul), not constants
 (k) unsorted_nodes        nodes listed out of topological order (onnxruntime runs it; onnx.checker does not)
+(l) token_layernorm       conv features reshaped to tokens by a computed shape, then LayerNormalization
+                          (shape inference leaves the token dims unknown; dynamic H, W)
 """
 from __future__ import annotations
 
@@ -326,6 +328,31 @@ def unsorted_nodes(directory: Path) -> Trait:
     return Trait("unsorted_nodes", path, "conv2/Relu:0", "NCHW", 16, (32, 32))
 
 
+# ------------------------------------------------------------------ (l) LayerNormalization of tokens of unknown shape
+def token_layernorm(directory: Path) -> Trait:
+    rng = _rng(11)
+    inits: list = [_init("starts", np.array([0], np.int64)), _init("ends", np.array([2], np.int64)),
+                   _init("rest", np.array([-1], np.int64)), _init("ln/scale", rng.uniform(0.5, 1.5, 8).astype(np.float32)),
+                   _init("ln/bias", rng.normal(0, 0.1, 8).astype(np.float32)),
+                   _init("fc/W", _he(rng, 10, 8)), _init("fc/b", np.zeros(10, np.float32))]
+    nodes = _conv("conv1", "image", rng, inits, 3, 8)
+    nodes += [helper.make_node("Shape", ["conv1/Relu:0"], ["shape:0"], name="shape"),
+              helper.make_node("Slice", ["shape:0", "starts", "ends"], ["nc:0"], name="nc"),
+              helper.make_node("Concat", ["nc:0", "rest"], ["target:0"], name="target", axis=0),
+              helper.make_node("Reshape", ["conv1/Relu:0", "target:0"], ["flat:0"], name="flat"),
+              helper.make_node("Transpose", ["flat:0"], ["tokens:0"], name="tokens", perm=[0, 2, 1]),
+              helper.make_node("LayerNormalization", ["tokens:0", "ln/scale", "ln/bias"], ["ln:0"], name="ln",
+                               axis=-1, epsilon=1e-5),
+              helper.make_node("ReduceMean", ["ln:0"], ["pool:0"], name="pool", axes=[1], keepdims=0),
+              helper.make_node("Gemm", ["pool:0", "fc/W", "fc/b"], ["logits"], name="fc", transB=1)]
+    graph = helper.make_graph(nodes, "tokens", [helper.make_tensor_value_info("image", TensorProto.FLOAT,
+                                                                              ["N", 3, "H", "W"])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = _save(model, directory / "token_layernorm.onnx")
+    return Trait("token_layernorm", path, "ln:0", "NLC", 8, None, sizes=[(32, 32), (24, 40)])
+
+
 def has_identity_initializers(path) -> int:
     """How many Identity nodes read an initializer (the trait (g) is really present when > 0)."""
     proto = onnx.load(str(path), load_external_data=False)
@@ -346,4 +373,5 @@ BUILDERS = {
     "space_to_depth": space_to_depth,
     "dynamic_clip": dynamic_clip,
     "unsorted_nodes": unsorted_nodes,
+    "token_layernorm": token_layernorm,
 }

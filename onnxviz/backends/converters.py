@@ -6,6 +6,8 @@
 - SpaceToDepth (tf2onnx writes it for TF's space_to_depth / YOLOv2-style reorg) and DepthToSpace in both
   modes (onnx2torch only has CRD, while DCR is the default and what TF writes).
 - Clip whose min/max are computed in the graph (onnx2torch only takes constants).
+- LayerNormalization normalizing over the dims the input has at run time (onnx2torch reads them from
+  shape inference, which leaves unknown dims as 0 on dynamic-shape files).
 - ``auto_pad="SAME_UPPER"/"SAME_LOWER"`` on Conv and MaxPool (keras2onnx, tf2onnx): the padding is
   computed from the input size at run time, as ONNX defines it, so dynamic input sizes work.
 - Newer versions of ops whose changes do not matter when their new features are unused (Cast 19,
@@ -176,6 +178,26 @@ class DepthToSpace(nn.Module):
         return x.reshape(n, c // (b * b), h * b, w * b)
 
 
+class LayerNorm(nn.Module):
+    """ONNX LayerNormalization over dims ``axis..`` of the input as it is at run time; scale and bias
+    broadcast as ONNX allows."""
+
+    def __init__(self, axis: int, epsilon: float):
+        super().__init__()
+        self.axis, self.epsilon = axis, epsilon
+
+    def forward(self, x, scale, bias=None):
+        axis = self.axis % x.dim()
+        shape = tuple(x.shape[axis:])
+        if tuple(scale.shape) == shape and (bias is None or tuple(bias.shape) == shape):
+            return nn.functional.layer_norm(x, shape, scale, bias, self.epsilon)
+        dims = tuple(range(axis, x.dim()))
+        mean = x.mean(dim=dims, keepdim=True)
+        var = (x - mean).square().mean(dim=dims, keepdim=True)
+        y = (x - mean) / torch.sqrt(var + self.epsilon) * scale
+        return y if bias is None else y + bias
+
+
 class DynamicClip(nn.Module):
     """ONNX Clip whose bounds are tensors computed in the graph (either may be absent)."""
 
@@ -292,6 +314,8 @@ def register() -> None:
         _CONVERTER_REGISTRY[OperationDescription("", "Clip", v)] = clip_converter
 
     simple = {
+        "LayerNormalization": lambda node: LayerNorm(int(node.attributes.get("axis", -1)),
+                                                     float(node.attributes.get("epsilon", 1e-5))),
         "Gelu": lambda node: Gelu(node.attributes.get("approximate", "none")),
         "GlobalMaxPool": lambda node: GlobalMaxPool(),
         "Mish": lambda node: Mish(),
@@ -300,7 +324,7 @@ def register() -> None:
                                                   node.attributes.get("mode", "DCR")),
     }
     for op, factory in simple.items():
-        if registered_versions(op) and op != "DepthToSpace":  # onnx2torch's DepthToSpace lacks DCR mode
+        if registered_versions(op) and op not in ("DepthToSpace", "LayerNormalization"):  # see the docstring
             continue
 
         def make_simple(factory=factory):
