@@ -15,7 +15,8 @@ onnxviz's activations and torch view with.
 (g) merged_initializers   classic exporter merging identical initializers behind Identity nodes
                           (torchvision mobilenet_v3_small, random weights, small input)
 (h) dynamo                the dynamo exporter's opset 18 file: tests/conftest.py ``digits_onnx_dynamo``
-(i) space_to_depth        tf2onnx's SpaceToDepth, then DepthToSpace in DCR (TF's) and CRD (torch's) modes
+(i) space_to_depth        tf2onnx's SpaceToDepth, then DepthToSpace in DCR (TF's) and CRD (torch's) modes, and a
+                          SAME_UPPER AveragePool that does not count its padding
 (j) dynamic_clip          Clip whose min and max are computed by nodes (Cast, Mul), not constants
 (k) unsorted_nodes        nodes listed out of topological order (onnxruntime runs it; onnx.checker does not)
 (l) token_layernorm       conv features reshaped to tokens by a computed shape, then LayerNormalization
@@ -294,9 +295,12 @@ def space_to_depth(directory: Path) -> Trait:
                                mode="CRD"),
               helper.make_node("Concat", ["d2s_dcr:0", "d2s_crd:0"], ["both:0"], name="both", axis=1)]  # 8 x 32 x 32
     nodes += _conv("conv3", "both:0", rng, inits, 8, 12)
-    nodes += _head("conv3/Relu:0", 12, rng, inits)
+    # tf2onnx's SAME average pool: the padded border does not count in the average
+    nodes += [helper.make_node("AveragePool", ["conv3/Relu:0"], ["pool:0"], name="pool", kernel_shape=[3, 3],
+                               strides=[2, 2], auto_pad="SAME_UPPER")]
+    nodes += _head("pool:0", 12, rng, inits)
     path = _save(_model(nodes, inits, "tf2onnx", producer="tf2onnx"), directory / "space_to_depth.onnx")
-    return Trait("space_to_depth", path, "conv3/Relu:0", "NCHW", 12, (32, 32))
+    return Trait("space_to_depth", path, "pool:0", "NCHW", 12, (16, 16))
 
 
 # ------------------------------------------------------------------ (j) Clip bounds computed in the graph

@@ -8,7 +8,7 @@
 - Clip whose min/max are computed in the graph (onnx2torch only takes constants).
 - LayerNormalization normalizing over the dims the input has at run time (onnx2torch reads them from
   shape inference, which leaves unknown dims as 0 on dynamic-shape files).
-- ``auto_pad="SAME_UPPER"/"SAME_LOWER"`` on Conv and MaxPool (keras2onnx, tf2onnx): the padding is
+- ``auto_pad="SAME_UPPER"/"SAME_LOWER"`` on Conv, MaxPool and AveragePool (keras2onnx, tf2onnx): the padding is
   computed from the input size at run time, as ONNX defines it, so dynamic input sizes work.
 - Newer versions of ops whose changes do not matter when their new features are unused (Cast 19,
   Pad 18 without axes, Resize 18/19 with default new attributes, ...): they reuse the older converter,
@@ -122,12 +122,15 @@ class GlobalMaxPool(nn.Module):
 
 
 class SamePadded(nn.Module):
-    """ONNX SAME_UPPER/SAME_LOWER padding in front of a conv or pool converted with VALID padding."""
+    """ONNX SAME_UPPER/SAME_LOWER padding in front of a conv or pool converted with VALID padding.
+    ``exclude_pad``: an average pool that does not count the padding (ONNX's default) divides by the
+    share of real pixels in each window."""
 
-    def __init__(self, inner: nn.Module, kernel, strides, dilations, upper: bool, value: float):
+    def __init__(self, inner: nn.Module, kernel, strides, dilations, upper: bool, value: float,
+                 exclude_pad: bool = False):
         super().__init__()
         self.inner, self.kernel, self.strides, self.dilations = inner, list(kernel), list(strides), list(dilations)
-        self.upper, self.value = upper, value
+        self.upper, self.value, self.exclude_pad = upper, value, exclude_pad
 
     def forward(self, x, *rest):
         pads = []
@@ -137,9 +140,13 @@ class SamePadded(nn.Module):
             total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
             small, big = total // 2, total - total // 2
             pads += [small, big] if self.upper else [big, small]
-        if any(pads):
-            x = nn.functional.pad(x, pads, value=self.value)
-        return self.inner(x, *rest)
+        if not any(pads):
+            return self.inner(x, *rest)
+        out = self.inner(nn.functional.pad(x, pads, value=self.value), *rest)
+        if self.exclude_pad:
+            real = nn.functional.pad(torch.ones_like(x[:, :1]), pads, value=0.0)
+            out = out / self.inner(real)
+        return out
 
 
 class Mish(nn.Module):
@@ -248,7 +255,7 @@ def register() -> None:
 
     import copy as _copy
 
-    for op in ("Conv", "MaxPool"):
+    for op in ("Conv", "MaxPool", "AveragePool"):
         for v in registered_versions(op):
             base = _CONVERTER_REGISTRY[OperationDescription("", op, v)]
 
@@ -267,7 +274,8 @@ def register() -> None:
                 rank = len(kernel)
                 module = SamePadded(result.torch_module, kernel, node.attributes.get("strides", [1] * rank),
                                     node.attributes.get("dilations", [1] * rank), mode == "SAME_UPPER",
-                                    0.0 if op == "Conv" else float("-inf"))
+                                    float("-inf") if op == "MaxPool" else 0.0,
+                                    op == "AveragePool" and not node.attributes.get("count_include_pad", 0))
                 return OperationConverterResult(torch_module=module, onnx_mapping=result.onnx_mapping)
 
             _CONVERTER_REGISTRY[OperationDescription("", op, v)] = same_pad
