@@ -46,6 +46,18 @@ def entry(name: str) -> dict:
     raise KeyError(f"no corpus file named {name!r}; known: {', '.join(e['name'] for e in manifest())}")
 
 
+def truth(e: dict):
+    """The package's own preprocessing of entry ``e`` as an ``infer.Candidate``: the named convention, or
+    the numeric fields (channel_order, value_range, mean, std) where no candidate fits (``convention: null``)."""
+    from onnxviz.preprocessing import infer as P
+
+    pre = e["preprocessing"]
+    if pre.get("convention"):
+        return next(c for c in P.RGB_CANDIDATES + P.GRAY_CANDIDATES if c.name == pre["convention"])
+    return P.Candidate(f"{pre['channel_order']} {pre['value_range']}, mean {pre['mean']}, std {pre['std']}",
+                       pre["channel_order"], tuple(pre["value_range"]), tuple(pre["mean"]), tuple(pre["std"]))
+
+
 def path(name: str) -> Path:
     return cache_dir() / f"{name}.onnx"
 
@@ -183,16 +195,16 @@ def preprocess_table(names: list[str] | None = None) -> list[dict]:
             continue
         m = onnxviz.load(fetch_one(e["name"]), infer=False)
         found = P.infer(m, m.meta)
-        c, truth = found.candidate, e["preprocessing"]["convention"]
-        want = next(t for t in P.RGB_CANDIDATES + P.GRAY_CANDIDATES if t.name == truth)
+        c = found.candidate
+        want = truth(e)
         same = (c.channel_order, tuple(c.value_range), tuple(c.mean), tuple(c.std)) == (
             want.channel_order, tuple(want.value_range), tuple(want.mean), tuple(want.std))
         scale_right = (tuple(c.value_range), sorted(c.mean), sorted(c.std)) == (
             tuple(want.value_range), sorted(want.mean), sorted(want.std))
         verdict = "yes" if same else "range yes, order no" if scale_right else "no"
-        rows.append({"name": e["name"], "truth": truth, "inferred": c.name, "confidence": found.confidence,
+        rows.append({"name": e["name"], "truth": want.name, "inferred": c.name, "confidence": found.confidence,
                      "right": verdict, "scores": found.scores, "evidence": found.evidence})
-        print(f"| {e['name']} | {truth} | {c.name} | {found.confidence} | {verdict} |", flush=True)
+        print(f"| {e['name']} | {want.name} | {c.name} | {found.confidence} | {verdict} |", flush=True)
     return rows
 
 

@@ -15,6 +15,12 @@ onnxviz's activations and torch view with.
 (g) merged_initializers   classic exporter merging identical initializers behind Identity nodes
                           (torchvision mobilenet_v3_small, random weights, small input)
 (h) dynamo                the dynamo exporter's opset 18 file: tests/conftest.py ``digits_onnx_dynamo``
+(i) space_to_depth        tf2onnx's SpaceToDepth, then DepthToSpace in DCR (TF's) and CRD (torch's) modes, and a
+                          SAME_UPPER AveragePool that does not count its padding
+(j) dynamic_clip          Clip whose min and max are computed by nodes (Cast, Mul), not constants
+(k) unsorted_nodes        nodes listed out of topological order (onnxruntime runs it; onnx.checker does not)
+(l) token_layernorm       conv features reshaped to tokens by a computed shape, then LayerNormalization
+                          (shape inference leaves the token dims unknown; dynamic H, W)
 """
 from __future__ import annotations
 
@@ -255,6 +261,102 @@ def merged_initializers(directory: Path) -> Trait:
                  sizes=[(64, 64)])
 
 
+# ------------------------------------------------------------------ (i) SpaceToDepth / DepthToSpace
+def _conv(name, src, rng, inits, cin, cout, relu=True) -> list:
+    inits += [_init(f"{name}/W", _he(rng, cout, cin, 3, 3)), _init(f"{name}/b", rng.normal(0, .1, cout).astype(np.float32))]
+    nodes = [helper.make_node("Conv", [src, f"{name}/W", f"{name}/b"], [f"{name}:0"], name=name, pads=[1, 1, 1, 1],
+                              kernel_shape=[3, 3])]
+    if relu:
+        nodes.append(helper.make_node("Relu", [f"{name}:0"], [f"{name}/Relu:0"], name=f"{name}/Relu"))
+    return nodes
+
+
+def _head(src: str, channels: int, rng, inits) -> list:
+    inits += [_init("fc/W", _he(rng, 10, channels)), _init("fc/b", np.zeros(10, np.float32))]
+    return [helper.make_node("GlobalAveragePool", [src], ["gap:0"], name="gap"),
+            helper.make_node("Flatten", ["gap:0"], ["flat:0"], name="flatten", axis=1),
+            helper.make_node("Gemm", ["flat:0", "fc/W", "fc/b"], ["logits"], name="fc", transB=1)]
+
+
+def _model(nodes, inits, name: str, opset: int = OPSET, producer: str = "") -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 32, 32])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name=producer)
+
+
+def space_to_depth(directory: Path) -> Trait:
+    rng = _rng(8)
+    inits: list = []
+    nodes = _conv("conv1", "image", rng, inits, 3, 8)
+    nodes += [helper.make_node("SpaceToDepth", ["conv1/Relu:0"], ["s2d:0"], name="s2d", blocksize=2)]  # 32 x 16 x 16
+    nodes += _conv("conv2", "s2d:0", rng, inits, 32, 16)
+    nodes += [helper.make_node("DepthToSpace", ["conv2/Relu:0"], ["d2s_dcr:0"], name="d2s_dcr", blocksize=2),
+              helper.make_node("DepthToSpace", ["conv2/Relu:0"], ["d2s_crd:0"], name="d2s_crd", blocksize=2,
+                               mode="CRD"),
+              helper.make_node("Concat", ["d2s_dcr:0", "d2s_crd:0"], ["both:0"], name="both", axis=1)]  # 8 x 32 x 32
+    nodes += _conv("conv3", "both:0", rng, inits, 8, 12)
+    # tf2onnx's SAME average pool: the padded border does not count in the average
+    nodes += [helper.make_node("AveragePool", ["conv3/Relu:0"], ["pool:0"], name="pool", kernel_shape=[3, 3],
+                               strides=[2, 2], auto_pad="SAME_UPPER")]
+    nodes += _head("pool:0", 12, rng, inits)
+    path = _save(_model(nodes, inits, "tf2onnx", producer="tf2onnx"), directory / "space_to_depth.onnx")
+    return Trait("space_to_depth", path, "pool:0", "NCHW", 12, (16, 16))
+
+
+# ------------------------------------------------------------------ (j) Clip bounds computed in the graph
+def dynamic_clip(directory: Path) -> Trait:
+    rng = _rng(9)
+    inits: list = [_init("lo64", np.array(0.05, np.float64)), _init("half", np.array(0.3, np.float32)),
+                   _init("two", np.array(2.0, np.float32))]
+    nodes = _conv("conv1", "image", rng, inits, 3, 8, relu=False)
+    nodes += [helper.make_node("Cast", ["lo64"], ["lo:0"], name="lo", to=TensorProto.FLOAT),
+              helper.make_node("Mul", ["half", "two"], ["hi:0"], name="hi"),
+              helper.make_node("Clip", ["conv1:0", "lo:0", "hi:0"], ["clip:0"], name="clip")]
+    nodes += _conv("conv2", "clip:0", rng, inits, 8, 16)
+    nodes += _head("conv2/Relu:0", 16, rng, inits)
+    path = _save(_model(nodes, inits, "clip"), directory / "dynamic_clip.onnx")
+    return Trait("dynamic_clip", path, "conv2/Relu:0", "NCHW", 16, (32, 32))
+
+
+# ------------------------------------------------------------------ (k) nodes out of topological order
+def unsorted_nodes(directory: Path) -> Trait:
+    rng = _rng(10)
+    inits: list = []
+    nodes = _conv("conv1", "image", rng, inits, 3, 8) + _conv("conv2", "conv1/Relu:0", rng, inits, 8, 16)
+    nodes += _head("conv2/Relu:0", 16, rng, inits)
+    model = _model(list(reversed(nodes)), inits, "unsorted")
+    model.ir_version = 8
+    path = directory / "unsorted_nodes.onnx"  # not _save: onnx.checker rejects the order, onnxruntime does not
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return Trait("unsorted_nodes", path, "conv2/Relu:0", "NCHW", 16, (32, 32))
+
+
+# ------------------------------------------------------------------ (l) LayerNormalization of tokens of unknown shape
+def token_layernorm(directory: Path) -> Trait:
+    rng = _rng(11)
+    inits: list = [_init("starts", np.array([0], np.int64)), _init("ends", np.array([2], np.int64)),
+                   _init("rest", np.array([-1], np.int64)), _init("ln/scale", rng.uniform(0.5, 1.5, 8).astype(np.float32)),
+                   _init("ln/bias", rng.normal(0, 0.1, 8).astype(np.float32)),
+                   _init("fc/W", _he(rng, 10, 8)), _init("fc/b", np.zeros(10, np.float32))]
+    nodes = _conv("conv1", "image", rng, inits, 3, 8)
+    nodes += [helper.make_node("Shape", ["conv1/Relu:0"], ["shape:0"], name="shape"),
+              helper.make_node("Slice", ["shape:0", "starts", "ends"], ["nc:0"], name="nc"),
+              helper.make_node("Concat", ["nc:0", "rest"], ["target:0"], name="target", axis=0),
+              helper.make_node("Reshape", ["conv1/Relu:0", "target:0"], ["flat:0"], name="flat"),
+              helper.make_node("Transpose", ["flat:0"], ["tokens:0"], name="tokens", perm=[0, 2, 1]),
+              helper.make_node("LayerNormalization", ["tokens:0", "ln/scale", "ln/bias"], ["ln:0"], name="ln",
+                               axis=-1, epsilon=1e-5),
+              helper.make_node("ReduceMean", ["ln:0"], ["pool:0"], name="pool", axes=[1], keepdims=0),
+              helper.make_node("Gemm", ["pool:0", "fc/W", "fc/b"], ["logits"], name="fc", transB=1)]
+    graph = helper.make_graph(nodes, "tokens", [helper.make_tensor_value_info("image", TensorProto.FLOAT,
+                                                                              ["N", 3, "H", "W"])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = _save(model, directory / "token_layernorm.onnx")
+    return Trait("token_layernorm", path, "ln:0", "NLC", 8, None, sizes=[(32, 32), (24, 40)])
+
+
 def has_identity_initializers(path) -> int:
     """How many Identity nodes read an initializer (the trait (g) is really present when > 0)."""
     proto = onnx.load(str(path), load_external_data=False)
@@ -272,4 +374,8 @@ BUILDERS = {
     "fixed_batch_reshape": fixed_batch_reshape,
     "dynamic_hw": dynamic_hw,
     "merged_initializers": merged_initializers,
+    "space_to_depth": space_to_depth,
+    "dynamic_clip": dynamic_clip,
+    "unsorted_nodes": unsorted_nodes,
+    "token_layernorm": token_layernorm,
 }

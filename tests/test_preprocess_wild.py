@@ -31,8 +31,7 @@ def _convention(c: P.Candidate) -> tuple:
 
 
 def _truth(name: str) -> P.Candidate:
-    want = corpus.entry(name)["preprocessing"]["convention"]
-    return next(c for c in P.RGB_CANDIDATES + P.GRAY_CANDIDATES if c.name == want)
+    return corpus.truth(corpus.entry(name))
 
 
 @pytest.mark.parametrize("name", ["orinet", "orinet_fp16", "orinet_qdq"])
@@ -68,4 +67,7 @@ def test_files_found_right_stay_right(name):
 
 def test_every_corpus_file_names_its_package_preprocessing():
     for e in corpus.manifest():
-        assert _truth(e["name"]) is not None and e["preprocessing"]["source"], e["name"]
+        want = _truth(e["name"])
+        assert want.channel_order in ("RGB", "BGR", "L") and e["preprocessing"]["source"], e["name"]
+        assert len(want.value_range) == 2 and want.value_range[0] < want.value_range[1], e["name"]
+        assert len(want.mean) in (1, 3) and len(want.std) in (1, 3) and all(s > 0 for s in want.std), e["name"]

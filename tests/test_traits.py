@@ -84,6 +84,18 @@ def test_trait_is_really_present(trait):
         assert dims[2].dim_param and dims[3].dim_param
     elif trait.name == "merged_initializers":
         assert T.has_identity_initializers(trait.path) > 0
+    elif trait.name == "space_to_depth":
+        modes = [a.s for n in proto.graph.node if n.op_type == "DepthToSpace" for a in n.attribute if a.name == "mode"]
+        assert "SpaceToDepth" in ops and ops.count("DepthToSpace") == 2 and modes == [b"CRD"]  # one DCR by default
+    elif trait.name == "dynamic_clip":
+        clip = next(n for n in proto.graph.node if n.op_type == "Clip")
+        made = {o for n in proto.graph.node for o in n.output}
+        assert clip.input[1] in made and clip.input[2] in made
+    elif trait.name == "unsorted_nodes":
+        with pytest.raises(onnx.checker.ValidationError):
+            onnx.checker.check_model(proto)
+    elif trait.name == "token_layernorm":
+        assert "LayerNormalization" in ops and dims[2].dim_param and dims[3].dim_param
     elif trait.name == "dynamo":
         assert proto.opset_import[0].version >= 18 and dims[0].dim_value == 1
 

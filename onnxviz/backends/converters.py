@@ -3,7 +3,12 @@
 - Reduce* at opset 18+ (axes became an input; the dynamo exporter writes ReduceMean v18).
 - Reshape 19/21 with ``allowzero`` (the dynamo exporter writes allowzero=1).
 - Gelu (opset 20), GlobalMaxPool, Mish.
-- ``auto_pad="SAME_UPPER"/"SAME_LOWER"`` on Conv and MaxPool (keras2onnx, tf2onnx): the padding is
+- SpaceToDepth (tf2onnx writes it for TF's space_to_depth / YOLOv2-style reorg) and DepthToSpace in both
+  modes (onnx2torch only has CRD, while DCR is the default and what TF writes).
+- Clip whose min/max are computed in the graph (onnx2torch only takes constants).
+- LayerNormalization normalizing over the dims the input has at run time (onnx2torch reads them from
+  shape inference, which leaves unknown dims as 0 on dynamic-shape files).
+- ``auto_pad="SAME_UPPER"/"SAME_LOWER"`` on Conv, MaxPool and AveragePool (keras2onnx, tf2onnx): the padding is
   computed from the input size at run time, as ONNX defines it, so dynamic input sizes work.
 - Newer versions of ops whose changes do not matter when their new features are unused (Cast 19,
   Pad 18 without axes, Resize 18/19 with default new attributes, ...): they reuse the older converter,
@@ -117,12 +122,15 @@ class GlobalMaxPool(nn.Module):
 
 
 class SamePadded(nn.Module):
-    """ONNX SAME_UPPER/SAME_LOWER padding in front of a conv or pool converted with VALID padding."""
+    """ONNX SAME_UPPER/SAME_LOWER padding in front of a conv or pool converted with VALID padding.
+    ``exclude_pad``: an average pool that does not count the padding (ONNX's default) divides by the
+    share of real pixels in each window."""
 
-    def __init__(self, inner: nn.Module, kernel, strides, dilations, upper: bool, value: float):
+    def __init__(self, inner: nn.Module, kernel, strides, dilations, upper: bool, value: float,
+                 exclude_pad: bool = False):
         super().__init__()
         self.inner, self.kernel, self.strides, self.dilations = inner, list(kernel), list(strides), list(dilations)
-        self.upper, self.value = upper, value
+        self.upper, self.value, self.exclude_pad = upper, value, exclude_pad
 
     def forward(self, x, *rest):
         pads = []
@@ -132,14 +140,76 @@ class SamePadded(nn.Module):
             total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
             small, big = total // 2, total - total // 2
             pads += [small, big] if self.upper else [big, small]
-        if any(pads):
-            x = nn.functional.pad(x, pads, value=self.value)
-        return self.inner(x, *rest)
+        if not any(pads):
+            return self.inner(x, *rest)
+        out = self.inner(nn.functional.pad(x, pads, value=self.value), *rest)
+        if self.exclude_pad:
+            real = nn.functional.pad(torch.ones_like(x[:, :1]), pads, value=0.0)
+            out = out / self.inner(real)
+        return out
 
 
 class Mish(nn.Module):
     def forward(self, x):
         return nn.functional.mish(x)
+
+
+class SpaceToDepth(nn.Module):
+    """ONNX SpaceToDepth: (N, C, H, W) -> (N, C*b*b, H/b, W/b), the block offset outer and C inner
+    (not torch's pixel_unshuffle order, which puts C outer)."""
+
+    def __init__(self, blocksize: int):
+        super().__init__()
+        self.b = blocksize
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        b = self.b
+        x = x.reshape(n, c, h // b, b, w // b, b).permute(0, 3, 5, 1, 2, 4)
+        return x.reshape(n, c * b * b, h // b, w // b)
+
+
+class DepthToSpace(nn.Module):
+    """ONNX DepthToSpace in DCR (depth-column-row, the default) or CRD (= torch.pixel_shuffle) mode."""
+
+    def __init__(self, blocksize: int, mode: str = "DCR"):
+        super().__init__()
+        self.b, self.mode = blocksize, mode
+
+    def forward(self, x):
+        if self.mode == "CRD":
+            return nn.functional.pixel_shuffle(x, self.b)
+        n, c, h, w = x.shape
+        b = self.b
+        x = x.reshape(n, b, b, c // (b * b), h, w).permute(0, 3, 4, 1, 5, 2)
+        return x.reshape(n, c // (b * b), h * b, w * b)
+
+
+class LayerNorm(nn.Module):
+    """ONNX LayerNormalization over dims ``axis..`` of the input as it is at run time; scale and bias
+    broadcast as ONNX allows."""
+
+    def __init__(self, axis: int, epsilon: float):
+        super().__init__()
+        self.axis, self.epsilon = axis, epsilon
+
+    def forward(self, x, scale, bias=None):
+        axis = self.axis % x.dim()
+        shape = tuple(x.shape[axis:])
+        if tuple(scale.shape) == shape and (bias is None or tuple(bias.shape) == shape):
+            return nn.functional.layer_norm(x, shape, scale, bias, self.epsilon)
+        dims = tuple(range(axis, x.dim()))
+        mean = x.mean(dim=dims, keepdim=True)
+        var = (x - mean).square().mean(dim=dims, keepdim=True)
+        y = (x - mean) / torch.sqrt(var + self.epsilon) * scale
+        return y if bias is None else y + bias
+
+
+class DynamicClip(nn.Module):
+    """ONNX Clip whose bounds are tensors computed in the graph (either may be absent)."""
+
+    def forward(self, x, min=None, max=None):  # noqa: A002 - ONNX's input names
+        return torch.clamp(x, min, max)
 
 
 def register() -> None:
@@ -185,7 +255,7 @@ def register() -> None:
 
     import copy as _copy
 
-    for op in ("Conv", "MaxPool"):
+    for op in ("Conv", "MaxPool", "AveragePool"):
         for v in registered_versions(op):
             base = _CONVERTER_REGISTRY[OperationDescription("", op, v)]
 
@@ -204,7 +274,8 @@ def register() -> None:
                 rank = len(kernel)
                 module = SamePadded(result.torch_module, kernel, node.attributes.get("strides", [1] * rank),
                                     node.attributes.get("dilations", [1] * rank), mode == "SAME_UPPER",
-                                    0.0 if op == "Conv" else float("-inf"))
+                                    float("-inf") if op == "MaxPool" else 0.0,
+                                    op == "AveragePool" and not node.attributes.get("count_include_pad", 0))
                 return OperationConverterResult(torch_module=module, onnx_mapping=result.onnx_mapping)
 
             _CONVERTER_REGISTRY[OperationDescription("", op, v)] = same_pad
@@ -234,13 +305,34 @@ def register() -> None:
     for v in since_versions("Reshape", max(registered_versions("Reshape"))):
         add_converter(operation_type="Reshape", version=v)(reshape_converter)
 
+    for v in registered_versions("Clip"):
+        if v < 11:  # Clip 6 has min/max as attributes
+            continue
+        base = _CONVERTER_REGISTRY[OperationDescription("", "Clip", v)]
+
+        def clip_converter(node, graph, base=base):
+            bounds = [name for name in node.input_values[1:3] if name]
+            try:
+                for name in bounds:
+                    get_const_value(name, graph)
+            except KeyError:  # computed in the graph: clamp to the tensors themselves
+                return OperationConverterResult(torch_module=DynamicClip(), onnx_mapping=onnx_mapping_from_node(node))
+            return base(node, graph)
+
+        _CONVERTER_REGISTRY[OperationDescription("", "Clip", v)] = clip_converter
+
     simple = {
+        "LayerNormalization": lambda node: LayerNorm(int(node.attributes.get("axis", -1)),
+                                                     float(node.attributes.get("epsilon", 1e-5))),
         "Gelu": lambda node: Gelu(node.attributes.get("approximate", "none")),
         "GlobalMaxPool": lambda node: GlobalMaxPool(),
         "Mish": lambda node: Mish(),
+        "SpaceToDepth": lambda node: SpaceToDepth(int(node.attributes["blocksize"])),
+        "DepthToSpace": lambda node: DepthToSpace(int(node.attributes["blocksize"]),
+                                                  node.attributes.get("mode", "DCR")),
     }
     for op, factory in simple.items():
-        if registered_versions(op):
+        if registered_versions(op) and op not in ("DepthToSpace", "LayerNormalization"):  # see the docstring
             continue
 
         def make_simple(factory=factory):
@@ -249,7 +341,7 @@ def register() -> None:
             return convert
 
         for v in since_versions(op, 0):
-            add_converter(operation_type=op, version=v)(make_simple())
+            _CONVERTER_REGISTRY[OperationDescription("", op, v)] = make_simple()
     _registered = True
 
 

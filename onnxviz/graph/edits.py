@@ -62,9 +62,11 @@ def normalize(proto: onnx.ModelProto, input_name: Optional[str] = None) -> onnx.
     - the batch dimension becomes dynamic, with hard-coded batch sizes in Reshape shapes replaced
       by 0 (copy the input's batch), so batches of any size run;
     - an IR version newer than onnxruntime reads is lowered to 10 (vision ops need nothing newer);
-    - stale intermediate shapes are dropped (shape inference recomputes them).
+    - stale intermediate shapes are dropped (shape inference recomputes them);
+    - nodes are put in topological order (:func:`sort_nodes`).
     """
     proto = copy.deepcopy(proto)
+    sort_nodes(proto.graph)
     if proto.ir_version > 10:  # onnx.helper writes IR versions newer than many onnxruntime builds read
         proto.ir_version = 10
     graph = proto.graph
@@ -111,6 +113,55 @@ def normalize(proto: onnx.ModelProto, input_name: Optional[str] = None) -> onnx.
         _free_reshape_batch(graph, inits, fixed_batch)
     del graph.value_info[:]
     return proto
+
+
+def _reads(node) -> list:
+    """The tensors a node reads, including those its subgraphs (If/Loop/Scan bodies) read from outside."""
+    names = [i for i in node.input if i]
+    for a in node.attribute:
+        for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+            inner = {o for n in g.node for o in n.output} | {i.name for i in g.input} | initializer_names(g)
+            names += [i for n in g.node for i in _reads(n) if i not in inner]
+    return names
+
+
+def sort_nodes(graph: onnx.GraphProto) -> bool:
+    """Put ``graph``'s nodes in topological order, in place; True when they were not.
+
+    ONNX requires it, onnxruntime does not: some files (an fp16 conversion seen in the wild) list a
+    node before the nodes that compute its inputs, and onnx.checker, onnx2torch and every pass here
+    that walks nodes in order then fail. The order is otherwise kept (a stable Kahn sort); nodes
+    whose inputs are never computed (a broken file) stay, in their order, at the end.
+    """
+    nodes = list(graph.node)
+    made = {o: k for k, n in enumerate(nodes) for o in n.output if o}
+    ready = {i.name for i in graph.input} | initializer_names(graph)
+    needs = [{made[i] for i in _reads(n) if i in made and i not in ready and made[i] != k}
+             for k, n in enumerate(nodes)]
+    if all(all(j < k for j in need) for k, need in enumerate(needs)):
+        return False
+    import heapq
+
+    users: dict = {}
+    for k, need in enumerate(needs):
+        for j in need:
+            users.setdefault(j, []).append(k)
+    left = [len(need) for need in needs]
+    heap = [k for k, c in enumerate(left) if c == 0]
+    heapq.heapify(heap)
+    order = []
+    while heap:
+        k = heapq.heappop(heap)
+        order.append(k)
+        for u in users.get(k, ()):
+            left[u] -= 1
+            if left[u] == 0:
+                heapq.heappush(heap, u)
+    placed = set(order)
+    order += [k for k in range(len(nodes)) if k not in placed]
+    del graph.node[:]
+    graph.node.extend(nodes[k] for k in order)
+    return True
 
 
 def _constant_value(node) -> Optional[np.ndarray]:

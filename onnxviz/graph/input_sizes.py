@@ -3,8 +3,9 @@
 A file with a dynamic height/width says nothing about which sizes work: a text recognizer may need
 exactly 32 or 48 rows, a detector with skip connections multiples of 32. ``probe`` runs the graph
 once per candidate on a zero image and returns an :class:`InputRule`: the default size (the first
-candidate that runs), and per dimension either a stride (sizes that are multiples of it run) or
-``None`` when the dimension only works at the default (treated as fixed).
+candidate that runs), and per dimension either a stride (sizes that are multiples of it run: the
+smallest stride of which three consecutive multiples run) or ``None`` when the dimension only works
+at the default (treated as fixed).
 """
 from __future__ import annotations
 
@@ -76,19 +77,23 @@ def probe(runner_factory, channels: int, layout: str, known_h: Optional[int], kn
         size = candidates[0]
         return InputRule(size, (None if known_h else 1, None if known_w else 1),
                          f"no candidate size ran ({', '.join(f'{h}x{w}' for h, w in candidates)})")
+    def multiples_run(axis: int, s: int) -> bool:
+        """Three consecutive multiples of ``s`` above the default run: one size that happens to run
+        (skip connections whose sizes agree by chance, e.g. 228 but not 232) does not make a stride."""
+        first = -(-size[axis] // s) * s
+        for k in range(1, 4):
+            bigger = list(size)
+            bigger[axis] = first + k * s
+            if not runs(*bigger):
+                return False
+        return True
+
     stride = []
     for axis, known in enumerate((known_h, known_w)):
         if known:
             stride.append(None)
             continue
-        found = None
-        for s in STRIDES:
-            bigger = list(size)
-            bigger[axis] += s
-            if runs(*bigger):
-                found = s
-                break
-        stride.append(found)
+        stride.append(next((s for s in STRIDES if multiples_run(axis, s)), None))
     return InputRule(size, tuple(stride), f"onnxruntime ran {size[0]}x{size[1]}; "
                      + ", ".join(f"{'HW'[i]}: {'fixed' if s is None else f'multiples of {s}'}"
                                  for i, s in enumerate(stride)))

@@ -6,7 +6,10 @@ shape, layout and producing node) and, among them, the *layers*: what Lucid and 
 
 Layouts are tracked through the graph from the input (a Keras/TF model transposes NHWC to NCHW
 and back), not assumed. Shapes come from ONNX shape inference; dims it leaves open are probed with
-one onnxruntime run at the model's input size (``probe_shapes``).
+one onnxruntime run at the model's input size (``probe_shapes``). A tensor whose first dim is not
+the image batch (sequence-first attention, cells gathered from the whole batch) is not a layer:
+mining and rendering take one activation per image; where inference loses track of the batch, a run
+at batch 2 tells (``_not_batch_first``).
 
 Short names: exporters write names such as ``/features/features.3/conv/conv.0/conv.0.2/Clip_output_0``
 (torch classic), ``node_relu_3`` with a ``pkg.torch.onnx.name_scopes`` entry (torch dynamo) or
@@ -111,7 +114,8 @@ def discover(proto: onnx.ModelProto, input_name: str, input_shape: tuple, layout
     ``size``: (H, W) at which open dims are probed (the model's input size); ``aliases``: friendly
     name -> layer name or tensor (from the model's metadata).
     """
-    shapes = G.value_shapes(G.infer_shapes(proto))
+    inferred = G.infer_shapes(proto)
+    shapes = G.value_shapes(inferred)
     nodes = list(proto.graph.node)
     consumers: dict = {}
     for node in nodes:
@@ -132,6 +136,8 @@ def discover(proto: onnx.ModelProto, input_name: str, input_shape: tuple, layout
             found.append(Layer(name=t, tensor=t, node=node.name, op=node.op_type,
                                shape=(None,) + tuple(shape[1:]), layout=lay_out, index=idx))
     probed = _fill_unknown_shapes(proto, input_name, input_shape, layout, size, found, extras)
+    others = _not_batch_first(proto, inferred, input_name, input_shape, layout, size, found, extras)
+    found = [lay for lay in found if lay.tensor not in others]
     tensors = [lay for lay in found if lay.units]
     node_of = {t: n for n in nodes for t in n.output}
     learned = set()  # tensors computed through at least one weighted op: not input preprocessing
@@ -166,14 +172,14 @@ def _lookup(layers: list, tensors: list, aliases: dict) -> dict:
 
 
 def probe_shapes(proto: onnx.ModelProto, input_name: str, input_shape: tuple, layout: str, size: tuple,
-                 tensors: list, extras: Optional[dict] = None) -> dict:
-    """tensor -> its shape (with batch 1) in one onnxruntime run on a zero image of ``size`` (H, W)."""
+                 tensors: list, extras: Optional[dict] = None, batch: int = 1) -> dict:
+    """tensor -> its shape (with batch ``batch``) in one onnxruntime run on a zero image of ``size`` (H, W)."""
     from ..backends.ort import Runner
 
     h, w = size
     gray = len(input_shape) == 4 and (input_shape[1] if layout == "NCHW" else input_shape[3]) == 1
     c = 1 if gray else 3
-    x = np.zeros((1, c, h, w) if layout == "NCHW" else (1, h, w, c), np.float32)
+    x = np.zeros((batch, c, h, w) if layout == "NCHW" else (batch, h, w, c), np.float32)
     out = Runner(G.subgraph(proto, tensors), threads=1, input_name=input_name, extras=extras).run(x)
     return {t: tuple(out[t].shape) for t in tensors}
 
@@ -198,6 +204,25 @@ def _fill_unknown_shapes(proto, input_name, input_shape, layout, size, layers: l
             int(p) if (i == lay.channel_axis or not dynamic or known is not None) else None
             for i, (known, p) in enumerate(zip(lay.shape[1:], shape[1:]), start=1))
     return probed
+
+
+def _not_batch_first(proto, inferred, input_name, input_shape, layout, size, layers: list, extras=None) -> set:
+    """Tensors whose first dim is not the batch: among those where shape inference lost the batch
+    symbol, the ones whose first dim is not 2 in a run at batch 2 (empty when that run fails)."""
+    batch_first = {vi.name for vi in list(inferred.graph.value_info) + list(inferred.graph.output)
+                   if vi.type.tensor_type.shape.dim and vi.type.tensor_type.shape.dim[0].dim_param == G.BATCH_DIM}
+    unsure = [lay.tensor for lay in layers if lay.tensor not in batch_first]
+    if not unsure:
+        return set()
+    try:
+        probed = probe_shapes(proto, input_name, input_shape, layout, size, unsure, extras, batch=2)
+    except Exception as exc:  # noqa: BLE001 - keep them all; a batched run fails later with its own message
+        log.info("could not check which tensors carry the batch: %s", str(exc).splitlines()[0])
+        return set()
+    others = {t for t in unsure if not probed[t] or probed[t][0] != 2}
+    if others:
+        log.info("%d tensors whose first dim is not the image batch are not layers", len(others))
+    return others
 
 
 def interesting(lay: Layer, node, consumers: dict, node_of: dict, graph_outputs: list) -> bool:
