@@ -80,7 +80,7 @@ def _report_reliability(w) -> None:
               help="A mining run (onnxviz mine --out): adds the reliability check to the render's JSON; "
               "the photos for --accentuate top.")
 @click.option("--steps", type=int, default=256, show_default=True)
-@click.option("--size", type=int, default=None, help="Image size in pixels (default: the model's input size).")
+@click.option("--size", type=int, default=None, help="Image size in pixels (default: what the unit's receptive field needs, at most the model's input size; the JSON's size_choice says why).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--lr", type=float, default=None,
               help=f"Adam step size (default {runs_render.LR}; {runs_render.DEEPDREAM_LR} for --deepdream).")
