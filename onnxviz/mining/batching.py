@@ -5,7 +5,7 @@ do not fit and onnxruntime fails (or the machine swaps). The batch is chosen bef
 the *peak* of the maps onnxruntime holds for one image (walking the nodes in order: a map lives
 from the node that makes it to its last reader, as onnxruntime's memory planner frees it) plus
 what comes back to Python (the full maps of the atlas layers: units x positions), times the batch,
-against a budget (half the memory available, or ``memory`` bytes). When onnxruntime still runs out
+against a budget (half the memory available, ``memory`` bytes or $ONNXVIZ_MEMORY_MB). When onnxruntime still runs out
 of memory, the batch is halved and retried (one line says so), down to one image; a model whose
 maps do not fit even one image at a time is told which of its layers do.
 """
@@ -35,7 +35,8 @@ def available_memory() -> int:
     except OSError:
         pass
     for limit, usage in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                         ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+                         ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                          "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
         try:
             cap = open(limit).read().strip()
             if cap != "max" and int(cap) < (1 << 60):
@@ -100,11 +101,12 @@ def choose_batch(model, layer_names: Sequence[str], requested: int, maps: Sequen
                  memory: Optional[int] = None) -> tuple:
     """(batch size, one line or "" when ``requested`` fits) for mining ``layer_names``.
 
-    ``memory``: the budget in bytes (default half of :func:`available_memory`). Raises MiningError
-    when one image does not fit, naming the layers that do."""
+    ``memory``: the budget in bytes (default: $ONNXVIZ_MEMORY_MB, else half of :func:`available_memory`).
+    Raises MiningError when one image does not fit, naming the layers that do."""
     from .run import MiningError
 
-    budget = int(memory) if memory else available_memory() // 2
+    env = os.environ.get("ONNXVIZ_MEMORY_MB")
+    budget = int(memory) if memory else int(float(env) * _MB) if env else available_memory() // 2
     need = per_image(model, layer_names, maps)
     if need <= 0 or need * requested <= budget:
         return requested, ""

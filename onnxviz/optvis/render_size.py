@@ -4,9 +4,10 @@ A unit of a middle layer of a 1600 px net sees a few hundred pixels; optimizing 
 for it costs (1600/size)^2 times the work and, for a channel (the mean over positions), only
 repeats the same pattern. The default is the smallest size the graph accepts (its stride rule,
 graph/input_sizes.py) that covers the unit's receptive field (layers/receptive_fields.py, from the
-graph; the local field: channel gates such as squeeze-and-excitation left aside) plus ``MARGIN`` neighbouring positions on each side, at least ``FLOOR`` px, at most the
-model's input size. Units that see the whole image (logits, pooled or unknown fields), layers that
-run only at the file's own size (graph/dynamic_size.py) and fixed-size inputs keep the input size.
+graph; the local field: channel gates such as squeeze-and-excitation left aside) plus ``MARGIN``
+neighbouring positions on each side, at least ``FLOOR`` px, at most the model's input size. Units
+that see the whole image (logits, pooled or unknown fields), layers that run only at the file's own
+size (graph/dynamic_size.py) and fixed-size inputs keep the input size.
 ``--size`` overrides it; the record says which (``size_choice``).
 """
 from __future__ import annotations
@@ -37,7 +38,8 @@ def _fields(model) -> dict:
         from ..layers.receptive_fields import receptive_fields
 
         shapes = {k: v[1] for k, v in value_shapes(infer_shapes(model.proto)).items()}
-        cache = model.__dict__["_receptive_fields"] = receptive_fields(model.proto, model.input_name, shapes, local=True)
+        cache = receptive_fields(model.proto, model.input_name, shapes, local=True)
+        model.__dict__["_receptive_fields"] = cache
     return cache
 
 
