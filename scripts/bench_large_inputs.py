@@ -2,18 +2,20 @@
 
     python scripts/bench_large_inputs.py FILE.onnx [FILE.onnx ...] [--steps 64] [--before-steps 8]
 
-For each file, in one process: units 0-3 of its middle layer (``model.layers[len // 2]``) rendered
+For each file, in one process: units 0-3 of its middle layer (the corpus report's, corpus_check.pick_layers) rendered
 in one batch at the default size. "Before": the file loaded as it is (its fixed size kept, so the
 render runs at the whole input size, as onnxviz did before); its time is ``--before-steps`` steps
 measured and scaled to ``--steps`` (a whole run at 1024-1600 px takes minutes). "After": the file
 made dynamic where onnxruntime agrees, rendered at the size the unit's receptive field needs, all
-``--steps`` steps. Median rise: median over the 4 units of activation end / start. Prints a
+``--steps`` steps. Median rise: over the 4 units, corpus_check.rise (end / start, or the climb in units
+of the channel's spread over 6 photos when the start is at or below it). Prints a
 Markdown table (docs/large_inputs.md).
 """
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -23,6 +25,9 @@ import onnxviz
 from onnxviz.graph import dynamic_size
 from onnxviz.optvis import objectives as obj
 from onnxviz.optvis.render import render
+
+sys.path.insert(0, str(Path(__file__).parent))
+import corpus_check  # noqa: E402 - the corpus report's layer choice and rise
 
 
 def _one(path: Path, steps: int, dynamic: bool) -> dict:
@@ -35,20 +40,26 @@ def _one(path: Path, steps: int, dynamic: bool) -> dict:
         load_s = time.perf_counter() - t0
     finally:
         dynamic_size.LARGE = keep
-    layer = model.layers[len(model.layers) // 2]
+    layer = corpus_check.pick_layers(model)[1]
     units = list(range(min(4, layer.units or 4)))
+    x = model.prepare(model.load_images(sorted(PHOTOS.iterdir())))
+    spread = model.channel_stats(x, [layer.name], batch_size=1)[layer.name]["mean"][:, units].std(0)
     t0 = time.perf_counter()
     res = render(model, obj.channel(layer.name, units), steps=steps, device="cpu", progress=False)
     seconds = time.perf_counter() - t0
     rec = res.record
-    rises = [e / s for s, e in zip(rec["activation_start"], rec["activation_end"]) if s > 0]
+    rises = [corpus_check.rise(s, e, d) for s, e, d in zip(rec["activation_start"], rec["activation_end"], spread)]
     return {"layer": layer.name, "input": "x".join(map(str, model.meta.input_size)), "size": rec["size"],
             "why": rec.get("size_choice", ""), "seconds": seconds, "ms_per_step": rec["ms_per_step"],
             "load_s": load_s, "rise": statistics.median(rises) if rises else float("nan"),
             "note": getattr(model, "size_note", "")}
 
 
+PHOTOS = None
+
+
 def main() -> None:
+    global PHOTOS
     ap = argparse.ArgumentParser()
     ap.add_argument("files", nargs="+", type=Path)
     ap.add_argument("--steps", type=int, default=64)
@@ -56,6 +67,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    PHOTOS = corpus_check.photo_folder()
     rows = []
     for f in a.files:
         before = _one(f, a.before_steps, dynamic=False)
