@@ -138,6 +138,8 @@ class Model:
         if len(self._extras):  # with several inputs, layers are what the chosen input computes
             reached = G.depends_on(self.proto.graph, [self.input_name])
             self.layers = [lay for lay in self.layers if lay.tensor in reached]
+        self.fixed_size_tensors: frozenset = frozenset()  # computed only at the file's own size
+        self.size_note = self._dynamic_size()
         self._runners: dict = {}
         self._torch = None
         self._checked: set = set()
@@ -173,6 +175,35 @@ class Model:
         hint = overrides.get("input_size") or (stored.input_size if stored else None)
         return shapes.probe(lambda: self._full_runner(), c or 3, self.input_layout, h, w,
                             tuple(hint) if hint else None)
+
+    def _dynamic_size(self) -> str:
+        """A large fixed-size, fully convolutional graph gets a symbolic H/W (graph/dynamic_size.py):
+        its units then render at the size their receptive field needs. One line says what was done."""
+        from .graph import dynamic_size
+        from .graph.input_sizes import InputRule
+
+        c, h, w = self._hw()
+        if not (h and w) or max(h, w) < dynamic_size.LARGE or len(self._extras):
+            return ""
+        from .preprocessing.images import load_for_model, sample_image_path
+
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(
+            G.image_input(self.proto, self.input_name).type.tensor_type.elem_type)
+
+        def photo(ph, pw):
+            img = load_for_model(sample_image_path(), self.meta.replace(input_size=(ph, pw)))[None]
+            return self.prepare(img).astype(dtype)
+
+        try:
+            edit = dynamic_size.make_dynamic(self.proto, self.input_name, self.input_layout, photo)
+        except Exception as exc:  # noqa: BLE001 - the file still works at its own size
+            edit = dynamic_size.SizeEdit(None, None, reason=f"kept at {h}x{w}: {str(exc).splitlines()[0][:200]}")
+        log.info("%s: %s", self.path or self.meta.name, edit.reason)
+        if edit.proto is not None:
+            self.proto = edit.proto
+            self.fixed_size_tensors = edit.fixed_tensors
+            self.input_rule = InputRule((h, w), (edit.stride, edit.stride), edit.reason)
+        return edit.reason
 
     def _full_runner(self):
         from .backends.ort import Runner
@@ -426,6 +457,7 @@ class Model:
             "parameters": sum(int(np.prod(t.dims)) for t in self.proto.graph.initializer),
             "producer": self.producer,
             "input": {"name": self.input_name, "shape": list(self.input_shape), "layout": self.input_layout},
+            "input_sizes": dict(self.input_rule.to_dict(), note=self.size_note) if self.input_rule else None,
             "outputs": [o.name for o in self.proto.graph.output],
             "output_shapes": {o.name: [d.dim_param or (d.dim_value if d.HasField("dim_value") else None)
                                        for d in o.type.tensor_type.shape.dim] for o in self.proto.graph.output},

@@ -26,6 +26,8 @@ def inspect(model_path, as_json, all_nodes, **kwargs):
     click.echo(f"{info['path']}  ({info['file_size'] / 1e6:.1f} MB, opset {info['opset']}, {info['nodes']} nodes"
                f"{', ' + info['producer'] if info['producer'] else ''})")
     click.echo(f"input   {m.input_name} {list(m.input_shape)} layout {m.input_layout}")
+    if getattr(m, "size_note", ""):  # a large fixed input made dynamic, or why not (graph/dynamic_size.py)
+        click.echo(f"sizes   {m.size_note}")
     click.echo(f"outputs {', '.join(info['outputs'])}")
     conf = f", confidence {meta.confidence:.2f}" if meta.confidence is not None else ""
     click.echo(f"preprocessing ({meta.preprocessing_source}{conf}): size {meta.input_size[0]}x{meta.input_size[1]}"

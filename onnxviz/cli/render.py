@@ -92,7 +92,9 @@ def _report_reliability(w) -> None:
                                                                "--caricature": f"{_RECIPES}:caricature",
                                                                "--accentuate": "onnxviz.optvis.accentuate:accentuate"}),
               help="Optimization steps (the Python API's defaults).")
-@click.option("--size", type=int, default=None, help="Image size in pixels (default: the model's input size).")
+@click.option("--size", type=int, default=None,
+              help="Image size in pixels (default: what the unit's receptive field needs, at most the model's input "
+              "size; the JSON's size_choice says why).")
 @seed_option()
 @click.option("--lr", type=float, show_default=True,
               default=PerModeDefault("lr", unit=_RENDER, **{"--deepdream": f"{_RECIPES}:deepdream",

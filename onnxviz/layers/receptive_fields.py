@@ -44,26 +44,52 @@ _GLOBAL = {"GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool", "Flatten", "Gem
            "ReduceMax", "Reshape", "Squeeze"}
 
 
+_GATES = {"Mul", "Add", "Div", "Sub"}
+_SIZE_ONE = {"Squeeze", "Unsqueeze", "Reshape", "Flatten"}
+
+
+def _only_size_one(src, dst) -> bool:
+    """True when ``src`` -> ``dst`` only adds or drops dims of size 1 (both shapes known in rank)."""
+    if src is None or dst is None:
+        return False
+    return [d for d in src if d != 1] == [d for d in dst if d != 1]
+
+
 def _attrs(node) -> dict:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-def receptive_fields(proto, input_name: str) -> dict:
-    """tensor name -> (Field y, Field x), or None for the whole image, for every spatial tensor."""
+def receptive_fields(proto, input_name: str, shapes: Optional[dict] = None, local: bool = False) -> dict:
+    """tensor name -> (Field y, Field x), or None for the whole image, for every spatial tensor.
+
+    ``shapes`` (tensor -> shape tuple, None for unknown dims): with it, a Squeeze, Unsqueeze,
+    Reshape or Flatten that only adds or drops dims of size 1 keeps the field (tf2onnx's channel
+    handling on a one-channel NHWC input does that before the first Conv). ``local``: a channel gate
+    (Mul/Add/Div of a map by a globally pooled value, squeeze-and-excitation) keeps the map's own
+    field: the field of the pattern a unit detects, what a render size needs to cover."""
     inits = {i.name: i for i in proto.graph.initializer}
+    shapes = shapes or {}
     rf: dict = {input_name: _IDENTITY}
     for node in proto.graph.node:
         ins = [rf[i] for i in node.input if i in rf]
         if not ins:
             continue
-        if any(f is GLOBAL for f in ins):
+        if local and node.op_type in _GATES and any(f is not GLOBAL for f in ins):
+            spatial = [f for f in ins if f is not GLOBAL]
+            out = _union(spatial) if len(spatial) > 1 else spatial[0]
+        elif any(f is GLOBAL for f in ins):
             out = GLOBAL
         elif node.op_type in _WINDOW:
             out = _window(node, ins[0], inits)
         elif node.op_type in ("Resize", "Upsample"):
             out = _resize(node, ins[0], inits)
+        elif node.op_type == "DepthToSpace":  # each output position comes from one input position
+            b = float(_attrs(node).get("blocksize", 1))
+            out = tuple(Field(f.size, f.jump / b, f.start) for f in ins[0])
         elif node.op_type in _KEEP:
             out = _union(ins) if len(ins) > 1 else ins[0]
+        elif node.op_type in _SIZE_ONE and _only_size_one(shapes.get(node.input[0]), shapes.get(node.output[0])):
+            out = ins[0]
         else:  # _GLOBAL and anything unknown
             out = GLOBAL
         for o in node.output:

@@ -25,6 +25,7 @@ from typing import Optional
 import numpy as np
 
 from ..progress import bar as progress_bar
+from .batching import Halving, choose_batch
 from .datasets import ImageSource, decode_batches, open_source
 from .decoders import default_workers, open_decoder
 from .run import DIRS, STATS, MiningError, Stopper, Summary, mining_dir, open_run, set_positions, wanted_images
@@ -42,7 +43,7 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
          stop_after: Optional[int] = None, checkpoint_seconds: float = 20.0, thumbs: bool = True,
          command: str = "", spectrum: int = 128, atlas_layers=None, atlas_per_image: int = 8,
          seed: int = 0, decoder: str = "auto", pixels: Optional[bool] = None,
-         positions: str = "auto") -> Summary:
+         positions: str = "auto", memory: Optional[int] = None) -> Summary:
     """Mine dataset examples of ``layers`` (default all of ``model.layers``) over ``source``.
 
     model: path or onnxviz Model; source: folder / zip / tar / list file or an ImageSource;
@@ -60,7 +61,9 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
     every image and needs no pass 2 (cheaper on a GPU); "auto": inline when the session runs on
     CUDA, or when the run has fewer images than list slots (then nearly every image is an example,
     and pass 2 would decode and run them all again). Both give the same result, bit for bit
-    (the mean and max come from the same pooling nodes either way). ``decoder``: "threads",
+    (the mean and max come from the same pooling nodes either way). ``memory``: bytes the batch may
+    use (default half the memory available; batching.py: the batch shrinks for large inputs, and
+    halves when onnxruntime runs out of memory). ``decoder``: "threads",
     "processes" or "auto" (processes on 8+ cores). Returns a :class:`Summary` (with ``stages``:
     where the time went); calling again with the same arguments resumes an unfinished run.
     """
@@ -82,11 +85,15 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
         if positions == "auto":
             positions = auto_positions(providers, run, top, bottom)
         todo = indices[done:]
+        batch_size, note = choose_batch(model, [r["name"] for r in run.records], batch_size,
+                                        list(samplers.atlas) if samplers else [], memory)
+        if note:
+            log.warning(note)
         # on a CPU pass 1 ranks by mean and max only: GlobalAveragePool/GlobalMaxPool stay in
         # onnxruntime's blocked layout, while an in-graph ArgMax would force a reorder of every full map
-        runner = model.stats_runner([r["name"] for r in run.records], providers=providers, threads=threads,
-                                    stats=STATS + (("argmax",) if positions == "inline" else ()),
-                                    maps=list(samplers.atlas) if samplers else [], spin=False, pixels=pixels)
+        runner = Halving(model.stats_runner([r["name"] for r in run.records], providers=providers, threads=threads,
+                                            stats=STATS + (("argmax",) if positions == "inline" else ()),
+                                            maps=list(samplers.atlas) if samplers else [], spin=False, pixels=pixels))
         names = [lay.name for lay in runner.layers]
         fused = fuse_lists(states, names)
         if workers is None:
@@ -244,8 +251,8 @@ def fill_positions(model, src: ImageSource, states: dict, names: list, batch_siz
     wanted = wanted_images(states)
     if not wanted:
         return 0
-    runner = model.stats_runner(names, providers=providers, threads=threads, stats=("argmax",), spin=False,
-                                pixels=pixels)
+    runner = Halving(model.stats_runner(names, providers=providers, threads=threads, stats=("argmax",), spin=False,
+                                        pixels=pixels))
     with cf.ThreadPoolExecutor(1, thread_name_prefix="onnxviz-positions") as post:
         busy = None  # the previous batch's positions are filled in while this one infers
         for batch, decoded in decode_batches(src, wanted, model.meta, batch_size, workers, decoder=decoder,

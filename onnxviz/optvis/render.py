@@ -39,6 +39,7 @@ from . import transforms as tr
 from .forward import Forward, resolve_device
 from .objectives import Objective, as_objective
 from .redirect import output_modules, redirected_relus
+from .render_size import default_size, rule_for
 
 
 @dataclass
@@ -95,9 +96,9 @@ def _needs_fixed_size(model: VisionModel, layer_infos: dict) -> bool:
     return any(info.shape is None or len(info.shape) <= 2 for info in layer_infos.values())
 
 
-def _fed_size(model, size: tuple) -> Optional[tuple]:
+def _fed_size(model, size: tuple, layers: Sequence[str] = ()) -> Optional[tuple]:
     """The (H, W) every transformed image is resized to, or None when any size runs."""
-    rule = model.input_rule
+    rule = rule_for(model, layers)
     if rule is None:
         return None
     if all(s is None for s in rule.stride):
@@ -140,12 +141,14 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
     objective.check(model)
     meta = model.meta
     device = resolve_device(device)
-    if size is None:
-        size = tuple(meta.input_size)
-    elif isinstance(size, int):
+    if size is None:  # what the objective's receptive field needs (render_size.py)
+        size, size_choice = default_size(model, objective.layers)
+    else:
+        size_choice = "given (--size)"
+    if isinstance(size, int):
         size = (size, size)
     size = tuple(int(v) for v in size)
-    rule = model.input_rule
+    rule = rule_for(model, objective.layers)
     if rule is not None and any(s is not None and s > 1 for s in rule.stride):
         size = rule.fit(size)  # a dynamic net with skip connections: multiples of its stride
     layer_names = list(dict.fromkeys(objective.layers + tuple(n for r in regularizers for n in r.layers)))
@@ -153,7 +156,7 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
         raise ObjectiveError(f"objective {objective.name} reads no layer of the model")
     fwd = Forward(model, layer_names, device, view=view, channels_last=channels_last)
     infos = fwd.infos
-    fed = _fed_size(model, size)
+    fed = _fed_size(model, size, layer_names)
     if fit_input is None:
         # a fixed-size input is always fed at its size (Lucent's fixed_image_size), a dynamic net
         # with a stride at the render size: the transforms' pad/scale/jitter change the size; token
@@ -253,6 +256,7 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
         "seed": int(seed),
         "steps": int(steps),
         "size": list(size),
+        "size_choice": size_choice,
         "batch": n,
         "lr": lr,
         "device": str(device),

@@ -1,0 +1,92 @@
+"""Render time of large-input files, before and after (graph/dynamic_size.py + optvis/render_size.py).
+
+    python scripts/bench_large_inputs.py FILE.onnx [FILE.onnx ...] [--steps 64] [--before-steps 8]
+
+For each file, in one process: units 0-3 of its middle layer (the corpus report's, corpus_check.pick_layers) rendered
+in one batch at the default size. "Before": the file loaded as it is (its fixed size kept, so the
+render runs at the whole input size, as onnxviz did before); its time is ``--before-steps`` steps
+measured and scaled to ``--steps`` (a whole run at 1024-1600 px takes minutes). "After": the file
+made dynamic where onnxruntime agrees, rendered at the size the unit's receptive field needs, all
+``--steps`` steps. Median rise: over the 4 units, corpus_check.rise (end / start, or the climb in units
+of the channel's spread over 6 photos when the start is at or below it). Prints a
+Markdown table (docs/large_inputs.md).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import onnxviz
+from onnxviz.graph import dynamic_size
+from onnxviz.optvis import objectives as obj
+from onnxviz.optvis.render import render
+
+sys.path.insert(0, str(Path(__file__).parent))
+import corpus_check  # noqa: E402 - the corpus report's layer choice and rise
+
+
+def _one(path: Path, steps: int, dynamic: bool) -> dict:
+    keep = dynamic_size.LARGE
+    if not dynamic:
+        dynamic_size.LARGE = 10 ** 9  # the file's fixed size kept, as before
+    try:
+        t0 = time.perf_counter()
+        model = onnxviz.load(path)
+        load_s = time.perf_counter() - t0
+    finally:
+        dynamic_size.LARGE = keep
+    layer = corpus_check.pick_layers(model)[1]
+    units = list(range(min(4, layer.units or 4)))
+    x = model.prepare(model.load_images(sorted(PHOTOS.iterdir())))
+    spread = model.channel_stats(x, [layer.name], batch_size=1)[layer.name]["mean"][:, units].std(0)
+    t0 = time.perf_counter()
+    res = render(model, obj.channel(layer.name, units), steps=steps, device="cpu", progress=False)
+    seconds = time.perf_counter() - t0
+    rec = res.record
+    rises = [corpus_check.rise(s, e, d) for s, e, d in zip(rec["activation_start"], rec["activation_end"], spread)]
+    return {"layer": layer.name, "input": "x".join(map(str, model.meta.input_size)), "size": rec["size"],
+            "why": rec.get("size_choice", ""), "seconds": seconds, "ms_per_step": rec["ms_per_step"],
+            "load_s": load_s, "rise": statistics.median(rises) if rises else float("nan"),
+            "note": getattr(model, "size_note", "")}
+
+
+PHOTOS = None
+
+
+def main() -> None:
+    global PHOTOS
+    ap = argparse.ArgumentParser()
+    ap.add_argument("files", nargs="+", type=Path)
+    ap.add_argument("--steps", type=int, default=64)
+    ap.add_argument("--before-steps", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    PHOTOS = corpus_check.photo_folder()
+    rows = []
+    for f in a.files:
+        before = _one(f, a.before_steps, dynamic=False)
+        after = _one(f, a.steps, dynamic=True)
+        before_64 = before["ms_per_step"] * a.steps / 1000
+        rows.append((f.name, after["input"], after["layer"], "x".join(map(str, after["size"])), before_64,
+                     after["seconds"], before_64 / after["seconds"], after["rise"], after["note"], after["why"],
+                     before["load_s"], after["load_s"]))
+        print(f"{f.name}: before {before['ms_per_step']:.0f} ms/step at {before['size']}, after "
+              f"{after['ms_per_step']:.0f} ms/step at {after['size']} ({after['why']}); {after['note']}", flush=True)
+    print(f"\n| file | input | middle layer | render size chosen | 4 units x {a.steps} steps before (s) | after (s) "
+          f"| speed-up | median rise after | load before / after (s) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]:.0f} | {r[5]:.0f} | {r[6]:.1f}x | {r[7]:.1f}x "
+              f"| {r[10]:.0f} / {r[11]:.0f} |")
+    for r in rows:
+        print(f"\n{r[0]}: {r[8]}. Size: {r[9]}.")
+
+
+if __name__ == "__main__":
+    main()
