@@ -90,8 +90,12 @@ class Model:
         self.input_layout = input_layout(self.proto, self.input_name, self.input_shape)
         stored = ModelMeta.from_onnx(raw)
         self.meta_source = "file" if stored else "defaults"
-        self.input_rule = self._input_rule(stored, overrides)
+        # producers' metadata conventions and framework sidecars (onnxviz.preprocessing.sources)
+        self.sourced = self._sourced(raw) if meta is None and stored is None else None
+        self.input_rule = self._input_rule(stored, overrides, self.sourced)
         base = meta or stored or self._default_meta()
+        if self.sourced is not None:
+            base = self._apply_sourced(base)
         if meta is None and stored is None and infer and not any(
                 overrides.get(k) is not None for k in PREPROCESSING_FIELDS):
             base = self._inferred_meta(base.replace(**overrides) if overrides else base)
@@ -126,7 +130,7 @@ class Model:
             return 3, None, None
         return (s[1], s[2], s[3]) if self.input_layout == "NCHW" else (s[3], s[1], s[2])
 
-    def _input_rule(self, stored, overrides):
+    def _input_rule(self, stored, overrides, sourced=None):
         """Which input sizes run (``shapes.InputRule``): the graph's fixed size, else probed."""
         from .graph import input_sizes as shapes
 
@@ -135,7 +139,8 @@ class Model:
             return shapes.fixed(h, w)
         if len(self.input_shape) != 4:
             return None
-        hint = overrides.get("input_size") or (stored.input_size if stored else None)
+        hint = overrides.get("input_size") or (stored.input_size if stored else None) or (
+            sourced.fields.get("input_size") if sourced else None)
         return shapes.probe(lambda: self._full_runner(), c or 3, self.input_layout, h, w,
                             tuple(hint) if hint else None)
 
@@ -166,19 +171,65 @@ class Model:
                 extras[inp.name] = np.zeros([1] + [d or 1 for d in dims[1:]], dtype)
         return extras
 
+    def _sourced(self, raw):
+        """What producers' metadata and sidecar files say (``preprocessing.sources``), checked against the graph."""
+        from .preprocessing import sources
+
+        try:
+            sourced = sources.combine(sources.gather(raw, self.path))
+            if sourced is not None:
+                c, h, w = self._hw()
+                sources.check_graph(sourced, self.proto, self.input_name, self.input_layout, (h, w),
+                                    1 if c == 1 else 3)
+            return sourced
+        except Exception as exc:  # noqa: BLE001 - a source that cannot be read never stops loading
+            log.warning("could not read the preprocessing sources of %s (%s); going on without them",
+                        self.path or "the model", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            return None
+
+    def _apply_sourced(self, base: ModelMeta) -> ModelMeta:
+        s = self.sourced
+        extra = {k: v for k, v in s.fields.items() if k not in PREPROCESSING_FIELDS}
+        if not s.complete:  # a partial source: its facts now, the statistics choose the preprocessing
+            return base.replace(**extra, evidence=list(s.evidence), conflicts=list(s.conflicts))
+        try:
+            sourced = base.replace(**s.fields, preprocessing_source=s.label, evidence=list(s.evidence),
+                                   conflicts=list(s.conflicts), confidence=s.confidence)
+        except ValueError as exc:  # e.g. three means for a one-channel input: the graph wins, shown
+            s.conflicts.append(f"{s.label} does not fit this input ({exc}): its preprocessing is not used")
+            for k in PREPROCESSING_FIELDS:
+                s.fields.pop(k, None)
+            return base.replace(**extra, evidence=list(s.evidence), conflicts=list(s.conflicts))
+        self.meta_source = "sources"
+        return sourced
+
     def _inferred_meta(self, base: ModelMeta) -> ModelMeta:
-        """Preprocessing inferred from evidence in the file (onnxviz.preprocessing.infer); defaults if that fails."""
+        """Preprocessing inferred from evidence in the file (onnxviz.preprocessing.infer); defaults if that fails.
+        With a complete deterministic source the statistics only check it (conflicts are shown, the source kept);
+        with a partial one they choose what it does not state."""
+        from .preprocessing import sources
         from .preprocessing.infer import infer
 
         try:
             found = infer(self, base)
         except Exception as exc:  # noqa: BLE001 - a file onnxruntime cannot run still gets inspected
-            log.warning("could not infer the preprocessing of %s (%s); using defaults",
-                        self.path or "the model", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            log.warning("could not infer the preprocessing of %s (%s); using %s",
+                        self.path or "the model", str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                        "its sources" if self.sourced is not None else "defaults")
             return base
+        s = self.sourced
+        if s is not None and s.complete:
+            sources.check_statistics(s, found)
+            return base.replace(evidence=list(s.evidence), conflicts=list(s.conflicts))
+        if s is not None and s.preprocessing_fields():
+            self.meta_source = "sources + inferred"
+            return base.replace(**sources.fill(s, found.candidate.fields()),
+                                preprocessing_source=f"{s.label} + inferred",
+                                evidence=list(s.evidence) + found.evidence, conflicts=list(s.conflicts),
+                                confidence=found.confidence)
         self.meta_source = "inferred"
-        return base.replace(**found.candidate.fields(), preprocessing_source="inferred", evidence=found.evidence,
-                            confidence=found.confidence)
+        return base.replace(**found.candidate.fields(), preprocessing_source="inferred",
+                            evidence=(list(s.evidence) if s else []) + found.evidence, confidence=found.confidence)
 
     def _probe_size(self) -> tuple:
         """(H, W) at which open shapes are measured: the fixed input size, else the metadata's."""

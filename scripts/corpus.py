@@ -47,6 +47,11 @@ def entry(name: str) -> dict:
 
 
 def path(name: str) -> Path:
+    """``<name>.onnx``; a file that ships sidecars (``sidecars`` in the manifest: the framework's config
+    files beside it) lives in ``<name>/`` under its own name, with them."""
+    e = next((e for e in manifest() if e["name"] == name), {})
+    if e.get("sidecars"):
+        return cache_dir() / name / Path(e["member"]).name
     return cache_dir() / f"{name}.onnx"
 
 
@@ -147,7 +152,8 @@ def fetch_one(name: str) -> Path:
     """The cached file of corpus entry ``name``, fetched (or derived) first if needed."""
     e = entry(name)
     dest = path(name)
-    if dest.exists() and ("sha256" not in e or sha256(dest) == e["sha256"]):
+    if dest.exists() and ("sha256" not in e or sha256(dest) == e["sha256"]) and all(
+            (dest.parent / Path(m).name).exists() for m in e.get("sidecars", {})):
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     if "derived_from" in e:
@@ -156,6 +162,11 @@ def fetch_one(name: str) -> Path:
         _extract(_archive(e), e["member"], dest)
         if sha256(dest) != e["sha256"]:
             raise SystemExit(f"{dest}: sha256 {sha256(dest)} != pinned {e['sha256']}")
+        for member, digest in e.get("sidecars", {}).items():
+            side = dest.parent / Path(member).name
+            _extract(_archive(e), member, side)
+            if sha256(side) != digest:
+                raise SystemExit(f"{side}: sha256 {sha256(side)} != pinned {digest}")
     return dest
 
 

@@ -9,7 +9,7 @@ import click
 from ..errors import OnnxVizError
 from ..mining.results import DEFAULT_STAT
 from ..runs import command
-from .options import engine_options, load_model, meta_options
+from .options import engine_options, load_model, meta_options, warn_uncertain
 
 
 @click.command()
@@ -55,6 +55,7 @@ def mine(model_path, source, out, layers, top, bottom, batch_size, workers, thre
     from ..engines import mine as run_mine
 
     model, meta_opts = load_model(model_path, **meta_kwargs)
+    warn_uncertain(model, model_path)
     cmd = command("mine", model_path, source, out=out, layers=layers, top=top, bottom=bottom, batch_size=batch_size,
                   shard=shard, limit=limit, spectrum=spectrum, atlas_layers=atlas_layers,
                   atlas_per_image=atlas_per_image if atlas_layers else None, seed=seed, **meta_opts)
