@@ -175,38 +175,21 @@ class Model:
         """What producers' metadata and sidecar files say (``preprocessing.sources``), checked against the graph."""
         from .preprocessing import sources
 
-        try:
-            sourced = sources.combine(sources.gather(raw, self.path))
-            if sourced is not None:
-                c, h, w = self._hw()
-                sources.check_graph(sourced, self.proto, self.input_name, self.input_layout, (h, w),
-                                    1 if c == 1 else 3)
-            return sourced
-        except Exception as exc:  # noqa: BLE001 - a source that cannot be read never stops loading
-            log.warning("could not read the preprocessing sources of %s (%s); going on without them",
-                        self.path or "the model", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-            return None
+        c, h, w = self._hw()
+        return sources.read(raw, self.path, self.proto, self.input_name, self.input_layout, (h, w),
+                            1 if c == 1 else 3)
 
     def _apply_sourced(self, base: ModelMeta) -> ModelMeta:
-        s = self.sourced
-        extra = {k: v for k, v in s.fields.items() if k not in PREPROCESSING_FIELDS}
-        if not s.complete:  # a partial source: its facts now, the statistics choose the preprocessing
-            return base.replace(**extra, evidence=list(s.evidence), conflicts=list(s.conflicts))
-        try:
-            sourced = base.replace(**s.fields, preprocessing_source=s.label, evidence=list(s.evidence),
-                                   conflicts=list(s.conflicts), confidence=s.confidence)
-        except ValueError as exc:  # e.g. three means for a one-channel input: the graph wins, shown
-            s.conflicts.append(f"{s.label} does not fit this input ({exc}): its preprocessing is not used")
-            for k in PREPROCESSING_FIELDS:
-                s.fields.pop(k, None)
-            return base.replace(**extra, evidence=list(s.evidence), conflicts=list(s.conflicts))
-        self.meta_source = "sources"
-        return sourced
+        from .preprocessing import sources
+
+        meta = sources.apply(base, self.sourced)
+        if self.sourced.complete:
+            self.meta_source = "sources"
+        return meta
 
     def _inferred_meta(self, base: ModelMeta) -> ModelMeta:
         """Preprocessing inferred from evidence in the file (onnxviz.preprocessing.infer); defaults if that fails.
-        With a complete deterministic source the statistics only check it (conflicts are shown, the source kept);
-        with a partial one they choose what it does not state."""
+        With a complete deterministic source the statistics only check it (``sources.with_statistics``)."""
         from .preprocessing import sources
         from .preprocessing.infer import infer
 
@@ -217,19 +200,9 @@ class Model:
                         self.path or "the model", str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
                         "its sources" if self.sourced is not None else "defaults")
             return base
-        s = self.sourced
-        if s is not None and s.complete:
-            sources.check_statistics(s, found)
-            return base.replace(evidence=list(s.evidence), conflicts=list(s.conflicts))
-        if s is not None and s.preprocessing_fields():
-            self.meta_source = "sources + inferred"
-            return base.replace(**sources.fill(s, found.candidate.fields()),
-                                preprocessing_source=f"{s.label} + inferred",
-                                evidence=list(s.evidence) + found.evidence, conflicts=list(s.conflicts),
-                                confidence=found.confidence)
-        self.meta_source = "inferred"
-        return base.replace(**found.candidate.fields(), preprocessing_source="inferred",
-                            evidence=(list(s.evidence) if s else []) + found.evidence, confidence=found.confidence)
+        meta, how = sources.with_statistics(base, self.sourced, found)
+        self.meta_source = how
+        return meta
 
     def _probe_size(self) -> tuple:
         """(H, W) at which open shapes are measured: the fixed input size, else the metadata's."""

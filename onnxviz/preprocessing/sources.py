@@ -16,6 +16,7 @@ A partial source fills only what it states; the statistics choose the rest.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -23,6 +24,8 @@ import numpy as np
 
 from . import producers, sidecars
 from .meta import PREPROCESSING_FIELDS
+
+log = logging.getLogger("onnxviz")
 
 STRONG = 0.7  # statistics at least this confident that a source is wrong make a shown conflict
 AGREE = 0.2  # two preprocessings agree when their pixel -> input maps are within 20% of the input span
@@ -188,3 +191,48 @@ def fill(sourced: Sourced, inferred: dict) -> dict:
     if "channel_order" in sourced.fields:
         out["channel_order"] = sourced.fields["channel_order"]
     return out
+
+
+# ------------------------------------------------------------------------------------ for the model
+def read(raw, path, proto, input_name: str, layout: str, fixed_hw: tuple, channels: int) -> Optional[Sourced]:
+    """Every source of one file, merged and checked against its graph; None when it has none (or they
+    cannot be read: that is a warning, never a failure to load)."""
+    try:
+        sourced = combine(gather(raw, path))
+        if sourced is not None:
+            check_graph(sourced, proto, input_name, layout, fixed_hw, channels)
+        return sourced
+    except Exception as exc:  # noqa: BLE001 - a source that cannot be read never stops loading
+        log.warning("could not read the preprocessing sources of %s (%s); going on without them",
+                    path or "the model", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return None
+
+
+def apply(base, s: Sourced):
+    """``base`` (a ModelMeta) with what the sources state: all of it when complete, else only the
+    non-preprocessing facts (size, labels, ...), the statistics choosing the rest."""
+    extra = {k: v for k, v in s.fields.items() if k not in PREPROCESSING_FIELDS}
+    if s.complete:
+        try:
+            return base.replace(**s.fields, preprocessing_source=s.label, evidence=list(s.evidence),
+                                conflicts=list(s.conflicts), confidence=s.confidence)
+        except ValueError as exc:  # e.g. three means for a one-channel input: the graph wins, shown
+            s.conflicts.append(f"{s.label} does not fit this input ({exc}): its preprocessing is not used")
+            for k in PREPROCESSING_FIELDS:
+                s.fields.pop(k, None)
+    return base.replace(**extra, evidence=list(s.evidence), conflicts=list(s.conflicts))
+
+
+def with_statistics(base, s: Optional[Sourced], found) -> tuple:
+    """(ModelMeta, how it was found) once the statistics (``infer.Finding``) are in: a complete source
+    is kept and checked; a partial one fills what it states; without sources the statistics decide."""
+    if s is not None and s.complete:
+        check_statistics(s, found)
+        return base.replace(evidence=list(s.evidence), conflicts=list(s.conflicts)), "sources"
+    if s is not None and s.preprocessing_fields():
+        return base.replace(**fill(s, found.candidate.fields()), preprocessing_source=f"{s.label} + inferred",
+                            evidence=list(s.evidence) + found.evidence, conflicts=list(s.conflicts),
+                            confidence=found.confidence), "sources + inferred"
+    return base.replace(**found.candidate.fields(), preprocessing_source="inferred",
+                        evidence=(list(s.evidence) if s else []) + found.evidence,
+                        confidence=found.confidence), "inferred"
