@@ -47,7 +47,8 @@ def render_candidates(model_path, model, spec: str, kind: str, *, out: Path, mod
     draw, x = ImageDraw.Draw(sheet), 0
     for t, r in zip(tiles, rows):
         sheet.paste(t, (x, 0))
-        rise = f"{r['rise']:.1f}x" if r["rise"] else "no rise"
+        s_, e_ = r["activation"]
+        rise = f"{s_:.3g} -> {e_:.3g}" + (f" ({r['rise']:.1f}x)" if r["rise"] else "")
         draw.text((x + 2, size + 2), f"{r['rank']}. {r['candidate']}"[:40], fill="black")
         draw.text((x + 2, size + 16), f"{r['score']}"[:40], fill="black")
         draw.text((x + 2, size + 30), f"activation {rise}", fill="black")
