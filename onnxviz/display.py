@@ -67,5 +67,10 @@ def model_table(model) -> str:
                                for i, d in enumerate(s))
     rows = [(lay.name, lay.op, shape(lay.shape), lay.units, ", ".join(lay.aliases)) for lay in model.layers]
     evidence = "".join(f"<li>{html.escape(str(line))}</li>" for line in m.evidence or [])
-    return table(["layer", "op", "shape", "units", "aliases"], rows, caption) + (
+    evidence += "".join(f"<li><b>conflict:</b> {html.escape(str(line))}</li>" for line in m.conflicts or [])
+    from .preprocessing.uncertainty import notice
+
+    warning = notice(m, str(model.path or "MODEL"))
+    return (f"<p><b>warning:</b> {html.escape(warning)}</p>" if warning else "") + table(
+        ["layer", "op", "shape", "units", "aliases"], rows, caption) + (
         f"<p>evidence for the preprocessing:</p><ul>{evidence}</ul>" if evidence else "")

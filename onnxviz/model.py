@@ -125,8 +125,12 @@ class Model:
         validate.input_size(self.path, self.input_name, self.input_shape, self.input_layout)
         validate.loadable(self.proto, self.path)
         self.meta_source = "file" if stored else "defaults"
-        self.input_rule = self._input_rule(stored, overrides)
+        # producers' metadata conventions and framework sidecars (onnxviz.preprocessing.sources)
+        self.sourced = self._sourced(raw) if meta is None and stored is None else None
+        self.input_rule = self._input_rule(stored, overrides, self.sourced)
         base = meta or stored or self._default_meta()
+        if self.sourced is not None:
+            base = self._apply_sourced(base)
         if meta is None and stored is None and infer and not any(
                 overrides.get(k) is not None for k in PREPROCESSING_FIELDS):
             base = self._inferred_meta(base.replace(**overrides) if overrides else base)
@@ -163,7 +167,7 @@ class Model:
             return 3, None, None
         return (s[1], s[2], s[3]) if self.input_layout == "NCHW" else (s[3], s[1], s[2])
 
-    def _input_rule(self, stored, overrides):
+    def _input_rule(self, stored, overrides, sourced=None):
         """Which input sizes run (``shapes.InputRule``): the graph's fixed size, else probed."""
         from .graph import input_sizes as shapes
 
@@ -172,7 +176,8 @@ class Model:
             return shapes.fixed(h, w)
         if len(self.input_shape) != 4:
             return None
-        hint = overrides.get("input_size") or (stored.input_size if stored else None)
+        hint = overrides.get("input_size") or (stored.input_size if stored else None) or (
+            sourced.fields.get("input_size") if sourced else None)
         return shapes.probe(lambda: self._full_runner(), c or 3, self.input_layout, h, w,
                             tuple(hint) if hint else None)
 
@@ -232,19 +237,38 @@ class Model:
                 extras[inp.name] = np.zeros([1] + [d or 1 for d in dims[1:]], dtype)
         return extras
 
+    def _sourced(self, raw):
+        """What producers' metadata and sidecar files say (``preprocessing.sources``), checked against the graph."""
+        from .preprocessing import sources
+
+        c, h, w = self._hw()
+        return sources.read(raw, self.path, self.proto, self.input_name, self.input_layout, (h, w),
+                            1 if c == 1 else 3)
+
+    def _apply_sourced(self, base: ModelMeta) -> ModelMeta:
+        from .preprocessing import sources
+
+        meta = sources.apply(base, self.sourced)
+        if self.sourced.complete:
+            self.meta_source = "sources"
+        return meta
+
     def _inferred_meta(self, base: ModelMeta) -> ModelMeta:
-        """Preprocessing inferred from evidence in the file (onnxviz.preprocessing.infer); defaults if that fails."""
+        """Preprocessing inferred from evidence in the file (onnxviz.preprocessing.infer); defaults if that fails.
+        With a complete deterministic source the statistics only check it (``sources.with_statistics``)."""
+        from .preprocessing import sources
         from .preprocessing.infer import infer
 
         try:
             found = infer(self, base)
         except Exception as exc:  # noqa: BLE001 - a file onnxruntime cannot run still gets inspected
-            log.warning("could not infer the preprocessing of %s (%s); using defaults",
-                        self.path or "the model", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            log.warning("could not infer the preprocessing of %s (%s); using %s",
+                        self.path or "the model", str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                        "its sources" if self.sourced is not None else "defaults")
             return base
-        self.meta_source = "inferred"
-        return base.replace(**found.candidate.fields(), preprocessing_source="inferred", evidence=found.evidence,
-                            confidence=found.confidence)
+        meta, how = sources.with_statistics(base, self.sourced, found)
+        self.meta_source = how
+        return meta
 
     def _probe_size(self) -> tuple:
         """(H, W) at which open shapes are measured: the fixed input size, else the metadata's."""

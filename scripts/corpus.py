@@ -59,6 +59,11 @@ def truth(e: dict):
 
 
 def path(name: str) -> Path:
+    """``<name>.onnx``; a file that ships sidecars (``sidecars`` in the manifest: the framework's config
+    files beside it) lives in ``<name>/`` under its own name, with them."""
+    e = next((e for e in manifest() if e["name"] == name), {})
+    if e.get("sidecars"):
+        return cache_dir() / name / Path(e["member"]).name
     return cache_dir() / f"{name}.onnx"
 
 
@@ -159,7 +164,8 @@ def fetch_one(name: str) -> Path:
     """The cached file of corpus entry ``name``, fetched (or derived) first if needed."""
     e = entry(name)
     dest = path(name)
-    if dest.exists() and ("sha256" not in e or sha256(dest) == e["sha256"]):
+    if dest.exists() and ("sha256" not in e or sha256(dest) == e["sha256"]) and all(
+            (dest.parent / Path(m).name).exists() for m in e.get("sidecars", {})):
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     if "derived_from" in e:
@@ -168,6 +174,11 @@ def fetch_one(name: str) -> Path:
         _extract(_archive(e), e["member"], dest)
         if sha256(dest) != e["sha256"]:
             raise SystemExit(f"{dest}: sha256 {sha256(dest)} != pinned {e['sha256']}")
+        for member, digest in e.get("sidecars", {}).items():
+            side = dest.parent / Path(member).name
+            _extract(_archive(e), member, side)
+            if sha256(side) != digest:
+                raise SystemExit(f"{side}: sha256 {sha256(side)} != pinned {digest}")
     return dest
 
 
@@ -183,18 +194,26 @@ def fetch(names: list[str] | None = None) -> list[Path]:
     return out
 
 
-def preprocess_table(names: list[str] | None = None) -> list[dict]:
-    """Inferred preprocessing of each file against the truth in the manifest (the package's own code)."""
+def preprocess_table(names: list[str] | None = None, use_sources: bool = False) -> list[dict]:
+    """Inferred preprocessing of each file against the truth in the manifest (the package's own code).
+    ``use_sources``: a complete deterministic source (metadata conventions, sidecars) answers first."""
     import onnxviz
     from onnxviz.preprocessing import infer as P
+    from onnxviz.preprocessing.sources import agree
 
     rows = []
-    print("| file | truth (package code) | inferred | confidence | right |\n|---|---|---|---|---|")
+    print("| file | truth (package code) | inferred | confidence | right | map within 20% |\n|---|---|---|---|---|---|")
     for e in manifest():
         if names and e["name"] not in names:
             continue
         m = onnxviz.load(fetch_one(e["name"]), infer=False)
-        found = P.infer(m, m.meta)
+        src = m.sourced if use_sources and m.sourced is not None and m.sourced.complete else None
+        if src is not None:
+            f = src.fields
+            found = P.Finding(P.Candidate(src.label, f["channel_order"], tuple(f["value_range"]), tuple(f["mean"]),
+                                          tuple(f["std"])), src.confidence, src.evidence + src.conflicts)
+        else:
+            found = P.infer(m, m.meta)
         c = found.candidate
         want = truth(e)
         same = (c.channel_order, tuple(c.value_range), tuple(c.mean), tuple(c.std)) == (
@@ -202,9 +221,11 @@ def preprocess_table(names: list[str] | None = None) -> list[dict]:
         scale_right = (tuple(c.value_range), sorted(c.mean), sorted(c.std)) == (
             tuple(want.value_range), sorted(want.mean), sorted(want.std))
         verdict = "yes" if same else "range yes, order no" if scale_right else "no"
+        close = "yes" if agree(c.fields(), want.fields()) else "no"
         rows.append({"name": e["name"], "truth": want.name, "inferred": c.name, "confidence": found.confidence,
-                     "right": verdict, "scores": found.scores, "evidence": found.evidence})
-        print(f"| {e['name']} | {want.name} | {c.name} | {found.confidence} | {verdict} |", flush=True)
+                     "right": verdict, "map_within_20pct": close, "source": src.label if src else None,
+                     "scores": found.scores, "evidence": found.evidence})
+        print(f"| {e['name']} | {want.name} | {c.name} | {found.confidence} | {verdict} | {close} |", flush=True)
     return rows
 
 
@@ -221,9 +242,11 @@ def main(argv=None) -> int:
     pp = sub.add_parser("preprocess", help="inferred preprocessing vs each package's own, as a table")
     pp.add_argument("names", nargs="*")
     pp.add_argument("--json", help="also write the rows (with scores and evidence) to this file")
+    pp.add_argument("--sources", action="store_true",
+                    help="let a complete deterministic source (metadata convention, sidecar) answer first")
     a = ap.parse_args(argv)
     if a.cmd == "preprocess":
-        rows = preprocess_table(a.names)
+        rows = preprocess_table(a.names, use_sources=a.sources)
         if a.json:
             Path(a.json).write_text(json.dumps(rows, indent=1))
     elif a.cmd == "fetch":

@@ -5,7 +5,7 @@ import json
 
 import click
 
-from .options import load_model, meta_options
+from .options import load_model, meta_options, warn_uncertain
 
 
 @click.command()
@@ -36,6 +36,9 @@ def inspect(model_path, as_json, all_nodes, **kwargs):
                f"labels {len(meta.labels) if meta.labels else 'none'}")
     for line in meta.evidence:
         click.echo(f"  evidence: {line}")
+    for line in meta.conflicts:
+        click.echo(f"  CONFLICT: {line}")
+    warn_uncertain(m, model_path)
     click.echo("ops     " + ", ".join(f"{k} {v}" for k, v in info["ops"].items()))
     rows = m.tensors if all_nodes else m.layers
     click.echo(f"\n{len(rows)} {'nodes' if all_nodes else 'layers'}:")

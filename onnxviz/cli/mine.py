@@ -10,7 +10,7 @@ from ..errors import OnnxVizError
 from ..mining.results import DEFAULT_STAT
 from ..runs import command
 from .options import (ApiDefault, engine_options, load_model, meta_options, no_progress_option, run_option,
-                      seed_option, threads_option)
+                      seed_option, threads_option, warn_uncertain)
 
 _MINE = "onnxviz.mining.mine:mine"
 
@@ -65,6 +65,7 @@ def mine(model_path, source, run, layers, top, bottom, batch_size, workers, thre
     from ..engines import mine as run_mine
 
     model, meta_opts = load_model(model_path, **meta_kwargs)
+    warn_uncertain(model, model_path)
     cmd = command("mine", model_path, source, run=run, layers=layers, top=top, bottom=bottom, batch_size=batch_size,
                   shard=shard, limit=limit, spectrum=spectrum, atlas_layers=atlas_layers,
                   atlas_per_image=atlas_per_image if atlas_layers else None, seed=seed, **meta_opts)

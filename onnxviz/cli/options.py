@@ -66,6 +66,15 @@ def load_model(model_path, **meta_kwargs) -> tuple:
 
 
 
+def warn_uncertain(model, model_path) -> None:
+    """One visible line (stderr) when the preprocessing is uncertain or conflicts with a source."""
+    from ..preprocessing.uncertainty import notice
+
+    line = notice(model.meta, str(model_path))
+    if line:
+        click.secho(f"warning: {line}", err=True, fg="yellow")
+
+
 def engine_options(f):
     """--engine local|ray and where Ray runs (shared by mine and render)."""
     f = click.option("--block-size", default=None, type=click.IntRange(1),

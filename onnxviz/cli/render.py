@@ -24,7 +24,7 @@ from ..paths import slug
 from ..runs import RunDir
 from ..runs import render_jobs as runs_render
 from .options import (ApiDefault, PerModeDefault, device_option, engine_options, load_model, meta_options,
-                      no_progress_option, run_option, seed_option, set_torch_threads, threads_option)
+                      no_progress_option, run_option, seed_option, set_torch_threads, threads_option, warn_uncertain)
 
 _RENDER = "onnxviz.optvis.render:render"
 _RECIPES = "onnxviz.optvis.recipes"
@@ -109,11 +109,15 @@ def _report_reliability(w) -> None:
 @click.option("--workers", type=click.IntRange(1), default=2, show_default=True,
               help="With --engine ray: render workers (one torch model each).")
 @click.option("--overwrite", is_flag=True, help="With --layer: render again the batches whose pictures exist.")
+@click.option("--preprocessing", "preprocessing_mode", type=click.Choice(["model", "candidates"]), default="model",
+              show_default=True, help="candidates: render TARGET under the top three preprocessing candidates side "
+              "by side (one PNG + JSON in <out>/candidates), to pick one when the inference is unsure.")
 @engine_options
 @meta_options
 def render(model_path, target, kind, neuron, layer_name, all_units, units, batch_size, deepdream_layer,
            caricature_layer, image_path, diversity, param, spectrum, accentuate_photos, top_k, weight, reg_layer,
-           run, steps, size, seed, lr, device, threads, out_dir, no_progress, workers, overwrite, engine, address,
+           run, steps, size, seed, lr, device, threads, out_dir, no_progress, workers, overwrite, preprocessing_mode,
+           engine, address,
            gpus_per_worker, block_size, **meta_kwargs):
     """Feature visualization by gradient ascent: PNG + JSON per image."""
     kind = "neuron" if neuron else _OBJECTIVES[kind]
@@ -133,11 +137,24 @@ def render(model_path, target, kind, neuron, layer_name, all_units, units, batch
                                "--deepdream and --caricature start from their own parameterization")
     set_torch_threads(threads)
 
+    if preprocessing_mode == "candidates" and not (target and sum(modes) == 1 and modes[0] and not diversity
+                                                   and not accentuate_photos):
+        raise click.UsageError("--preprocessing candidates renders one TARGET 'layer:unit'")
     model, meta_opts = load_model(model_path, **meta_kwargs)
+    warn_uncertain(model, model_path)
     run_dir = RunDir.of(run, model, model_path)
     out = Path(out_dir) if out_dir else run_dir.render
     runs_dir = str(run_dir) if run_dir.has_mining() else None  # the mining run: reliability, --accentuate top
     common = dict(out=out, model_arg=model_path, steps=steps, seed=seed, lr=lr, device=device, meta_opts=meta_opts)
+    if preprocessing_mode == "candidates":
+        from ..runs.preprocessing_candidates import render_candidates
+        from .options import meta_overrides
+
+        load_kw = {k: v for k, v in meta_overrides(**meta_kwargs).items() if k in ("input_size", "labels")}
+        png, doc = render_candidates(model_path, model, target, kind, load_kw=dict(load_kw, input=meta_kwargs.get(
+            "input_name")), size=size, progress=not no_progress, **common)
+        click.echo(f"{png}  (candidates side by side; {doc} names each with its score and flags)")
+        return
     if deepdream_layer or caricature_layer:
         what = "deepdream" if deepdream_layer else "caricature"
         _report(runs_render.photo(model, what, deepdream_layer or caricature_layer, image_path,

@@ -46,6 +46,8 @@ class ModelMeta:
     preprocessing_source: str = "defaults"
     evidence: list = field(default_factory=list)  # one line per finding that chose it
     confidence: Optional[float] = None  # 0..1, for inferred preprocessing
+    # where the sources, the graph and the statistics disagree (onnxviz.preprocessing.sources): shown, not hidden
+    conflicts: list = field(default_factory=list)
 
     def __post_init__(self):
         from .meta_fields import check_fields
@@ -64,6 +66,7 @@ class ModelMeta:
         d["mean"] = list(self.mean)
         d["std"] = list(self.std)
         d["evidence"] = list(self.evidence)
+        d["conflicts"] = list(self.conflicts)
         return d
 
     def preprocessing(self) -> dict:
@@ -71,7 +74,7 @@ class ModelMeta:
         return {"value_range": list(self.value_range), "mean": list(self.mean), "std": list(self.std),
                 "channel_order": self.channel_order, "layout": self.layout, "input_size": list(self.input_size),
                 "resize": self.resize, "source": self.preprocessing_source, "confidence": self.confidence,
-                "evidence": list(self.evidence)}
+                "evidence": list(self.evidence), "conflicts": list(self.conflicts)}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
@@ -94,6 +97,7 @@ class ModelMeta:
             d["preprocessing_source"] = "overrides"
             d["evidence"] = [f"set by the caller: {', '.join(k for k in PREPROCESSING_FIELDS if changes.get(k) is not None)}"]
             d["confidence"] = None
+            d["conflicts"] = []
         if "channel_order" in changes and changes["channel_order"] is not None:
             n = 1 if d["channel_order"] == "L" else 3
             for key in ("mean", "std"):

@@ -32,7 +32,7 @@ from . import blocks, gather
 from .collect import MiningSource
 from .data import LayerData, js_data
 from .images import Pictures
-from .parts import _fmt, model_facts, preprocessing
+from .parts import _fmt, model_facts, preprocessing, preprocessing_line
 from ..files import save_picture, write_bytes, write_text
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,8 @@ class SiteBuilder:
         self._images(infos)
         self._static()
         env = self._env()
-        common = dict(model_name=self.model.meta.name or Path(str(self.model.path)).stem, model_arg=self.model_arg)
+        common = dict(model_name=self.model.meta.name or Path(str(self.model.path)).stem, model_arg=self.model_arg,
+                      **preprocessing_line(self.model.meta, self.model_arg))
         self.write_text("index.html", env.get_template("model.html").render(
             root="", layers=infos, facts=model_facts(self.model), prep=preprocessing(self.model.meta),
             runs=str(self.run) if self.run is not None else "", mined=self.mining is not None,

@@ -127,4 +127,19 @@ def preprocessing(meta) -> list:
             ("Interpolation", meta.interpolation)]
     if meta.labels:
         rows.append(("Labels", f"{len(meta.labels)} classes"))
+    conf = f", confidence {meta.confidence:.2f}" if meta.confidence is not None else ""
+    rows.append(("Source", f"{meta.preprocessing_source}{conf}"))
+    rows += [("Evidence", line) for line in meta.evidence]
+    rows += [("Conflict", line) for line in meta.conflicts]
     return rows
+
+
+def preprocessing_line(meta, model_arg) -> dict:
+    """What every page shows under its header: the preprocessing used and its source (``prep_used``), and
+    the one warning line when it is uncertain or conflicts with a source (``prep_warning``, else "")."""
+    from ..preprocessing.uncertainty import notice, summary
+
+    conf = f", confidence {meta.confidence:.2f}" if meta.confidence is not None else ""
+    return {"prep_used": f"{summary(meta)}, {'x'.join(str(v) for v in meta.input_size)} "
+                         f"(from {meta.preprocessing_source}{conf})",
+            "prep_warning": notice(meta, str(model_arg or "MODEL")) or ""}
