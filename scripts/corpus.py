@@ -6,9 +6,9 @@
     python scripts/corpus.py report [NAMES]   # inspect / mine / parity / render on each file, no flags:
                                               # a markdown table + JSON (--out docs/corpus)
     python scripts/corpus.py preprocess [NAMES]  # inferred preprocessing vs each package's own: a table,
-                                              # per-field totals, docs/corpus/preprocess{,_eval}.json + .md
+                                              # per-field totals, docs/corpus/preprocess_{tune,eval}.*
     python scripts/corpus.py usable [NAMES]   # does `onnxviz inspect` list layers, does `onnxviz mine` of two
-                                              # layers over 20 photos complete (docs/corpus/usable{,_eval}.*)
+                                              # layers over 20 photos complete (docs/corpus/usable_{tune,eval}.*)
 
 Every command takes ``--manifest PATH`` (default tests/corpus.json, the files the preprocessing
 inference was designed and tuned on). tests/eval_corpus.json is the held-out evaluation set: files
@@ -211,9 +211,9 @@ def _one_line(exc: BaseException) -> str:
 
 
 def results_stem(kind: str) -> Path:
-    """docs/corpus/<kind>.* for tests/corpus.json, docs/corpus/<kind>_eval.* for tests/eval_corpus.json."""
-    tag = MANIFEST.stem.replace("corpus", "").strip("_")
-    return ROOT / "docs" / "corpus" / (f"{kind}_{tag}" if tag else kind)
+    """docs/corpus/<kind>_tune.* for tests/corpus.json, docs/corpus/<kind>_eval.* for tests/eval_corpus.json."""
+    tag = MANIFEST.stem.replace("corpus", "").strip("_") or "tune"
+    return ROOT / "docs" / "corpus" / f"{kind}_{tag}"
 
 
 def _merge(stem: Path, rows: list[dict], command: str, totals) -> dict:
@@ -230,13 +230,14 @@ def _merge(stem: Path, rows: list[dict], command: str, totals) -> dict:
     return doc
 
 
-def preprocess_rows(names: list[str] | None = None) -> list[dict]:
+def preprocess_rows(names: list[str] | None = None, header: bool = True) -> list[dict]:
     """Each file loaded as a user loads it (preprocessing inferred), scored against the manifest's truth."""
     import onnxviz
     from onnxviz.preprocessing import agreement as A
 
     rows = []
-    print("| file | truth (package code) | inferred | confidence | scale+offset | order | both |\n|---|---|---|---|---|---|---|")
+    if header:
+        print("| file | truth (package code) | inferred | confidence | scale+offset | order | both |\n|---|---|---|---|---|---|---|")
     for e in _selected(names):
         truth = A.truth_of(e)
         row = {"name": e["name"], "package": e.get("package", e.get("derived_from")), "truth": A.describe(truth),
@@ -261,10 +262,15 @@ def preprocess_rows(names: list[str] | None = None) -> list[dict]:
 def _usable_one(path: Path, photos: Path, timeout: int) -> dict:
     """`onnxviz inspect --json FILE`, then `onnxviz mine FILE PHOTOS --layers A,B` with two of its layers."""
     cli = [sys.executable, "-c", "import sys; from onnxviz.cli import main; sys.exit(main())"]
-    row, t0 = {}, time.time()
+    row, t0, pre = {}, time.time(), []
     try:
         r = subprocess.run(cli + ["inspect", "--json", str(path)], capture_output=True, text=True, timeout=timeout)
-        layers = json.loads(r.stdout)["layers"] if r.returncode == 0 else []
+        found = json.loads(r.stdout) if r.returncode == 0 else {}
+        layers = found.get("layers", [])
+        meta = found.get("meta") or {}
+        # mine is given the preprocessing inspect inferred (the same answer), so the file is not inferred twice
+        pre = ["--value-range", *map(str, meta["value_range"]), "--mean", ",".join(map(str, meta["mean"])),
+               "--std", ",".join(map(str, meta["std"])), "--channel-order", meta["channel_order"]] if meta else []
         row.update(inspect=bool(layers), layers=len(layers), inspect_seconds=round(time.time() - t0, 1))
         if r.returncode != 0:
             row["inspect_error"] = (r.stderr.strip().splitlines() or ["exit %d" % r.returncode])[-1][:300]
@@ -279,7 +285,7 @@ def _usable_one(path: Path, photos: Path, timeout: int) -> dict:
     with tempfile.TemporaryDirectory() as out:
         try:
             r = subprocess.run(cli + ["mine", str(path), str(photos), "--layers", ",".join(pick), "--out", out,
-                                      "--no-progress"], capture_output=True, text=True, timeout=timeout)
+                                      "--no-progress"] + pre, capture_output=True, text=True, timeout=timeout)
             row["mine"] = r.returncode == 0
             if r.returncode != 0:
                 row["mine_error"] = (r.stderr.strip().splitlines() or ["exit %d" % r.returncode])[-1][:300]
@@ -289,7 +295,7 @@ def _usable_one(path: Path, photos: Path, timeout: int) -> dict:
     return row
 
 
-def usable_rows(names: list[str] | None = None, n_photos: int = 20, timeout: int = 300) -> list[dict]:
+def usable_rows(names: list[str] | None = None, n_photos: int = 20, timeout: int = 300, header: bool = True) -> list[dict]:
     """inspect lists layers / mine of two layers over ``n_photos`` real photos completes, per file."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -300,7 +306,8 @@ def usable_rows(names: list[str] | None = None, n_photos: int = 20, timeout: int
             found = [ROOT / "onnxviz" / "data" / "chelsea.jpg"]
         for p in found:
             (photos / p.name).symlink_to(p)
-        print(f"| file | inspect (layers) | mine {len(found)} photos, 2 layers | seconds |\n|---|---|---|---|")
+        if header:
+            print(f"| file | inspect (layers) | mine {len(found)} photos, 2 layers | seconds |\n|---|---|---|---|")
         for e in _selected(names):
             row = {"name": e["name"], "package": e.get("package"), "photos": len(found),
                    **_usable_one(fetch_one(e["name"]), photos, timeout)}
@@ -338,12 +345,15 @@ def markdown(doc: dict, kind: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _report(kind: str, rows: list[dict], totals, out) -> None:
-    command = "python scripts/corpus.py " + " ".join(sys.argv[1:])
+def _report(kind: str, rows: list[dict], totals, out, quiet: bool = False) -> None:
+    rel = MANIFEST.relative_to(ROOT) if MANIFEST.is_relative_to(ROOT) else MANIFEST
+    command = f"python scripts/corpus.py {kind} --manifest {rel}"  # the rows may come from runs over a few names each
     stem = Path(out) if out else results_stem(kind)
     doc = _merge(stem, rows, command, totals)
     stem.with_suffix(".md").write_text(markdown(doc, kind))
     t = doc["totals"]
+    if quiet:
+        return
     print("\nover every row in " + str(stem.with_suffix(".json")) + ": "
           + ", ".join(f"{k} {v['right']}/{v['of']}" for k, v in t.items()))
 
@@ -364,19 +374,21 @@ def main(argv=None) -> int:
     pp = sub.add_parser("preprocess", parents=[common],
                         help="inferred preprocessing vs each package's own: a table, per-field totals, JSON + markdown")
     pp.add_argument("names", nargs="*")
-    pp.add_argument("--out", help="path stem of the .json/.md (default docs/corpus/preprocess, _eval for the eval set)")
+    pp.add_argument("--out", help="path stem of the .json/.md (default docs/corpus/preprocess_tune or _eval)")
     u = sub.add_parser("usable", parents=[common], help="does inspect list layers, does mine of two layers complete")
     u.add_argument("names", nargs="*")
-    u.add_argument("--out", help="path stem of the .json/.md (default docs/corpus/usable, _eval for the eval set)")
+    u.add_argument("--out", help="path stem of the .json/.md (default docs/corpus/usable_tune or _eval)")
     u.add_argument("--photos", type=int, default=20, help="how many of foolbox's ImageNet photos to mine")
     u.add_argument("--timeout", type=int, default=300, help="seconds each of inspect and mine may take")
     a = ap.parse_args(argv)
     use_manifest(a.manifest)
-    if a.cmd == "preprocess":
+    if a.cmd in ("preprocess", "usable"):  # one file at a time, each row kept as soon as it is measured
         from onnxviz.preprocessing.agreement import totals
-        _report("preprocess", preprocess_rows(a.names), totals, a.out)
-    elif a.cmd == "usable":
-        _report("usable", usable_rows(a.names, a.photos, a.timeout), usable_totals, a.out)
+        for i, e in enumerate(_selected(a.names)):
+            rows = preprocess_rows([e["name"]], header=i == 0) if a.cmd == "preprocess" else \
+                usable_rows([e["name"]], a.photos, a.timeout, header=i == 0)
+            _report(a.cmd, rows, totals if a.cmd == "preprocess" else usable_totals, a.out, quiet=True)
+        _report(a.cmd, [], totals if a.cmd == "preprocess" else usable_totals, a.out)
     elif a.cmd == "fetch":
         fetch(a.names)
     elif a.cmd == "list":
