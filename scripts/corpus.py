@@ -35,7 +35,6 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import time
 import zipfile
 from pathlib import Path
 
@@ -197,167 +196,6 @@ def fetch(names: list[str] | None = None) -> list[Path]:
     return out
 
 
-def _selected(names) -> list[dict]:
-    known = {e["name"] for e in manifest()}
-    unknown = [n for n in names or [] if n not in known]
-    if unknown:
-        raise SystemExit(f"not in {MANIFEST.name}: {', '.join(unknown)}")
-    return [e for e in manifest() if not names or e["name"] in names]
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
-
-
-def results_stem(kind: str) -> Path:
-    """docs/corpus/<kind>_tune.* for tests/corpus.json, docs/corpus/<kind>_eval.* for tests/eval_corpus.json."""
-    tag = MANIFEST.stem.replace("corpus", "").strip("_") or "tune"
-    return ROOT / "docs" / "corpus" / f"{kind}_{tag}"
-
-
-def _merge(stem: Path, rows: list[dict], command: str, totals) -> dict:
-    """Rows of this run replace the same names in stem.json; rows of files no longer listed are dropped."""
-    old = json.loads(stem.with_suffix(".json").read_text())["rows"] if stem.with_suffix(".json").exists() else []
-    new = {r["name"]: r for r in old}
-    new.update({r["name"]: r for r in rows})
-    order = [e["name"] for e in manifest()]
-    merged = [new[n] for n in order if n in new]
-    doc = {"manifest": str(MANIFEST.relative_to(ROOT)) if MANIFEST.is_relative_to(ROOT) else str(MANIFEST),
-           "command": command, "rows": merged, "totals": totals(merged) if totals else None}
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps(doc, indent=1))
-    return doc
-
-
-def preprocess_rows(names: list[str] | None = None, header: bool = True) -> list[dict]:
-    """Each file loaded as a user loads it (preprocessing inferred), scored against the manifest's truth."""
-    import onnxviz
-    from onnxviz.preprocessing import agreement as A
-
-    rows = []
-    if header:
-        print("| file | truth (package code) | inferred | confidence | scale+offset | order | both |\n|---|---|---|---|---|---|---|")
-    for e in _selected(names):
-        truth = A.truth_of(e)
-        row = {"name": e["name"], "package": e.get("package", e.get("derived_from")), "truth": A.describe(truth),
-               "truth_source": e["preprocessing"].get("source", "")}
-        t0 = time.time()
-        try:
-            m = onnxviz.load(fetch_one(e["name"]))
-            got = A.Preprocessing.of(m.meta)
-            row.update(inferred=A.describe(got), source=m.meta.preprocessing_source, confidence=m.meta.confidence,
-                       evidence=list(m.meta.evidence), **A.agreement(got, truth))
-        except Exception as exc:  # a file that does not load scores wrong on every field it counts for
-            order = None if truth.channels == 1 or not truth.order_matters else False
-            row.update(inferred=None, error=_one_line(exc), scale_offset=False, channel_order=order, both=False)
-        row["seconds"] = round(time.time() - t0, 1)
-        rows.append(row)
-        mark = {True: "yes", False: "**no**", None: "n/a"}
-        print(f"| {row['name']} | {row['truth']} | {row.get('inferred') or row.get('error')} | {row.get('confidence')} | "
-              f"{mark[row['scale_offset']]} | {mark[row['channel_order']]} | {mark[row['both']]} |", flush=True)
-    return rows
-
-
-def _usable_one(path: Path, photos: Path, timeout: int) -> dict:
-    """`onnxviz inspect --json FILE`, then `onnxviz mine FILE PHOTOS --layers A,B` with two of its layers."""
-    cli = [sys.executable, "-c", "import sys; from onnxviz.cli import main; sys.exit(main())"]
-    row, t0, pre = {}, time.time(), []
-    try:
-        r = subprocess.run(cli + ["inspect", "--json", str(path)], capture_output=True, text=True, timeout=timeout)
-        found = json.loads(r.stdout) if r.returncode == 0 else {}
-        layers = found.get("layers", [])
-        meta = found.get("meta") or {}
-        # mine is given the preprocessing inspect inferred (the same answer), so the file is not inferred twice
-        pre = ["--value-range", *map(str, meta["value_range"]), "--mean", ",".join(map(str, meta["mean"])),
-               "--std", ",".join(map(str, meta["std"])), "--channel-order", meta["channel_order"]] if meta else []
-        row.update(inspect=bool(layers), layers=len(layers), inspect_seconds=round(time.time() - t0, 1))
-        if r.returncode != 0:
-            row["inspect_error"] = (r.stderr.strip().splitlines() or ["exit %d" % r.returncode])[-1][:300]
-    except (subprocess.TimeoutExpired, ValueError, KeyError) as exc:
-        row.update(inspect=False, layers=0, inspect_error=_one_line(exc))
-    if not row["inspect"]:
-        return {**row, "mine": False, "mine_error": "no layers to mine"}
-    spatial = [lay for lay in layers if lay.get("spatial")] or layers
-    pick = list(dict.fromkeys([spatial[len(spatial) // 3]["name"], spatial[2 * len(spatial) // 3]["name"]]))
-    row["mined_layers"] = pick
-    t0 = time.time()
-    with tempfile.TemporaryDirectory() as out:
-        try:
-            r = subprocess.run(cli + ["mine", str(path), str(photos), "--layers", ",".join(pick), "--out", out,
-                                      "--no-progress"] + pre, capture_output=True, text=True, timeout=timeout)
-            row["mine"] = r.returncode == 0
-            if r.returncode != 0:
-                row["mine_error"] = (r.stderr.strip().splitlines() or ["exit %d" % r.returncode])[-1][:300]
-        except subprocess.TimeoutExpired:
-            row.update(mine=False, mine_error=f"did not finish in {timeout} s")
-    row["mine_seconds"] = round(time.time() - t0, 1)
-    return row
-
-
-def usable_rows(names: list[str] | None = None, n_photos: int = 20, timeout: int = 300, header: bool = True) -> list[dict]:
-    """inspect lists layers / mine of two layers over ``n_photos`` real photos completes, per file."""
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        photos = Path(tmp)
-        try:
-            found = sorted(foolbox_data().glob("imagenet_*.jpg"))[:n_photos]
-        except SystemExit:
-            found = [ROOT / "onnxviz" / "data" / "chelsea.jpg"]
-        for p in found:
-            (photos / p.name).symlink_to(p)
-        if header:
-            print(f"| file | inspect (layers) | mine {len(found)} photos, 2 layers | seconds |\n|---|---|---|---|")
-        for e in _selected(names):
-            row = {"name": e["name"], "package": e.get("package"), "photos": len(found),
-                   **_usable_one(fetch_one(e["name"]), photos, timeout)}
-            rows.append(row)
-            print(f"| {e['name']} | {'yes' if row['inspect'] else 'no: ' + row.get('inspect_error', '')} ({row['layers']}) "
-                  f"| {'yes' if row['mine'] else 'no: ' + row.get('mine_error', '')} | {row.get('mine_seconds', '')} |",
-                  flush=True)
-    return rows
-
-
-def usable_totals(rows: list[dict]) -> dict:
-    return {k: {"right": sum(bool(r.get(k)) for r in rows), "of": len(rows)} for k in ("inspect", "mine")}
-
-
-def markdown(doc: dict, kind: str) -> str:
-    lines = [f"# {kind}: {doc['manifest']}", "", f"Command: `{doc['command']}`", ""]
-    if kind == "preprocess":
-        lines += ["| file | package | truth (package code) | inferred | confidence | scale+offset | order | both |",
-                  "|---|---|---|---|---|---|---|---|"]
-        mark = {True: "yes", False: "**no**", None: "n/a"}
-        for r in doc["rows"]:
-            lines.append(f"| {r['name']} | {r['package']} | {r['truth']} | {r.get('inferred') or r.get('error')} | "
-                         f"{r.get('confidence')} | {mark[r['scale_offset']]} | {mark[r['channel_order']]} | {mark[r['both']]} |")
-        names = {"scale_offset": "scale and offset within 20%", "channel_order": "channel order (3-channel, order matters)",
-                 "both": "both"}
-    else:
-        lines += ["| file | package | inspect (layers) | mine (layers mined) | mine seconds |", "|---|---|---|---|---|"]
-        for r in doc["rows"]:
-            lines.append(f"| {r['name']} | {r['package']} | {'yes' if r['inspect'] else 'no: ' + r.get('inspect_error', '')} "
-                         f"({r['layers']}) | {'yes' if r['mine'] else 'no: ' + r.get('mine_error', '')} "
-                         f"({', '.join(r.get('mined_layers', []))}) | {r.get('mine_seconds', '')} |")
-        names = {"inspect": "`inspect` lists layers", "mine": "`mine` of two layers completes"}
-    lines += ["", "| field | right |", "|---|---|"]
-    lines += [f"| {names[k]} | {v['right']}/{v['of']} |" for k, v in doc["totals"].items()]
-    return "\n".join(lines) + "\n"
-
-
-def _report(kind: str, rows: list[dict], totals, out, quiet: bool = False) -> None:
-    rel = MANIFEST.relative_to(ROOT) if MANIFEST.is_relative_to(ROOT) else MANIFEST
-    command = f"python scripts/corpus.py {kind} --manifest {rel}"  # the rows may come from runs over a few names each
-    stem = Path(out) if out else results_stem(kind)
-    doc = _merge(stem, rows, command, totals)
-    stem.with_suffix(".md").write_text(markdown(doc, kind))
-    t = doc["totals"]
-    if quiet:
-        return
-    print("\nover every row in " + str(stem.with_suffix(".json")) + ": "
-          + ", ".join(f"{k} {v['right']}/{v['of']}" for k, v in t.items()))
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common = argparse.ArgumentParser(add_help=False)
@@ -382,13 +220,11 @@ def main(argv=None) -> int:
     u.add_argument("--timeout", type=int, default=300, help="seconds each of inspect and mine may take")
     a = ap.parse_args(argv)
     use_manifest(a.manifest)
-    if a.cmd in ("preprocess", "usable"):  # one file at a time, each row kept as soon as it is measured
-        from onnxviz.preprocessing.agreement import totals
-        for i, e in enumerate(_selected(a.names)):
-            rows = preprocess_rows([e["name"]], header=i == 0) if a.cmd == "preprocess" else \
-                usable_rows([e["name"]], a.photos, a.timeout, header=i == 0)
-            _report(a.cmd, rows, totals if a.cmd == "preprocess" else usable_totals, a.out, quiet=True)
-        _report(a.cmd, [], totals if a.cmd == "preprocess" else usable_totals, a.out)
+    if a.cmd in ("preprocess", "usable"):
+        sys.path.insert(0, str(Path(__file__).parent))
+        import corpus_scores
+        corpus_scores.corpus.use_manifest(MANIFEST)  # corpus_scores imports this file as ``corpus``, a second module
+        corpus_scores.run(a.cmd, a.names, a.out, **({"photos": a.photos, "timeout": a.timeout} if a.cmd == "usable" else {}))
     elif a.cmd == "fetch":
         fetch(a.names)
     elif a.cmd == "list":
