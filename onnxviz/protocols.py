@@ -25,7 +25,10 @@ class VisionModel(Protocol):
     proto: onnx.ModelProto  # the normalised graph (receptive fields are computed from it)
     input_name: str
     layers: list  # Layer, in graph order
+    tensors: list  # every tensor with units (Layer), layers or not: what mining's memory estimate walks
+    input_shape: tuple  # the image input's shape, None for open dims
     input_rule: Optional[InputRule]  # the input sizes a fixed or strided model accepts; None: any size
+    fixed_size_tensors: frozenset  # tensors computed only at the file's own size (graph/dynamic_size.py)
 
     def layer(self, name) -> Layer:
         """A layer by any name a person may type (UnknownNodeError with close matches otherwise)."""

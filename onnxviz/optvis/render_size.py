@@ -12,6 +12,8 @@ size (graph/dynamic_size.py) and fixed-size inputs keep the input size.
 """
 from __future__ import annotations
 
+import weakref
+
 import math
 from typing import Optional, Sequence
 
@@ -24,22 +26,24 @@ FLOOR = 224  # never smaller than this (or the input size): small renders show t
 def rule_for(model, layer_names: Sequence[str]) -> Optional[InputRule]:
     """The model's input rule for these layers: fixed at the input size when one of them is computed
     only at the file's own size (after a node that fails at other sizes)."""
-    rule = getattr(model, "input_rule", None)
-    fixed = getattr(model, "fixed_size_tensors", ())
+    rule, fixed = model.input_rule, model.fixed_size_tensors
     if rule is not None and fixed and any(model.layer(n).tensor in fixed for n in layer_names):
         return InputRule(tuple(rule.size), (None, None), "this layer runs only at the file's own size")
     return rule
 
 
+_FIELDS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> its receptive fields, once
+
+
 def _fields(model) -> dict:
-    cache = model.__dict__.get("_receptive_fields")
+    cache = _FIELDS.get(model)
     if cache is None:
         from ..graph.edits import infer_shapes, value_shapes
         from ..layers.receptive_fields import receptive_fields
 
         shapes = {k: v[1] for k, v in value_shapes(infer_shapes(model.proto)).items()}
         cache = receptive_fields(model.proto, model.input_name, shapes, local=True)
-        model.__dict__["_receptive_fields"] = cache
+        _FIELDS[model] = cache
     return cache
 
 

@@ -19,8 +19,7 @@ from typing import Any, Optional
 import numpy as np
 
 METADATA_KEY = "onnxviz"
-LAYOUTS = ("NCHW", "NHWC")
-CHANNEL_ORDERS = ("RGB", "BGR", "L")
+from .meta_fields import CHANNEL_ORDERS, LAYOUTS  # noqa: F401 - the allowed values live with their checks
 PREPROCESSING_FIELDS = ("value_range", "mean", "std", "channel_order")
 
 

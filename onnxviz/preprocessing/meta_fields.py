@@ -10,6 +10,8 @@ import math
 
 from ..errors import MetadataError
 
+LAYOUTS = ("NCHW", "NHWC")
+CHANNEL_ORDERS = ("RGB", "BGR", "L")
 MAX_SIDE = 16384  # pixels per side of an input size or resize
 
 
@@ -61,7 +63,6 @@ def _choice(value, field: str, choices) -> str:
 
 def check_fields(meta) -> None:
     """Normalize the fields of ``meta`` (a ModelMeta) in place, or raise MetadataError naming the field."""
-    from .meta import CHANNEL_ORDERS, LAYOUTS
 
     size = _numbers(meta.input_size, "input_size")
     if len(size) != 2:
