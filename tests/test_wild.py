@@ -86,7 +86,9 @@ def test_once_low_rise_units_rise_five_times(name, layer, unit, steps, photos):
     from onnxviz.optvis import objectives as obj
     from onnxviz.optvis import render
 
-    m = onnxviz.load(corpus.fetch_one(name))
+    # rendered under the package's own preprocessing: this checks the render, not the inference
+    # (test_preprocess_wild scores that), so a wrong inferred scale cannot hide or fake a rise
+    m = onnxviz.load(corpus.fetch_one(name), **corpus.truth(corpus.entry(name)).fields())
     x = m.prepare(m.load_images(sorted(photos.iterdir())))
     spread = float(np.asarray(m.channel_stats(x, [layer])[layer]["mean"])[:, unit].std())
     r = render(m, obj.channel(layer, unit), steps=steps, seed=0, device="cpu")
