@@ -16,13 +16,14 @@ from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 import onnx
-from google.protobuf.message import DecodeError
 
 from .graph import edits as G
 from .errors import FaithfulnessError, ModelLoadError, UnknownNodeError
 from .preprocessing.meta import PREPROCESSING_FIELDS, ModelMeta
 from .graph.reductions import STATS
 from .layers.discovery import Layer, discover, input_layout, probe_shapes
+from .model_file import _stored_meta, read_proto  # noqa: F401 - read_proto stays importable from here
+from .model_input import ModelInput
 
 log = logging.getLogger("onnxviz")
 
@@ -39,61 +40,7 @@ def load(path: Union[str, Path], meta: Optional[ModelMeta] = None, input: Option
     return Model(path, meta=meta, input=input, infer=infer, **overrides)
 
 
-def read_proto(path: Union[str, Path]) -> onnx.ModelProto:
-    """Read and validate an ONNX file, with a clear error for each way this fails (graph/validate.py:
-    external data kept beside the model, a well-formed graph whatever its node order)."""
-    from .graph import validate
-
-    path = Path(path)
-    if not path.exists():
-        raise ModelLoadError(f"model file not found: {path}")
-    if path.is_dir():
-        raise ModelLoadError(f"{path} is a folder, not an ONNX file")
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(64)
-    except OSError as exc:
-        raise ModelLoadError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    if not head:
-        raise ModelLoadError(f"{path} is empty, not an ONNX model")
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except (DecodeError, RuntimeWarning, ValueError, TypeError, EOFError) as exc:
-        raise ModelLoadError(f"{path} is not an ONNX model (protobuf decode failed: {str(exc)[:200] or 'no reason'}); "
-                             "a truncated download looks like this too") from exc
-    except OSError as exc:
-        raise ModelLoadError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    if not proto.graph.node:
-        raise ModelLoadError(f"{path} is not an ONNX model (no graph nodes found; is it another file type "
-                             "or truncated?)")
-    validate.external_data(proto, path)
-    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer):
-        try:
-            onnx.load_external_data_for_model(proto, str(path.parent))
-        except (OSError, ValueError, onnx.checker.ValidationError) as exc:
-            raise ModelLoadError(f"{path}: cannot read its external data ({str(exc).splitlines()[0][:300]}); put the "
-                                 "data files that came with the model beside it") from exc
-    validate.structure(proto.graph, path)
-    if G.sort_nodes(proto.graph):  # onnxruntime runs such files; the checker and onnx2torch need the order
-        log.info("%s lists nodes out of topological order; sorted them", path)
-    complaint = validate.checker_warning(proto)
-    if complaint:  # onnxruntime, the real judge, accepts many such files (validate.loadable runs it)
-        log.warning("%s does not pass onnx.checker (%s); going on", path, complaint)
-    return proto
-
-
-def _stored_meta(raw: onnx.ModelProto, path) -> Optional[ModelMeta]:
-    """The file's onnxviz metadata, or a ModelLoadError naming the file and the field that is wrong."""
-    from .errors import MetadataError
-
-    try:
-        return ModelMeta.from_onnx(raw)
-    except MetadataError as exc:
-        raise ModelLoadError(f"{path or 'the model'}: {exc}. Fix the metadata_props entry 'onnxviz' (or remove it: "
-                             "onnxviz then infers the preprocessing)") from None
-
-
-class Model:
+class Model(ModelInput):
     """An ONNX vision model: its layers, its metadata, and both backends."""
 
     def __init__(self, path_or_proto, meta: Optional[ModelMeta] = None, input: Optional[str] = None,
@@ -149,136 +96,6 @@ class Model:
         self._checked: set = set()
 
     # ------------------------------------------------------------------ analysis
-    def _default_meta(self) -> ModelMeta:
-        s = self.input_shape
-        if len(s) == 4:
-            c, h, w = (s[1], s[2], s[3]) if self.input_layout == "NCHW" else (s[3], s[1], s[2])
-        else:
-            c, h, w = 3, None, None
-        dynamic = h is None or w is None
-        size = self.input_rule.size if self.input_rule else (h or 224, w or 224)
-        return ModelMeta(input_size=size, layout=self.input_layout, channel_order="L" if c == 1 else "RGB",
-                         mean=(0.0,), std=(1.0,), dynamic_size=dynamic,
-                         name=self.path.stem if self.path else "model")
-
-    def _hw(self) -> tuple:
-        s = self.input_shape
-        if len(s) != 4:
-            return 3, None, None
-        return (s[1], s[2], s[3]) if self.input_layout == "NCHW" else (s[3], s[1], s[2])
-
-    def _input_rule(self, stored, overrides, sourced=None):
-        """Which input sizes run (``shapes.InputRule``): the graph's fixed size, else probed."""
-        from .graph import input_sizes as shapes
-
-        c, h, w = self._hw()
-        if h and w:
-            return shapes.fixed(h, w)
-        if len(self.input_shape) != 4:
-            return None
-        hint = overrides.get("input_size") or (stored.input_size if stored else None) or (
-            sourced.fields.get("input_size") if sourced else None)
-        return shapes.probe(lambda: self._full_runner(), c or 3, self.input_layout, h, w,
-                            tuple(hint) if hint else None)
-
-    def _dynamic_size(self) -> str:
-        """A large fixed-size, fully convolutional graph gets a symbolic H/W (graph/dynamic_size.py):
-        its units then render at the size their receptive field needs. One line says what was done."""
-        from .graph import dynamic_size
-        from .graph.input_sizes import InputRule
-
-        c, h, w = self._hw()
-        if not (h and w) or max(h, w) < dynamic_size.LARGE or len(self._extras):
-            return ""
-        from .preprocessing.images import load_for_model, sample_image_path
-
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(
-            G.image_input(self.proto, self.input_name).type.tensor_type.elem_type)
-
-        def photo(ph, pw):
-            img = load_for_model(sample_image_path(), self.meta.replace(input_size=(ph, pw)))[None]
-            return self.prepare(img).astype(dtype)
-
-        try:
-            edit = dynamic_size.make_dynamic(self.proto, self.input_name, self.input_layout, photo)
-        except Exception as exc:  # noqa: BLE001 - the file still works at its own size
-            edit = dynamic_size.SizeEdit(None, None, reason=f"kept at {h}x{w}: {str(exc).splitlines()[0][:200]}")
-        log.info("%s: %s", self.path or self.meta.name, edit.reason)
-        if edit.proto is not None:
-            self.proto = edit.proto
-            self.fixed_size_tensors = edit.fixed_tensors
-            self.input_rule = InputRule((h, w), (edit.stride, edit.stride), edit.reason)
-        return edit.reason
-
-    def _full_runner(self):
-        from .backends.ort import Runner
-
-        return Runner(self.proto, threads=1, input_name=self.input_name, extras=self.other_inputs(), quiet=True)
-
-    def other_inputs(self, meta: Optional[ModelMeta] = None) -> dict:
-        """Feeds for the inputs that are not the chosen image: a mid-gray image through the chosen
-        input's preprocessing (``meta``, default the model's) when 4-d (its own fixed size, else the
-        chosen input's), zeros otherwise."""
-        extras = {}
-        inits = G.initializer_names(self.proto.graph)
-        meta = meta if meta is not None else getattr(self, "meta", None)
-        for inp in self.proto.graph.input:
-            if inp.name in inits or inp.name == self.input_name:
-                continue
-            tt = inp.type.tensor_type
-            dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
-            dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else np.float32
-            if len(dims) == 4 and meta is not None:
-                h, w = (dims[2], dims[3]) if self.input_layout == "NCHW" else (dims[1], dims[2])
-                size = (h or meta.input_size[0], w or meta.input_size[1])
-                gray = np.full((1, 3) + tuple(size), 0.5, np.float32)
-                extras[inp.name] = meta.to_model_input(gray).astype(dtype)
-            else:
-                extras[inp.name] = np.zeros([1] + [d or 1 for d in dims[1:]], dtype)
-        return extras
-
-    def _sourced(self, raw):
-        """What producers' metadata and sidecar files say (``preprocessing.sources``), checked against the graph."""
-        from .preprocessing import sources
-
-        c, h, w = self._hw()
-        return sources.read(raw, self.path, self.proto, self.input_name, self.input_layout, (h, w),
-                            1 if c == 1 else 3)
-
-    def _apply_sourced(self, base: ModelMeta) -> ModelMeta:
-        from .preprocessing import sources
-
-        meta = sources.apply(base, self.sourced)
-        if self.sourced.complete:
-            self.meta_source = "sources"
-        return meta
-
-    def _inferred_meta(self, base: ModelMeta) -> ModelMeta:
-        """Preprocessing inferred from evidence in the file (onnxviz.preprocessing.infer); defaults if that fails.
-        With a complete deterministic source the statistics only check it (``sources.with_statistics``)."""
-        from .preprocessing import sources
-        from .preprocessing.infer import infer
-
-        try:
-            found = infer(self, base)
-        except Exception as exc:  # noqa: BLE001 - a file onnxruntime cannot run still gets inspected
-            log.warning("could not infer the preprocessing of %s (%s); using %s",
-                        self.path or "the model", str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-                        "its sources" if self.sourced is not None else "defaults")
-            return base
-        meta, how = sources.with_statistics(base, self.sourced, found)
-        self.meta_source = how
-        return meta
-
-    def _probe_size(self) -> tuple:
-        """(H, W) at which open shapes are measured: the fixed input size, else the metadata's."""
-        s = self.input_shape
-        if len(s) == 4:
-            h, w = (s[2], s[3]) if self.input_layout == "NCHW" else (s[1], s[2])
-            if h and w:
-                return h, w
-        return tuple(self.meta.input_size)
-
     def map_size(self, layer) -> Optional[tuple]:
         """(H, W) of a spatial layer's map at the model's input size (probed once when the graph
         leaves it open, e.g. for models with a dynamic input size); None for (N, C) and token layers."""

@@ -155,7 +155,7 @@ def test_external_data_outside_the_model_folder_is_refused(tmp_path):
 
 def test_declared_image_bomb_and_oversized_archive_member_are_refused(tmp_path, monkeypatch):
     from onnxviz.fuzz.inputs import bomb_png
-    from onnxviz.mining import datasets
+    from onnxviz.mining import image_sources
     from onnxviz.mining.datasets import open_source
     from onnxviz.errors import ImageError
     from onnxviz.preprocessing.images import open_rgb
@@ -166,7 +166,7 @@ def test_declared_image_bomb_and_oversized_archive_member_are_refused(tmp_path, 
     with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("big.png", b"\0" * 2_000_000)
         zf.writestr("ok.jpg", encode(photos(1)[0]))
-    monkeypatch.setattr(datasets, "MAX_IMAGE_BYTES", 1_000_000)  # 256 MiB in use: a smaller bound, same code
+    monkeypatch.setattr(image_sources, "MAX_IMAGE_BYTES", 1_000_000)  # 256 MiB in use: a smaller bound, same code
     src = open_source(z)
     with pytest.raises(ImageError, match="big.png holds .* MiB"):
         src.read(src.keys.index("big.png"))
