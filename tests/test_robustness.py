@@ -86,6 +86,21 @@ def test_unsorted_valid_graph_passes_the_structure_check():
     validate.structure(m.graph, "shuffled.onnx")  # no error: order is not structure
 
 
+def test_one_topological_order_sorts_and_finds_cycles():
+    from onnxviz.graph import edits
+
+    m = fm.base_model()
+    names = [n.name for n in m.graph.node]
+    fm.PROTO_MUTATORS["shuffle"](random.Random(3), m)
+    assert edits.sort_nodes(m.graph) and [n.name for n in m.graph.node] == names  # the stable order is the original
+    assert edits.topological_order(m.graph) == list(range(len(names))) and not edits.sort_nodes(m.graph)
+    first = m.graph.node[0]
+    first.input.append(m.graph.node[-1].output[0])  # a loop: every node is on or behind it
+    assert validate._cycle(m.graph) == list(m.graph.node) and edits.topological_order(m.graph) == []
+    with pytest.raises(ModelLoadError, match="cycle"):
+        validate.structure(m.graph, "loop.onnx")
+
+
 def test_unsorted_graph_onnx2torch_cannot_convert_names_the_node():
     from onnxviz.backends.fx import convert
     from onnxviz.errors import ConversionError

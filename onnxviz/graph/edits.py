@@ -125,21 +125,16 @@ def _reads(node) -> list:
     return names
 
 
-def sort_nodes(graph: onnx.GraphProto) -> bool:
-    """Put ``graph``'s nodes in topological order, in place; True when they were not.
-
-    ONNX requires it, onnxruntime does not: some files (an fp16 conversion seen in the wild) list a
-    node before the nodes that compute its inputs, and onnx.checker, onnx2torch and every pass here
-    that walks nodes in order then fail. The order is otherwise kept (a stable Kahn sort); nodes
-    whose inputs are never computed (a broken file) stay, in their order, at the end.
-    """
+def topological_order(graph: onnx.GraphProto) -> list:
+    """Indices of ``graph``'s nodes in topological order: a stable Kahn sort (of the nodes ready, the
+    one listed first goes first), so a sorted graph keeps its order. Nodes on or behind a cycle (a
+    node reading its own output included) are left out: they are what the cycle check reports."""
     nodes = list(graph.node)
     made = {o: k for k, n in enumerate(nodes) for o in n.output if o}
     ready = {i.name for i in graph.input} | initializer_names(graph)
-    needs = [{made[i] for i in _reads(n) if i in made and i not in ready and made[i] != k}
-             for k, n in enumerate(nodes)]
+    needs = [{made[i] for i in _reads(n) if i in made and i not in ready} for n in nodes]
     if all(all(j < k for j in need) for k, need in enumerate(needs)):
-        return False
+        return list(range(len(nodes)))
     import heapq
 
     users: dict = {}
@@ -157,6 +152,21 @@ def sort_nodes(graph: onnx.GraphProto) -> bool:
             left[u] -= 1
             if left[u] == 0:
                 heapq.heappush(heap, u)
+    return order
+
+
+def sort_nodes(graph: onnx.GraphProto) -> bool:
+    """Put ``graph``'s nodes in topological order, in place; True when they were not.
+
+    ONNX requires it, onnxruntime does not: some files (an fp16 conversion seen in the wild) list a
+    node before the nodes that compute its inputs, and onnx.checker, onnx2torch and every pass here
+    that walks nodes in order then fail. The order is otherwise kept (:func:`topological_order`);
+    nodes on a cycle (a broken file, which validate.structure refuses) stay, in their order, at the end.
+    """
+    nodes = list(graph.node)
+    order = topological_order(graph)
+    if order == list(range(len(nodes))):
+        return False
     placed = set(order)
     order += [k for k in range(len(nodes)) if k not in placed]
     del graph.node[:]

@@ -20,6 +20,7 @@ from typing import Optional
 import onnx
 
 from ..errors import ModelLoadError
+from .edits import topological_order
 
 MAX_SIDE = 16384  # pixels: a declared input side beyond this is a broken file, not a model
 _CUT = 40  # names longer than this are cut in messages
@@ -96,7 +97,7 @@ def structure(graph: onnx.GraphProto, path) -> None:
             raise ModelLoadError(f"{where} graph output {_name(out.name)} is computed by no node; the file is damaged "
                                  "(re-export it)")
     kernels(graph, path)
-    cycle = _cycle(graph, producer)
+    cycle = _cycle(graph)
     if cycle:
         raise ModelLoadError(f"{where} the graph has a cycle through {', '.join(_node_name(n) for n in cycle[:4])}"
                              f"{' ...' if len(cycle) > 4 else ''}; ONNX graphs are acyclic (re-export the model)")
@@ -129,26 +130,10 @@ def kernels(graph: onnx.GraphProto, path) -> None:
                                  "(re-export it)")
 
 
-def _cycle(graph, producer: dict) -> list:
-    """Nodes on or behind a cycle (Kahn's algorithm over node indices); [] when the graph is acyclic."""
-    nodes = list(graph.node)
-    index = {id(n): i for i, n in enumerate(nodes)}
-    deps = [{index[id(producer[x])] for x in n.input if x in producer} for n in nodes]
-    users: dict = {}
-    for i, d in enumerate(deps):
-        for j in d:
-            users.setdefault(j, []).append(i)
-    waiting = [len(d) for d in deps]
-    ready = [i for i, w in enumerate(waiting) if w == 0]
-    seen = 0
-    while ready:
-        i = ready.pop()
-        seen += 1
-        for u in users.get(i, []):
-            waiting[u] -= 1
-            if waiting[u] == 0:
-                ready.append(u)
-    return [nodes[i] for i, w in enumerate(waiting) if w > 0] if seen < len(nodes) else []
+def _cycle(graph) -> list:
+    """Nodes on or behind a cycle (those edits.topological_order leaves out); [] when the graph is acyclic."""
+    placed = set(topological_order(graph))
+    return [n for k, n in enumerate(graph.node) if k not in placed]
 
 
 def input_size(path, name: str, shape: tuple, layout: str) -> None:
