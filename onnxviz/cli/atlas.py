@@ -13,8 +13,8 @@ from pathlib import Path
 import click
 
 from ..runs import RunDir, command
-from .options import (ApiDefault, device_option, load_model, meta_options, no_progress_option, run_option,
-                      seed_option, set_torch_threads, threads_option)
+from .options import (ApiDefault, load_model, meta_options, no_progress_option, run_option, set_torch_threads,
+                      torch_options)
 
 _ATLAS = "onnxviz.attribution.atlas:build_atlas"
 
@@ -37,9 +37,7 @@ _ATLAS = "onnxviz.attribution.atlas:build_atlas"
               help="Cells per optimization.")
 @click.option("--max-samples", default=None, type=click.IntRange(3), help="Use at most this many vectors (seeded).")
 @click.option("--no-classes", is_flag=True, help="Skip the class support (class atlas).")
-@seed_option("the sampling, the layout and the cell renders")
-@device_option
-@threads_option("torch")
+@torch_options("the sampling, the layout and the cell renders")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Write the atlas here instead of RUN/atlas/<layer>.")
 @no_progress_option

@@ -12,14 +12,18 @@ from __future__ import annotations
 import click
 
 from ..runs import RunDir, command
-from .options import (ApiDefault, device_option, hidden_alias, load_model, meta_options, no_progress_option,
-                      run_option, seed_option, set_torch_threads, threads_option)
+from .options import (ApiDefault, hidden_alias, load_model, meta_options, no_progress_option, option_group,
+                      run_option, set_torch_threads, torch_options)
 
 _PHOTO = "onnxviz.attribution.output:attribute_photo"
 _GRID = "onnxviz.attribution.grid:activation_grid"
 _RUN_HELP = ("Run directory: writes RUN/attribution/<photo>/ (what `onnxviz site --run` shows). "
              "Default runs/<model name>.")
 _OUT_HELP = "Old spelling: the attribution folder itself (use --run RUN, which writes into RUN/attribution)."
+_run_options = option_group(run_option(_RUN_HELP, legacy=()),  # where attribute and grid write
+                            click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+                                         hidden=True, help=_OUT_HELP),
+                            no_progress_option)
 
 
 def _where(run, out_dir) -> dict:
@@ -56,12 +60,8 @@ def _out(model, model_path, run, out) -> str:
               type=click.IntRange(1), help="Optimization steps of each top channel's feature visualization.")
 @click.option("--render-size", default=ApiDefault(_PHOTO, "render_size"), show_default=True,
               type=click.IntRange(8), help="Pixels per side of each top channel's feature visualization.")
-@seed_option("the SmoothGrad noise and the channel renders")
-@device_option
-@threads_option("torch")
-@run_option(_RUN_HELP, legacy=())
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, hidden=True, help=_OUT_HELP)
-@no_progress_option
+@torch_options("the SmoothGrad noise and the channel renders")
+@_run_options
 @meta_options
 def attribute(model_path, photos, target, layer_name, method, ig_steps, smooth, noise, baseline, channels,
               render_steps, render_size, seed, device, threads, run, out_dir, no_progress, **meta_kwargs):
@@ -106,12 +106,8 @@ def attribute(model_path, photos, target, layer_name, method, ig_steps, smooth, 
               help="Cells per optimization.")
 @click.option("--max-cells", default=ApiDefault(_GRID, "max_cells"), show_default=True, type=click.IntRange(1),
               help="Larger maps are average-pooled to at most this many cells per side.")
-@seed_option("the cell renders")
-@device_option
-@threads_option("torch")
-@run_option(_RUN_HELP, legacy=())
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, hidden=True, help=_OUT_HELP)
-@no_progress_option
+@torch_options("the cell renders")
+@_run_options
 @meta_options
 def grid(model_path, photos, layer_name, size, steps, batch_size, max_cells, seed, device, threads, run, out_dir,
          no_progress, **meta_kwargs):

@@ -15,7 +15,7 @@ import click
 from ..attribution.labels import caption
 from ..concepts import METHODS, NotEnoughVectors, learn_from_run, mine_concepts, mined_folder, name_concepts
 from ..errors import OnnxVizError
-from .options import load_model, meta_options, no_progress_option
+from .options import load_model, meta_options, no_progress_option, seed_option
 
 
 @click.command()
@@ -29,8 +29,7 @@ from .options import load_model, meta_options, no_progress_option
               help="Concepts to learn (default: 4x the layer's channels).")
 @click.option("--top-k", type=click.IntRange(1), default=None, help="sae: codes kept per position (default K/16).")
 @click.option("--epochs", type=click.IntRange(1), default=20, show_default=True, help="sae: passes over the vectors.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the dictionary (and seed+1 for "
-              "the stability check).")
+@seed_option("the dictionary (and seed+1 for the stability check)")
 @click.option("--no-stability", is_flag=True, help="Skip learning a second dictionary to measure stability.")
 @click.option("--mine/--no-mine", "do_mine", default=True, show_default=True,
               help="Mine the concepts' dataset examples over the run's images (in the graph).")

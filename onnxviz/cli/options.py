@@ -16,9 +16,19 @@ from ..model import load
 from ..runs.command import api_default
 
 
+def option_group(*decorators):
+    """Several option decorators as one; ``--help`` lists the options in the order given."""
+    def apply(f):
+        for decorator in reversed(decorators):
+            f = decorator(f)
+        return f
+
+    return apply
+
+
 def meta_options(f):
     """Options that override a model's preprocessing metadata (for foreign files that lack it)."""
-    options = [
+    return option_group(
         click.option("--input-size", type=(int, int), default=None, help="Model input height and width."),
         click.option("--value-range", type=(float, float), default=None,
                      help="Range that pixel values 0..1 map to before mean/std (e.g. 0 255)."),
@@ -31,10 +41,7 @@ def meta_options(f):
                           "image through the same preprocessing)."),
         click.option("--labels", "labels_file", type=click.Path(exists=True, dir_okay=False), default=None,
                      help="Text file with one class name per line."),
-    ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+    )(f)
 
 
 def meta_overrides(input_size=None, value_range=None, mean=None, std=None, channel_order=None,
@@ -77,15 +84,17 @@ def warn_uncertain(model, model_path) -> None:
 
 def engine_options(f):
     """--engine local|ray and where Ray runs (shared by mine and render)."""
-    f = click.option("--block-size", default=None, type=click.IntRange(1),
-                     help="ray: images per block (the unit of work and of resume; default 8 batches).")(f)
-    f = click.option("--gpus-per-worker", default=0.0, type=click.FloatRange(0), show_default=True,
-                     help="ray: GPUs per worker (e.g. 1: one onnxruntime CUDA session per GPU).")(f)
-    f = click.option("--address", default=None,
+    return option_group(
+        click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                     help="Run in this process, or on Ray workers (this machine or a cluster)."),
+        click.option("--address", default=None,
                      help="ray: the cluster to join ('auto' on a node of a `ray start` cluster, or HOST:PORT); "
-                          "default: start Ray on this machine.")(f)
-    return click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-                        help="Run in this process, or on Ray workers (this machine or a cluster).")(f)
+                          "default: start Ray on this machine."),
+        click.option("--gpus-per-worker", default=0.0, type=click.FloatRange(0), show_default=True,
+                     help="ray: GPUs per worker (e.g. 1: one onnxruntime CUDA session per GPU)."),
+        click.option("--block-size", default=None, type=click.IntRange(1),
+                     help="ray: images per block (the unit of work and of resume; default 8 batches)."),
+    )(f)
 
 
 # ----------------------------------------------------------------------------- defaults from the API
@@ -189,3 +198,8 @@ no_progress_option = click.option("--no-progress", is_flag=True, help="No progre
 def seed_option(what: str = "the random start and every transform"):
     """``--seed``: one seeded generator, so the same command gives the same pictures."""
     return click.option("--seed", type=int, default=0, show_default=True, help=f"Seed of {what}.")
+
+
+def torch_options(seed_of: str = "the random start and every transform"):
+    """``--seed``, ``--device``, ``--threads``: what every command that optimizes images with torch takes."""
+    return option_group(seed_option(seed_of), device_option, threads_option("torch"))

@@ -23,8 +23,8 @@ import click
 from ..paths import slug
 from ..runs import RunDir
 from ..runs import render_jobs as runs_render
-from .options import (ApiDefault, PerModeDefault, device_option, engine_options, load_model, meta_options,
-                      no_progress_option, run_option, seed_option, set_torch_threads, threads_option, warn_uncertain)
+from .options import (ApiDefault, PerModeDefault, engine_options, load_model, meta_options, no_progress_option,
+                      run_option, set_torch_threads, torch_options, warn_uncertain)
 
 _RENDER = "onnxviz.optvis.render:render"
 _RECIPES = "onnxviz.optvis.recipes"
@@ -95,14 +95,12 @@ def _report_reliability(w) -> None:
 @click.option("--size", type=int, default=None,
               help="Image size in pixels (default: what the unit's receptive field needs, at most the model's input "
               "size; the JSON's size_choice says why).")
-@seed_option()
 @click.option("--lr", type=float, show_default=True,
               default=PerModeDefault("lr", unit=_RENDER, **{"--deepdream": f"{_RECIPES}:deepdream",
                                                             "--accentuate": "onnxviz.optvis.accentuate:accentuate",
                                                             "--param maco": "onnxviz.optvis.maco:LR"}),
               help="Adam step size (the Python API's defaults).")
-@device_option
-@threads_option("torch")
+@torch_options()
 @click.option("--out", "out_dir", type=click.Path(), default=None, hidden=True,
               help="Old spelling: the render folder itself (use --run RUN, which renders into RUN/render).")
 @no_progress_option
