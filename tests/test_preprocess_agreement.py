@@ -100,3 +100,19 @@ def test_every_manifest_truth_is_a_valid_map(manifest):
 def test_an_unknown_convention_name_says_what_to_give_instead():
     with pytest.raises(ValueError, match="not an inference candidate"):
         truth_of({"name": "x", "preprocessing": {"convention": "0..42 RGB"}})
+
+
+def test_sources_and_candidates_use_this_rule():
+    """One home for the 20% rule: sources.agree and candidates.agreement give its verdict on every pair of
+    candidates (a swapped channel order or a gray/colour mismatch never agrees)."""
+    from onnxviz.preprocessing import candidates as C
+    from onnxviz.preprocessing import sources
+
+    for a in C.ALL:
+        for b in C.ALL:
+            if (a.channel_order == "L") != (b.channel_order == "L"):
+                assert not sources.agree(a.fields(), b.fields())
+                continue
+            r = agreement(Preprocessing.of(a), Preprocessing.of(b))
+            assert sources.agree(a.fields(), b.fields()) == (r["scale_offset"] and r["channel_order"] is not False)
+            assert C.agreement(a.fields(), b.fields()) == (r["scale_offset"], a.channel_order == b.channel_order)

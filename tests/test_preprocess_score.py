@@ -83,6 +83,28 @@ def test_priors_name_the_producers_habit_on_real_files(tmp_path):
 
 
 @pytest.mark.wild
+def test_the_head_names_the_paddleocr_component_and_the_yolox_habit():
+    """PaddleOCR's detector (a one-channel map) and its text-line nets (a 2-class direction classifier) get
+    their own code's preprocessing from the prior, and a YOLOX head (N, cells at strides 8/16/32, 5 + K)
+    plain 0..255 BGR before the Caffe mean: the photos cannot separate those, the package code does."""
+    def prior(name):
+        m = _load(corpus.fetch_one(name))
+        return priors.prior_scores(m.proto, m.input_name, m.meta.layout, list(C.RGB_CANDIDATES))
+
+    det, lines = prior("ppocr_v3_det")
+    assert max(det, key=det.get) == "ImageNet mean/std in R,G,B order on BGR" and det["-1..1 BGR"] < 0
+    assert any("text detector" in line for line in lines)
+    cls, lines = prior("ppocr_cls")
+    assert max(cls, key=cls.get) == "-1..1 BGR" and cls["ImageNet mean/std in R,G,B order on BGR"] < 0
+    yolox, lines = prior("ddddocr_det")
+    assert yolox["0..255 BGR"] > yolox["0..255 BGR minus Caffe mean"] and any("YOLO" in line for line in lines)
+    # the whole score: these were the tuning set's regressions (Caffe mean; ImageNet statistics for -1..1)
+    for name, truth in (("ppocr_cls", "-1..1 BGR"), ("ddddocr_det", "0..255 BGR")):
+        m = _load(corpus.fetch_one(name))
+        assert P.infer(m, m.meta).candidate.name == truth, name
+
+
+@pytest.mark.wild
 def test_statistics_terms_move_the_score_the_right_way_on_real_files():
     orinet = P.infer(_load(corpus.fetch_one("orinet")), _load(corpus.fetch_one("orinet")).meta)
     nats = orinet.scores["nats"]

@@ -115,22 +115,10 @@ def candidates_for(channels: int, fixed: Optional[dict] = None) -> list:
     return out
 
 
-def _affine(f: dict) -> list:
-    """Per channel (model order): (slope, offset) of the map from a 0..1 pixel to the model input."""
-    lo, hi = (float(v) for v in f["value_range"])
-    n = 1 if f["channel_order"] == "L" else 3
-    mean = [float(v) for v in f["mean"]] * (n if len(f["mean"]) == 1 else 1)
-    std = [float(v) for v in f["std"]] * (n if len(f["std"]) == 1 else 1)
-    return [((hi - lo) / s, (lo - m) / s) for m, s in zip(mean, std)]
-
-
 def agreement(found: dict, truth: dict, tol: float = 0.2) -> tuple:
-    """(scale and offset right, channel order right) of inferred fields against the true ones.
+    """(scale and offset right, channel order right) of inferred fields against the true ones: the rule
+    of ``onnxviz.preprocessing.agreement`` (its one home), with the channel order compared as is."""
+    from . import agreement as A
 
-    Scale and offset are right when, on every channel, the slope of the pixel-to-input map is within
-    ``tol`` of the true slope and the offset within ``tol`` times the true slope (the yardstick of
-    issue 25's score); the channel order is compared as is (it matters only for 3-channel inputs)."""
-    a, b = _affine(found), _affine(truth)
-    scale = len(a) == len(b) and all(abs(s - st) <= tol * abs(st) and abs(o - ot) <= tol * abs(st)
-                                     for (s, o), (st, ot) in zip(a, b))
-    return scale, found["channel_order"] == truth["channel_order"]
+    r = A.agreement(A.Preprocessing.of(found), A.Preprocessing.of(truth), tol)
+    return r["scale_offset"], found["channel_order"] == truth["channel_order"]

@@ -12,6 +12,8 @@ except a producer's own explicit statement (Ultralytics' metadata).
 | Ultralytics metadata | metadata_props author "Ultralytics" or imgsz + stride + names | 0..1 RGB | +6 |
 | Ultralytics graph | node names /model.0/ ... /model.N/ | 0..1 RGB | +2.5 |
 | Paddle export | producer PaddlePaddle/paddle2onnx, p2o.* dims, *.w_0 / *.tmp_0 names | ImageNet in R,G,B order on BGR, -1..1 BGR | +1.5 each |
+| PaddleOCR component | a Paddle export whose head names it: a one-channel map (DB detector); a character sequence or a 2-class head (recognizer, direction classifier) | ImageNet in R,G,B order on BGR; -1..1 BGR | +3 (instead of the Paddle export rule) |
+| anchor-free YOLO head | an (N, A, 5 + K) output, A the cells at strides 8, 16, 32 of the fixed input | 0..255 BGR; 0..1 RGB | +1; +0.5 |
 | PyTorch classifier | producer pytorch (or torch.onnx's /module.path/Op node names), NCHW, an (N, K) head from Gemm/MatMul | ImageNet mean/std, RGB | +1 |
 | PyTorch, other | producer pytorch | ImageNet mean/std, RGB | +0.4 |
 | Keras | keras2onnx/tf2onnx with NHWC input | 0..1 RGB, -1..1 RGB | +0.5 each |
@@ -72,9 +74,7 @@ def rules(proto: onnx.ModelProto, input_name: str, layout: str) -> list:
                                                               for _, ds in outs for d in ds)
     paddle = paddle or sum(1 for n in names if _PADDLE_NAME.search(n)) >= 5
     if paddle:
-        out.append(("a Paddle export: Paddle's NormalizeImage lists ImageNet's mean/std and is applied to cv2 BGR "
-                    "images, its text nets use (x - 0.5) / 0.5",
-                    {"ImageNet mean/std in R,G,B order on BGR": 1.5, "-1..1 BGR": 1.5}))
+        out.append(_paddle_rule(outs))
     keras = prod.startswith(("keras2onnx", "tf2onnx"))
     # torch.onnx names nodes after module paths ("/body/body.0/Conv"); a quantizer or converter that
     # rewrites producer_name keeps them
@@ -114,11 +114,45 @@ def rules(proto: onnx.ModelProto, input_name: str, layout: str) -> list:
         if line_height and wide and seq:
             out.append(("a text recognizer (a line of height 32/48 in, a sequence out): CRNNs are fed (x - 0.5) / 0.5",
                         {"-1..1 RGB": 0.5, "-1..1 BGR": 0.5, "-1..1 gray": 0.5}))
+    if _anchor_free_yolo(in_dims, layout, outs):
+        out.append(("an anchor-free YOLO head (N, A, 5 + K), A cells at strides 8, 16, 32: YOLOX's own demo feeds "
+                    "the cv2 BGR image 0..255 unnormalized, YOLOv6 0..1 RGB", {"0..255 BGR": 1.0, "0..1 RGB": 0.5}))
     onames = {n.split("/")[-1].lower() for n, _ in outs}
     if {"hm", "wh"} <= onames:
         out.append(("CenterNet heads (hm, wh): CenterNet's own mean/std on cv2 BGR",
                     {"CenterNet mean/std, BGR": 3.0}))
     return out
+
+
+def _paddle_rule(outs: list) -> tuple:
+    """The Paddle prior, sharpened by the head when it names the PaddleOCR component: a one-channel map
+    is a DB text detector (NormalizeImage: ImageNet's list on the cv2 BGR image), a character sequence
+    (N, T, K >= 30) a recognizer and a 2-class head the text-line direction classifier (both (x - 0.5) / 0.5
+    on BGR, rec_image_shape / cls_image_shape in PaddleOCR's code)."""
+    dense = any(len(ds) == 4 and ds[1] == 1 for _, ds in outs)
+    text = any((len(ds) == 3 and isinstance(ds[2], int) and ds[2] >= 30) or (len(ds) == 2 and ds[1] == 2)
+               for _, ds in outs)
+    if dense and not text:
+        return ("a PaddleOCR text detector (a Paddle export with a one-channel map out): NormalizeImage lists "
+                "ImageNet's mean/std and applies it to the cv2 BGR image", {"ImageNet mean/std in R,G,B order on BGR": 3.0})
+    if text and not dense:
+        return ("a PaddleOCR recognizer or direction classifier (a Paddle export with a character sequence or a "
+                "2-class head out): PaddleOCR feeds its text-line nets (x - 0.5) / 0.5 on the cv2 BGR image",
+                {"-1..1 BGR": 3.0})
+    return ("a Paddle export: Paddle's NormalizeImage lists ImageNet's mean/std and is applied to cv2 BGR "
+            "images, its text nets use (x - 0.5) / 0.5", {"ImageNet mean/std in R,G,B order on BGR": 1.5, "-1..1 BGR": 1.5})
+
+
+def _anchor_free_yolo(in_dims: list, layout: str, outs: list) -> bool:
+    """An (N, A, 5 + K) output whose A is the number of cells at strides 8, 16 and 32 of a fixed input
+    (YOLOX, YOLOv6; YOLOv5's anchor-based head has three times as many rows, Ultralytics' v8+ is (N, 4 + K, A))."""
+    if len(in_dims) != 4:
+        return False
+    h, w = (in_dims[2], in_dims[3]) if layout == "NCHW" else (in_dims[1], in_dims[2])
+    if not (isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0):
+        return False
+    cells = sum((-(-h // s)) * (-(-w // s)) for s in (8, 16, 32))
+    return any(len(ds) == 3 and ds[1] == cells and isinstance(ds[2], int) and 6 <= ds[2] <= 300 for _, ds in outs)
 
 
 def prior_scores(proto: onnx.ModelProto, input_name: str, layout: str, cands: list) -> tuple:

@@ -22,13 +22,12 @@ from typing import Optional
 
 import numpy as np
 
-from . import producers, sidecars
+from . import agreement, producers, sidecars
 from .meta import PREPROCESSING_FIELDS
 
 log = logging.getLogger("onnxviz")
 
 STRONG = 0.7  # statistics at least this confident that a source is wrong make a shown conflict
-AGREE = 0.2  # two preprocessings agree when their pixel -> input maps are within 20% of the input span
 _SCALE = ("value_range", "mean", "std")
 
 
@@ -144,28 +143,20 @@ def check_graph(sourced: Sourced, proto, input_name: str, layout: str, fixed_hw:
 
 
 # ------------------------------------------------------------------------------------ statistics
-_PIXELS = np.asarray([[0, 0, 0], [1, 1, 1], [1, 0, 0], [0, 1, 0], [0, 0, 1]], float)  # black, white, R, G, B
-
-
-def model_input(fields: dict, rgb: np.ndarray) -> np.ndarray:
-    """What the model gets for RGB pixels ``rgb`` (n, 3) in 0..1 under ``fields`` (n, model channels)."""
-    lo, hi = fields["value_range"]
-    order = fields.get("channel_order", "RGB")
-    x = rgb[:, ::-1] if order == "BGR" else rgb @ np.asarray([[0.299], [0.587], [0.114]]) if order == "L" else rgb
-    n = x.shape[1]
-    mean = np.broadcast_to(np.asarray(fields.get("mean", (0.0,)), float), (n,))
-    std = np.broadcast_to(np.asarray(fields.get("std", (1.0,)), float), (n,))
-    return (lo + x * (hi - lo) - mean) / std
-
-
 def agree(a: dict, b: dict) -> bool:
-    """Do two preprocessings give (nearly) the same model input, within ``AGREE`` of its span, for black,
-    white and pure red, green and blue pixels (so that a swapped channel order counts)?"""
+    """Do two preprocessings feed the model (nearly) the same input? ``agreement``'s 20% rule on the
+    pixel -> input map of every channel, and the same channel order (gray only agrees with gray)."""
     if (a.get("channel_order") == "L") != (b.get("channel_order") == "L"):
         return False
-    xa, xb = model_input(a, _PIXELS), model_input(b, _PIXELS)
-    span = np.maximum(np.ptp(xa, axis=0), np.ptp(xb, axis=0))
-    return bool(np.all(np.abs(xa - xb) <= AGREE * span + 1e-9))
+    r = agreement.agreement(agreement.Preprocessing.of(_complete(a)), agreement.Preprocessing.of(_complete(b)))
+    return r["scale_offset"] and r["channel_order"] is not False
+
+
+def _complete(fields: dict) -> dict:
+    """``fields`` with the defaults ModelMeta uses for what a source left out (RGB, no mean/std)."""
+    out = {"channel_order": "RGB", "value_range": (0.0, 1.0), "mean": (0.0,), "std": (1.0,)}
+    out.update({k: v for k, v in fields.items() if v is not None})
+    return out
 
 
 def check_statistics(sourced: Sourced, finding) -> None:
