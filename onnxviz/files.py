@@ -9,6 +9,7 @@ and atlas files goes through here (SQLite checkpoints are transactions of their 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import uuid
@@ -34,6 +35,18 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def remove_leftovers(folder: PathLike, names) -> int:
+    """Remove the temporary files that killed writes of ``names`` (file names in ``folder``) left
+    behind; returns how many. Call it only where no other process is writing those names."""
+    n = 0
+    for name in names:
+        for tmp in Path(folder).glob(f".{glob.escape(name[:100])}.*.tmp"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                n += 1
+    return n
 
 
 def write_bytes(path: PathLike, data: bytes) -> Path:

@@ -323,3 +323,38 @@ def test_damaged_entry_of_a_mining_database_names_the_file(tmp_path):
     s.close()
     with pytest.raises(RunDirError, match=r"mining.sqlite: its 'config' entry is damaged"):
         Store(db, readonly=True).get("config")
+
+
+def test_damaged_spectrum_atlas_and_state_blobs_of_a_mining_database_name_the_file(tmp_path, base_model):
+    """Fuzz case 1412 (seed 2026): a flipped byte in a spectrum blob's header made `site` an internal
+    error (numpy's `Cannot parse header`); every blob of the run is now read back as the run's damage."""
+    import sqlite3
+
+    from onnxviz.errors import RunDirError
+    from onnxviz.mining import mine, open_results
+    from onnxviz.mining.store import Store
+
+    (tmp_path / "photos").mkdir()
+    for i, img in enumerate(photos(6)):
+        img.save(tmp_path / "photos" / f"{i}.jpg")
+    run = tmp_path / "run"
+    assert mine(str(base_model), str(tmp_path / "photos"), str(run), top=2, bottom=2, batch_size=3, progress=False,
+                spectrum=4, atlas_layers="relu2", atlas_per_image=2, thumbs=False).complete
+    db = run / "mining" / "mining.sqlite"
+    con = sqlite3.connect(db)
+    blob = con.execute("SELECT data FROM spectrum WHERE layer != '' LIMIT 1").fetchone()[0]
+    con.execute("UPDATE spectrum SET data = ? WHERE data = ?", (blob.replace(b" ", b"\0", 1), blob))
+    con.execute("UPDATE atlas_samples SET vec = ? WHERE image = 0 AND slot = 0", (b"\1\2\3",))
+    con.execute("UPDATE state SET keys = ? WHERE rowid = (SELECT min(rowid) FROM state)", (b"\1\2\3",))
+    con.commit()
+    con.close()
+    results = open_results(run)
+    with pytest.raises(RunDirError, match=r"mining.sqlite: its spectrum sample \(table spectrum\) is damaged"):
+        results.spectrum("relu2", 0)
+    with pytest.raises(RunDirError, match=r"mining.sqlite: its atlas samples of 'relu2' .* is damaged"):
+        results.atlas_samples("relu2")
+    store = Store(db, readonly=True)
+    with pytest.raises(RunDirError, match=r"mining.sqlite: its top-k state of layer .* is damaged"):
+        store.load_state({r["name"]: r["units"] for r in store.layers()})
+    res = CliRunner().invoke(main, ["site", str(base_model), "--run", str(run), "--out", str(tmp_path / "site")])
+    assert res.exit_code == 3 and "mining.sqlite: its spectrum sample" in res.output, res.output

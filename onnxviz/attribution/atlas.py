@@ -32,7 +32,7 @@ from ..errors import OnnxVizError
 from ..optvis.forward import resolve_device
 from .core import output_layer
 from .grid import render_directions
-from ..files import save_picture, write_json, write_text
+from ..files import remove_leftovers, save_picture, write_json, write_text
 
 
 @dataclass
@@ -239,6 +239,10 @@ def write_atlas(atlas: Atlas, out_dir, cell: int = 64) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"png": out / "atlas.png", "json": out / "atlas.json", "html": out / "atlas.html"}
+    # atlas.json is the record that the folder's atlas is finished: removed first, written last, so a
+    # write killed halfway leaves no record beside new pictures (the site reads the record)
+    paths["json"].unlink(missing_ok=True)
+    remove_leftovers(out, ["atlas.png", "atlas_classes.png", "atlas.json", "atlas.html"])
     save_picture(atlas.picture(cell), paths["png"])
     data = atlas.to_json()
     data["cell_pixels"] = cell
@@ -247,6 +251,6 @@ def write_atlas(atlas: Atlas, out_dir, cell: int = 64) -> dict:
         paths["classes_png"] = out / "atlas_classes.png"
         save_picture(atlas.class_picture(cell), paths["classes_png"])
         data["class_image"] = paths["classes_png"].name
-    write_json(paths["json"], data)
     write_text(paths["html"], atlas_html(data))
+    write_json(paths["json"], data)
     return paths

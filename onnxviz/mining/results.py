@@ -175,7 +175,10 @@ class Results:
 
         layer = self.name(layer)
         if self._reservoir is None:
-            self._reservoir = SP.load(self.store.db) or False
+            try:
+                self._reservoir = SP.load(self.store.db) or False
+            except (KeyError, TypeError, ValueError, EOFError):  # a damaged blob or head of the spectrum table
+                raise self.store.damaged("spectrum sample (table spectrum)") from None
         if not self._reservoir:
             return []
         out = SP.quantile_examples(self._reservoir, layer, int(unit), stat, quantiles or SP.QUANTILES)
@@ -195,7 +198,10 @@ class Results:
         """{"vectors": (M, C) float32, "image", "y", "x": (M,)} sampled during mining (see samples.py)."""
         from . import atlas_samples as SM
 
-        return SM.load(self.store.db, self.name(layer))
+        try:
+            return SM.load(self.store.db, self.name(layer))
+        except (TypeError, ValueError):  # a damaged vector (odd length, or lengths that differ)
+            raise self.store.damaged(f"atlas samples of {layer!r} (table atlas_samples)") from None
 
     # ------------------------------------------------------------------ pictures
     @property

@@ -76,10 +76,15 @@ class Store:
         try:
             return json.loads(row[0]) if row else default
         except (TypeError, ValueError):
-            from ..errors import RunDirError
+            raise self.damaged(f"{key!r} entry", "not JSON") from None
 
-            raise RunDirError(f"{self.path}: its {key!r} entry is damaged (not JSON): the run is damaged or partial; "
-                              "mine again with --overwrite (or into a new --out folder)") from None
+    def damaged(self, what: str, why: str = ""):
+        """The error for a part of this file that cannot be read back (a flipped bit, a torn copy)."""
+        from ..errors import RunDirError
+
+        why = f" ({why})" if why else ""
+        return RunDirError(f"{self.path}: its {what} is damaged{why}: the run is damaged or partial; "
+                           "mine again with --overwrite (or into a new --out folder)")
 
     def put(self, key: str, value) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
@@ -107,10 +112,13 @@ class Store:
         """{(layer, stat, dir): TopK} from the file; units: {layer: unit count}."""
         out = {}
         for layer, stat, d, k, keys, pos in self.db.execute("SELECT layer, stat, dir, k, keys, positions FROM state"):
-            n = units[layer]
-            out[(layer, stat, d)] = TopK(n, k, d == "top",
-                                         np.frombuffer(keys, "<u8").astype(np.uint64).reshape(n, k).copy(),
-                                         np.frombuffer(pos, "<i8").astype(np.int64).reshape(n, k).copy())
+            try:
+                n = units[layer]
+                out[(layer, stat, d)] = TopK(n, k, d == "top",
+                                             np.frombuffer(keys, "<u8").astype(np.uint64).reshape(n, k).copy(),
+                                             np.frombuffer(pos, "<i8").astype(np.int64).reshape(n, k).copy())
+            except (KeyError, TypeError, ValueError):
+                raise self.damaged(f"top-k state of layer {layer!r} ({stat}, {d})") from None
         return out
 
     def add_images(self, rows: list) -> None:

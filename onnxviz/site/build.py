@@ -33,7 +33,7 @@ from .collect import MiningSource
 from .data import LayerData, js_data
 from .images import Pictures
 from .parts import _fmt, model_facts, preprocessing, preprocessing_line
-from ..files import save_picture, write_bytes, write_text
+from ..files import remove_leftovers, save_picture, write_bytes, write_text
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,12 @@ class SiteBuilder:
         return env
 
     def build(self) -> Path:
+        """Write the site. index.html is removed first and written last, so a build killed halfway
+        leaves a folder without one (``serve`` refuses it), never a front page over missing pages."""
         self.out.mkdir(parents=True, exist_ok=True)
+        front = self.out / "index.html"
+        if front.is_symlink() or front.is_file():
+            front.unlink()  # a link itself, never what it points to
         infos = gather.layer_infos(self)
         gather.attach_pictures(self, infos)
         gather.attach_scores(self.mining, infos)
@@ -156,10 +161,6 @@ class SiteBuilder:
         env = self._env()
         common = dict(model_name=self.model.meta.name or Path(str(self.model.path)).stem, model_arg=self.model_arg,
                       **preprocessing_line(self.model.meta, self.model_arg))
-        self.write_text("index.html", env.get_template("model.html").render(
-            root="", layers=infos, facts=model_facts(self.model), prep=preprocessing(self.model.meta),
-            runs=str(self.run) if self.run is not None else "", mined=self.mining is not None,
-            mining_command=getattr(self.mining, "command", ""), **common))
         for i, info in enumerate(infos):
             views = blocks.photo_views(self, self.run, info.name, info.slug)
             atlas = blocks.atlas_page(self, self.run, info.name, info.slug)
@@ -173,12 +174,18 @@ class SiteBuilder:
                 has_scores=any(u.score is not None for u in info.units), **page))
             self.write_text(f"layers/{info.slug}/unit.html", env.get_template("unit.html").render(
                 mined=info.mined, **page))
+        self.write_text("index.html", env.get_template("model.html").render(  # last: the site is finished
+            root="", layers=infos, facts=model_facts(self.model), prep=preprocessing(self.model.meta),
+            runs=str(self.run) if self.run is not None else "", mined=self.mining is not None,
+            mining_command=getattr(self.mining, "command", ""), **common))
         self._prune()
         return self.path("index.html")
 
     def _prune(self) -> None:
         """Remove what an earlier build left in the folders this builder owns (a page per unit of
-        an older layout, images of renders since deleted), so a rebuild is what a fresh build is."""
+        an older layout, images of renders since deleted, temporary files of a killed build), so a
+        rebuild is what a fresh build is."""
+        remove_leftovers(self.out, ["index.html"])
         for owned in _OWNED:
             root = self.out / owned
             if not root.is_dir():
