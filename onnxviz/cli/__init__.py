@@ -18,7 +18,7 @@ import traceback
 import click
 
 from ..errors import DEBUG_ENV, EXIT_BAD_INPUT, EXIT_INTERNAL, OnnxVizError, describe_os_error
-from . import atlas, attribute, check, concepts, inspect, mine, render, site
+from . import atlas, attribute, check, concepts, inspect, microscope, mine, render, site
 
 _OS_ERRORS = (PermissionError, FileNotFoundError, IsADirectoryError, NotADirectoryError, FileExistsError)
 
@@ -86,6 +86,6 @@ def main():
     """Feature visualization and dataset examples for any ONNX vision model."""
 
 
-for _module in (inspect, render, mine, site, attribute, atlas, concepts, check):
+for _module in (inspect, render, mine, site, attribute, atlas, concepts, check, microscope):
     for _command in _module.COMMANDS:
         main.add_command(_command)
