@@ -149,3 +149,45 @@ def test_labels_from_the_head_name_a_class_direction_by_its_class(concept_run, d
     bare = onnxviz.load(digits_onnx, labels=None)
     bare.meta.labels = None
     assert promoted_classes(bare, LAYER, dirs, x) is None
+
+
+def test_cli_renders_concepts_like_units(concept_run, digits_onnx):
+    """--render: each concept's direction as a picture in the concept set's run directory, checked for
+    reliability against its examples mined in the graph (which have crops and a spectrum like a unit's)."""
+    import json
+
+    from onnxviz.paths import slug
+
+    args = ["concepts", str(digits_onnx), "--run", str(concept_run), "--layer", LAYER, "--concepts", "12",
+            "--no-stability", "--top", "3", "--bottom", "2", "--render", "0,1", "--steps", "12", "--no-progress"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert "rendered 2 concepts" in r.output and "reliability:" in r.output
+    cset = concept_run / "concepts" / LAYER / "nmf12"
+    folder = cset / "render" / slug(f"{LAYER}/nmf12")
+    for k in (0, 1):
+        rec = json.loads((folder / f"concept_{k}.json").read_text())
+        assert (folder / f"concept_{k}.png").exists()
+        assert rec["kind"] == "concept" and rec["unit"] == k and rec["layer"] == f"{LAYER}/nmf12"
+        assert rec["activation_end"] > rec["activation_start"]
+        assert rec["reliability"]["verdict"] in ("pass", "suspect") and len(rec["reliability"]["examples"]) >= 2
+        assert rec["concept"]["label"] and len(rec["concept"]["top_units"]) == 5
+        assert rec["command"].startswith("onnxviz concepts ") and "--render 0,1" in rec["command"]
+    res = open_results(cset)
+    try:
+        name = res.name(f"{LAYER}/nmf12")
+        assert res.examples(name, 0, direction="top")[0].crop.exists()
+        assert res.examples(name, 0, direction="bottom")
+        assert res.spectrum(name, 0)
+    finally:
+        res.close()
+    # the same command again keeps the pictures; MACO adds the importance map
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0 and "2 kept from an earlier run" in again.output
+    r = CliRunner().invoke(main, args[:-5] + ["--no-mine", "--render", "2", "--param", "maco", "--steps", "8",
+                                             "--no-progress"])
+    assert r.exit_code == 0, r.output
+    rec = json.loads((folder / "concept_2_maco.json").read_text())
+    assert rec["param"] == "maco" and (folder / rec["importance"]).exists()
+    bad = CliRunner().invoke(main, args[:-5] + ["--no-mine", "--render", "40", "--no-progress"])
+    assert bad.exit_code != 0 and "no concept 40" in bad.output and "Traceback" not in bad.output
