@@ -191,3 +191,12 @@ def test_cli_renders_concepts_like_units(concept_run, digits_onnx):
     assert rec["param"] == "maco" and (folder / rec["importance"]).exists()
     bad = CliRunner().invoke(main, args[:-5] + ["--no-mine", "--render", "40", "--no-progress"])
     assert bad.exit_code != 0 and "no concept 40" in bad.output and "Traceback" not in bad.output
+
+
+def test_minibatch_nmf_is_its_own_dictionary(concept_run):
+    d = concepts.learn_from_run(concept_run, LAYER, method="nmf", concepts=16, seed=0, solver="minibatch", epochs=5,
+                                progress=False, stability=False)
+    assert d.name == "nmfmb16" and d.settings["solver"] == "minibatch" and d.metrics["explained_variance"] > 0.5
+    assert (concept_run / "concepts" / LAYER / "nmfmb16.json").exists()
+    cd = concepts.learn_from_run(concept_run, LAYER, method="nmf", concepts=16, seed=0, progress=False)
+    assert cd.name == "nmf16" and cd.settings["solver"] == "cd"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .dictionary import Dictionary, folder_of, stored
-from .learn import METHODS, NotEnoughVectors, learn, match_cosine, quality
+from .learn import METHODS, NMF_SOLVERS, NotEnoughVectors, learn, match_cosine, quality
 from .mine import concept_model, concept_name, mine_concepts, mined_folder
 
 
@@ -37,8 +37,9 @@ def learn_from_run(run_dir, layer: str, method: str = "nmf", concepts=None, seed
     k = int(concepts or 4 * (vecs.shape[1] if vecs.size else 1))
     for path in stored(run_dir, name):
         d = Dictionary.load(path)
+        solver_ok = method != "nmf" or d.settings.get("solver", "cd") == kwargs.get("solver", "cd")
         if d.method == method and d.concepts == k and d.settings.get("seed") == seed \
-                and d.settings.get("vectors") == len(vecs):
+                and d.settings.get("vectors") == len(vecs) and solver_ok:
             return d
     d = learn(vecs, name, method=method, concepts=k, seed=seed, **kwargs)
     d.settings["run"] = str(run_dir)
@@ -66,6 +67,6 @@ def objective(d: Dictionary, k: int, cossim_pow: float = 0.0):
     return direction(d.layer, d.direction(k), cossim_pow=cossim_pow)
 
 
-__all__ = ["Dictionary", "METHODS", "NotEnoughVectors", "concept_model", "concept_name", "folder_of", "learn",
+__all__ = ["Dictionary", "METHODS", "NMF_SOLVERS", "NotEnoughVectors", "concept_model", "concept_name", "folder_of", "learn",
            "learn_from_run", "match_cosine", "mine_concepts", "mined_folder", "name_concepts", "objective", "quality", "stored",
            "vectors_of_run"]

@@ -102,6 +102,7 @@ def render_concepts(model, d: Dictionary, run_dir, concepts: Optional[Sequence[i
 
     def cmd_of(chunk) -> str:
         return command("concepts", model_arg, run=str(run_dir), layer=d.layer, method=d.method, concepts=d.concepts,
+                       nmf_solver=d.settings.get("solver") if d.settings.get("solver") == "minibatch" else None,
                        seed=d.settings.get("seed", 0), render=",".join(map(str, chunk)), render_batch=batch_size,
                        param=None if param == "fft" else param, steps=steps, size=size, render_seed=seed,
                        **(meta_opts or {}))
