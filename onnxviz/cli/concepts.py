@@ -76,6 +76,10 @@ def concepts(model_path, run_dir, layer_name, method, n_concepts, nmf_solver, to
     if d.labels is None and name_concepts(model, d, run_dir) is not None:
         click.echo("labels from the model's head: " + "; ".join(f"{k}: {caption(c)}" for k, c in
                                                                   enumerate(d.labels[:8])) + ("; ..." if d.concepts > 8 else ""))
+    from ..concepts import name_units, unit_labels_path
+
+    if not unit_labels_path(run_dir, name).exists() and name_units(model, run_dir, name) is not None:
+        click.echo(f"labelled the {model.layer(name).units} units of {name} too (for the site)")
     if do_mine:
         s = mine_concepts(model, d, run_dir, top=top, bottom=bottom, batch_size=batch_size, progress=not no_progress)
         click.echo(f"mined {d.concepts} concepts over {s.images} images into {mined_folder(run_dir, d)}")

@@ -60,6 +60,24 @@ def name_concepts(model, d: Dictionary, run_dir, top: int = 3, save: bool = True
     return d.labels
 
 
+def name_units(model, run_dir, layer: str, top: int = 3, save: bool = True):
+    """Label each unit of ``layer`` like a concept (the classes it promotes through the labelled head),
+    stored as ``<run>/concepts/<layer>/unit_labels.json`` for the site; None for a model without one."""
+    from ..attribution.labels import promoted_classes, unit_directions
+    from ..files import write_json
+
+    name, vecs = vectors_of_run(run_dir, layer)
+    labels = promoted_classes(model, name, unit_directions(vecs.shape[1]), vecs, top=top)
+    if save and labels is not None:
+        write_json(unit_labels_path(run_dir, name), {"layer": name, "labels": labels})
+    return labels
+
+
+def unit_labels_path(run_dir, layer: str):
+    """Where ``name_units`` stores a layer's unit labels."""
+    return folder_of(run_dir, layer) / "unit_labels.json"
+
+
 def objective(d: Dictionary, k: int, cossim_pow: float = 0.0):
     """Concept ``k`` as a render objective: its direction in the layer's channel space."""
     from ..optvis.objectives import direction
@@ -68,5 +86,5 @@ def objective(d: Dictionary, k: int, cossim_pow: float = 0.0):
 
 
 __all__ = ["Dictionary", "METHODS", "NMF_SOLVERS", "NotEnoughVectors", "concept_model", "concept_name", "folder_of", "learn",
-           "learn_from_run", "match_cosine", "mine_concepts", "mined_folder", "name_concepts", "objective", "quality", "stored",
-           "vectors_of_run"]
+           "learn_from_run", "match_cosine", "mine_concepts", "mined_folder", "name_concepts", "name_units", "objective", "quality", "stored",
+           "unit_labels_path", "vectors_of_run"]
