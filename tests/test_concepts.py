@@ -149,3 +149,91 @@ def test_labels_from_the_head_name_a_class_direction_by_its_class(concept_run, d
     bare = onnxviz.load(digits_onnx, labels=None)
     bare.meta.labels = None
     assert promoted_classes(bare, LAYER, dirs, x) is None
+
+
+def test_cli_renders_concepts_like_units(concept_run, digits_onnx):
+    """--render: each concept's direction as a picture in the concept set's run directory, checked for
+    reliability against its examples mined in the graph (which have crops and a spectrum like a unit's)."""
+    import json
+
+    from onnxviz.paths import slug
+
+    args = ["concepts", str(digits_onnx), "--run", str(concept_run), "--layer", LAYER, "--concepts", "12",
+            "--no-stability", "--top", "3", "--bottom", "2", "--render", "0,1", "--steps", "12", "--no-progress"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert "rendered 2 concepts" in r.output and "reliability:" in r.output
+    cset = concept_run / "concepts" / LAYER / "nmf12"
+    folder = cset / "render" / slug(f"{LAYER}/nmf12")
+    for k in (0, 1):
+        rec = json.loads((folder / f"concept_{k}.json").read_text())
+        assert (folder / f"concept_{k}.png").exists()
+        assert rec["kind"] == "concept" and rec["unit"] == k and rec["layer"] == f"{LAYER}/nmf12"
+        assert rec["activation_end"] > rec["activation_start"]
+        assert rec["reliability"]["verdict"] in ("pass", "suspect") and len(rec["reliability"]["examples"]) >= 2
+        assert rec["concept"]["label"] and len(rec["concept"]["top_units"]) == 5
+        assert rec["command"].startswith("onnxviz concepts ") and "--render 0,1" in rec["command"]
+    res = open_results(cset)
+    try:
+        name = res.name(f"{LAYER}/nmf12")
+        assert res.examples(name, 0, direction="top")[0].crop.exists()
+        assert res.examples(name, 0, direction="bottom")
+        assert res.spectrum(name, 0)
+    finally:
+        res.close()
+    # the same command again keeps the pictures; MACO adds the importance map
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0 and "2 kept from an earlier run" in again.output
+    r = CliRunner().invoke(main, args[:-5] + ["--no-mine", "--render", "2", "--param", "maco", "--steps", "8",
+                                             "--no-progress"])
+    assert r.exit_code == 0, r.output
+    rec = json.loads((folder / "concept_2_maco.json").read_text())
+    assert rec["param"] == "maco" and (folder / rec["importance"]).exists()
+    bad = CliRunner().invoke(main, args[:-5] + ["--no-mine", "--render", "40", "--no-progress"])
+    assert bad.exit_code != 0 and "no concept 40" in bad.output and "Traceback" not in bad.output
+
+
+def test_minibatch_nmf_is_its_own_dictionary(concept_run):
+    d = concepts.learn_from_run(concept_run, LAYER, method="nmf", concepts=16, seed=0, solver="minibatch", epochs=5,
+                                progress=False, stability=False)
+    assert d.name == "nmfmb16" and d.settings["solver"] == "minibatch" and d.metrics["explained_variance"] > 0.5
+    assert (concept_run / "concepts" / LAYER / "nmfmb16.json").exists()
+    cd = concepts.learn_from_run(concept_run, LAYER, method="nmf", concepts=16, seed=0, progress=False)
+    assert cd.name == "nmf16" and cd.settings["solver"] == "cd"
+
+
+def test_site_shows_concepts_like_units_with_labels(concept_run, digits_onnx, tmp_path):
+    """A layer's concept set is a page of its own with the unit templates (grid data, unit page data: render with
+    its badge, examples, spectrum, strongest units), linked from the layer page and the model page; unit and
+    concept labels from the head are in the data the grid search reads."""
+    from onnxviz.paths import slug
+    from onnxviz.site import build_site
+    from onnxviz.site.data import read_js_data
+
+    r = CliRunner().invoke(main, ["concepts", str(digits_onnx), "--run", str(concept_run), "--layer", LAYER,
+                                  "--concepts", "10", "--no-stability", "--top", "3", "--bottom", "2", "--render", "0",
+                                  "--steps", "8", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "site"
+    build_site(digits_onnx, out, run=concept_run, examples_per_unit=3)
+    cslug = slug(f"{LAYER}/nmf10")
+    layer_page = (out / "layers" / LAYER / "index.html").read_text()
+    assert f'href="../{cslug}/index.html"' in layer_page and "explained variance" in layer_page
+    assert f'href="layers/{cslug}/index.html"' in (out / "index.html").read_text()
+    assert (out / "layers" / cslug / "unit.html").exists()
+    data = read_js_data(out / "layers" / cslug / "data.js")
+    assert data["units_n"] == 10 and data["base"] == {"layer": LAYER, "slug": LAYER}
+    labels = [u[3] for u in data["units"]]
+    assert all(labels) and all(" (" in text for text in labels)  # "7 (+1.23)": the class it promotes
+    first = data["detail"][0]
+    assert first["p"][0]["k"] == "concept" and first["p"][0]["rel"]["v"] in ("pass", "suspect")
+    assert (out / first["p"][0]["i"]).exists() and data["units"][0][2]  # the render, and the grid's thumbnail
+    assert len(first["t"]) == 3 and len(first["b"]) == 2 and first["s"]
+    assert len(first["cu"]) == 5 and all(0 <= u < 32 for u, _ in first["cu"])
+    assert "--render @@UNIT@@" in data["tmpl"]["render"]
+    units = read_js_data(out / "layers" / LAYER / "data.js")
+    assert all(u[3] for u in units["units"])  # the layer's units are labelled from the head too
+    # the grid's search matches a label's text (site.js: the label contains the query)
+    q = labels[0].split(" (")[0]
+    assert "u[3]).toLowerCase().indexOf(q)" in (out / "static" / "site.js").read_text()
+    assert any(q in text for text in labels)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .dictionary import Dictionary, folder_of, stored
-from .learn import METHODS, NotEnoughVectors, learn, match_cosine, quality
+from .learn import METHODS, NMF_SOLVERS, NotEnoughVectors, learn, match_cosine, quality
 from .mine import concept_model, concept_name, mine_concepts, mined_folder
 
 
@@ -37,8 +37,9 @@ def learn_from_run(run_dir, layer: str, method: str = "nmf", concepts=None, seed
     k = int(concepts or 4 * (vecs.shape[1] if vecs.size else 1))
     for path in stored(run_dir, name):
         d = Dictionary.load(path)
+        solver_ok = method != "nmf" or d.settings.get("solver", "cd") == kwargs.get("solver", "cd")
         if d.method == method and d.concepts == k and d.settings.get("seed") == seed \
-                and d.settings.get("vectors") == len(vecs):
+                and d.settings.get("vectors") == len(vecs) and solver_ok:
             return d
     d = learn(vecs, name, method=method, concepts=k, seed=seed, **kwargs)
     d.settings["run"] = str(run_dir)
@@ -59,6 +60,24 @@ def name_concepts(model, d: Dictionary, run_dir, top: int = 3, save: bool = True
     return d.labels
 
 
+def name_units(model, run_dir, layer: str, top: int = 3, save: bool = True):
+    """Label each unit of ``layer`` like a concept (the classes it promotes through the labelled head),
+    stored as ``<run>/concepts/<layer>/unit_labels.json`` for the site; None for a model without one."""
+    from ..attribution.labels import promoted_classes, unit_directions
+    from ..files import write_json
+
+    name, vecs = vectors_of_run(run_dir, layer)
+    labels = promoted_classes(model, name, unit_directions(vecs.shape[1]), vecs, top=top)
+    if save and labels is not None:
+        write_json(unit_labels_path(run_dir, name), {"layer": name, "labels": labels})
+    return labels
+
+
+def unit_labels_path(run_dir, layer: str):
+    """Where ``name_units`` stores a layer's unit labels."""
+    return folder_of(run_dir, layer) / "unit_labels.json"
+
+
 def objective(d: Dictionary, k: int, cossim_pow: float = 0.0):
     """Concept ``k`` as a render objective: its direction in the layer's channel space."""
     from ..optvis.objectives import direction
@@ -66,6 +85,6 @@ def objective(d: Dictionary, k: int, cossim_pow: float = 0.0):
     return direction(d.layer, d.direction(k), cossim_pow=cossim_pow)
 
 
-__all__ = ["Dictionary", "METHODS", "NotEnoughVectors", "concept_model", "concept_name", "folder_of", "learn",
-           "learn_from_run", "match_cosine", "mine_concepts", "mined_folder", "name_concepts", "objective", "quality", "stored",
-           "vectors_of_run"]
+__all__ = ["Dictionary", "METHODS", "NMF_SOLVERS", "NotEnoughVectors", "concept_model", "concept_name", "folder_of", "learn",
+           "learn_from_run", "match_cosine", "mine_concepts", "mined_folder", "name_concepts", "name_units", "objective", "quality", "stored",
+           "unit_labels_path", "vectors_of_run"]

@@ -51,8 +51,10 @@ class Dictionary:
 
     @property
     def name(self) -> str:
-        """How the concepts are named in a run: ``<method><K>`` (``nmf64``), a layer of its own."""
-        return f"{self.method}{self.concepts}"
+        """How the concepts are named in a run: ``<method><K>`` (``nmf64``; ``nmfmb64`` by MiniBatchNMF), a layer
+        of its own."""
+        minibatch = self.method == "nmf" and self.settings.get("solver") == "minibatch"
+        return f"{'nmfmb' if minibatch else self.method}{self.concepts}"
 
     # ------------------------------------------------------------------ numpy encoder / decoder
     def features(self, x: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import Optional
 import onnx
 
 from ..graph.encoder import append_encoder
-from .dictionary import Dictionary, folder_of
+from .dictionary import Dictionary
 
 
 def concept_name(d: Dictionary) -> str:
@@ -40,8 +40,11 @@ def concept_model(model, d: Dictionary, out_path) -> Path:
 
 
 def mined_folder(run_dir, d: Dictionary) -> Path:
-    """The run directory of a dictionary's concept mining (``<run>/concepts/<layer>/<name>``)."""
-    return folder_of(run_dir, d.layer) / d.name
+    """The run directory of a dictionary's concept set (``<run>/concepts/<layer>/<name>``, RunDir.concept_set):
+    its mining and its renders."""
+    from ..runs.layout import RunDir
+
+    return RunDir(run_dir).concept_set(d.layer, d.name).root
 
 
 def mine_concepts(model, d: Dictionary, run_dir, source=None, top: int = 16, bottom: int = 16,

@@ -54,7 +54,8 @@ def feeding_layers(model, layer: str, k: int = N_LAYERS) -> list:
 
 def contributions(model, images: np.ndarray, layer: str, unit: int, layers: list, device=None) -> tuple:
     """(unit activations (N,), {earlier layer: (N, C) contributions}): gradient x activation of the unit's
-    channel mean w.r.t. each earlier layer, summed over positions: how the unit's input is made up."""
+    channel mean w.r.t. each earlier layer, summed over positions: how the unit's input is made up.
+    ``unit``: a channel index, or a (C,) direction (a concept: ``onnxviz.concepts``)."""
     import torch
 
     from .forward import Forward
@@ -66,14 +67,26 @@ def contributions(model, images: np.ndarray, layer: str, unit: int, layers: list
         x = torch.from_numpy(np.asarray(images[i:i + 8], dtype=np.float32)).to(fwd.device).requires_grad_(True)
         T = fwd(x)
         get = {n: T(n) for n in names}
-        a = get[layer][:, unit]
-        value = a.flatten(1).mean(1) if a.dim() > 1 else a
+        value = _unit_value(get[layer], unit)
         grads = torch.autograd.grad(value.sum(), [get[n] for n in layers], allow_unused=True)
         for n, g in zip(layers, grads):
             g = torch.zeros_like(get[n]) if g is None else g
             contrib[n].append((g * get[n]).flatten(2).sum(2).detach().cpu().double().numpy())
         units.append(value.detach().cpu().double().numpy())
     return np.concatenate(units), {n: np.concatenate(v) for n, v in contrib.items()}
+
+
+def _unit_value(acts, unit):
+    """The value checked, per image: a channel's mean, or (``unit`` a (C,) vector: a concept's direction)
+    the mean over positions of the activation vectors' projection on it."""
+    import torch
+
+    if isinstance(unit, (int, np.integer)):
+        a = acts[:, int(unit)]
+    else:
+        v = torch.as_tensor(np.asarray(unit, np.float32), dtype=acts.dtype, device=acts.device)
+        a = (acts * v.reshape(1, -1, *[1] * (acts.dim() - 2))).sum(1)
+    return a.flatten(1).mean(1) if a.dim() > 1 else a
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> float:
@@ -83,7 +96,8 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
 
 def check(model, renders, layer: str, unit: int, examples, layers: Optional[Sequence[str]] = None,
           best: Optional[float] = None, device=None) -> dict:
-    """Reliability of rendered images of ``layer:unit`` (channel mean).
+    """Reliability of rendered images of ``layer:unit`` (channel mean; ``unit`` may be a (C,) direction,
+    a concept, whose value is the mean projection of the layer's activation vectors on it).
 
     ``renders``: (N, 3, H, W) images in [0, 1] at the model's input size (or one (3, H, W)).
     ``examples``: the unit's top dataset examples, same format (at least 2). ``best``: the best
@@ -96,7 +110,8 @@ def check(model, renders, layer: str, unit: int, examples, layers: Optional[Sequ
     renders = renders[None] if renders.ndim == 3 else renders
     examples = np.asarray(examples, dtype=np.float32)
     if examples.ndim != 4 or len(examples) < 2:
-        raise OnnxVizError(f"the reliability check needs at least 2 top examples of {lay.name}:{unit}")
+        what = f"{lay.name}:{unit}" if isinstance(unit, (int, np.integer)) else f"a direction in {lay.name}"
+        raise OnnxVizError(f"the reliability check needs at least 2 top examples of {what}")
     layers = [model.layer(n).name for n in layers] if layers else feeding_layers(model, lay.name)
     if not layers:
         raise OnnxVizError(f"layer {lay.name!r} has no earlier spatial layer to compare")

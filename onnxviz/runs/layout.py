@@ -5,7 +5,10 @@
         mining/mining.sqlite, images/, crops/, sheets/   dataset examples (onnxviz.mining)
         attribution/<photo stem>/...     attributions and activation grids (onnxviz.attribution.output)
         atlas/<layer slug>/atlas.*       activation atlases (onnxviz.attribution.atlas)
-        concepts/<layer slug>/<name>.json/.npz, <name>/   concept dictionaries and their mining (onnxviz.concepts)
+        concepts/<layer slug>/<name>.json/.npz   a concept dictionary (onnxviz.concepts)
+        concepts/<layer slug>/<name>/    its concept set: a run directory of its own (RunDir.concept_set),
+                                         for the model with the encoder appended: model.onnx, mining/ (the
+                                         concepts' examples), render/<layer slug>/concept_<k>.png/.json
 
 A leaf module (it imports only ``onnxviz.paths``), so mining, which runs before ``runs`` in the data
 flow, can name its folder from here without importing anything downstream.
@@ -97,6 +100,11 @@ class RunDir(os.PathLike):
     def concepts(self, layer: str) -> Path:
         """The folder of a layer's concept dictionaries (and, one folder each, their mined examples)."""
         return self.concepts_root / slug(layer)
+
+    def concept_set(self, layer: str, name: str) -> "RunDir":
+        """A dictionary's concept set (``<name>`` e.g. ``sae256``): a run directory of its own, whose one
+        layer ``<layer>/<name>`` has the concepts as units (mined in the graph, rendered as directions)."""
+        return RunDir(self.concepts(layer) / slug(name))
 
     def has_mining(self) -> bool:
         """Whether ``onnxviz mine`` wrote results here (the mining folder exists)."""

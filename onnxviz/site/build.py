@@ -9,6 +9,8 @@ results in ``run/mining`` (the run directory: see ``onnxviz.runs``)::
                                     static/site.js from data.js: only the visible rows exist)
     out/layers/<slug>/data.js       the layer's units as data, one file (see data.py)
     out/layers/<slug>/unit.html     the unit page of every unit: unit.html?u=12 (static/unit.js)
+    out/layers/<layer/name slug>/   a concept set of the layer (``onnxviz concepts``), the same three files
+                                    with concepts as units (concepts.py), linked from its layer and the model page
     out/img/<slug>/...              renders and their thumbnails; out/img/ex/ the dataset photos, once
     out/static/                     CSS and JS
 
@@ -28,7 +30,7 @@ from PIL import Image
 
 from ..errors import UnsafePathError
 from ..runs import RunDir, command
-from . import blocks, gather
+from . import blocks, concepts, gather
 from .collect import MiningSource
 from .data import LayerData, js_data
 from .images import Pictures
@@ -111,9 +113,10 @@ class SiteBuilder:
             self.pictures.layer_thumb(info)
 
     def _examples(self, info, unit: int) -> tuple:
-        if self.mining is None or not info.mined or self.k == 0:
+        mining = info.mining or self.mining
+        if mining is None or not info.mined or self.k == 0:
             return [], []
-        top, bottom = self.mining.examples(info.name, unit, self.k)
+        top, bottom = mining.examples(info.name, unit, self.k)
         for which, examples in (("top", top), ("bottom", bottom)):
             for i, ex in enumerate(examples):
                 base = f"img/{info.slug}/ex/{unit}-{which}-{i}"
@@ -123,8 +126,13 @@ class SiteBuilder:
         return list(top), list(bottom)
 
     def _layer_data(self, info, views: list) -> dict:
-        data = LayerData(info, statistic=getattr(self.mining, "statistic", "mean"),
-                         mine_command=getattr(self.mining, "command", "") if info.mined else "", mark=gather.UNIT_MARK)
+        mining = info.mining or self.mining
+        data = LayerData(info, statistic=getattr(mining, "statistic", "mean"),
+                         mine_command=getattr(mining, "command", "") if info.mined else "", mark=gather.UNIT_MARK)
+        if info.concept:
+            base = info.concept["base"]
+            data.doc["base"] = {"layer": base.name, "slug": base.slug}
+        top_units = concepts.unit_rows(info)
         note = ""
         for u in info.units:
             top, bottom = self._examples(info, u.index)
@@ -132,8 +140,9 @@ class SiteBuilder:
                 data.doc["frame"] = [int(v) for v in (top or bottom)[0].frame]  # (w, h) of the example boxes
             spectrum = []
             if info.mined and self.k:
-                spectrum, note = blocks.spectrum(self, self.mining, info.name, u.index, info.slug)
-            data.unit(u, u.pictures, u.accentuations, top, bottom, spectrum)
+                spectrum, note = blocks.spectrum(self, mining, info.name, u.index, info.slug)
+            data.unit(u, u.pictures, u.accentuations, top, bottom, spectrum,
+                      top_units=top_units[u.index] if top_units else None)
         data.doc["spectrum_note"] = note
         return data.finish(views, [p for p in info.layer_pictures if p.kind == "caricature"])
 
@@ -156,7 +165,12 @@ class SiteBuilder:
         infos = gather.layer_infos(self)
         gather.attach_pictures(self, infos)
         gather.attach_scores(self.mining, infos)
-        self._images(infos)
+        concepts.attach_unit_labels(self, infos)
+        used = {i.slug.lower() for i in infos}
+        for info in infos:
+            info.concepts = concepts.concept_infos(self, info, used)
+        concept_sets = [c for info in infos for c in info.concepts]
+        self._images(infos + concept_sets)
         self._static()
         env = self._env()
         common = dict(model_name=self.model.meta.name or Path(str(self.model.path)).stem, model_arg=self.model_arg,
@@ -174,6 +188,14 @@ class SiteBuilder:
                 has_scores=any(u.score is not None for u in info.units), **page))
             self.write_text(f"layers/{info.slug}/unit.html", env.get_template("unit.html").render(
                 mined=info.mined, **page))
+        for c in concept_sets:  # the same pages, concepts as units
+            self.write_text(f"layers/{c.slug}/data.js", js_data("ONNXVIZ_LAYER", self._layer_data(c, [])))
+            page = dict(common, root="../../", info=c, photo_views=[], atlas="", page_size=self.page_size,
+                        prev_layer=None, next_layer=None)
+            self.write_text(f"layers/{c.slug}/index.html", env.get_template("layer.html").render(
+                caricatures=[], layer_pictures=c.layer_pictures, has_scores=any(u.score is not None for u in c.units),
+                **page))
+            self.write_text(f"layers/{c.slug}/unit.html", env.get_template("unit.html").render(mined=c.mined, **page))
         self.write_text("index.html", env.get_template("model.html").render(  # last: the site is finished
             root="", layers=infos, facts=model_facts(self.model), prep=preprocessing(self.model.meta),
             runs=str(self.run) if self.run is not None else "", mined=self.mining is not None,

@@ -9,7 +9,9 @@ refused from file:// pages; :func:`read_js_data` reads it back). Format (version
      "images": [[site path, caption], ...] (examples point into it: a photo is listed once),
      "units": [[unit, score, thumb, label], ...] (the grid),
      "detail": [per unit: null or {"p": [picture], "x": [accentuation], "t": [example], "b": [example],
-                "s": [[image, activation, quantile label]], "best": activation}],
+                "s": [[image, activation, quantile label]], "best": activation,
+                "cu": [[unit, weight]] a concept's strongest units of its base layer}],
+     "base": {"layer", "slug"} (a concept set: the layer it was learned on),
      "spectrum_note", "views": [attributed photos: {name, target, label, img, channels}],
      "caricatures": [picture]}
 
@@ -129,7 +131,8 @@ class LayerData:
             row.append(ex.site_crop)
         return row
 
-    def unit(self, u, pictures: list, accentuations: list, top: list, bottom: list, spectrum: list) -> None:
+    def unit(self, u, pictures: list, accentuations: list, top: list, bottom: list, spectrum: list,
+             top_units: Optional[list] = None) -> None:
         best = top[0].activation if top else None
         d = {}
         if pictures:
@@ -144,6 +147,8 @@ class LayerData:
         if spectrum:
             d["s"] = [[self.image(e.site_image, "") if e.site_image else -1, num(e.activation), e.label]
                       for e in spectrum]
+        if top_units:
+            d["cu"] = [[int(unit), num(w, 3)] for unit, w in top_units]
         self.detail[u.index] = d or None
 
     def finish(self, views: list, caricatures: list) -> dict:

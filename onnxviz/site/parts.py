@@ -83,6 +83,9 @@ class LayerInfo:
     command_dream: str = ""
     command_caricature: str = ""
     templates: dict = field(default_factory=dict)  # what -> command with UNIT_MARK where the unit goes
+    mining: object = None  # a MiningSource of its own (a concept set's), else the site's
+    concept: dict = field(default_factory=dict)  # a concept set: base (LayerInfo), dictionary, metrics, top_units
+    concepts: list = field(default_factory=list)  # the concept sets of this layer (LayerInfo each)
 
     @property
     def name(self) -> str:

@@ -3,7 +3,7 @@
 (function () {
   "use strict";
   var V = window.onnxviz, el = V.el, fmt = V.fmt;
-  var FFT_KINDS = {channel: 1, neuron: 1, class_logit: 1, class_prob: 1, objective: 1};
+  var FFT_KINDS = {channel: 1, neuron: 1, class_logit: 1, class_prob: 1, objective: 1, concept: 1};
   var BADGE = {
     pass: ["trusted", "drives the unit like natural images"],
     suspect: ["suspect", "reaches the unit by a route its top dataset examples do not take"],
@@ -39,8 +39,9 @@
 
     /* title, crumbs, neighbours */
     document.title = data.layer + ":" + u + " · " + document.title.replace(/^.*? · /, "");
-    document.getElementById("unitno").textContent = "unit " + u;
-    document.getElementById("crumb-unit").textContent = "unit " + u;
+    var what = data.base ? "concept " : "unit ";
+    document.getElementById("unitno").textContent = what + u;
+    document.getElementById("crumb-unit").textContent = what + u;
     if (row[3]) { var lab = document.getElementById("unitlabel"); lab.textContent = row[3]; lab.hidden = false; }
     [["prev", u - 1], ["next", u + 1]].forEach(function (n) {
       var a = document.getElementById(n[0]);
@@ -229,6 +230,20 @@
         cap.appendChild(el("br")); cap.appendChild(el("span", "act", fmt(val))); cap.appendChild(document.createTextNode(" rank " + rank));
         f.appendChild(cap);
         at.appendChild(f);
+      });
+    }
+
+    /* a concept: the units of its base layer that its direction weighs most, linked to their pages */
+    if (data.base && d.cu && d.cu.length) {
+      show("s-units");
+      var us = document.getElementById("units");
+      d.cu.forEach(function (c) {
+        var a = el("a", "unitlink", data.base.layer + ":" + c[0]);
+        a.setAttribute("href", "../" + encodeURIComponent(data.base.slug) + "/unit.html?u=" + c[0]);
+        var f = el("figure", "exs");
+        f.appendChild(a);
+        f.appendChild(el("figcaption", "small", "weight " + fmt(c[1], 3)));
+        us.appendChild(f);
       });
     }
 
