@@ -97,7 +97,7 @@ for line in sys.stdin:
 TASKS = ["load ms", "render ms/step", "render default ms/step", "stats session img/s", "mine img/s"]
 
 
-def alternating(sides: dict, model: Path, rounds: int, images: int) -> dict:
+def alternating(sides: dict, model: Path, rounds: int, images: int, done=None) -> dict:
     """Both sides loaded once in their own process, then each task timed on one side, then the other,
     the order flipping every round: A/B, B/A, ... (each side idles while the other runs)."""
     import shutil
@@ -125,6 +125,8 @@ def alternating(sides: dict, model: Path, rounds: int, images: int) -> dict:
                     procs[side].stdin.flush()
                     got[side][task].append(json.loads(procs[side].stdout.readline()))
             print(f"round {i + 1}/{rounds}", file=sys.stderr, flush=True)
+            if done is not None:  # a chunk cut short by its time limit keeps the rounds it finished
+                done(got, i + 1)
         return got
     finally:
         for proc in procs.values():
@@ -302,8 +304,13 @@ def main(argv=None) -> int:
         print(f"old {got['old']}\nnew {got['new']}\n{'identical' if got['old'] == got['new'] else 'DIFFERENT'}")
         return 0
     if args.bench == "alternating":
-        got = alternating(sides, model, args.rounds, args.images)
-        save(dict(base, rounds=args.rounds, images=args.images, **got))
+        first = len(load_results())
+
+        def keep(got, rounds):
+            results = load_results()[:first] + [dict(base, rounds=rounds, images=args.images, **got)]
+            RESULTS.write_text(json.dumps(results, indent=1))
+
+        got = alternating(sides, model, args.rounds, args.images, keep)
         for task in TASKS:
             o, n = got["old"][task], got["new"][task]
             print(f"{task}: best new / old {_best(task, n) / _best(task, o):.2f}, median {statistics.median(n) / statistics.median(o):.2f}")
