@@ -21,5 +21,5 @@ from __future__ import annotations
 from ..errors import DatasetError, ImageError  # noqa: F401
 from .decoding import Decoded, decode_batches, decode_bytes, decode_one, to_batch  # noqa: F401
 from .image_sources import (  # noqa: F401
-    LIST_SUFFIXES, MAX_IMAGE_BYTES, FolderSource, ImageSource, KeyReader, ListSource, TarSource, ZipSource,
-    is_image_name, key_reader, open_source, parse_shard, read_file, read_tar_member, read_zip_member)
+    LIST_SUFFIXES, MAX_IMAGE_BYTES, ArchiveSource, FolderSource, ImageSource, KeyReader, ListSource, TarSource,
+    ZipSource, is_image_name, key_reader, open_source, parse_shard, read_file, read_tar_member, read_zip_member)

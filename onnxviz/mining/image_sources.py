@@ -113,41 +113,57 @@ class ListSource(ImageSource):
         return read_file(Path(key), key)
 
 
-class ZipSource(ImageSource):
-    kind = "zip"
+class ArchiveSource(ImageSource):
+    """A zip or tar archive: members are read, never extracted, through one handle per thread (neither
+    ZipFile nor TarFile is safe to share across threads). Subclasses say how to open, list and read."""
 
     def __init__(self, path):
         self.path = Path(path)
         self._local = threading.local()
-        with zipfile.ZipFile(self.path) as z:
-            names = [i.filename for i in z.infolist() if not i.is_dir()]
+        names = self._files()
         keys = sorted(n for n in names if is_image_name(n) and not Path(n).name.startswith("."))
         super().__init__(str(self.path), keys, len(names) - len(keys))
 
+    def _open(self):
+        raise NotImplementedError
+
+    def _files(self) -> list:
+        """Names of the archive's regular files."""
+        raise NotImplementedError
+
+    def _handle(self):
+        handle = getattr(self._local, "handle", None)
+        if handle is None:
+            handle = self._local.handle = self._open()
+        return handle
+
+
+class ZipSource(ArchiveSource):
+    kind = "zip"
+
+    def _open(self):
+        return zipfile.ZipFile(self.path)
+
+    def _files(self) -> list:
+        with self._open() as z:
+            return [i.filename for i in z.infolist() if not i.is_dir()]
+
     def _read(self, key: str) -> bytes:
-        z = getattr(self._local, "zip", None)
-        if z is None:  # one handle per thread: ZipFile is not safe to share across threads
-            z = self._local.zip = zipfile.ZipFile(self.path)
-        return read_zip_member(z, key)
+        return read_zip_member(self._handle(), key)
 
 
-class TarSource(ImageSource):
+class TarSource(ArchiveSource):
     kind = "tar"
 
-    def __init__(self, path):
-        self.path = Path(path)
-        self._local = threading.local()
-        with tarfile.open(self.path) as t:
-            members = [m for m in t.getmembers() if m.isfile()]
-        keys = sorted(m.name for m in members if is_image_name(m.name) and not Path(m.name).name.startswith("."))
-        super().__init__(str(self.path), keys, len(members) - len(keys))
-        self._compressed = not str(self.path).lower().endswith(".tar")
+    def _open(self):
+        return tarfile.open(self.path)
+
+    def _files(self) -> list:
+        with self._open() as t:
+            return [m.name for m in t.getmembers() if m.isfile()]
 
     def _read(self, key: str) -> bytes:
-        t = getattr(self._local, "tar", None)
-        if t is None:
-            t = self._local.tar = tarfile.open(self.path)
-        return read_tar_member(t, key, self.path)
+        return read_tar_member(self._handle(), key, self.path)
 
 
 class KeyReader:
