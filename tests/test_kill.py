@@ -300,3 +300,20 @@ def test_site_killed_twice_then_rebuilt_equals_an_uninterrupted_build(digits_onn
     assert res.exit_code == 0, res.output
     _assert_same_tree(tmp_path / "ref", out)
     assert not [p for p in out.rglob("*") if _temp(p)]
+
+
+def test_thumbnails_a_kill_left_unwritten_are_written_by_the_resume(digits_onnx, kill_run, tmp_path):
+    """The kill storm found it: a run killed while writing its thumbnails (after it was marked complete)
+    was resumed as complete, thumbnails missing for good. Mining it again now writes them."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(kill_run, run)
+    thumbs = sorted((run / "mining" / "images").glob("*.png"))
+    assert len(thumbs) > 4
+    for p in thumbs[::2]:
+        p.unlink()
+    summary = mine(str(digits_onnx), str(kill_run.parent / "photos"), str(run), top=4, bottom=4, batch_size=16,
+                   progress=False, spectrum=8, atlas_layers="relu_2", atlas_per_image=4, workers=1, decoder="threads")
+    assert summary.complete and summary.processed_now == 0
+    assert sorted((run / "mining" / "images").glob("*.png")) == thumbs
