@@ -45,7 +45,7 @@ def _cli(*args) -> list:
 
 def _timed(argv: list) -> float:
     t = time.monotonic()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.monotonic() - t
 
 
@@ -77,8 +77,10 @@ def main() -> int:
                              "--steps", "16", "--size", "16", "--batch-size", "4", "--threads", "1", "--no-progress",
                              "--out", out)
     site = lambda out: _cli("site", model, "--run", run, "--out", out, "--examples", "4")  # noqa
-    seconds = {"mine": _timed(_mine_argv(model, photos, run)), "render": _timed(render(w / "ref" / "render"))}
-    _timed(render(run))  # the site's renders, beside the mining it is checked against
+    seconds = {"mine": _timed(_mine_argv(model, photos, w / "ref" / "mine")),
+               "render": _timed(render(w / "ref" / "render"))}
+    shutil.copytree(w / "ref" / "mine", run)  # what atlas and site read (they add pictures to it)
+    _timed(render(run))  # the site's renders, beside the mining they are checked against
     seconds["mine-ray"] = seconds["mine"]
     seconds["atlas"] = _timed(atlas(w / "ref" / "atlas"))
     seconds["site"] = _timed(site(w / "ref" / "site"))
@@ -91,11 +93,12 @@ def main() -> int:
     new_files = lambda out, before: sum(before.get(k) != v for k, v in storm.files(out).items())  # noqa: E731
     s = w / "storm"
     table = {
-        "mine": storm.Job("mine", _mine_argv(model, photos, s / "mine"), s / "mine" / "mining", run / "mining",
+        "mine": storm.Job("mine", _mine_argv(model, photos, s / "mine"), s / "mine" / "mining",
+                          w / "ref" / "mine" / "mining",
                           lambda out, b: storm.mined(out / "mining.sqlite"), args.images),
         "mine-ray": storm.Job("mine-ray", _mine_argv(model, photos, s / "mine-ray",
                                                      ray.get_runtime_context().gcs_address if ray else None),
-                              s / "mine-ray" / "mining", run / "mining",
+                              s / "mine-ray" / "mining", w / "ref" / "mine" / "mining",
                               lambda out, b: storm.mined(out / "mining.sqlite"), args.images),
         "render": storm.Job("render", render(s / "render"), s / "render" / "render", w / "ref" / "render" / "render",
                             lambda out, b: len(list(out.rglob("*.json"))), units // 2),
