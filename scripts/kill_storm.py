@@ -71,12 +71,12 @@ def main() -> int:
     images, labels = digits_images()
     photos = save_digit_folder(images, labels, w / "photos", args.images)
     run = w / "ref" / "run"  # the reference: mined and rendered without a kill; what atlas and site read
-    render = lambda out: _cli("render", model, "--layer", "relu_2", "--all", "--batch-size", "2", "--steps", "8",  # noqa
-                              "--size", "16", "--run", out, "--threads", "1", "--no-progress")
-    atlas = lambda out: _cli("atlas", model, "--run", run, "--layer", "relu_2", "--grid", "6", "--method", "pca",  # noqa
-                             "--steps", "16", "--size", "16", "--batch-size", "4", "--threads", "1", "--no-progress",
-                             "--out", out)
-    site = lambda out: _cli("site", model, "--run", run, "--out", out, "--examples", "4")  # noqa
+    render = lambda out: _cli("render", model, "--layer", "relu_2", "--all", "--batch-size", "2",  # noqa: E731
+                              "--steps", "8", "--size", "16", "--run", out, "--threads", "1", "--no-progress")
+    atlas = lambda out: _cli("atlas", model, "--run", run, "--layer", "relu_2", "--grid", "6",  # noqa: E731
+                             "--method", "pca", "--steps", "16", "--size", "16", "--batch-size", "4",
+                             "--threads", "1", "--no-progress", "--out", out)
+    site = lambda out: _cli("site", model, "--run", run, "--out", out, "--examples", "4")  # noqa: E731
     seconds = {"mine": _timed(_mine_argv(model, photos, w / "ref" / "mine")),
                "render": _timed(render(w / "ref" / "render"))}
     shutil.copytree(w / "ref" / "mine", run)  # what atlas and site read (they add pictures to it)
@@ -84,7 +84,7 @@ def main() -> int:
     seconds["mine-ray"] = seconds["mine"]
     seconds["atlas"] = _timed(atlas(w / "ref" / "atlas"))
     seconds["site"] = _timed(site(w / "ref" / "site"))
-    units = 32  # relu_2 of the digits CNN: 16 batches of 2 units, one record each
+    units = 32  # relu_2 of the digits CNN: one record (PNG + JSON) per unit, written by batches of 2
     ray = None
     if "mine-ray" in jobs:
         import ray
@@ -101,7 +101,7 @@ def main() -> int:
                               s / "mine-ray" / "mining", w / "ref" / "mine" / "mining",
                               lambda out, b: storm.mined(out / "mining.sqlite"), args.images),
         "render": storm.Job("render", render(s / "render"), s / "render" / "render", w / "ref" / "render" / "render",
-                            lambda out, b: len(list(out.rglob("*.json"))), units // 2),
+                            lambda out, b: len(list(out.rglob("*.json"))), units),
         "atlas": storm.Job("atlas", atlas(s / "atlas"), s / "atlas", w / "ref" / "atlas", None, None, False,
                            "atlas.json"),
         "site": storm.Job("site", site(s / "site"), s / "site", w / "ref" / "site", new_files,

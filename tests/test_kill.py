@@ -239,7 +239,8 @@ def test_mine_on_ray_killed_twice_then_resumed_equals_an_uninterrupted_run(digit
     ref = tmp_path / "ref" / "mining" / "mining.sqlite"
     for sql in ("SELECT * FROM examples ORDER BY layer, unit, stat, dir, rank",
                 "SELECT idx, key, width, height, error FROM images ORDER BY idx",
-                "SELECT * FROM spectrum ORDER BY layer, stat", "SELECT * FROM atlas_samples ORDER BY layer, image, slot"):
+                "SELECT * FROM spectrum ORDER BY layer, stat",
+                "SELECT * FROM atlas_samples ORDER BY layer, image, slot"):
         assert _table(db, sql) == _table(ref, sql), sql
     for png in (out / "mining").rglob("*.png"):
         Image.open(png).load()

@@ -2,12 +2,12 @@
 compared with one uninterrupted run's. ``scripts/kill_storm.py`` is the command line.
 
 A moment is a point of progress (images mined, render records written, site files written) drawn
-at random over the whole job, plus a random delay after it, so kills land between checkpoints, in
-the middle of a write or while the model loads; for `atlas`, which writes only at the end, it is a
-random time within one run's duration. After every kill the output folder is checked: every
-finished-looking PNG decodes and every JSON parses (a partial file taken for a finished one would
-fail here), and a finished mark (the site's index.html, the atlas's atlas.json) is never there
-without every file of the output. Then the next attempt resumes (or redoes) the
+at random over the whole job, plus a random delay of up to one step's time after it, so kills land
+between checkpoints, in the middle of a write or while the model loads; for `atlas`, which writes
+only at the end, it is a random time within one run's duration. After every kill the output folder
+is checked: every finished-looking PNG decodes and every JSON parses (a partial file taken for a
+finished one would fail here), and a finished mark (the site's index.html, the atlas's atlas.json)
+is never there without every file of the output. Then the next attempt resumes (or redoes) the
 work; the last one is let finish and its files are compared, byte for byte, with the reference's
 (JSON, HTML and JS with the run's own command line and timings set aside; SQLite by its tables).
 """
@@ -138,9 +138,10 @@ def storm(job: Job, kills: int, rng: random.Random, seconds: float, timeout: flo
         marks = sorted(rng.uniform(0, job.total) for _ in range(kills))
     else:
         marks = [rng.uniform(0, job.total if job.total else seconds) for _ in range(kills)]
+    step = seconds / job.total if job.total else 0.05  # one step of progress, in an uninterrupted run
     moments, problems, t0 = [], [], time.monotonic()
     for mark in marks:
-        delay = rng.uniform(0, 0.3)
+        delay = rng.uniform(0, step)
         before, start = files(job.out), time.monotonic()
         proc = _spawn(job)
         deadline = start + timeout
