@@ -239,7 +239,8 @@ def test_mine_on_ray_killed_twice_then_resumed_equals_an_uninterrupted_run(digit
     ref = tmp_path / "ref" / "mining" / "mining.sqlite"
     for sql in ("SELECT * FROM examples ORDER BY layer, unit, stat, dir, rank",
                 "SELECT idx, key, width, height, error FROM images ORDER BY idx",
-                "SELECT * FROM spectrum ORDER BY layer, stat", "SELECT * FROM atlas_samples ORDER BY layer, image, slot"):
+                "SELECT * FROM spectrum ORDER BY layer, stat",
+                "SELECT * FROM atlas_samples ORDER BY layer, image, slot"):
         assert _table(db, sql) == _table(ref, sql), sql
     for png in (out / "mining").rglob("*.png"):
         Image.open(png).load()
@@ -300,3 +301,20 @@ def test_site_killed_twice_then_rebuilt_equals_an_uninterrupted_build(digits_onn
     assert res.exit_code == 0, res.output
     _assert_same_tree(tmp_path / "ref", out)
     assert not [p for p in out.rglob("*") if _temp(p)]
+
+
+def test_thumbnails_a_kill_left_unwritten_are_written_by_the_resume(digits_onnx, kill_run, tmp_path):
+    """The kill storm found it: a run killed while writing its thumbnails (after it was marked complete)
+    was resumed as complete, thumbnails missing for good. Mining it again now writes them."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(kill_run, run)
+    thumbs = sorted((run / "mining" / "images").glob("*.png"))
+    assert len(thumbs) > 4
+    for p in thumbs[::2]:
+        p.unlink()
+    summary = mine(str(digits_onnx), str(kill_run.parent / "photos"), str(run), top=4, bottom=4, batch_size=16,
+                   progress=False, spectrum=8, atlas_layers="relu_2", atlas_per_image=4, workers=1, decoder="threads")
+    assert summary.complete and summary.processed_now == 0
+    assert sorted((run / "mining" / "images").glob("*.png")) == thumbs

@@ -149,7 +149,7 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
     with open_run(model, src, out, layers, top, bottom, shard, limit, overwrite, command, samplers,
                   extra={"engine": "ray", "block_size": block_size}) as run:
         if run.complete:
-            return run.completed()
+            return run.completed(thumbs)
         names = [r["name"] for r in run.records]
         finished = set(run.store.get("blocks_done", []))
         done, indices = run.done, run.indices

@@ -80,7 +80,7 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
         raise MiningError(f"positions must be auto, inline or pass2, not {positions!r}")
     with open_run(model, src, out, layers, top, bottom, shard, limit, overwrite, command, samplers) as run:
         if run.complete:
-            return run.completed()
+            return run.completed(thumbs)
         done, states, indices = run.done, run.states, run.indices
         if positions == "auto":
             positions = auto_positions(providers, run, top, bottom)

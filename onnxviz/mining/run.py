@@ -165,14 +165,17 @@ class Run:
         """States, samplers, image rows and progress in one transaction (``meta``: e.g. blocks_done)."""
         self.store.checkpoint(self.states, image_rows, done, self.samplers.save if self.samplers else None, **meta)
 
-    def completed(self) -> Summary:
-        """The summary of a run that was already complete."""
+    def completed(self, thumbs: bool = True) -> Summary:
+        """The summary of a run that was already complete; with ``thumbs``, the thumbnails a kill
+        during :meth:`finish` left unwritten are written (those there are kept)."""
         s = self.summary
         s.images, s.skipped = self.store.counts()
         s.complete = True
         s.seconds = time.perf_counter() - self.t_start
         s.skipped_files = [(k, e) for _, k, e in self.store.skipped()[:20]]
         self.close()
+        if thumbs:
+            write_thumbnails(self.out)
         return s
 
     def finish(self, all_in: bool, processed: int = 0, seconds: float = 0.0,
