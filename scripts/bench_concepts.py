@@ -57,6 +57,7 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", default="nmf-mb,sae", help="nmf (scikit-learn NMF, coordinate descent), nmf-mb "
                     "(MiniBatchNMF), sae (TopK)")
     ap.add_argument("--epochs", type=int, default=20, help="passes over the vectors (sae, nmf-mb)")
+    ap.add_argument("--nmf-iterations", type=int, default=300, help="nmf (cd): iterations at most")
     ap.add_argument("--work", default="/tmp/bench_concepts")
     ap.add_argument("--out", default="docs/bench_concepts.json")
     a = ap.parse_args(argv)
@@ -96,7 +97,8 @@ def main(argv=None) -> int:
             solver = "minibatch" if method == "nmf-mb" else "cd"
             t0 = time.perf_counter()
             d = concepts.learn(vecs, name, method=method.split("-")[0], concepts=a.factor * vecs.shape[1], seed=0,
-                               progress=False, solver=solver, epochs=a.epochs)
+                               progress=False, solver=solver, epochs=a.epochs,
+                               max_iter=a.nmf_iterations)
             t_learn = time.perf_counter() - t0
             d.save(run)
             t0 = time.perf_counter()
@@ -107,6 +109,7 @@ def main(argv=None) -> int:
             cname = cres.name(concepts.concept_name(d))
             row = {"model": Path(a.model).name, "layer": name, "method": method, "channels": int(vecs.shape[1]),
                    "concepts": d.concepts, "vectors": int(len(vecs)), "images": s.images, "epochs": a.epochs,
+                   "nmf_iterations": d.settings.get("nmf_iterations"),
                    "learn_s": round(t_learn, 1), **d.metrics,
                    "mine_units_s": round(t_units, 1), "mine_concepts_s": round(t_mine, 1),
                    "mine_ratio": round(t_mine / t_units, 2), "purity_units": round(unit_purity, 3),

@@ -237,3 +237,28 @@ def test_site_shows_concepts_like_units_with_labels(concept_run, digits_onnx, tm
     q = labels[0].split(" (")[0]
     assert "u[3]).toLowerCase().indexOf(q)" in (out / "static" / "site.js").read_text()
     assert any(q in text for text in labels)
+
+
+def test_atlas_of_concepts(concept_run, digits_onnx):
+    """onnxviz atlas --concepts NAME: laid out by concept codes, each cell the reconstruction of its mean code."""
+    import json
+
+    d = concepts.learn_from_run(concept_run, LAYER, method="nmf", concepts=16, seed=0, progress=False)
+    concepts.name_concepts(onnxviz.load(digits_onnx), d, concept_run)
+    base = ["atlas", str(digits_onnx), "--run", str(concept_run), "--layer", LAYER, "--grid", "3", "--steps", "2",
+            "--size", "16", "--method", "pca", "--no-classes", "--no-progress"]
+    r = CliRunner().invoke(main, base + ["--concepts", "nmf16"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads((concept_run / "concepts" / LAYER / "nmf16" / "atlas" / LAYER / "atlas.json").read_text())
+    assert doc["space"] == "concepts nmf16" and "--concepts nmf16" in doc["command"]
+    x = concepts.vectors_of_run(concept_run, LAYER)[1]
+    codes = d.encode(x)
+    for c in doc["cells"]:
+        assert c["top_concepts"] and all(0 <= k["concept"] < 16 and k["code"] > 0 and k["label"] for k in c["top_concepts"])
+        assert c["top_concepts"][0]["code"] >= c["top_concepts"][-1]["code"]
+    # a cell's vector is the decoder's reconstruction of a mean code: a non-negative mix of the atoms
+    means = np.array([c["mean_activation"] for c in doc["cells"]], np.float32)
+    mix, *_ = np.linalg.lstsq(d.decoder.T.astype(np.float64), (means / d.scale).T.astype(np.float64), rcond=None)
+    assert np.allclose(d.decoder.T @ mix, (means / d.scale).T, atol=1e-3) and codes.max() > 0
+    bad = CliRunner().invoke(main, base + ["--concepts", "sae999"])
+    assert bad.exit_code != 0 and "stored: " in bad.output and "nmf16" in bad.output and "Traceback" not in bad.output

@@ -14,6 +14,10 @@
    the total integrated-gradients attribution of L to each logit along that straight path. Cells
    are then colored by the class they support most (``class_picture``). Models whose later layers
    bypass L (skip connections around it) get no class atlas, and the JSON says why.
+6. ``concepts`` (a dictionary of L, ``onnxviz.concepts``): the atlas of concepts. The layout is made
+   from the vectors' concept codes instead of their raw activations, each cell's vector is the
+   decoder's reconstruction of its mean code (what the concepts say the cell is), and each cell
+   names its strongest concepts (``top_concepts``) instead of its strongest channels.
 
     a = build_atlas(model, "runs/mnv2", "block_7", grid=20)
     write_atlas(a, "runs/mnv2/atlas/block_7")   # atlas.png, atlas_classes.png, atlas.json, atlas.html
@@ -171,7 +175,8 @@ def class_support(model, layer: str, means: np.ndarray, baseline: np.ndarray, de
 
 def build_atlas(model, run, layer: str, grid: int = 20, method: str = "auto", min_count: int = 2, size: int = 64,
                 steps: int = 128, batch: int = 16, seed: int = 0, cossim_pow: float = 1.0, classes: bool = True,
-                max_samples: Optional[int] = None, top: int = 3, device=None, progress: bool = False) -> Atlas:
+                max_samples: Optional[int] = None, top: int = 3, device=None, progress: bool = False,
+                concepts=None) -> Atlas:
     """The activation atlas of ``layer`` from a mining run (a path or an open Results); see the module doc."""
     from ..mining import open_results
 
@@ -191,7 +196,13 @@ def build_atlas(model, run, layer: str, grid: int = 20, method: str = "auto", mi
     if max_samples and len(x) > max_samples:
         chosen = np.sort(rng.choice(len(x), max_samples, replace=False))
     x = x[chosen]
-    coords, used, note = reduce_2d(x, method, seed)
+    codes = None
+    if concepts is not None:
+        if concepts.channels != x.shape[1]:
+            raise OnnxVizError(f"the concepts {concepts.name} are of {concepts.channels} channels; {name} has {x.shape[1]}")
+        codes = concepts.encode(x)
+    # a vector with no active concept still needs a direction for the cosine layout: a tiny constant
+    coords, used, note = reduce_2d(x if codes is None else codes + 1e-6, method, seed)
     t_layout = time.perf_counter() - t0
     coords = normalize_layout(coords)
     bins = np.minimum((coords * grid).astype(np.int64), grid - 1)
@@ -202,11 +213,17 @@ def build_atlas(model, run, layer: str, grid: int = 20, method: str = "auto", mi
         if len(members) < min_count:
             continue
         mean = x[members].mean(0)
+        extra = {}
+        if codes is not None:
+            code = codes[members].mean(0)
+            mean = concepts.decode(code[None])[0]
+            extra["top_concepts"] = [_concept_entry(concepts, int(k), float(code[k]))
+                                     for k in np.argsort(-code, kind="stable")[:top] if code[k] > 0]
         order = np.argsort(-mean, kind="stable")[:top]
         cells.append({"row": int(f // grid), "col": int(f % grid), "count": int(len(members)),
                       "norm": float(np.linalg.norm(mean)), "mean": mean,
                       "top_channels": [{"channel": int(u), "activation": float(mean[u])} for u in order],
-                      "images": sorted({int(i) for i in s["image"][chosen[members]]})[:8]})
+                      "images": sorted({int(i) for i in s["image"][chosen[members]]})[:8], **extra})
     means = np.stack([c["mean"] for c in cells]) if cells else np.zeros((0, x.shape[1]), np.float32)
     support_note = "not asked"
     if classes and cells:
@@ -226,9 +243,20 @@ def build_atlas(model, run, layer: str, grid: int = 20, method: str = "auto", mi
               "render": settings,
               "class_support": support_note if classes else "not asked",
               "objective": "direction(layer, cell mean vector, cossim_pow) per cell",
+              "space": "activations" if concepts is None else f"concepts {concepts.name}",
               "seconds": {"layout": round(t_layout, 2), "render": round(time.perf_counter() - t1, 2),
                           "total": round(time.perf_counter() - t0, 2)}}
     return Atlas(info.name, grid, cells, icons, coords, record)
+
+
+def _concept_entry(d, k: int, code: float) -> dict:
+    """A cell's concept: its index, mean code and label from the head (when the dictionary has labels)."""
+    from .labels import caption
+
+    entry = {"concept": k, "code": round(code, 6)}
+    if d.labels is not None and k < len(d.labels):
+        entry["label"] = caption(d.labels[k])
+    return entry
 
 
 def write_atlas(atlas: Atlas, out_dir, cell: int = 64) -> dict:

@@ -49,6 +49,7 @@ window.addEventListener('mousemove', e => {
   if (!c || e.target !== img) { tip.style.display = 'none'; return; }
   let t = `cell (${c.row}, ${c.col}): ${c.count} vectors, |mean| ${c.norm.toFixed(2)}<br>top channels: ` +
     c.top_channels.map(u => u.channel + ' (' + u.activation.toFixed(2) + ')').join(', ');
+  if (c.top_concepts) t += '<br>top concepts: ' + c.top_concepts.map(k => k.concept + (k.label ? ' ' + String(k.label).replace(/[&<>"']/g, ch => '&#' + ch.charCodeAt(0) + ';') : '') + ' (' + k.code.toFixed(2) + ')').join(', ');
   if (c.classes) t += '<br>supports: ' + c.classes.map(k => k.label + ' (' + k.support.toFixed(2) + ')').join(', ');
   tip.innerHTML = t; tip.style.display = 'block'; tip.style.left = (e.clientX + 14) + 'px'; tip.style.top = (e.clientY + 14) + 'px';
 });

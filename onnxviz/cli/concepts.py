@@ -34,6 +34,9 @@ from .options import ApiDefault, load_model, meta_options, no_progress_option, s
 @click.option("--nmf-solver", type=click.Choice(NMF_SOLVERS), default="cd", show_default=True,
               help="nmf: cd (scikit-learn's NMF over every vector) or minibatch (MiniBatchNMF, --epochs passes; "
               "much faster on 100k vectors).")
+@click.option("--nmf-iterations", type=click.IntRange(1), default=ApiDefault("onnxviz.concepts.learn:learn", "max_iter"),
+              show_default=True, help="nmf (cd): iterations at most; 10 fits block_7 of MobileNetV2 (106k vectors) to "
+              "0.98 explained variance in about 95 s on 2 cores (docs/concepts.md).")
 @click.option("--top-k", type=click.IntRange(1), default=None, help="sae: codes kept per position (default K/16).")
 @click.option("--epochs", type=click.IntRange(1), default=20, show_default=True, help="sae, nmf --nmf-solver minibatch: passes over the vectors.")
 @seed_option("the dictionary (and seed+1 for the stability check)")
@@ -57,7 +60,7 @@ from .options import ApiDefault, load_model, meta_options, no_progress_option, s
 @click.option("--render-seed", default=0, show_default=True, type=int, help="With --render: seed of the renders.")
 @no_progress_option
 @meta_options
-def concepts(model_path, run_dir, layer_name, method, n_concepts, nmf_solver, top_k, epochs, seed, no_stability, do_mine, top,
+def concepts(model_path, run_dir, layer_name, method, n_concepts, nmf_solver, nmf_iterations, top_k, epochs, seed, no_stability, do_mine, top,
              bottom, batch_size, render_which, param, steps, size, render_batch, render_seed, no_progress,
              **meta_kwargs):
     """Learn concepts (NMF or a TopK SAE) over --layer's activation vectors in --run, and mine their examples."""
@@ -65,7 +68,8 @@ def concepts(model_path, run_dir, layer_name, method, n_concepts, nmf_solver, to
     name = model.layer(layer_name).name
     try:
         d = learn_from_run(run_dir, name, method=method, concepts=n_concepts, seed=seed, top_k=top_k, epochs=epochs,
-                           stability=not no_stability, progress=not no_progress, solver=nmf_solver)
+                           stability=not no_stability, progress=not no_progress, solver=nmf_solver,
+                           max_iter=nmf_iterations)
     except NotEnoughVectors as exc:
         per_image = -(-exc.need // max(1, _images(run_dir)))
         raise OnnxVizError(f"{exc}. Collect them with: onnxviz mine {model_path} IMAGES --run {run_dir} "

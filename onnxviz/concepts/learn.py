@@ -81,7 +81,9 @@ def _nmf(x, layer, k, seed, rms, split, top_k, epochs, max_iter, progress, solve
         f = np.maximum(f, 0)  # a few tiny negatives (float rounding of a ReLU layer)
     init = "nndsvda" if k <= min(f.shape) else "random"
     if solver == "minibatch":
-        nmf = MiniBatchNMF(n_components=k, init=init, random_state=seed, batch_size=2048, max_iter=epochs, tol=1e-4)
+        # no early stop: with sklearn's defaults it stops after one epoch (36 steps) on block_7, far from a fit
+        nmf = MiniBatchNMF(n_components=k, init=init, random_state=seed, batch_size=2048, max_iter=epochs, tol=0,
+                           max_no_improvement=None)
     else:
         nmf = NMF(n_components=k, init=init, random_state=seed, max_iter=max_iter, tol=1e-4)
     h = nmf.fit_transform(f)
