@@ -34,7 +34,7 @@ def _argv(model, photos, out, *extra):
 
 def test_whole_command_makes_the_site_and_the_json(digits_onnx, photos, tmp_path):
     out = tmp_path / "m"
-    res = CliRunner().invoke(main, _argv(digits_onnx, photos, out))
+    res = CliRunner().invoke(main, _argv(digits_onnx, photos, out, "--concepts", "4"))
     assert res.exit_code == 0, res.output
     assert "microscope plan" in res.output and "microscope done" in res.output
     plan = json.loads((out / "plan.json").read_text())
@@ -51,8 +51,18 @@ def test_whole_command_makes_the_site_and_the_json(digits_onnx, photos, tmp_path
             assert rec["reliability"]["verdict"] in ("pass", "suspect", "unknown")
             assert rec["reliability"].get("meaning") != "not checked yet"
     assert (out / "site" / "index.html").exists() and (out / "mining" / "mining.sqlite").exists()
+    from onnxviz.mining import open_results
+
+    res = open_results(out)
+    try:  # every layer is mined (one forward pass), not only the rendered ones
+        assert len(res.examples("fc", 3, "mean", "top")) == 4
+    finally:
+        res.close()
+    concepts = stages["concepts"]["result"]["relu_2"]  # the last chosen layer by default
+    assert concepts["concepts"] == 4 and concepts["mined_images"] == 48
+    assert list((out / "concepts" / "relu_2").glob("nmf4*.json"))
     # run again: everything is finished, nothing is redone
-    res = CliRunner().invoke(main, _argv(digits_onnx, photos, out))
+    res = CliRunner().invoke(main, _argv(digits_onnx, photos, out, "--concepts", "4"))
     assert res.exit_code == 0, res.output
     assert "resuming" in res.output
     assert json.loads((out / "stages.json").read_text())["render"]["sessions"] == 1

@@ -105,8 +105,7 @@ def calibrate(model, layers: list, images, n_images: int, steps: int, params: li
 
     render_est = sum(len(lay["units"]) * steps * unit_step(lay["name"]) for lay in layers) * len(params)
     check_s = reliability_seconds(model, ends[-1]["name"], ends[-1]["units"][0], dev)
-    names = [lay["name"] for lay in layers]
-    rate, fixed = mining_rate(model, images, names, n_images, mining_batch)
+    rate, fixed = mining_rate(model, images, [lay.name for lay in model.layers], n_images, mining_batch)
     mean_unit_step = render_est / max(1, sum(len(lay["units"]) for lay in layers) * steps * len(params))
     facts = {
         "device": str(dev),

@@ -87,14 +87,36 @@ def microscope(model_path, images, out, *, model=None, echo: Callable = print, p
             view.set_description(f"microscope {STAGES.index(name) + 1}/{len(STAGES)} {name}")
             entry.update(status="running", sessions=entry["sessions"] + 1)
             write_json(out / STAGES_FILE, record)
-            t0 = time.perf_counter()
-            result = stage_mod.STAGE_FUNCTIONS[name](job, view.update)
-            entry.update(status="done", seconds=round(entry["seconds"] + time.perf_counter() - t0, 3), result=result)
+            advance = _Ticker(entry, record, out / STAGES_FILE, view.update)
+            result = stage_mod.STAGE_FUNCTIONS[name](job, advance)
+            entry.update(status="done", seconds=advance.seconds(), result=result)
             write_json(out / STAGES_FILE, record)
     summary = summarize(plan, record, time.perf_counter() - t_session)
     write_json(out / SUMMARY_FILE, summary)
     echo(summary_text(summary))
     return summary
+
+
+class _Ticker:
+    """A stage's ``advance``: moves the progress view, and every ``EVERY`` seconds saves the stage's seconds
+    so far in stages.json, so that the time of a session that is killed still counts in the summary."""
+
+    EVERY = 10.0
+
+    def __init__(self, entry: dict, record: dict, path: Path, update: Callable):
+        self.entry, self.record, self.path, self.update = entry, record, path, update
+        self.base, self.t0 = entry["seconds"], time.perf_counter()
+        self.saved = self.t0
+
+    def seconds(self) -> float:
+        return round(self.base + time.perf_counter() - self.t0, 3)
+
+    def __call__(self, n: float) -> None:
+        self.update(n)
+        if time.perf_counter() - self.saved > self.EVERY:
+            self.saved = time.perf_counter()
+            self.entry["seconds"] = self.seconds()
+            write_json(self.path, self.record)
 
 
 def summarize(plan: Plan, record: dict, session_seconds: float) -> dict:

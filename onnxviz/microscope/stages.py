@@ -43,15 +43,16 @@ def inspect(job: Job, advance: Callable) -> dict:
 
 
 def mine(job: Job, advance: Callable) -> dict:
-    """Dataset examples of every chosen layer (and activation vectors of the concept layers)."""
+    """Dataset examples of every layer of the model (the statistics of all layers come from the same forward
+    pass, so the site shows examples beside every layer), and activation vectors of the concept layers."""
     from ..engines import mine as run_mine
     from ..runs import command
 
     plan = job.plan
-    names = [lay["name"] for lay in plan.layers]
+    names = [lay.name for lay in job.model.layers]
     atlas = ",".join(plan.concept_layers) if plan.concepts else None
     per_image = _vectors_per_image(plan) if atlas else 8
-    cmd = command("mine", job.model_arg, plan.images, run=str(job.run), layers=",".join(names), top=plan.top,
+    cmd = command("mine", job.model_arg, plan.images, run=str(job.run), top=plan.top,
                   bottom=plan.top, atlas_layers=atlas, atlas_per_image=per_image if atlas else None, seed=plan.seed,
                   **plan.meta_opts)
     kw = dict(layers=names, top=plan.top, bottom=plan.top, progress=False, command=cmd, atlas_layers=atlas,
