@@ -51,7 +51,9 @@ def _merge(stem: Path, rows: list[dict], command: str, totals) -> dict:
     git = ["git", "-C", str(corpus.ROOT), "rev-parse", "--short", "HEAD"]
     head = subprocess.run(git, capture_output=True, text=True)
     doc = {"manifest": str(_relative(corpus.MANIFEST)), "command": command, "commit": head.stdout.strip(),
-           "photos": "foolbox's labelled ImageNet photos" if imagenet_photos() else "the one bundled photo",
+           # the inference's evidence is always the bundled photos; only `usable` mines foolbox's
+           "photos": ("the photos bundled with onnxviz (onnxviz/data/photos)" if " preprocess" in command else
+                      "foolbox's labelled ImageNet photos" if imagenet_photos() else "the one bundled photo"),
            "rows": merged, "totals": totals(merged) if totals else None}
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(doc, indent=1))

@@ -96,6 +96,8 @@ def test_the_head_names_the_paddleocr_component_and_the_yolox_habit():
     assert any("text detector" in line for line in lines)
     cls, lines = prior("ppocr_cls")
     assert max(cls, key=cls.get) == "-1..1 BGR" and cls["ImageNet mean/std in R,G,B order on BGR"] < 0
+    cycle, lines = prior("cycle_centernet_table")  # Cycle-CenterNet: hm, v2c, c2v, reg (no wh)
+    assert max(cycle, key=cycle.get) == "CenterNet mean/std, BGR" and any("CenterNet" in line for line in lines)
     yolox, lines = prior("ddddocr_det")
     assert yolox["0..255 BGR"] > yolox["0..255 BGR minus Caffe mean"] and any("YOLO" in line for line in lines)
     # the whole score: these were the tuning set's regressions (Caffe mean; ImageNet statistics for -1..1)

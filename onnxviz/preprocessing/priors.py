@@ -20,7 +20,7 @@ except a producer's own explicit statement (Ultralytics' metadata).
 | Keras application family | MobileNet/Inception/Xception layer names; VGG/ResNet50; DenseNet | -1..1 RGB; Caffe BGR; ImageNet RGB | +0.8 |
 | Caffe | producer caffe / caffe2 / MMdnn | 0..255 BGR minus Caffe mean | +1.5 |
 | text recognizer | input height 32/48 (64 gray) or open, wide or open width, an (N, T, K >= 30) output | -1..1 (either order, gray) | +0.5 |
-| CenterNet heads | outputs hm + wh (+ reg) | CenterNet mean/std, BGR | +3 |
+| CenterNet heads | outputs hm + wh or reg (Cycle-CenterNet has no wh) | CenterNet mean/std, BGR | +3 |
 """
 from __future__ import annotations
 
@@ -118,8 +118,8 @@ def rules(proto: onnx.ModelProto, input_name: str, layout: str) -> list:
         out.append(("an anchor-free YOLO head (N, A, 5 + K), A cells at strides 8, 16, 32: YOLOX's own demo feeds "
                     "the cv2 BGR image 0..255 unnormalized, YOLOv6 0..1 RGB", {"0..255 BGR": 1.0, "0..1 RGB": 0.5}))
     onames = {n.split("/")[-1].lower() for n, _ in outs}
-    if {"hm", "wh"} <= onames:
-        out.append(("CenterNet heads (hm, wh): CenterNet's own mean/std on cv2 BGR",
+    if "hm" in onames and onames & {"wh", "reg"}:  # every CenterNet variant keeps hm and reg or wh
+        out.append(("CenterNet heads (hm with wh or reg): CenterNet's own mean/std on cv2 BGR",
                     {"CenterNet mean/std, BGR": 3.0}))
     return out
 
