@@ -101,7 +101,7 @@ recipes.deepdream(m, "block_7", cat, steps=16)
 #
 # One onnxruntime pass per image keeps, for every unit of the chosen layers, the images (and the
 # positions in them) that excite it most and least. Here: 8 of foolbox's ImageNet photos and the
-# cat; `onnxviz mine models/mobilenet_v2.onnx PHOTOS --out runs/mnv2` does the same for a folder of
+# cat; `onnxviz mine models/mobilenet_v2.onnx PHOTOS --run runs/mnv2` does the same for a folder of
 # any size, every layer, resumable.
 
 # %%

@@ -163,11 +163,19 @@ def test_confidence_is_the_softmax_probability_of_the_answer():
     assert P._softmax_top({"a": 3.0, "b": 0.0}, "a") == pytest.approx(1 / (1 + np.exp(-3.0)))
 
 
+def _agree(found: dict, truth: dict) -> tuple:
+    """(scale and offset right, channel order right) by the one rule, onnxviz.preprocessing.agreement."""
+    from onnxviz.preprocessing import agreement as A
+
+    r = A.agreement(A.Preprocessing.of(found), A.Preprocessing.of(truth))
+    return r["scale_offset"], found["channel_order"] == truth["channel_order"]
+
+
 def test_agreement_is_the_twenty_percent_rule():
     f = C.by_name
-    assert C.agreement(f("-1..1 RGB").fields(), f("-1..1 RGB").fields()) == (True, True)
+    assert _agree(f("-1..1 RGB").fields(), f("-1..1 RGB").fields()) == (True, True)
     # EfficientNet-Lite's (x - 127) / 128 is -1..1 within a pixel level
     lite = {"channel_order": "RGB", "value_range": (0.0, 255.0), "mean": (127.0,), "std": (128.0,)}
-    assert C.agreement(f("-1..1 RGB").fields(), lite) == (True, True)
-    assert C.agreement(f("ImageNet mean/std, RGB").fields(), f("-1..1 RGB").fields())[0] is False
-    assert C.agreement(f("-1..1 BGR").fields(), f("-1..1 RGB").fields()) == (True, False)
+    assert _agree(f("-1..1 RGB").fields(), lite) == (True, True)
+    assert _agree(f("ImageNet mean/std, RGB").fields(), f("-1..1 RGB").fields())[0] is False
+    assert _agree(f("-1..1 BGR").fields(), f("-1..1 RGB").fields()) == (True, False)

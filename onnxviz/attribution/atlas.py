@@ -30,11 +30,9 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import torch
 
 from ..errors import OnnxVizError
-from ..optvis.forward import resolve_device
-from .core import output_layer
+from .head import class_support
 from .grid import render_directions
 from ..files import remove_leftovers, save_picture, write_json, write_text
 
@@ -143,34 +141,6 @@ def canvas_fill(coords: np.ndarray, grid: int) -> float:
     """Fraction of the grid's cells that hold at least one point of a normalized layout."""
     bins = np.minimum((np.asarray(coords) * grid).astype(np.int64), grid - 1)
     return len({(int(a), int(b)) for a, b in bins}) / float(grid * grid)
-
-
-def class_support(model, layer: str, means: np.ndarray, baseline: np.ndarray, device=None) -> tuple:
-    """(support (K, classes) or None, note): logits with every position of ``layer`` set to each mean
-    vector, minus the logits with the dataset's mean vector (see the module doc)."""
-    from .head import head_module
-
-    out = output_layer(model)
-    if out is None:
-        return None, "the model has no (N, classes) output"
-    head = head_module(model, layer, out.name)
-    if head is None:
-        return None, f"layers after {layer} do not depend on the photo only through it (a path bypasses it)"
-    info = model.layer(layer)
-    h, w = model.map_size(layer)
-    dev = resolve_device(device)
-    head = head.to(dev)
-
-    def logits(vecs: np.ndarray) -> np.ndarray:
-        v = torch.from_numpy(np.ascontiguousarray(vecs, np.float32)).to(dev)
-        maps = v[:, :, None, None].expand(-1, -1, h, w)
-        if info.layout == "NHWC":
-            maps = maps.permute(0, 2, 3, 1)
-        with torch.no_grad():
-            parts = [head(maps[i:i + 64].contiguous()) for i in range(0, len(maps), 64)]
-        return torch.cat(parts).float().cpu().numpy().reshape(len(vecs), -1)
-
-    return logits(means) - logits(baseline[None]), f"logit change vs the dataset mean vector, through {out.name}"
 
 
 def build_atlas(model, run, layer: str, grid: int = 20, method: str = "auto", min_count: int = 2, size: int = 64,

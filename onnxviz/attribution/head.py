@@ -11,10 +11,13 @@ from __future__ import annotations
 from operator import getitem
 from typing import Optional
 
+import numpy as np
 import torch
 from torch import fx, nn
 
 from ..backends.fx import tensor_map
+from ..optvis.forward import resolve_device
+from .core import output_layer
 
 
 class Head(nn.Module):
@@ -61,3 +64,29 @@ def head_module(model, layer: str, output: str) -> Optional[Head]:
     module.delete_all_unused_submodules()
     module.recompile()
     return Head(module)
+
+
+def class_support(model, layer: str, means: np.ndarray, baseline: np.ndarray, device=None) -> tuple:
+    """(support (K, classes) or None, note): logits with every position of ``layer`` set to each mean
+    vector, minus the logits with the dataset's mean vector (see the module doc)."""
+    out = output_layer(model)
+    if out is None:
+        return None, "the model has no (N, classes) output"
+    head = head_module(model, layer, out.name)
+    if head is None:
+        return None, f"layers after {layer} do not depend on the photo only through it (a path bypasses it)"
+    info = model.layer(layer)
+    h, w = model.map_size(layer)
+    dev = resolve_device(device)
+    head = head.to(dev)
+
+    def logits(vecs: np.ndarray) -> np.ndarray:
+        v = torch.from_numpy(np.ascontiguousarray(vecs, np.float32)).to(dev)
+        maps = v[:, :, None, None].expand(-1, -1, h, w)
+        if info.layout == "NHWC":
+            maps = maps.permute(0, 2, 3, 1)
+        with torch.no_grad():
+            parts = [head(maps[i:i + 64].contiguous()) for i in range(0, len(maps), 64)]
+        return torch.cat(parts).float().cpu().numpy().reshape(len(vecs), -1)
+
+    return logits(means) - logits(baseline[None]), f"logit change vs the dataset mean vector, through {out.name}"

@@ -14,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-from .atlas import class_support
+from .head import class_support
 from .core import output_layer
 
 

@@ -119,7 +119,7 @@ def truth_of(entry: dict) -> Preprocessing:
     pre = entry["preprocessing"]
     if "value_range" in pre:
         return Preprocessing.of(pre)
-    from .infer import GRAY_CANDIDATES, RGB_CANDIDATES
+    from .candidates import GRAY_CANDIDATES, RGB_CANDIDATES
 
     for c in RGB_CANDIDATES + GRAY_CANDIDATES:
         if c.name == pre["convention"]:

@@ -114,11 +114,3 @@ def candidates_for(channels: int, fixed: Optional[dict] = None) -> list:
             out.append(Candidate(f"{desc} {order}{stats} (given)", order, vr, mean, std))
     return out
 
-
-def agreement(found: dict, truth: dict, tol: float = 0.2) -> tuple:
-    """(scale and offset right, channel order right) of inferred fields against the true ones: the rule
-    of ``onnxviz.preprocessing.agreement`` (its one home), with the channel order compared as is."""
-    from . import agreement as A
-
-    r = A.agreement(A.Preprocessing.of(found), A.Preprocessing.of(truth), tol)
-    return r["scale_offset"], found["channel_order"] == truth["channel_order"]
