@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from digits import save_digit_folder
+from onnxviz.fuzz.storm import mined as _done  # images checkpointed: 0 while the database is missing or locked
 from onnxviz.mining import mine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,18 +26,6 @@ ARGS = dict(batch_size=4, top=4, bottom=4, checkpoint_seconds=0, progress=False,
 SCRIPT = ("import sys; from onnxviz.mining import mine; "
           f"mine(sys.argv[1], sys.argv[2], sys.argv[3], **{ARGS!r})")
 KILL_AT = (24, 64)  # images done (checkpointed) when each SIGKILL comes: the fixed schedule
-
-
-def _done(db: Path) -> int:
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.5)
-        try:
-            row = con.execute("SELECT value FROM meta WHERE key='done'").fetchone()
-        finally:
-            con.close()
-        return int(row[0]) if row else 0
-    except sqlite3.Error:
-        return 0
 
 
 def _table(db: Path, sql: str) -> list:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from digits import save_digit_folder
+from test_kill import _table  # a query's rows, read-only
 from onnxviz.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -86,14 +86,6 @@ def test_bad_input_is_one_line_and_exit_3(digits_onnx, photos, tmp_path, which):
                                                                                                 "microscope plan"))]
     assert len(lines) == 1 and lines[0].startswith("error:"), res.output
     assert "Traceback" not in res.output
-
-
-def _table(db: Path, sql: str) -> list:
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
 
 
 def _comparable(path: Path, root: Path):
