@@ -111,7 +111,7 @@ def make_case(seed: int, index: int, base: dict, folder: Path) -> Case:
             label += "; " + inputs.damage_run(rng, copy)
         command = rng.choice(["site", "site", "check", "atlas", "mine"])
         argv = {"site": ["site", model, "--run", str(copy), "--out", out, "--examples", "2"],
-                "check": ["check", model, str(copy / "render"), "--runs", str(copy), "--top", "2"],
+                "check": ["check", model, str(copy / "render"), "--run", str(copy), "--top", "2"],
                 "atlas": ["atlas", model, "--run", str(copy), "--layer", "relu2", "--grid", "2", "--steps", "2",
                           "--size", "16", "--min-count", "1", "--out", out] + QUIET,
                 "mine": ["mine", model, photos, "--out", str(copy), "--top", "3", "--bottom", "3", "--batch-size", "4",
@@ -142,7 +142,7 @@ def _options_case(rng, index, base, folder, out) -> Case:
         ["render", model, "--layer", "relu2", "--units", "a", "--out", out],
         ["atlas", model, "--run", run, "--layer", "logits", "--out", out],
         ["atlas", model, "--run", str(folder), "--layer", "relu2", "--out", out],
-        ["check", model, str(Path(photos) / "photo_0.jpg"), "--runs", run],
+        ["check", model, str(Path(photos) / "photo_0.jpg"), "--run", run],
         ["site", model, "--out", model], ["site", model, "--run", str(folder / "nope"), "--out", out],
         ["attribute", model, str(Path(photos) / "photo_0.jpg"), "--target", "nope:1", "--out", out],
         ["attribute", model, str(Path(photos) / "photo_0.jpg"), "--target", "logits:x", "--out", out],
