@@ -21,14 +21,16 @@ from ..errors import OnnxVizError
 
 CPU_BATCHES = (1, 8)
 GPU_BATCHES = (1, 16, 64)
-CHECK_BATCH = {"cpu": 32, "cuda": 256}  # images per reliability pass (docs/microscope.md: batched check)
+# images per reliability pass: on 2 CPU cores 8 is 1.09x one unit at a time and 32 is 5x slower (allocations;
+# scripts/bench_reliability.py, docs/microscope.md); a GPU wants wide passes (not measured yet: no GPU lent)
+CHECK_BATCH = {"cpu": 8, "cuda": 256}
 MIN_GAIN = 1.1  # a bigger batch must render at least this much faster per unit to be chosen
 STEPS = 3  # timed steps per (layer, batch size), after one untimed warm-up step
 SITE_SECONDS_PER_UNIT = 0.01  # rough (docs/bench_site.md: the site writes a few small files per unit)
 CONCEPT_SECONDS = 20.0  # rough: learning one dictionary of a few hundred concepts on CPU
 
 
-def render_seconds(model, layer: str, units: list, batch: int, device=None, steps: int = STEPS) -> float:
+def render_seconds(model, layer: str, units: list, batch: int, device=None, steps: int = STEPS, **render_kw) -> float:
     """Seconds per unit per step of rendering ``batch`` units of ``layer`` together (one warm-up step first)."""
     from ..optvis import recipes
     from ..optvis.forward import make_view, resolve_device
@@ -36,7 +38,7 @@ def render_seconds(model, layer: str, units: list, batch: int, device=None, step
     dev = resolve_device(device)
     view = make_view(model, [layer], dev)
     chunk = (list(units) * batch)[:batch]  # a layer with fewer units than the batch repeats them
-    kw = dict(batch_size=batch, device=dev, view=view, progress=False, seed=0)
+    kw = dict(batch_size=batch, device=dev, view=view, progress=False, seed=0, **render_kw)
     for _ in recipes.render_layer(model, layer, chunk, steps=1, **kw):
         pass  # warm-up: allocations, kernels
     seconds = 0.0
@@ -86,7 +88,7 @@ def mining_rate(model, images, layers: list, n_images: int, batch_size: int = 32
 
 def calibrate(model, layers: list, images, n_images: int, steps: int, params: list, device=None,
               batch_size: Optional[int] = None, concepts: int = 0, concept_layers: list = (),
-              mining_batch: int = 32) -> tuple:
+              mining_batch: int = 32, render_kw: Optional[dict] = None) -> tuple:
     """(batch size, calibration facts, estimate: stage -> seconds) for the plan of a run.
 
     The facts say why that batch: ``batch_choice`` (timing and the memory bound in one line) and
@@ -100,13 +102,14 @@ def calibrate(model, layers: list, images, n_images: int, steps: int, params: li
     order = {lay.name: i for i, lay in enumerate(model.layers)}
     ends = [layers[0], layers[-1]] if len(layers) > 1 else [layers[0]]
     deepest = max(layers, key=lambda lay: order.get(lay["name"], 0))
-    mem = memory.memory_bound(model, deepest["name"], deepest["units"], dev)
+    render_kw = dict(render_kw or {})  # precision, channels_last: timed and measured as the run renders
+    mem = memory.memory_bound(model, deepest["name"], deepest["units"], dev, **render_kw)
     wanted = (batch_size,) if batch_size else (GPU_BATCHES if dev.type == "cuda" else CPU_BATCHES)
     candidates = memory.capped(wanted, mem["max_batch"])
     per_step = {}  # (layer, batch) -> seconds per unit-step
     for lay in ends:
         for b in candidates:
-            per_step[(lay["name"], b)] = render_seconds(model, lay["name"], lay["units"], b, dev)
+            per_step[(lay["name"], b)] = render_seconds(model, lay["name"], lay["units"], b, dev, **render_kw)
     cost = {b: sum(per_step[(lay["name"], b)] for lay in ends) / len(ends) for b in candidates}
     chosen, why = memory.choose(cost, mem["max_batch"], given=batch_size, min_gain=MIN_GAIN)
     choice = f"{why}; {memory.describe(mem)}"

@@ -128,7 +128,8 @@ def render(job: Job, advance: Callable) -> dict:
             batches = render_jobs.units(job.model, lay["name"], units, batch_size=plan.batch_size, out=job.run.render,
                                         model_arg=job.model_arg, steps=plan.steps, seed=plan.seed,
                                         device=plan.device, meta_opts=plan.meta_opts, command_run=str(job.run),
-                                        engine=plan.engine, ray=ray, param=param)
+                                        engine=plan.engine, ray=ray, param=param, precision=plan.precision,
+                                        channels_last=plan.channels_last)
             for i, written in enumerate(batches):
                 n = len(units[i * plan.batch_size:(i + 1) * plan.batch_size])
                 made += len(written)

@@ -132,7 +132,7 @@ def check_units(model, layer: str, items: Sequence[tuple], layers: Optional[Sequ
 
     One torch view for the layer, and ``batch`` images (renders and examples of several units mixed)
     per forward/backward pass instead of one small pass per unit: the same numbers as checking one
-    unit at a time, up to float rounding (tests/test_reliability_batch.py holds them to 1e-4)."""
+    unit at a time, up to float rounding (tests/test_render_scale.py holds them to 1e-4)."""
     from .forward import Forward
 
     lay = model.layer(layer)

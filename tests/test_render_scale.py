@@ -1,5 +1,6 @@
-"""The reliability check of many units in shared passes gives one-at-a-time's numbers, and the render batch
-is bounded by memory (issue 24 item 2): the pure bound, the choice under it, and its reason in plan.json."""
+"""Renders at scale (issue 24 item 2): the reliability check of many units in shared passes gives one at a
+time's numbers; the render batch is bounded by memory (the pure bound, the choice under it, its reason in
+plan.json); mixed precision and channels_last are render options that reach the record and the command."""
 from __future__ import annotations
 
 import numpy as np
@@ -110,3 +111,27 @@ def test_cuda_bound_reads_the_given_device(digits_onnx):
     assert free > 0 and str(dev) in source
     per, _ = memory.per_image_bytes(onnxviz.load(digits_onnx), "relu_2", [0, 1], dev)
     assert per > 0
+
+
+def test_precision_is_an_option_of_layer_batches(digits_onnx, tmp_path):
+    from click.testing import CliRunner
+
+    from onnxviz.cli import main
+    from onnxviz.errors import ObjectiveError
+    from onnxviz.optvis import render
+
+    m = onnxviz.load(digits_onnx)
+    with pytest.raises(ObjectiveError, match="unknown precision"):
+        render(m, "relu_2:0", steps=1, precision="fp8")
+    res = CliRunner().invoke(main, ["render", str(digits_onnx), "--layer", "relu_2", "--units", "0-1", "--steps", "6",
+                                    "--precision", "bf16", "--no-channels-last", "--run", str(tmp_path / "r"),
+                                    "--no-progress", "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    import json
+
+    rec = json.loads((tmp_path / "r" / "render" / "relu_2" / "channel_0.json").read_text())
+    assert rec["precision"] == "bf16" and rec["channels_last"] is False
+    assert "--precision bf16 --no-channels-last" in rec["command"]
+    assert rec["activation_end"] > rec["activation_start"]  # bf16 steps still climb
+    res = CliRunner().invoke(main, ["render", str(digits_onnx), "relu_2:0", "--precision", "fp16"])
+    assert res.exit_code != 0 and "apply to --layer" in res.output
