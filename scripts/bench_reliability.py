@@ -24,12 +24,60 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 NUMBERS = ("score", "path_similarity", "natural_similarity", "explained", "activation")
 
 
-def main() -> None:
+def measure(m, layer: str, units: list, photo_dir, n_photos: int = 48, batches=(8, 32), device=None) -> dict:
+    """{"alone": {...}, "batch B": {...}}: seconds, checks/min, and for the batched rows the largest difference
+    of any number against one at a time and how many verdicts are the same (see the module docstring)."""
     import numpy as np
     import torch
 
-    import onnxviz
     from onnxviz.optvis.reliability import check, check_units
+
+    paths = sorted(p for p in Path(photo_dir).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:n_photos]
+    images = np.asarray(m.load_images(paths), np.float32)
+    acts = m.channel_stats(m.prepare(images), [layer])[layer]["mean"]
+    items = []
+    for u in units:
+        order = np.argsort(-acts[:, u])
+        items.append((u, images[order[8]][None], images[order[:8]], None))
+    cuda = torch.device(device).type == "cuda" if device else torch.cuda.is_available()
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    check(m, items[0][1], layer, items[0][0], items[0][2], device=device)  # untimed: conversion
+    t0 = time.perf_counter()
+    alone = [check(m, r, layer, u, e, device=device) for u, r, e, _ in items]
+    sync()
+    t_alone = time.perf_counter() - t0
+    rows = {"alone": {"seconds": t_alone, "checks_per_min": 60 * len(units) / t_alone}}
+    for b in batches:
+        check_units(m, layer, items[:1], device=device, batch=b)
+        t0 = time.perf_counter()
+        together = check_units(m, layer, items, device=device, batch=b)
+        sync()
+        dt = time.perf_counter() - t0
+        diff = max(abs(a[k] - t[k]) for a, t in zip(alone, together) for k in NUMBERS)
+        same = sum(a["verdict"] == t["verdict"] for a, t in zip(alone, together))
+        rows[f"batch {b}"] = {"seconds": dt, "checks_per_min": 60 * len(units) / dt, "max_abs_diff": diff,
+                              "same_verdicts": same}
+    verdicts: dict = {}
+    for a in alone:
+        verdicts[a["verdict"]] = verdicts.get(a["verdict"], 0) + 1
+    return {"layer": layer, "units": list(units), "rows": rows, "verdicts": verdicts}
+
+
+def table(result: dict) -> str:
+    n = len(result["units"])
+    lines = ["| how | seconds | checks/min | vs one at a time | max abs difference | same verdicts |",
+             "|---|---:|---:|---:|---:|---:|"]
+    base = result["rows"]["alone"]["checks_per_min"]
+    for k, v in result["rows"].items():
+        lines.append(f"| {k} | {v['seconds']:.2f} | {v['checks_per_min']:.1f} | {v['checks_per_min'] / base:.2f}x | "
+                     f"{v.get('max_abs_diff', 0):.2g} | {v.get('same_verdicts', n)}/{n} |")
+    return "\n".join(lines) + f"\n\nverdicts one at a time: {result['verdicts']}"
+
+
+def main() -> None:
+    import torch
+
+    import onnxviz
     from onnxviz.runs.render_jobs import parse_units
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -45,45 +93,12 @@ def main() -> None:
     m = onnxviz.load(args.model)
     layer = m.layer(args.layer).name
     units = parse_units(args.units)
-    paths = sorted(p for p in Path(args.images).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    paths = paths[:args.photos]
-    images = np.asarray(m.load_images(paths), np.float32)
-    acts = m.channel_stats(m.prepare(images), [layer])[layer]["mean"]
-    items = []
-    for u in units:
-        order = np.argsort(-acts[:, u])
-        items.append((u, images[order[8]][None], images[order[:8]], None))
-    sync = (lambda: torch.cuda.synchronize()) if torch.cuda.is_available() and args.device != "cpu" else (lambda: None)
-    check(m, items[0][1], layer, items[0][0], items[0][2], device=args.device)  # untimed: conversion
-    t0 = time.perf_counter()
-    alone = [check(m, r, layer, u, e, device=args.device) for u, r, e, _ in items]
-    sync()
-    t_alone = time.perf_counter() - t0
-    rows = {"alone": {"seconds": t_alone, "checks_per_min": 60 * len(units) / t_alone}}
-    for b in [int(v) for v in args.batch.split(",")]:
-        check_units(m, layer, items[:1], device=args.device, batch=b)
-        t0 = time.perf_counter()
-        together = check_units(m, layer, items, device=args.device, batch=b)
-        sync()
-        dt = time.perf_counter() - t0
-        diff = max(abs(a[k] - t[k]) for a, t in zip(alone, together) for k in NUMBERS)
-        same = sum(a["verdict"] == t["verdict"] for a, t in zip(alone, together))
-        rows[f"batch {b}"] = {"seconds": dt, "checks_per_min": 60 * len(units) / dt, "max_abs_diff": diff,
-                              "same_verdicts": same}
+    result = measure(m, layer, units, args.images, args.photos, [int(v) for v in args.batch.split(",")], args.device)
     print(f"{m.meta.name or Path(args.model).stem} {layer}, {len(units)} units, 8 examples each, device "
           f"{args.device or ('cuda' if torch.cuda.is_available() else 'cpu')}, torch threads {torch.get_num_threads()}\n")
-    print("| how | seconds | checks/min | vs one at a time | max |difference| | same verdicts |\n|---|---:|---:|---:|---:|---:|")
-    base = rows["alone"]["checks_per_min"]
-    for k, v in rows.items():
-        print(f"| {k} | {v['seconds']:.2f} | {v['checks_per_min']:.1f} | {v['checks_per_min'] / base:.2f}x | "
-              f"{v.get('max_abs_diff', 0):.2g} | {v.get('same_verdicts', len(units))}/{len(units)} |")
-    verdicts = {}
-    for a in alone:
-        verdicts[a["verdict"]] = verdicts.get(a["verdict"], 0) + 1
-    print(f"\nverdicts one at a time: {verdicts}")
+    print(table(result))
     if args.json:
-        Path(args.json).write_text(json.dumps({"layer": layer, "units": units, "rows": rows, "verdicts": verdicts},
-                                              indent=1))
+        Path(args.json).write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
