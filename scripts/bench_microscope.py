@@ -15,7 +15,9 @@ Parts (each its own short run, results merged into OUT/bench.json, so each fits 
 - ``googlenet``: the same plan for GoogLeNet (Lucid's names; random weights are fine for time) and a
   PROJECTION for one GPU: the CPU calibration's cost per unit-step of GoogLeNet relative to MobileNetV2
   block_7, applied to the GPU rate measured for block_7 in docs/gpu.md (1,064 units/min at 256 steps,
-  batch 64, H200), and mining 50,000 images at the GPU's measured JPEG-bound 2,089 img/s.
+  batch 64, H200), and mining 50,000 images at the GPU's measured JPEG-bound 2,089 img/s. The
+  reliability check: the calibration's seconds per unit of the batched check (warm: the view's
+  conversion is not counted, it happens once per layer) / the GPU's per-step speedup over 16 cores.
 - ``report``: the Markdown of docs/microscope.md's tables from bench.json.
 """
 from __future__ import annotations
@@ -93,6 +95,7 @@ def googlenet(args, bench: dict) -> None:
         "cpu_ms_per_unit_step": cal["ms_per_unit_step"], "cpu_mean_ms_per_unit_step": round(ms, 2),
         "mnv2_block7_ms_per_unit_step": ms7, "cpu_reliability_s_per_unit": cal["reliability_seconds_per_unit"],
         "cost_vs_block7": round(scale, 3), "cpu_batch": plan.batch_size,
+        "cpu_check_batch": cal.get("check_batch"), "cpu_batch_choice": cal.get("batch_choice"),
         "gpu_projection_minutes": {"mine 50,000 images": round(mine_min, 2), "render": round(render_min, 1),
                                    "reliability": round(check_min, 1), "site": round(site_min, 1),
                                    "total": round(mine_min + render_min + check_min + site_min, 1)}}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from .options import (ApiDefault, device_option, load_model, meta_options, no_progress_option, seed_option,
-                      set_torch_threads, threads_option, warn_uncertain)
+                      set_torch_threads, speed_options, threads_option, warn_uncertain)
 
 
 @click.command()
@@ -34,12 +34,13 @@ from .options import (ApiDefault, device_option, load_model, meta_options, no_pr
 @click.option("--workers", type=click.IntRange(1), default=2, show_default=True, help="--engine ray: workers.")
 @click.option("--plan-only", is_flag=True, help="Print and write the plan (plan.json) with its estimate; run nothing.")
 @device_option
+@speed_options
 @threads_option("torch and onnxruntime")
 @seed_option()
 @no_progress_option
 @meta_options
 def microscope(model_path, images, out, layers, units, steps, maco, concepts, concept_layers, top, batch_size, engine,
-               workers, plan_only, device, threads, seed, no_progress, **meta_kwargs):
+               workers, plan_only, device, precision, channels_last, threads, seed, no_progress, **meta_kwargs):
     """Mine, render, check and publish every unit of MODEL_PATH over IMAGES; rerun to resume."""
     from ..microscope import microscope as run_microscope
 
@@ -49,7 +50,8 @@ def microscope(model_path, images, out, layers, units, steps, maco, concepts, co
     run_microscope(model_path, images, out, model=model, echo=click.echo, plan_only=plan_only,
                    progress=not no_progress, workers=workers, threads=threads, layers=layers, units=units,
                    steps=steps, maco=maco, concepts=concepts, concept_layers=concept_layers, engine=engine,
-                   device=device, batch_size=batch_size, top=top, seed=seed, meta_opts=meta_opts)
+                   device=device, batch_size=batch_size, top=top, seed=seed, meta_opts=meta_opts,
+                   precision=precision, channels_last=channels_last)
 
 
 COMMANDS = [microscope]

@@ -200,6 +200,19 @@ def seed_option(what: str = "the random start and every transform"):
     return click.option("--seed", type=int, default=0, show_default=True, help=f"Seed of {what}.")
 
 
+def speed_options(f):
+    """``--precision`` and ``--channels-last/--no-channels-last``: how a batch of unit renders computes
+    (``onnxviz.optvis.render``'s ``precision`` and ``channels_last``; docs/bench_render.md measures them)."""
+    return option_group(
+        click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]),
+                     default=ApiDefault("onnxviz.optvis.render:render", "precision"), show_default=True,
+                     help="Arithmetic of each step's forward pass (autocast); the image and optimizer stay fp32."),
+        click.option("--channels-last/--no-channels-last", default=ApiDefault("onnxviz.optvis.render:render",
+                                                                              "channels_last"), show_default=True,
+                     help="Run the convolutions in channels-last memory order."),
+    )(f)
+
+
 def torch_options(seed_of: str = "the random start and every transform"):
     """``--seed``, ``--device``, ``--threads``: what every command that optimizes images with torch takes."""
     return option_group(seed_option(seed_of), device_option, threads_option("torch"))

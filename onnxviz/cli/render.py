@@ -24,7 +24,7 @@ from ..paths import slug
 from ..runs import RunDir
 from ..runs import render_jobs as runs_render
 from .options import (ApiDefault, PerModeDefault, engine_options, load_model, meta_options, no_progress_option,
-                      run_option, set_torch_threads, torch_options, warn_uncertain)
+                      run_option, set_torch_threads, speed_options, torch_options, warn_uncertain)
 
 _RENDER = "onnxviz.optvis.render:render"
 _RECIPES = "onnxviz.optvis.recipes"
@@ -101,6 +101,7 @@ def _report_reliability(w) -> None:
                                                             "--param maco": "onnxviz.optvis.maco:LR"}),
               help="Adam step size (the Python API's defaults).")
 @torch_options()
+@speed_options
 @click.option("--out", "out_dir", type=click.Path(), default=None, hidden=True,
               help="Old spelling: the render folder itself (use --run RUN, which renders into RUN/render).")
 @no_progress_option
@@ -114,7 +115,7 @@ def _report_reliability(w) -> None:
 @meta_options
 def render(model_path, target, kind, neuron, layer_name, all_units, units, batch_size, deepdream_layer,
            caricature_layer, image_path, diversity, param, spectrum, accentuate_photos, top_k, weight, reg_layer,
-           run, steps, size, seed, lr, device, threads, out_dir, no_progress, workers, overwrite, preprocessing_mode,
+           run, steps, size, seed, lr, device, threads, precision, channels_last, out_dir, no_progress, workers, overwrite, preprocessing_mode,
            engine, address,
            gpus_per_worker, block_size, **meta_kwargs):
     """Feature visualization by gradient ascent: PNG + JSON per image."""
@@ -133,6 +134,8 @@ def render(model_path, target, kind, neuron, layer_name, all_units, units, batch
     if param != "fft" and (accentuate_photos or diversity or deepdream_layer or caricature_layer):
         raise click.UsageError("--param maco renders TARGET or --layer units from noise; --accentuate, --diversity, "
                                "--deepdream and --caricature start from their own parameterization")
+    if (precision != "fp32" or not channels_last) and not (layer_name and not accentuate_photos):
+        raise click.UsageError("--precision and --no-channels-last apply to --layer unit batches")
     set_torch_threads(threads)
 
     if preprocessing_mode == "candidates" and not (target and sum(modes) == 1 and modes[0] and not diversity
@@ -195,7 +198,8 @@ def render(model_path, target, kind, neuron, layer_name, all_units, units, batch
                     continue
                 batches = runs_render.units(model, lay.name, unit_list, neuron=kind == "neuron", batch_size=batch_size,
                                             size=size, engine=engine, keep=not overwrite, ray=ray_kw, param=param,
-                                            spectrum=spectrum, runs=runs_dir, **common)
+                                            spectrum=spectrum, runs=runs_dir, precision=precision,
+                                            channels_last=channels_last, **common)
                 dead = made = 0
                 with bar(n, f"{lay.name}: {n} units", "unit", enabled=not no_progress) as pbar:
                     for i, written in enumerate(batches):

@@ -37,11 +37,13 @@ class Plan:
     engine: str = "local"
     device: Optional[str] = None
     meta_opts: dict = field(default_factory=dict)
+    precision: str = "fp32"  # the render's arithmetic (optvis.render); fp32 unless asked (docs/bench_render.md)
+    channels_last: bool = True
     calibration: dict = field(default_factory=dict)
     estimate: dict = field(default_factory=dict)  # stage -> seconds
 
     KEY_FIELDS = ("model", "images", "layers", "steps", "params", "seed", "top", "concepts", "concept_layers",
-                  "engine", "meta_opts")
+                  "engine", "meta_opts", "precision", "channels_last")
 
     @property
     def units(self) -> int:
@@ -82,7 +84,8 @@ class Plan:
                  + (" ..." if len(self.layers) > 12 else ""),
                  f"  units   {self.units:,}, rendered {'+'.join(self.params)} at {self.steps} steps "
                  f"= {self.renders:,} renders, batch {self.batch_size} ({cal.get('batch_choice', 'given')})",
-                 f"  engine  {self.engine}, device {cal.get('device', self.device or 'auto')}"]
+                 f"  engine  {self.engine}, device {cal.get('device', self.device or 'auto')}, {self.precision}"
+                 + (", channels-last" if self.channels_last else "")]
         if self.concepts:
             lines.append(f"  concepts {self.concepts} per layer of {', '.join(self.concept_layers)}")
         if cal.get("units_per_min"):

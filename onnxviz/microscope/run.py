@@ -27,7 +27,8 @@ SUMMARY_FILE = "summary.json"
 def make_plan(model, model_arg: str, images, out, layers: Optional[str] = None, units: Optional[str] = None,
               steps: int = 256, maco: bool = False, concepts: int = 0, concept_layers: Optional[str] = None,
               engine: str = "local", device=None, batch_size: Optional[int] = None, top: int = 8, seed: int = 0,
-              meta_opts: Optional[dict] = None, reuse: bool = True) -> tuple:
+              meta_opts: Optional[dict] = None, reuse: bool = True, precision: str = "fp32",
+              channels_last: bool = True) -> tuple:
     """(Plan, whether it was read back from ``out/plan.json``): the existing plan when its key matches
     (a rerun resumes with the same batches), else a new one from a calibration on this machine."""
     from .calibration import calibrate
@@ -40,14 +41,15 @@ def make_plan(model, model_arg: str, images, out, layers: Optional[str] = None, 
     plan = Plan(model=str(model_arg), images=str(images), out=str(out), layers=chosen, n_images=0, steps=int(steps),
                 params=["fft", "maco"] if maco else ["fft"], batch_size=batch_size or 0, seed=seed, top=top,
                 concepts=int(concepts or 0), concept_layers=c_layers if concepts else [], engine=engine,
-                device=device, meta_opts=dict(meta_opts or {}))
+                device=device, meta_opts=dict(meta_opts or {}), precision=precision, channels_last=bool(channels_last))
     old = Plan.read(out) if reuse else None
     if old is not None and old.key() == plan.key() and (not batch_size or old.batch_size == batch_size):
         return old, True
     plan.n_images = count_images(images)
     plan.batch_size, plan.calibration, plan.estimate = calibrate(
         model, chosen, images, plan.n_images, plan.steps, plan.params, device=device, batch_size=batch_size,
-        concepts=plan.concepts, concept_layers=plan.concept_layers)
+        concepts=plan.concepts, concept_layers=plan.concept_layers,
+        render_kw=dict(precision=precision, channels_last=bool(channels_last)))
     return plan, False
 
 
@@ -56,7 +58,7 @@ def microscope(model_path, images, out, *, model=None, echo: Callable = print, p
     """Inspect, mine, render, check, learn concepts and build the site for ``model_path`` over ``images``.
 
     ``plan_kw``: as :func:`make_plan` (layers, units, steps, maco, concepts, concept_layers, engine,
-    device, batch_size, top, seed, meta_opts). ``plan_only``: write plan.json and stop. Returns the
+    device, batch_size, top, seed, meta_opts, precision, channels_last). ``plan_only``: write plan.json and stop. Returns the
     summary (also in ``out/summary.json``); with ``plan_only`` the plan's dict.
     """
     from .. import load

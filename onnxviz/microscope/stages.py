@@ -128,7 +128,8 @@ def render(job: Job, advance: Callable) -> dict:
             batches = render_jobs.units(job.model, lay["name"], units, batch_size=plan.batch_size, out=job.run.render,
                                         model_arg=job.model_arg, steps=plan.steps, seed=plan.seed,
                                         device=plan.device, meta_opts=plan.meta_opts, command_run=str(job.run),
-                                        engine=plan.engine, ray=ray, param=param)
+                                        engine=plan.engine, ray=ray, param=param, precision=plan.precision,
+                                        channels_last=plan.channels_last)
             for i, written in enumerate(batches):
                 n = len(units[i * plan.batch_size:(i + 1) * plan.batch_size])
                 made += len(written)
@@ -138,27 +139,45 @@ def render(job: Job, advance: Callable) -> dict:
     return {"rendered": made, "kept": kept, "dead": dead}
 
 
+CHECK_UNITS = 32  # renders checked per call: their examples are loaded together and share passes
+
+
 def reliability(job: Job, advance: Callable) -> dict:
-    """The reliability check of each channel render against its unit's top examples (`onnxviz check`'s)."""
+    """The reliability check of each channel render against its unit's top examples (`onnxviz check`'s),
+    ``CHECK_UNITS`` units of a layer at a time in passes of the plan's ``check_batch`` images
+    (``trust.attach_reliability_units``: the same verdicts as one at a time)."""
     from ..preprocessing.images import load_image
     from ..runs import trust
     from ..runs.render_records import read_record
 
     plan = job.plan
     per_unit = plan.estimate.get("reliability", 0.0) / max(1, plan.renders)
+    batch = int(plan.calibration.get("check_batch") or 8)
+    size = tuple(int(v) for v in job.model.meta.input_size)
     verdicts: dict = {}
+
+    def count(rel: dict) -> None:
+        verdicts[rel.get("verdict", "unknown")] = verdicts.get(rel.get("verdict", "unknown"), 0) + 1
+
     for param in plan.params:
         for lay in plan.layers:
             folder = job.run.render_layer(lay["name"])
+            todo = []
             for u in lay["units"]:
                 png = folder / (f"channel_{u}" + ("" if param == "fft" else f"_{param}") + ".png")
                 rel = read_record(png.with_suffix(".json")).get("reliability") or {}
                 if rel.get("verdict", "unknown") == "unknown" and rel.get("meaning") == trust.NO_RUN:
-                    image = load_image(png, tuple(int(v) for v in job.model.meta.input_size))
-                    rel = trust.attach_reliability(job.model, png, image, lay["name"], u, str(job.run))
-                verdicts[rel.get("verdict", "unknown")] = verdicts.get(rel.get("verdict", "unknown"), 0) + 1
-                advance(per_unit)
-    return {"verdicts": verdicts}
+                    todo.append((png, u))
+                else:
+                    count(rel)
+                    advance(per_unit)
+            for i in range(0, len(todo), CHECK_UNITS):
+                items = [(png, load_image(png, size), u) for png, u in todo[i:i + CHECK_UNITS]]
+                for rel in trust.attach_reliability_units(job.model, lay["name"], items, str(job.run),
+                                                          device=plan.device, batch=batch):
+                    count(rel)
+                advance(per_unit * len(items))
+    return {"verdicts": verdicts, "check_batch": batch}
 
 
 def concepts(job: Job, advance: Callable) -> dict:

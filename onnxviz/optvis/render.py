@@ -75,6 +75,14 @@ class RenderResult:
 
 
 # ---------------------------------------------------------------------- helpers
+def _unscale(params, img: torch.Tensor, scale: float) -> None:
+    """Undo fp16's loss scale on the gradients; a step whose gradient overflowed is skipped (zero gradient)."""
+    grads = [p.grad for p in params if p.grad is not None] + ([img.grad] if img.grad is not None else [])
+    finite = all(bool(torch.isfinite(g).all()) for g in grads)
+    for g in grads:
+        g.div_(scale) if finite else g.zero_()
+
+
 def _as_transform(transforms, size) -> Callable:
     if transforms is None or transforms == "standard":
         return tr.compose(tr.for_size(size))
@@ -108,6 +116,19 @@ def _fed_size(model, size: tuple, layers: Sequence[str] = ()) -> Optional[tuple]
     return None
 
 
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+FP16_LOSS_SCALE = 2.0 ** 12  # fp16 keeps 2^-24 at best: a channel mean's gradient per pixel can be smaller
+
+
+def autocast(device: torch.device, precision: str):
+    """The context a step's forward pass runs in: torch.autocast for "bf16"/"fp16", nothing for "fp32"."""
+    if precision not in PRECISIONS:
+        raise ObjectiveError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
+    if PRECISIONS[precision] is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=PRECISIONS[precision])
+
+
 def _default_batch(objective: Objective) -> int:
     for _, unit in objective.units:
         if isinstance(unit, (list, tuple)):
@@ -120,7 +141,8 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
            regularizers: Sequence[Objective] = (), batch: Optional[int] = None,
            size: Optional[Union[int, Sequence[int]]] = None, redirect_steps: int = 16,
            fit_input: Optional[bool] = None, channels_last: bool = True, progress: bool = False,
-           view: Optional[nn.Module] = None, optimizer: Optional[Callable] = None) -> RenderResult:
+           view: Optional[nn.Module] = None, optimizer: Optional[Callable] = None,
+           precision: str = "fp32") -> RenderResult:
     """Optimize images to maximize ``objective`` on ``model``.
 
     objective: an Objective or "layer:unit". param_f: None (the standard FFT, color-decorrelated
@@ -131,7 +153,11 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
     model's input size (default: only for objectives on spatial-free layers of fixed-size models).
     thresholds: steps at which to keep a snapshot. seed: one CPU ``torch.Generator`` draws the
     initial image and every transform. regularizers: objectives on the image (l1, total_variation,
-    blur) added to the loss but not to the recorded activation.
+    blur) added to the loss but not to the recorded activation. precision: "fp32", or "bf16"/"fp16"
+    (autocast of each step's forward pass on the device; the image, the optimizer and the recorded
+    start and end activations stay float32; fp16 scales the loss by ``FP16_LOSS_SCALE`` so that small
+    gradients do not vanish). channels_last: NCHW convolutions in channels-last memory order.
+    docs/bench_render.md measures both against float32 (activation reached, speed).
     Returns RenderResult (images (N, 3, H, W) in [0, 1], snapshots, record).
     """
     objective = as_objective(objective)
@@ -141,6 +167,7 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
     objective.check(model)
     meta = model.meta
     device = resolve_device(device)
+    autocast(device, precision)  # an unknown precision fails before any work
     if size is None:  # what the objective's receptive field needs (render_size.py)
         size, size_choice = default_size(model, objective.layers)
     else:
@@ -201,6 +228,7 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
     if len(start) != n:
         raise ObjectiveError(f"objective {objective.name} gave {len(start)} values for a batch of {n}")
 
+    loss_scale = FP16_LOSS_SCALE if precision == "fp16" else 1.0
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
         own = output_modules(fwd.view, [fwd.keys[n] for n in objective.layers])  # the objective's own modules
@@ -213,12 +241,15 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
             opt.zero_grad(set_to_none=True)
             img = image_f()
             img.retain_grad()
-            T = fwd(step_transform(img, generator))
-            values = objective(T)
-            total = values.sum()
-            for r in regularizers:
-                total = total + r(T).sum()
-            (-total).backward()
+            with autocast(device, precision):
+                T = fwd(step_transform(img, generator))
+                values = objective(T).float()
+                total = values.sum()
+                for r in regularizers:
+                    total = total + r(T).float().sum()
+            (-total * loss_scale).backward()
+            if loss_scale != 1.0:
+                _unscale(params, img, loss_scale)
             if img.grad is not None:
                 g = img.grad.detach().abs().sum(1)
                 grad_seen |= (g.flatten(1).sum(1) > 0).cpu()
@@ -260,6 +291,8 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
         "batch": n,
         "lr": lr,
         "device": str(device),
+        "precision": precision,
+        "channels_last": fwd.channels_last,
         "param": param_desc,
         "transforms": _transform_names(transform),
         "fit_input": bool(fit_input),

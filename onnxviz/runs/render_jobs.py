@@ -71,6 +71,11 @@ def _render_kw(steps, size, seed, lr, device, progress) -> dict:
     return kw
 
 
+def _speed(precision: str, channels_last: bool) -> dict:
+    """The command's options of the render's numeric settings, only where they are not the default."""
+    return {"precision": None if precision == "fp32" else precision, "no_channels_last": not channels_last}
+
+
 def param_kw(model, param: str, spectrum=None, size=None, lr: Optional[float] = None) -> dict:
     """Render keywords of a parameterization: "fft" (Lucid's) or "maco" (phase only; ``spectrum`` file
     or the shipped one), with its own default step size (``lr`` None)."""
@@ -207,7 +212,7 @@ def units(model, layer: str, unit_list: Optional[Sequence[int]] = None, neuron: 
           *, out, model_arg, steps: Optional[int] = None, size=None, seed: int = 0, lr: Optional[float] = None,
           device=None, meta_opts: Optional[dict] = None, command_run: Optional[str] = None, engine: str = "local",
           keep: bool = True, ray: Optional[dict] = None, param: str = "fft", spectrum=None,
-          runs=None) -> Iterator[list]:
+          runs=None, precision: str = "fp32", channels_last: bool = True) -> Iterator[list]:
     """Channels (or center neurons) of ``layer``, ``batch_size`` per batch; yields each batch's Written list.
 
     The command recorded with each picture renders its batch (the same units, one seeded
@@ -217,7 +222,8 @@ def units(model, layer: str, unit_list: Optional[Sequence[int]] = None, neuron: 
     (resume; it yields an empty list). ``engine``: "local" or "ray" (``ray``: workers, threads,
     address, gpus_per_worker for onnxviz.engines.ray.render_layer); the pictures are the same.
     ``param``: "fft" or "maco" (stems ``<kind>_<unit>_maco``, each with its importance map);
-    ``runs``: a mining run, the reliability check of each channel in its JSON.
+    ``runs``: a mining run, the reliability check of each channel in its JSON. ``precision``,
+    ``channels_last``: the render's (``optvis.render``; recorded in the command when not the default).
     """
     import json
 
@@ -239,7 +245,7 @@ def units(model, layer: str, unit_list: Optional[Sequence[int]] = None, neuron: 
         return command("render", model_arg, layer=lay.name, units=",".join(str(u) for u in chunk),
                        objective=kind if neuron else None, batch_size=batch_size, steps=steps, size=size, seed=seed,
                        lr=lr, param=None if param == "fft" else param, spectrum=spectrum, run=runs or command_run,
-                       **(meta_opts or {}))
+                       **_speed(precision, channels_last), **(meta_opts or {}))
 
     def exists(chunk) -> bool:
         if not keep:
@@ -272,7 +278,8 @@ def units(model, layer: str, unit_list: Optional[Sequence[int]] = None, neuron: 
         yield []
     if not todo:
         return
-    kw = dict(_render_kw(steps, size, seed, lr, device, False), **pkw)
+    kw = dict(_render_kw(steps, size, seed, lr, device, False), precision=precision, channels_last=channels_last,
+              **pkw)
     if engine == "ray":
         from ..engines import ray as ray_engine
 

@@ -30,7 +30,7 @@ UNIT_KINDS = ("channel", "neuron", "class_logit", "class_prob", "diversity", "ob
 
 _SETTINGS = ("steps", "size", "seed", "lr", "batch", "device", "param", "transforms", "regularizers",
              "redirect_steps", "fit_input", "ms_per_step", "seconds", "activation_per_step_note",
-             "diversity_weight", "diversity_layer", "preprocessing")
+             "diversity_weight", "diversity_layer", "preprocessing", "precision", "channels_last")
 
 
 def write_render(render_dir, layer: str, stem: str, image: np.ndarray, record: dict, index: int, base: dict) -> Path:

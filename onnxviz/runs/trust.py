@@ -56,16 +56,29 @@ def update_record(png: Path, **fields) -> dict:
     return rec
 
 
-def attach_reliability(model, png: Path, image: np.ndarray, layer: str, unit: int, run_dir) -> dict:
+def attach_reliability(model, png: Path, image: np.ndarray, layer: str, unit: int, run_dir, device=None) -> dict:
     """Run the reliability check of a render against mining run ``run_dir`` and store it in its JSON.
 
     A run that lacks the layer or the unit's examples is reported in the record, not raised.
     """
-    from ..optvis.reliability import check_with_run
+    return attach_reliability_units(model, layer, [(png, image, unit)], run_dir, device=device)[0]
 
+
+def attach_reliability_units(model, layer: str, items, run_dir, device=None, batch: int = 8) -> list:
+    """``attach_reliability`` of many renders of one layer, [(png, image, unit)], checked together
+    (``optvis.reliability.check_units_with_run``: shared passes of ``batch`` images); returns the reports."""
+    from ..optvis.reliability import check_units_with_run
+
+    items = list(items)
     try:
-        report = check_with_run(model, np.asarray(image)[None], layer, unit, run_dir)
+        reports = check_units_with_run(model, layer, [(unit, np.asarray(image)[None]) for _, image, unit in items],
+                                       run_dir, device=device, batch=batch)
     except OnnxVizError as exc:
-        report = {"verdict": "unknown", "meaning": f"no reliability check: {exc}"}
-    update_record(png, reliability=report)
-    return report
+        reports = [exc] * len(items)
+    out = []
+    for (png, _, _), report in zip(items, reports):
+        if isinstance(report, OnnxVizError):
+            report = {"verdict": "unknown", "meaning": f"no reliability check: {report}"}
+        update_record(png, reliability=report)
+        out.append(report)
+    return out
