@@ -96,7 +96,7 @@ def test_mine_with_candidates_equals_the_host_path_on_real_photos(tmp_path):
         out = tmp_path / str(cand)
         mine(REPO / "models" / "mobilenet_v2.onnx", REPO / "data" / "photos", out, layers=["features.3", "features.15.conv.0", "features.18"],
              top=3, bottom=3, batch_size=16, limit=48, progress=False, thumbs=False, spectrum=8, threads=1,
-             positions="inline", candidates=cand)
+             positions="inline", topk="graph" if cand else "host")
         db = sqlite3.connect(mining_dir(out) / "mining.sqlite")
         tables[cand] = {t: sorted(db.execute(f"SELECT * FROM {t}").fetchall(), key=repr)
                         for t in ("state", "examples", "spectrum")}

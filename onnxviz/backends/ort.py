@@ -151,7 +151,7 @@ class Stats(dict):
 
     From a session with in-graph top-k (graph/batch_topk.py) the whole rows are only those at batch
     positions ``rows`` (the spectrum's; None: every row), ``candidates`` holds {(stat, dir): (values
-    (k, all units), batch positions (k, all units), argmax (k, all units) or None)} and ``batch``
+    (all units, k), batch positions (all units, k), argmax (all units, k) or None)} and ``batch``
     says how many images the batch had."""
 
     def __init__(self, per_layer: dict, fused: dict, names: list, candidates: Optional[dict] = None,
@@ -231,8 +231,8 @@ class StatsRunner:
         candidates = {}
         for (stat, d), part in self._cands.items():
             values = raw[part["value"]]
-            if len(values) < len(x):
-                last = values[-1]
+            if values.shape[1] < len(x):
+                last = values[:, -1]
                 if (np.isnan(last) | (last == (-np.inf if d == "top" else np.inf))).any():
                     return None
             candidates[(stat, d)] = (values, raw[part["index"]], raw.get(part["argmax"]))

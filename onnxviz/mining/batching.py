@@ -200,9 +200,9 @@ def _merge_candidates(stats: list):
             if p.candidates is not None:
                 v, w, pos = p.candidates[key]
             else:
-                v = p.fused[key[0]]
-                w = np.broadcast_to(np.arange(n, dtype=np.int64)[:, None], v.shape)
-                pos = p.fused.get("argmax")
+                v = p.fused[key[0]].T
+                w = np.broadcast_to(np.arange(n, dtype=np.int64)[None, :], v.shape)
+                pos = p.fused["argmax"].T if "argmax" in p.fused else None
             vs.append(v)
             ws.append(w + start)
             ps.append(pos)
@@ -210,7 +210,8 @@ def _merge_candidates(stats: list):
         for s in fused:
             fused[s].append(p.fused[s])
         start += n
-    cands = {key: (np.concatenate(vs), np.concatenate(ws), None if any(x is None for x in ps) else np.concatenate(ps))
+    cands = {key: (np.concatenate(vs, axis=1), np.concatenate(ws, axis=1),
+                   None if any(x is None for x in ps) else np.concatenate(ps, axis=1))
              for key, (vs, ws, ps) in cands.items()}
     fused = {s: np.concatenate(v) for s, v in fused.items()}
     per_layer, a = {}, 0

@@ -10,7 +10,9 @@ preprocessing in its graph (pixelfeed.py), so the loop's thread converts nothing
 threads are told not to spin so the decoders get the cores; the top-k update (one fused list per
 statistic and direction, a float test first, then a sort of uint64 keys for the few units beaten)
 runs in a thread while the next batch infers in another and the loop's thread fetches the one
-after. ``Summary.stages`` says where the loop's time went; measurements: docs/bench_mine.md.
+after. On CUDA the graph also reduces each batch to its top/bottom-k candidates per unit
+(graph/batch_topk.py), so the host merges (units, k) instead of scanning (batch, units).
+``Summary.stages`` says where the loop's time went; measurements: docs/bench_mine.md.
 """
 from __future__ import annotations
 
@@ -43,7 +45,7 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
          stop_after: Optional[int] = None, checkpoint_seconds: float = 20.0, thumbs: bool = True,
          command: str = "", spectrum: int = 128, atlas_layers=None, atlas_per_image: int = 8,
          seed: int = 0, decoder: str = "auto", pixels: Optional[bool] = None,
-         positions: str = "auto", memory: Optional[int] = None, candidates: bool = True) -> Summary:
+         positions: str = "auto", memory: Optional[int] = None, topk: str = "auto") -> Summary:
     """Mine dataset examples of ``layers`` (default all of ``model.layers``) over ``source``.
 
     model: path or onnxviz Model; source: folder / zip / tar / list file or an ImageSource;
@@ -63,9 +65,11 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
     and pass 2 would decode and run them all again). Both give the same result, bit for bit
     (the mean and max come from the same pooling nodes either way). ``memory``: bytes the batch may
     use (default half the memory available; batching.py: the batch shrinks for large inputs, and
-    halves when onnxruntime runs out of memory). ``candidates``: each batch reduced to its top/bottom-k
-    candidates in the graph, so only (k, units) per list crosses to the host (graph/batch_topk.py;
-    the same lists, bit for bit); False: the host scans every image's statistics. ``decoder``: "threads",
+    halves when onnxruntime runs out of memory). ``topk``: "graph" reduces each batch to its top/bottom-k
+    candidates in the graph, so only (units, k) per list crosses to the host (graph/batch_topk.py;
+    the same lists, bit for bit); "host": the host scans every image's statistics; "auto": the graph
+    on CUDA or at batches of 128+, the host otherwise (2 CPU cores, MobileNetV2: at batch 32
+    onnxruntime's TopK costs more than the host's scan, at 256 far less; docs/bench_mine.md). ``decoder``: "threads",
     "processes" or "auto" (processes on 8+ cores). Returns a :class:`Summary` (with ``stages``:
     where the time went); calling again with the same arguments resumes an unfinished run.
     """
@@ -96,7 +100,7 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
         runner = Halving(model.stats_runner([r["name"] for r in run.records], providers=providers, threads=threads,
                                             stats=STATS + (("argmax",) if positions == "inline" else ()),
                                             maps=list(samplers.atlas) if samplers else [], spin=False, pixels=pixels,
-                                            topk=(top, bottom) if candidates else None))
+                                            topk=(top, bottom) if in_graph(topk, providers, batch_size) else None))
         names = [lay.name for lay in runner.layers]
         fused = fuse_lists(states, names)
         if workers is None:
@@ -185,6 +189,17 @@ def auto_positions(providers, run, top: int, bottom: int) -> str:
     return "pass2"
 
 
+def in_graph(topk: str, providers, batch_size: int) -> bool:
+    """Whether each batch's top-k candidates are found in the graph (``mine``'s ``topk``)."""
+    from ..backends.ort import usable_providers
+
+    if topk not in ("auto", "graph", "host"):
+        raise MiningError(f"topk must be auto, graph or host, not {topk!r}")
+    if topk != "auto":
+        return topk == "graph"
+    return batch_size >= 128 or usable_providers(providers)[0] == "CUDAExecutionProvider"
+
+
 def pixel_feed(model, wanted: Optional[bool]) -> bool:
     """Whether to feed uint8 pixels: ``wanted`` None means wherever the model's input allows."""
     from ..graph.pixelfeed import why_not
@@ -239,7 +254,7 @@ def update_lists(fused: dict, stats: dict, names: list, idx: np.ndarray, pool=No
 
 def _update_from_candidates(fused: dict, stats, names: list, idx: np.ndarray, pool=None, chunk: int = 4096) -> None:
     """``update_lists`` for a batch the graph reduced to its top-k candidates (graph/batch_topk.py):
-    (k, units) per list instead of (B, units). Exact because the batch holds images in increasing
+    (units, k) per list instead of (B, units). Exact because the batch holds images in increasing
     index, so TopK's tie rule (the lower batch position first) is the lists' (the lower image index)."""
     if stats.names != list(names):
         raise ValueError("the candidates' layers are not the lists' layers, in the same order")
@@ -253,7 +268,7 @@ def _update_from_candidates(fused: dict, stats, names: list, idx: np.ndarray, po
         for a in range(0, t.units, step):
             b = min(t.units, a + step)
             part = t if (a, b) == (0, t.units) else TopK(b - a, t.k, t.largest, t.keys[a:b], t.positions[a:b])
-            jobs.append((part, values[:, a:b].T, image[:, a:b].T, None if pos is None else pos[:, a:b].T))
+            jobs.append((part, values[a:b], image[a:b], None if pos is None else pos[a:b]))
     if pool is None:
         for job in jobs:
             job[0].update_candidates(*job[1:])
