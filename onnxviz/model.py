@@ -170,10 +170,11 @@ class Model(ModelInput):
         return {lay.name: out[lay.tensor] for lay in layers}
 
     def stats_runner(self, names=None, providers=None, threads=None, stats=STATS, maps=(), spin: bool = True,
-                     pixels: bool = False):
+                     pixels: bool = False, topk=None):
         """A session that returns per-channel mean/max/argmax of each layer (computed in the graph),
         and with ``maps`` the full activation maps of those layers too (``run(x, maps=True)``).
-        ``pixels``: it takes uint8 (N, H, W, 3) RGB pixels and preprocesses them in the graph (pixelfeed.py)."""
+        ``pixels``: it takes uint8 (N, H, W, 3) RGB pixels and preprocesses them in the graph (pixelfeed.py).
+        ``topk``: (top k, bottom k): each batch reduced to its top-k candidates in the graph (batch_topk.py)."""
         from .backends.ort import StatsRunner
 
         proto, name = self.proto, self.input_name
@@ -182,7 +183,7 @@ class Model(ModelInput):
 
             proto, name = add_pixel_input(proto, name, self.meta), PIXELS
         return StatsRunner(proto, self.resolve(names), providers, threads, stats, input_name=name,
-                           extras=self._extras, maps=[self.layer(m) for m in maps], spin=spin)
+                           extras=self._extras, maps=[self.layer(m) for m in maps], spin=spin, topk=topk)
 
     def channel_stats(self, x: np.ndarray, names=None, batch_size: int = 32, providers=None, threads=None) -> dict:
         """{layer: {"mean": (N,C), "max": (N,C), "argmax": (N,C) flat index into the spatial map}}."""

@@ -120,12 +120,13 @@ class Runner:
         self.extras = {k: v for k, v in (extras or {}).items() if k in inputs and k != self.input_name}
         self.output_names = [o.name for o in self.session.get_outputs()]
 
-    def run(self, x: np.ndarray, outputs: Optional[Iterable[str]] = None) -> dict:
-        """One batch: output name -> array (float16 results as float32)."""
+    def run(self, x: np.ndarray, outputs: Optional[Iterable[str]] = None, feeds: Optional[dict] = None) -> dict:
+        """One batch: output name -> array (float16 results as float32). ``feeds``: other inputs, as they are."""
         names = list(outputs) if outputs is not None else self.output_names
         feed = {self.input_name: np.ascontiguousarray(x, dtype=self.input_dtype)}
         for k, v in self.extras.items():
             feed[k] = np.repeat(v, len(x), axis=0) if v.ndim and v.shape[0] == 1 else v
+        feed.update(feeds or {})
         try:
             result = self.session.run(names, feed)
         except Exception as exc:  # noqa: BLE001
@@ -146,11 +147,18 @@ class Runner:
 class Stats(dict):
     """One batch's statistics, {layer name: {stat: (N, C) array}}; the arrays are column slices of
     ``fused`` ({stat: (N, all units)}, layers side by side in ``names`` order), which is what the
-    session returned: the top-k update takes it as it is (mine.update_lists)."""
+    session returned: the top-k update takes it as it is (mine.update_lists).
 
-    def __init__(self, per_layer: dict, fused: dict, names: list):
+    From a session with in-graph top-k (graph/batch_topk.py) the whole rows are only those at batch
+    positions ``rows`` (the spectrum's; None: every row), ``candidates`` holds {(stat, dir): (values
+    (all units, k), batch positions (all units, k), argmax (all units, k) or None)} and ``batch``
+    says how many images the batch had."""
+
+    def __init__(self, per_layer: dict, fused: dict, names: list, candidates: Optional[dict] = None,
+                 rows: Optional[np.ndarray] = None, batch: Optional[int] = None):
         super().__init__(per_layer)
         self.fused, self.names = fused, names
+        self.candidates, self.rows, self.batch = candidates, rows, batch
 
 
 class StatsRunner:
@@ -158,30 +166,79 @@ class StatsRunner:
 
     ``layers``: objects with ``name``, ``tensor``, ``layout`` and ``units`` (onnxviz Layers); the
     graph is edited once (``reductions.add_channel_reductions``, then ``fuse_outputs``) so that
-    onnxruntime returns one (N, all units) array per statistic instead of full maps.
+    onnxruntime returns one (N, all units) array per statistic instead of full maps. ``topk``:
+    (top k, bottom k): the session also reduces each batch to its top/bottom-k candidates
+    (batch_topk.py) and ``run`` returns those instead of every row (None where the opset is older
+    than 11, or no mean/max is asked for).
     """
 
     def __init__(self, proto: onnx.ModelProto, layers: list, providers=None, threads=None, stats=STATS,
                  input_name: Optional[str] = None, extras: Optional[dict] = None, maps: Sequence = (),
-                 spin: bool = True):
+                 spin: bool = True, topk: Optional[tuple] = None):
+        from ..graph import batch_topk
+
         self.layers = layers
         self.stats = tuple(stats)
         self.maps = list(maps)  # layers whose full maps are returned too (atlas samples)
         edited, outputs = add_channel_reductions(proto, layers, self.stats)
         edited, self._fused, self._spans = fuse_outputs(edited, layers, outputs, self.stats)
+        self.topk = None
+        if topk is not None and any(topk) and {"mean", "max"} & set(self.stats) and batch_topk.supported(proto):
+            self.topk = (int(topk[0]), int(topk[1]))
+            edited = batch_topk.add_batch_topk(edited, self._fused, self._spans[-1][1] if self._spans else 0,
+                                               *self.topk)
+            self._cands = {(s, d): batch_topk.names(s, d) for s in ("mean", "max") if s in self._fused
+                           for d, k in zip(batch_topk.DIRS, self.topk) if k > 0}
+            self._rows = {s: batch_topk.row_output(s) for s in ("mean", "max") if s in self._fused}
         if self.maps:
             edited = expose(edited, [m.tensor for m in self.maps], keep_outputs=True)
         self.runner = Runner(edited, providers=providers, threads=threads, input_name=input_name, extras=extras,
                              spin=spin)
         self.providers = self.runner.providers
 
-    def run(self, x: np.ndarray, maps: bool = False):
+    def run(self, x: np.ndarray, maps: bool = False, rows: Optional[np.ndarray] = None):
         """One batch of model input -> :class:`Stats` ({layer name: {stat: (N, C) array}}); with ``maps``,
-        also {map layer name: full activation (model layout)} as a second value."""
-        raw = self.runner.run(x)
+        also {map layer name: full activation (model layout)} as a second value. With ``topk``: the
+        batch's candidates, and whole rows only at batch positions ``rows``."""
+        if self.topk is not None:
+            out = self._run_candidates(x, maps, rows)
+            if out is not None:
+                return out
+        wanted = list(self._fused.values()) + ([m.tensor for m in self.maps] if maps else [])
+        raw = self.runner.run(x, wanted, feeds=self._no_rows())
         fused = {s: raw[name] for s, name in self._fused.items()}
         out = Stats({lay.name: {s: v[:, a:b] for s, v in fused.items()} for lay, (a, b) in zip(self.layers, self._spans)},
                     fused, [lay.name for lay in self.layers])
+        if maps:
+            return out, {m.name: raw[m.tensor] for m in self.maps}
+        return out
+
+    def _no_rows(self) -> Optional[dict]:
+        from ..graph.batch_topk import ROWS
+
+        return {ROWS: np.zeros(0, np.int64)} if self.topk is not None else None
+
+    def _run_candidates(self, x: np.ndarray, maps: bool, rows: Optional[np.ndarray]):
+        """The candidate form of ``run``, or None when a candidate list reaches into NaN or the worst
+        infinity (then ties with NaN may have been broken unlike the host's order: ``run`` falls
+        back to the whole rows for this batch)."""
+        from ..graph.batch_topk import ROWS
+
+        rows = np.zeros(0, np.int64) if rows is None else np.asarray(rows, np.int64)
+        wanted = [n for part in self._cands.values() for k, n in part.items() if k != "argmax" or "argmax" in self._fused]
+        wanted += list(self._rows.values()) + ([m.tensor for m in self.maps] if maps else [])
+        raw = self.runner.run(x, wanted, feeds={ROWS: rows})
+        candidates = {}
+        for (stat, d), part in self._cands.items():
+            values = raw[part["value"]]
+            if values.shape[1] < len(x):
+                last = values[:, -1]
+                if (np.isnan(last) | (last == (-np.inf if d == "top" else np.inf))).any():
+                    return None
+            candidates[(stat, d)] = (values, raw[part["index"]], raw.get(part["argmax"]))
+        fused = {s: raw[name] for s, name in self._rows.items()}
+        out = Stats({lay.name: {s: v[:, a:b] for s, v in fused.items()} for lay, (a, b) in zip(self.layers, self._spans)},
+                    fused, [lay.name for lay in self.layers], candidates, rows, len(x))
         if maps:
             return out, {m.name: raw[m.tensor] for m in self.maps}
         return out

@@ -38,6 +38,11 @@ _MINE = "onnxviz.mining.mine:mine"
               default=ApiDefault(_MINE, "positions"), show_default=True,
               help="Argmax positions of the examples: with the statistics of every image (inline), or in a second "
               "pass over the example images only (pass2); auto: inline on CUDA or when most images will be examples.")
+@click.option("--topk", type=click.Choice(["auto", "graph", "host"]),
+              default=ApiDefault(_MINE, "topk"), show_default=True,
+              help="local: reduce each batch to its top/bottom-k candidates in the graph (only those reach the "
+              "host; same results) or scan every image's statistics on the host; auto: graph on CUDA or at "
+              "--batch-size 128+.")
 @click.option("--shard", default=None, help="i/n: mine every n-th image starting at i (merge with mine-merge).")
 @click.option("--limit", default=None, type=click.IntRange(1), help="Only the first N images.")
 @click.option("--overwrite", is_flag=True, help="Start over instead of resuming an existing run.")
@@ -53,8 +58,8 @@ _MINE = "onnxviz.mining.mine:mine"
 @seed_option("the spectrum and atlas samplers")
 @engine_options
 @meta_options
-def mine(model_path, source, run, layers, top, bottom, batch_size, workers, threads, decoder, positions, shard, limit,
-         overwrite,
+def mine(model_path, source, run, layers, top, bottom, batch_size, workers, threads, decoder, positions, topk, shard,
+         limit, overwrite,
          no_progress, no_thumbs, spectrum, atlas_layers, atlas_per_image, seed, engine, address, gpus_per_worker,
          block_size, **meta_kwargs):
     """Dataset examples: the top/bottom images of every unit of MODEL_PATH over SOURCE.
@@ -75,7 +80,7 @@ def mine(model_path, source, run, layers, top, bottom, batch_size, workers, thre
         kw |= dict(address=address, gpus_per_worker=gpus_per_worker, block_size=block_size)
         workers = workers or 2
     else:
-        kw["decoder"] = decoder
+        kw |= dict(decoder=decoder, topk=topk)
     s = run_mine(model, source, run, engine=engine, layers=layers, top=top, bottom=bottom, batch_size=batch_size,
                  workers=workers, threads=threads, shard=shard, limit=limit, overwrite=overwrite,
                  progress=not no_progress, thumbs=not no_thumbs, command=cmd, **kw)

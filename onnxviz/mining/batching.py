@@ -137,12 +137,16 @@ class Halving:
         self.chunk = chunk
         self.layers = runner.layers
 
-    def run(self, x: np.ndarray, maps: bool = False):
+    def run(self, x: np.ndarray, maps: bool = False, rows: Optional[np.ndarray] = None):
+        """``rows``: batch positions whose whole statistics are wanted, for a runner with in-graph
+        top-k (cut per slice like the batch)."""
         n = len(x)
         step = min(n, self.chunk or n)
+        rows = np.asarray(rows if rows is not None else [], np.int64)
         while True:
             try:
-                parts = [self.runner.run(x[i:i + step], maps=maps) for i in range(0, n, step)]
+                parts = [self.runner.run(x[i:i + step], maps=maps, **self._rows(rows, i, i + step))
+                         for i in range(0, n, step)]
                 break
             except Exception as exc:  # noqa: BLE001 - only memory failures are retried
                 if step == 1 or not out_of_memory(exc):
@@ -154,6 +158,11 @@ class Halving:
             self.chunk = step
         return parts[0] if len(parts) == 1 else merge(parts, maps)
 
+    def _rows(self, rows: np.ndarray, a: int, b: int) -> dict:
+        if getattr(self.runner, "topk", None) is None:
+            return {}
+        return {"rows": rows[(rows >= a) & (rows < b)] - a}
+
 
 def merge(parts: list, maps: bool = False):
     """One result from several runs of a StatsRunner over consecutive slices of a batch."""
@@ -161,6 +170,9 @@ def merge(parts: list, maps: bool = False):
 
     stats = [p[0] if maps else p for p in parts]
     first = stats[0]
+    if any(getattr(p, "candidates", None) is not None for p in stats):
+        out = _merge_candidates(stats)
+        return (out, {k: np.concatenate([p[1][k] for p in parts]) for k in parts[0][1]}) if maps else out
     fused = {s: np.concatenate([p.fused[s] for p in stats]) for s in first.fused}
     per_layer, a = {}, 0
     for name in first.names:
@@ -171,3 +183,40 @@ def merge(parts: list, maps: bool = False):
     if not maps:
         return out
     return out, {k: np.concatenate([p[1][k] for p in parts]) for k in parts[0][1]}
+
+
+def _merge_candidates(stats: list):
+    """Slices of a batch, some reduced to top-k candidates (a slice may have fallen back to whole
+    rows: all its rows are then its candidates), as one candidate result: the candidates of all
+    slices stacked, their batch positions shifted by each slice's start."""
+    from ..backends.ort import Stats
+
+    first = next(p for p in stats if p.candidates is not None)
+    cands: dict = {key: ([], [], []) for key in first.candidates}
+    rows, fused, start = [], {s: [] for s in first.fused}, 0
+    for p in stats:
+        n = p.batch if p.candidates is not None else len(next(iter(p.fused.values())))
+        for key, (vs, ws, ps) in cands.items():
+            if p.candidates is not None:
+                v, w, pos = p.candidates[key]
+            else:
+                v = p.fused[key[0]].T
+                w = np.broadcast_to(np.arange(n, dtype=np.int64)[None, :], v.shape)
+                pos = p.fused["argmax"].T if "argmax" in p.fused else None
+            vs.append(v)
+            ws.append(w + start)
+            ps.append(pos)
+        rows.append((p.rows if p.candidates is not None else np.arange(n)) + start)  # a superset is fine
+        for s in fused:
+            fused[s].append(p.fused[s])
+        start += n
+    cands = {key: (np.concatenate(vs, axis=1), np.concatenate(ws, axis=1),
+                   None if any(x is None for x in ps) else np.concatenate(ps, axis=1))
+             for key, (vs, ws, ps) in cands.items()}
+    fused = {s: np.concatenate(v) for s, v in fused.items()}
+    per_layer, a = {}, 0
+    for name in first.names:
+        width = next(iter(first[name].values())).shape[1]
+        per_layer[name] = {s: v[:, a:a + width] for s, v in fused.items()}
+        a += width
+    return Stats(per_layer, fused, list(first.names), cands, np.concatenate(rows), start)

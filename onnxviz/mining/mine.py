@@ -10,7 +10,9 @@ preprocessing in its graph (pixelfeed.py), so the loop's thread converts nothing
 threads are told not to spin so the decoders get the cores; the top-k update (one fused list per
 statistic and direction, a float test first, then a sort of uint64 keys for the few units beaten)
 runs in a thread while the next batch infers in another and the loop's thread fetches the one
-after. ``Summary.stages`` says where the loop's time went; measurements: docs/bench_mine.md.
+after. On CUDA the graph also reduces each batch to its top/bottom-k candidates per unit
+(graph/batch_topk.py), so the host merges (units, k) instead of scanning (batch, units).
+``Summary.stages`` says where the loop's time went; measurements: docs/bench_mine.md.
 """
 from __future__ import annotations
 
@@ -43,7 +45,7 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
          stop_after: Optional[int] = None, checkpoint_seconds: float = 20.0, thumbs: bool = True,
          command: str = "", spectrum: int = 128, atlas_layers=None, atlas_per_image: int = 8,
          seed: int = 0, decoder: str = "auto", pixels: Optional[bool] = None,
-         positions: str = "auto", memory: Optional[int] = None) -> Summary:
+         positions: str = "auto", memory: Optional[int] = None, topk: str = "auto") -> Summary:
     """Mine dataset examples of ``layers`` (default all of ``model.layers``) over ``source``.
 
     model: path or onnxviz Model; source: folder / zip / tar / list file or an ImageSource;
@@ -63,7 +65,11 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
     and pass 2 would decode and run them all again). Both give the same result, bit for bit
     (the mean and max come from the same pooling nodes either way). ``memory``: bytes the batch may
     use (default half the memory available; batching.py: the batch shrinks for large inputs, and
-    halves when onnxruntime runs out of memory). ``decoder``: "threads",
+    halves when onnxruntime runs out of memory). ``topk``: "graph" reduces each batch to its top/bottom-k
+    candidates in the graph, so only (units, k) per list crosses to the host (graph/batch_topk.py;
+    the same lists, bit for bit); "host": the host scans every image's statistics; "auto": the graph
+    on CUDA or at batches of 128+, the host otherwise (2 CPU cores, MobileNetV2: at batch 32
+    onnxruntime's TopK costs more than the host's scan, at 256 far less; docs/bench_mine.md). ``decoder``: "threads",
     "processes" or "auto" (processes on 8+ cores). Returns a :class:`Summary` (with ``stages``:
     where the time went); calling again with the same arguments resumes an unfinished run.
     """
@@ -93,7 +99,8 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
         # onnxruntime's blocked layout, while an in-graph ArgMax would force a reorder of every full map
         runner = Halving(model.stats_runner([r["name"] for r in run.records], providers=providers, threads=threads,
                                             stats=STATS + (("argmax",) if positions == "inline" else ()),
-                                            maps=list(samplers.atlas) if samplers else [], spin=False, pixels=pixels))
+                                            maps=list(samplers.atlas) if samplers else [], spin=False, pixels=pixels,
+                                            topk=(top, bottom) if in_graph(topk, providers, batch_size) else None))
         names = [lay.name for lay in runner.layers]
         fused = fuse_lists(states, names)
         if workers is None:
@@ -120,9 +127,9 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
                         while len(inflight) > keep:
                             inflight.popleft().result()
 
-                def infer_batch(batch):
+                def infer_batch(batch, rows):
                     with clock("inference"):
-                        return runner.run(batch, maps=True)
+                        return runner.run(batch, maps=True, rows=rows)
 
                 def absorb(job, idx):
                     """Everything a batch's statistics go into, once its inference ``job`` is done."""
@@ -138,7 +145,8 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
                     if good:
                         idx = np.array([d.index for d in good], np.int64)
                         settle(1)  # at most two batches in flight: bounded memory
-                        inflight.append(post.submit(absorb, infer.submit(infer_batch, batch), idx))
+                        rows = samplers.rows(idx) if samplers is not None else None  # the spectrum's rows
+                        inflight.append(post.submit(absorb, infer.submit(infer_batch, batch, rows), idx))
                     for d in decoded:
                         pending_rows.append((d.index, src.key(d.index), d.size[0] if d.size else None,
                                              d.size[1] if d.size else None, d.error or None))
@@ -181,6 +189,17 @@ def auto_positions(providers, run, top: int, bottom: int) -> str:
     return "pass2"
 
 
+def in_graph(topk: str, providers, batch_size: int) -> bool:
+    """Whether each batch's top-k candidates are found in the graph (``mine``'s ``topk``)."""
+    from ..backends.ort import usable_providers
+
+    if topk not in ("auto", "graph", "host"):
+        raise MiningError(f"topk must be auto, graph or host, not {topk!r}")
+    if topk != "auto":
+        return topk == "graph"
+    return batch_size >= 128 or usable_providers(providers)[0] == "CUDAExecutionProvider"
+
+
 def pixel_feed(model, wanted: Optional[bool]) -> bool:
     """Whether to feed uint8 pixels: ``wanted`` None means wherever the model's input allows."""
     from ..graph.pixelfeed import why_not
@@ -212,6 +231,9 @@ def update_lists(fused: dict, stats: dict, names: list, idx: np.ndarray, pool=No
     releases the GIL; each slice is a view of its list), for hosts whose cores would otherwise
     wait: behind a GPU the top-k update is the slowest step."""
     jobs = []
+    if getattr(stats, "candidates", None) is not None:
+        _update_from_candidates(fused, stats, names, idx, pool, chunk)
+        return
     pos = _side_by_side(stats, names, "argmax")
     for stat in STATS:
         values = _side_by_side(stats, names, stat)
@@ -227,6 +249,31 @@ def update_lists(fused: dict, stats: dict, names: list, idx: np.ndarray, pool=No
             topk.update(values, idx, pos)
     else:
         for f in [pool.submit(topk.update, values, idx, pos) for topk, values, pos in jobs]:
+            f.result()
+
+
+def _update_from_candidates(fused: dict, stats, names: list, idx: np.ndarray, pool=None, chunk: int = 4096) -> None:
+    """``update_lists`` for a batch the graph reduced to its top-k candidates (graph/batch_topk.py):
+    (units, k) per list instead of (B, units). Exact because the batch holds images in increasing
+    index, so TopK's tie rule (the lower batch position first) is the lists' (the lower image index)."""
+    if stats.names != list(names):
+        raise ValueError("the candidates' layers are not the lists' layers, in the same order")
+    if len(idx) > 1 and (np.diff(idx) <= 0).any():
+        raise ValueError("in-graph top-k needs each batch in increasing image index")
+    jobs = []
+    for key, (values, where, pos) in stats.candidates.items():
+        t = fused[key]
+        image = idx[where]
+        step = t.units if pool is None else chunk
+        for a in range(0, t.units, step):
+            b = min(t.units, a + step)
+            part = t if (a, b) == (0, t.units) else TopK(b - a, t.k, t.largest, t.keys[a:b], t.positions[a:b])
+            jobs.append((part, values[a:b], image[a:b], None if pos is None else pos[a:b]))
+    if pool is None:
+        for job in jobs:
+            job[0].update_candidates(*job[1:])
+    else:
+        for f in [pool.submit(job[0].update_candidates, *job[1:]) for job in jobs]:
             f.result()
 
 

@@ -58,10 +58,19 @@ class Samplers:
 
     def offer(self, stats: dict, maps: dict, indices: np.ndarray) -> None:
         """One batch: ``stats`` {layer: {stat: (B, units)}}, ``maps`` {atlas layer: full map} of images ``indices``."""
+        rows = getattr(stats, "rows", None)  # in-graph top-k: whole rows only where ``rows`` asked for them
         if self.spectrum:
-            self.reservoir = SP.update(self.reservoir, stats, indices)
+            if rows is None:
+                self.reservoir = SP.update(self.reservoir, stats, indices)
+            else:
+                self.reservoir = SP.update(self.reservoir, stats, np.asarray(indices)[rows], offered=len(indices))
         for name, layout in self.atlas.items():
             self.pending.setdefault(name, []).extend(SM.sample(maps[name], indices, self.per_image, self.seed, layout))
+
+    def rows(self, indices: np.ndarray) -> np.ndarray:
+        """Batch positions of ``indices`` whose whole statistics the spectrum may need (the rest of a
+        batch crosses to the host only as top-k candidates)."""
+        return np.nonzero(SP.contenders(self.reservoir, indices))[0] if self.spectrum else np.zeros(0, np.int64)
 
     def fold(self, other: Optional["Samplers"]) -> None:
         """Take in the samples of other images (a block, a shard): exact, in any order."""

@@ -27,6 +27,7 @@ import io
 import json
 import math
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
@@ -83,19 +84,29 @@ def _select(state: Reservoir, prio: np.ndarray, index: np.ndarray, values: dict,
     return Reservoir(state.size, state.seed, all_prio[order], all_index[order], out, seen)
 
 
-def update(state: Reservoir, stats: dict, indices: np.ndarray) -> Reservoir:
-    """Offer a batch: ``stats`` {layer: {stat: (B, units)}} for images ``indices`` (B,). Pure: returns
-    the new state (the old one is not modified)."""
+def contenders(state: Reservoir, indices: np.ndarray) -> np.ndarray:
+    """Bool (B,): which images ``indices`` may enter the reservoir (all while it is not full). Known
+    before inference, from the indices alone: mining asks the session for those rows only."""
     indices = np.asarray(indices, np.int64)
-    if len(indices) == 0 or state.size == 0:
-        return Reservoir(state.size, state.seed, state.prio, state.index, state.values, state.seen + len(indices))
-    prio = priority(state.seed, indices)
-    keep = prio < state.prio.max() if state.count == state.size else np.ones(len(prio), bool)
+    if state.size == 0:
+        return np.zeros(len(indices), bool)
+    if state.count < state.size:
+        return np.ones(len(indices), bool)
+    return priority(state.seed, indices) < state.prio.max()
+
+
+def update(state: Reservoir, stats: dict, indices: np.ndarray, offered: Optional[int] = None) -> Reservoir:
+    """Offer a batch: ``stats`` {layer: {stat: (B, units)}} for images ``indices`` (B,). Pure: returns
+    the new state (the old one is not modified). ``offered``: how many images the batch had, when
+    ``indices`` are only its rows that ``contenders`` (on this state or an earlier one) let through."""
+    indices = np.asarray(indices, np.int64)
+    seen = state.seen + (len(indices) if offered is None else int(offered))
+    keep = contenders(state, indices)
     if not keep.any():
-        return Reservoir(state.size, state.seed, state.prio, state.index, state.values, state.seen + len(indices))
+        return Reservoir(state.size, state.seed, state.prio, state.index, state.values, seen)
     values = {(layer, stat): np.asarray(v, np.float32)[keep] for layer, s in stats.items() for stat, v in s.items()
               if stat in ("mean", "max")}
-    return _select(state, prio[keep], indices[keep], values, state.seen + len(indices))
+    return _select(state, priority(state.seed, indices)[keep], indices[keep], values, seen)
 
 
 def merge(a: Reservoir, b: Reservoir) -> Reservoir:

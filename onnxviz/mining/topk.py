@@ -131,6 +131,22 @@ class TopK:
         keep = better.any(axis=0)
         return (rows, sub, better) if keep.all() else (rows[keep], sub[:, keep], better[:, keep])
 
+    def update_candidates(self, values: np.ndarray, indices: np.ndarray, positions: Optional[np.ndarray] = None) -> None:
+        """Add a batch given as its candidates per unit (graph/batch_topk.py): values (units, m), their
+        image indices (units, m) and positions (units, m) or None. Exact when each unit's candidates
+        are the batch's m best under this order (or all of it): the rest could not have entered."""
+        if self.k == 0 or values.size == 0:
+            return
+        indices = np.asarray(indices, dtype=np.int64)
+        if indices.min() < 0 or indices.max() > MAX_INDEX:
+            raise ValueError("image indices must be in [0, 2**32 - 2]")
+        keys = encode(values, indices, self.largest)
+        rows = np.nonzero((keys < self.keys[:, -1:]).any(axis=1))[0]  # keys are unique: "<" is exact
+        if len(rows):
+            whole = len(rows) == self.units
+            self._merge_rows(rows, keys if whole else keys[rows],
+                             None if positions is None else np.asarray(positions, np.int64)[rows])
+
     def merge(self, other: "TopK") -> None:
         """Fold another state (same units, same direction) into this one."""
         if other.units != self.units or other.largest != self.largest:
