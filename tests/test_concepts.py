@@ -233,10 +233,40 @@ def test_site_shows_concepts_like_units_with_labels(concept_run, digits_onnx, tm
     assert "--render @@UNIT@@" in data["tmpl"]["render"]
     units = read_js_data(out / "layers" / LAYER / "data.js")
     assert all(u[3] for u in units["units"])  # the layer's units are labelled from the head too
-    # the grid's search matches a label's text (site.js: the label contains the query)
+    # the layer's own grid holds its concepts beside its units: the same rows as the set's page, each card
+    # opening the set's unit page, with the set's render template; the page offers the "show" menu
+    (cset,) = units["sets"]
+    assert cset["name"] == "nmf10" and cset["slug"] == cslug and cset["units"] == data["units"]
+    assert cset["tmpl"]["render"] == data["tmpl"]["render"] and "explained variance" in cset["line"]
+    assert '<select id="show">' in layer_page and '<option value="nmf10">' in layer_page
+    js = (out / "static" / "site.js").read_text()
+    assert "data.sets" in js and '"../" + set.slug + "/"' in js
+    # the grid's search matches a label's text, of units and concepts alike (site.js: the label contains the query)
     q = labels[0].split(" (")[0]
-    assert "u[3]).toLowerCase().indexOf(q)" in (out / "static" / "site.js").read_text()
+    assert "u[3]).toLowerCase().indexOf(q)" in js
     assert any(q in text for text in labels)
+    dom = _dump_dom(out / "layers" / LAYER / "index.html")  # the page as a browser draws it (skipped without one)
+    if dom is not None:
+        assert dom.count('class="card"') + dom.count('class="card missing"') == 32  # every unit ...
+        assert dom.count('data-set="nmf10"') == 10 and f'href="../{cslug}/unit.html?u=0"' in dom  # ... and concept
+        assert "32 units and concepts" not in dom and "42 units and concepts" in dom
+        only = _dump_dom(out / "layers" / LAYER / "index.html", "?show=nmf10&q=" + q.replace(" ", "+"))
+        matching = sum(q.lower() in t.lower() for t in labels)  # the concepts whose label holds the query
+        assert 'data-unit="' not in only and only.count('data-set="nmf10"') == matching > 0
+        assert f"{matching} of 10 nmf10 concepts" in only
+
+
+def _dump_dom(page, query: str = ""):
+    """The page's DOM after its scripts ran, from headless chromium (None when it is not installed)."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        return None
+    out = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,4000",
+                          "--dump-dom", page.as_uri() + query], capture_output=True, text=True, timeout=60)
+    return out.stdout
 
 
 def test_atlas_of_concepts(concept_run, digits_onnx):
@@ -260,5 +290,15 @@ def test_atlas_of_concepts(concept_run, digits_onnx):
     means = np.array([c["mean_activation"] for c in doc["cells"]], np.float32)
     mix, *_ = np.linalg.lstsq(d.decoder.T.astype(np.float64), (means / d.scale).T.astype(np.float64), rcond=None)
     assert np.allclose(d.decoder.T @ mix, (means / d.scale).T, atol=1e-3) and codes.max() > 0
+    # the site shows it: the set's page links its atlas page, and so does the layer page
+    from onnxviz.paths import slug
+    from onnxviz.site import build_site
+
+    site = concept_run / "site_atlas"
+    build_site(digits_onnx, site, run=concept_run, examples_per_unit=0)
+    cslug = slug(f"{LAYER}/nmf16")
+    assert (site / "layers" / cslug / "atlas" / "index.html").is_file()
+    assert 'href="atlas/index.html"' in (site / "layers" / cslug / "index.html").read_text()
+    assert f'href="../{cslug}/atlas/index.html"' in (site / "layers" / LAYER / "index.html").read_text()
     bad = CliRunner().invoke(main, base + ["--concepts", "sae999"])
     assert bad.exit_code != 0 and "stored: " in bad.output and "nmf16" in bad.output and "Traceback" not in bad.output

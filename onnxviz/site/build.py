@@ -5,12 +5,14 @@ needed, works from file://) from the model's layers, the renders in ``run/render
 results in ``run/mining`` (the run directory: see ``onnxviz.runs``)::
 
     out/index.html                  model page: facts, layers, a thumbnail per layer
-    out/layers/<slug>/index.html    layer page: its pictures, and a grid of every unit (drawn by
-                                    static/site.js from data.js: only the visible rows exist)
+    out/layers/<slug>/index.html    layer page: its pictures, and a grid of every unit and every concept
+                                    of the layer (drawn by static/site.js from data.js: only the visible
+                                    rows exist)
     out/layers/<slug>/data.js       the layer's units as data, one file (see data.py)
     out/layers/<slug>/unit.html     the unit page of every unit: unit.html?u=12 (static/unit.js)
     out/layers/<layer/name slug>/   a concept set of the layer (``onnxviz concepts``), the same three files
-                                    with concepts as units (concepts.py), linked from its layer and the model page
+                                    with concepts as units (concepts.py; the layer's grid opens its unit
+                                    page), its concept atlas in atlas/, linked from its layer and the model page
     out/img/<slug>/...              renders and their thumbnails; out/img/ex/ the dataset photos, once
     out/static/                     CSS and JS
 
@@ -132,6 +134,8 @@ class SiteBuilder:
         if info.concept:
             base = info.concept["base"]
             data.doc["base"] = {"layer": base.name, "slug": base.slug}
+        if info.concepts:
+            data.doc["sets"] = concepts.grid_sets(info)  # the layer's grid shows its concepts beside its units
         top_units = concepts.unit_rows(info)
         note = ""
         for u in info.units:
@@ -190,7 +194,7 @@ class SiteBuilder:
                 mined=info.mined, **page))
         for c in concept_sets:  # the same pages, concepts as units
             self.write_text(f"layers/{c.slug}/data.js", js_data("ONNXVIZ_LAYER", self._layer_data(c, [])))
-            page = dict(common, root="../../", info=c, photo_views=[], atlas="", page_size=self.page_size,
+            page = dict(common, root="../../", info=c, photo_views=[], atlas=c.concept["atlas"], page_size=self.page_size,
                         prev_layer=None, next_layer=None)
             self.write_text(f"layers/{c.slug}/index.html", env.get_template("layer.html").render(
                 caricatures=[], layer_pictures=c.layer_pictures, has_scores=any(u.score is not None for u in c.units),

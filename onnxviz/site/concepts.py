@@ -1,10 +1,12 @@
 """Concepts on the site: each concept set of a layer (``onnxviz concepts``) as a layer of its own.
 
 A concept set (``<run>/concepts/<layer>/<name>/``, a run directory of its own: ``RunDir.concept_set``)
-is shown with the unit templates: its page has the same grid and search, and each concept the same
-unit page (its render and reliability badge, top and bottom examples with crops, spectrum), plus its
-label from the model's head and its strongest units (links to the layer's unit pages). The layer's page
-and the model page link it. Unit labels from the head (``concepts.name_units``) are read here too.
+is shown with the unit templates: the layer's own page draws its concepts in the same grid as its units
+(same cards, same search over unit and concept labels: ``grid_sets``), each concept opens the same unit
+page (its render and reliability badge, top and bottom examples with crops, spectrum), plus its label
+from the model's head and its strongest units (links to the layer's unit pages). The set also keeps a
+page of its own (its grid alone, and its concept atlas when ``onnxviz atlas --concepts`` wrote one);
+the layer's page and the model page link it. Unit labels from the head (``concepts.name_units``) are read here too.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from typing import Optional
 from ..paths import slug
 from ..runs import collect_renders, command
 from .collect import MiningSource
+from .data import num
 from .parts import LayerInfo, UnitInfo
 
 log = logging.getLogger(__name__)
@@ -131,8 +134,25 @@ def concept_infos(builder, info, used: set) -> list:
         c.command_all = render.replace(UNIT_MARK, "all")
         if c.mining is not None:
             attach_scores(c.mining, [c])
+        c.concept["atlas"] = atlas_page(builder, cset.root, info.name, c.slug)
         out.append(c)
     return out
+
+
+def atlas_page(builder, set_root, layer: str, set_slug: str) -> str:
+    """The concept atlas (``onnxviz atlas --concepts NAME``, in the set's own ``atlas/<layer>/``) copied into
+    the site beside the set's pages, or '' when there is none."""
+    from .blocks import atlas_page as page
+
+    return page(builder, set_root, layer, set_slug)
+
+
+def grid_sets(info) -> list:
+    """The concept sets of a base layer as rows of its own grid (data.js ``sets``): the layer page shows
+    them beside its units with the same cards and search; each card opens the set's unit page."""
+    return [{"name": c.concept["dictionary"].name, "slug": c.slug, "op": c.layer.op, "line": c.concept["line"], "tmpl": c.templates,
+             "atlas": c.concept.get("atlas", ""),
+             "units": [[u.index, num(u.score), u.thumb, u.label] for u in c.units]} for c in info.concepts]
 
 
 def metrics_line(metrics: dict) -> str:
@@ -153,4 +173,4 @@ def unit_rows(info) -> Optional[list]:
     return [[[u, w] for u, w in rows] for rows in info.concept["top_units"]]
 
 
-__all__ = ["ConceptLayer", "ConceptMining", "attach_unit_labels", "concept_infos", "metrics_line", "unit_labels", "unit_rows"]
+__all__ = ["ConceptLayer", "ConceptMining", "atlas_page", "attach_unit_labels", "concept_infos", "grid_sets", "metrics_line", "unit_labels", "unit_rows"]

@@ -12,6 +12,8 @@ refused from file:// pages; :func:`read_js_data` reads it back). Format (version
                 "s": [[image, activation, quantile label]], "best": activation,
                 "cu": [[unit, weight]] a concept's strongest units of its base layer}],
      "base": {"layer", "slug"} (a concept set: the layer it was learned on),
+     "sets": [{"name", "slug", "op", "line", "tmpl", "atlas", "units": [[concept, score, thumb, label], ...]}]
+             (a layer's concept sets, drawn in its grid beside its units; details in the set's own data.js),
      "spectrum_note", "views": [attributed photos: {name, target, label, img, channels}],
      "caricatures": [picture]}
 
