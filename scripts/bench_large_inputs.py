@@ -1,8 +1,8 @@
 """Render time of large-input files, before and after (graph/dynamic_size.py + optvis/render_size.py).
 
-    python scripts/bench_large_inputs.py FILE.onnx [FILE.onnx ...] [--steps 64] [--before-steps 8]
+    python scripts/bench_large_inputs.py FILE.onnx [FILE.onnx ...] [--steps 64] [--before-steps 8] [--no-infer]
 
-For each file, in one process: units 0-3 of its middle layer (the corpus report's, corpus_check.pick_layers) rendered
+For each file, in one process: units 0-3 of its middle layer (the corpus report's, file_check.pick_layers) rendered
 in one batch at the default size. "Before": the file loaded as it is (its fixed size kept, so the
 render runs at the whole input size, as onnxviz did before); its time is ``--before-steps`` steps
 measured and scaled to ``--steps`` (a whole run at 1024-1600 px takes minutes). "After": the file
@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 import onnxviz
+from onnxviz.file_check import pick_layers
 from onnxviz.graph import dynamic_size
 from onnxviz.optvis import objectives as obj
 from onnxviz.optvis.render import render
@@ -30,17 +31,17 @@ sys.path.insert(0, str(Path(__file__).parent))
 import corpus_check  # noqa: E402 - the corpus report's layer choice and rise
 
 
-def _one(path: Path, steps: int, dynamic: bool) -> dict:
+def _one(path: Path, steps: int, dynamic: bool, infer: bool = True) -> dict:
     keep = dynamic_size.LARGE
     if not dynamic:
         dynamic_size.LARGE = 10 ** 9  # the file's fixed size kept, as before
     try:
         t0 = time.perf_counter()
-        model = onnxviz.load(path)
+        model = onnxviz.load(path, infer=infer)
         load_s = time.perf_counter() - t0
     finally:
         dynamic_size.LARGE = keep
-    layer = corpus_check.pick_layers(model)[1]
+    layer = pick_layers(model)[1]
     units = list(range(min(4, layer.units or 4)))
     x = model.prepare(model.load_images(sorted(PHOTOS.iterdir())))
     spread = model.channel_stats(x, [layer.name], batch_size=1)[layer.name]["mean"][:, units].std(0)
@@ -65,13 +66,19 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=64)
     ap.add_argument("--before-steps", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-infer", action="store_true",
+                    help="preprocessing from the file's own sources only (what the statistics would only check when "
+                         "those are complete, e.g. Ultralytics metadata): skips running 16 photos at the full size")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     PHOTOS = corpus_check.photo_folder()
     rows = []
     for f in a.files:
-        before = _one(f, a.before_steps, dynamic=False)
-        after = _one(f, a.steps, dynamic=True)
+        infer = not a.no_infer
+        before = _one(f, a.before_steps, dynamic=False, infer=infer) if a.before_steps else None
+        after = _one(f, a.steps, dynamic=True, infer=infer)
+        if before is None:  # --before-steps 0: no before run (4 renders at 1600 px need over 10 GB)
+            before = dict(after, ms_per_step=float("nan"), size="-", load_s=float("nan"))
         before_64 = before["ms_per_step"] * a.steps / 1000
         rows.append((f.name, after["input"], after["layer"], "x".join(map(str, after["size"])), before_64,
                      after["seconds"], before_64 / after["seconds"], after["rise"], after["note"], after["why"],

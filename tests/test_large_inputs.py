@@ -114,6 +114,59 @@ def test_a_constant_reshape_before_every_layer_keeps_the_file_fixed(tmp_path):
     assert default_size(m, [m.layers[2].name])[0] == (SIDE, SIDE)
 
 
+class Attention(nn.Module):
+    """A conv, then attention over its positions with the shapes written as numbers at export (as
+    Ultralytics' C2PSA: (B, C, H, W) -> (B, heads, d, H*W) and back), a residual add, and a dilated conv
+    whose field (over 512 px) is what a render size is capped against."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a = nn.Conv2d(3, 8, 3, stride=8, padding=1)
+        self.far = nn.Conv2d(8, 8, 3, padding=40, dilation=40)
+
+    def forward(self, x):
+        a = F.relu(self.a(x))
+        n, c, h, w = (int(v) for v in a.shape)
+        q = a.reshape(n, 2, c // 2, h * w)
+        att = torch.softmax(q.transpose(-1, -2) @ q, -1)
+        y = (q @ att).reshape(n, c, h, w)
+        return F.relu(self.far(a + y))
+
+
+def test_attention_reshapes_written_as_numbers_follow_the_size_and_wide_fields_are_capped(tmp_path):
+    path = tmp_path / "attention.onnx"
+    torch.onnx.export(Attention().eval(), torch.rand(1, 3, SIDE, SIDE), str(path), dynamo=False, opset_version=17,
+                      input_names=["x"])
+    m = onnxviz.load(path, mean=(0.0,), std=(1.0,))
+    assert "made dynamic" in m.size_note and not m.fixed_size_tensors, m.size_note
+    out = Runner(m.proto, threads=1, input_name=m.input_name).run(_photo((320, 320)))
+    assert next(iter(out.values())).shape == (1, 8, 40, 40)
+    x = _photo((SIDE, SIDE))  # parity at the file's own size
+    original = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert np.allclose(Runner(m.proto, threads=1, input_name=m.input_name).run(x)[m.proto.graph.output[0].name],
+                       original, atol=1e-5)
+    size, why = default_size(m, [m.layers[-1].name])  # field 8 * (2 * 40 + 1) + ... > 512 px
+    assert size == (512, 512) and "capped at 512" in why, why
+
+
+def test_a_batch_over_the_pixel_budget_runs_in_slices_with_the_same_outputs(unet, monkeypatch):
+    from onnxviz.backends import ort as backend
+
+    _, m = unet
+    runner = Runner(m.proto, threads=1, input_name=m.input_name)
+    x = np.concatenate([_photo((256, 256)), _photo((256, 256))[:, :, ::-1]] * 2)
+    whole = runner.run(x)
+    monkeypatch.setattr(backend, "MAX_PIXELS", 2 * 256 * 256)
+    calls = []
+    real = runner._run
+    monkeypatch.setattr(runner, "_run", lambda xs, names: calls.append(len(xs)) or real(xs, names))
+    sliced = runner.run(x)
+    assert calls == [2, 2]
+    for k in whole:
+        assert np.allclose(whole[k], sliced[k], atol=1e-6)
+
+
 # ---------------------------------------------------------------------------- mining batches
 @pytest.fixture(scope="module")
 def digit_photos(digits_data, tmp_path_factory):

@@ -98,6 +98,9 @@ def _first_line(exc: BaseException) -> str:
     return text[:400]
 
 
+MAX_PIXELS = 16 * 640 * 640  # input pixels per onnxruntime run (16 Ultralytics-size images ran fine)
+
+
 class Runner:
     """An onnxruntime session over one (possibly edited) model, run in batches."""
 
@@ -121,8 +124,20 @@ class Runner:
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def run(self, x: np.ndarray, outputs: Optional[Iterable[str]] = None, feeds: Optional[dict] = None) -> dict:
-        """One batch: output name -> array (float16 results as float32). ``feeds``: other inputs, as they are."""
+        """One batch: output name -> array (float16 results as float32). ``feeds``: other inputs, as they
+        are. A batch of more than ``MAX_PIXELS`` input pixels runs in slices under it (16 photos at
+        1600x1600 would need over 20 GB inside onnxruntime); outputs that are not batch-first (an RNN
+        head's (T, N, C), the in-graph top-k's (units, k)) and runs with ``feeds`` run it whole."""
         names = list(outputs) if outputs is not None else self.output_names
+        step = max(1, MAX_PIXELS // max(1, int(np.prod(np.shape(x)[1:])) // 3 or 1))
+        if len(x) > step and not feeds:
+            first = self._run(x[:step], names)
+            if all(np.ndim(v) and np.shape(v)[0] == step for v in first.values()):
+                parts = [first] + [self._run(x[i:i + step], names) for i in range(step, len(x), step)]
+                return {n: np.concatenate([p[n] for p in parts]) for n in names}
+        return self._run(x, names, feeds)
+
+    def _run(self, x: np.ndarray, names: list, feeds: Optional[dict] = None) -> dict:
         feed = {self.input_name: np.ascontiguousarray(x, dtype=self.input_dtype)}
         for k, v in self.extras.items():
             feed[k] = np.repeat(v, len(x), axis=0) if v.ndim and v.shape[0] == 1 else v

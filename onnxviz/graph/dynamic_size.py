@@ -29,7 +29,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .edits import expose, initializer_names
+from .edits import expose, infer_shapes, initializer_names, value_shapes
 
 LARGE = 640  # a fixed input with a side this large or larger is made dynamic (Ultralytics exports: 640)
 STRIDES = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -74,7 +74,9 @@ def make_dynamic(proto: onnx.ModelProto, input_name: str, layout: str,
         names = [o.name for o in sess.get_outputs()]
         found = dict(zip(names, sess.run(None, {input_name: x})))
         ref = [found[o] for o in outputs]
-        edited = _symbolic(proto, input_name, hw, {k: v.shape for k, v in found.items()})
+        maps = {k: v for k, v in ((k, v[1]) for k, v in value_shapes(infer_shapes(proto)).items())
+                if v is not None and len(v) == 4 and v[2] and v[3]}  # the batch may be open
+        edited = _symbolic(proto, input_name, hw, {k: v.shape for k, v in found.items()}, maps)
         got = session(edited).run(outputs, {input_name: x})
     except Exception as exc:  # noqa: BLE001 - onnxruntime's message is the reason
         return SizeEdit(None, None, reason=f"kept at {h}x{w}: onnxruntime cannot run the edited graph "
@@ -131,9 +133,13 @@ def _first_line(exc: Exception) -> str:
     return text[0][:300] if text else type(exc).__name__
 
 
-def _symbolic(proto: onnx.ModelProto, input_name: str, hw: tuple, shapes: dict) -> onnx.ModelProto:
+def _symbolic(proto: onnx.ModelProto, input_name: str, hw: tuple, shapes: dict,
+              maps: Optional[dict] = None) -> onnx.ModelProto:
     """A copy with symbolic H/W, no stored shapes, and each Resize's ``sizes`` (constant or computed)
-    turned into the ``scales`` it amounts to at the original size (``shapes``: tensor -> shape there)."""
+    turned into the ``scales`` it amounts to at the original size (``shapes``: tensor -> shape there);
+    a constant Reshape whose target holds a map's height, width or height x width (an attention block's
+    (B, heads, d, H*W) and back, ``maps``: 4-d tensor shapes at the original size) gets that target
+    computed from the map's shape (``_shape_from_maps``)."""
     out = copy.deepcopy(proto)
     g = out.graph
     inp = next(i for i in g.input if i.name == input_name)
@@ -142,6 +148,7 @@ def _symbolic(proto: onnx.ModelProto, input_name: str, hw: tuple, shapes: dict) 
         d.Clear()
         d.dim_param = sym
     del g.value_info[:]
+    before: dict = {}  # a Reshape's output -> the nodes computing its new target
     for o in g.output:
         for i, d in enumerate(o.type.tensor_type.shape.dim):
             if i > 0:
@@ -155,6 +162,9 @@ def _symbolic(proto: onnx.ModelProto, input_name: str, hw: tuple, shapes: dict) 
                 del node.input[1:]
                 del node.attribute[:]
                 node.attribute.append(onnx.helper.make_attribute("perm", perm))
+            else:
+                before[node.output[0]] = _shape_from_maps(g, node, shapes[node.input[0]], shapes[node.output[0]],
+                                                          maps or {})
             continue
         if node.op_type != "Resize" or len(node.input) < 4 or not node.input[3]:
             continue
@@ -166,7 +176,73 @@ def _symbolic(proto: onnx.ModelProto, input_name: str, hw: tuple, shapes: dict) 
         node.input[2] = name
         while node.input and not node.input[-1]:
             del node.input[-1]
+    if any(before.values()):
+        nodes = [n for node in g.node for n in before.get(node.output[0], []) + [node]]
+        del g.node[:]
+        g.node.extend(nodes)
     return out
+
+
+def _shape_from_maps(g: onnx.GraphProto, node, src: tuple, dst: tuple, maps: dict) -> list:
+    """Give the constant Reshape ``node`` (``src`` -> ``dst`` at the original size) a target computed in
+    the graph where an entry of ``dst`` is the batch, or the height, width or height x width of the
+    nearest Conv/pooling output upstream (Ultralytics' C2PSA attention: (1, 512, 20, 20) -> (1, 4, 128,
+    400) and (1, 4, 64, 400) -> (1, 256, 20, 20)); the other entries stay as they were. Left alone
+    when no entry is such a size. Returns the nodes that compute the target (to go before ``node``). Parity at the original size holds by construction; a wrong guess at
+    another size fails in onnxruntime there, and the node is then kept at the file's size as before."""
+    producer = {o: n for n in g.node for o in n.output}
+    seen, order, todo = set(), [], [node.input[0]]
+    while todo and len(seen) < 200:  # nearest first: breadth-first up the graph
+        t = todo.pop(0)
+        if t in seen or t not in producer:
+            continue
+        seen.add(t)
+        p = producer[t]
+        if p.op_type in ("Conv", "MaxPool", "AveragePool") and t in maps:
+            order.append(t)
+        todo.extend(p.input)
+    tag = f"{node.name or node.output[0]}_shape_for_dynamic_size"
+    nodes, parts, dynamic = [], [], False
+
+    def const(name, values):
+        g.initializer.append(numpy_helper.from_array(np.asarray(values, np.int64), f"{tag}_{name}"))
+        return f"{tag}_{name}"
+
+    def dim(tensor, k):
+        out = f"{tag}_{tensor}_{k}"
+        if out not in {o for n in nodes for o in n.output}:
+            nodes.extend([onnx.helper.make_node("Shape", [tensor], [out + "_s"]),
+                          onnx.helper.make_node("Slice", [out + "_s", const(f"{len(nodes)}_a", [k]),
+                                                          const(f"{len(nodes)}_b", [k + 1])], [out])])
+        return out
+
+    for i, d in enumerate(dst):
+        found = None
+        if i == 0 and len(src) and d == src[0]:
+            found = dim(node.input[0], 0)
+        else:
+            for t in order:
+                h, w = maps[t][2], maps[t][3]
+                if d == h * w and h > 1 and w > 1:
+                    found = f"{tag}_{i}_hw"
+                    nodes.append(onnx.helper.make_node("Mul", [dim(t, 2), dim(t, 3)], [found]))
+                elif d == h and h > 1:
+                    found = dim(t, 2)
+                elif d == w and w > 1:
+                    found = dim(t, 3)
+                if found:
+                    dynamic = True
+                    break
+        parts.append(found or const(f"c{i}", [d]))
+    if not dynamic:
+        kept = [t for t in g.initializer if not t.name.startswith(tag)]
+        del g.initializer[:]
+        g.initializer.extend(kept)
+        return []
+    target = f"{tag}_target"
+    nodes.append(onnx.helper.make_node("Concat", parts, [target], axis=0))
+    node.input[1] = target
+    return nodes
 
 
 def _transpose_equivalent(src: tuple, dst: tuple) -> Optional[list]:

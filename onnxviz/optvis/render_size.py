@@ -5,7 +5,7 @@ for it costs (1600/size)^2 times the work and, for a channel (the mean over posi
 repeats the same pattern. The default is the smallest size the graph accepts (its stride rule,
 graph/input_sizes.py) that covers the unit's receptive field (layers/receptive_fields.py, from the
 graph; the local field: channel gates such as squeeze-and-excitation left aside) plus ``MARGIN``
-neighbouring positions on each side, at least ``FLOOR`` px, at most the model's input size. Units
+neighbouring positions on each side, at least ``FLOOR`` px, at most ``CAP`` px and the model's input size. Units
 that see the whole image (logits, pooled or unknown fields), layers that run only at the file's own
 size (graph/dynamic_size.py) and fixed-size inputs keep the input size.
 ``--size`` overrides it; the record says which (``size_choice``).
@@ -21,6 +21,11 @@ from ..graph.input_sizes import InputRule
 
 MARGIN = 2  # positions of the layer on each side of the field (a few whole fields fit in the image)
 FLOOR = 224  # never smaller than this (or the input size): small renders show too little pattern
+# never larger than this for a graph that runs at other sizes: a theoretical field beyond it is the reach of
+# pooling pyramids, upsampling necks and attention (YOLO's SPPF/PAN: 975 px for a middle layer), whose
+# effective field is a fraction of it (Luo et al. 2016); a channel objective (the mean over positions)
+# then repeats its pattern at 512 px as well as at 1024, at a quarter of the work (docs/large_inputs.md)
+CAP = 512
 
 
 def rule_for(model, layer_names: Sequence[str]) -> Optional[InputRule]:
@@ -62,13 +67,18 @@ def default_size(model, layer_names: Sequence[str]) -> tuple:
         for axis in (0, 1):
             seen[axis] = max(seen[axis], f[axis].size)
             need[axis] = max(need[axis], f[axis].size + 2 * MARGIN * f[axis].jump)
-    size = []
+    size, capped = [], False
     for axis in (0, 1):
         s = rule.stride[axis]
         want = s * math.ceil(max(need[axis], min(FLOOR, full[axis])) / s)
+        if want > CAP and full[axis] > CAP:
+            want, capped = s * max(1, CAP // s), True
         size.append(int(min(want, full[axis])))
     size = tuple(size)
     if size == full:
         return full, f"the model's input size (receptive field {seen[0]:.0f}x{seen[1]:.0f} px covers it)"
+    if capped:
+        return size, (f"capped at {CAP} px (receptive field {seen[0]:.0f}x{seen[1]:.0f} px, mostly the reach of "
+                      f"pooling and upsampling paths), multiples of {rule.stride[0]} (input {full[0]}x{full[1]})")
     return size, (f"receptive field {seen[0]:.0f}x{seen[1]:.0f} px + {MARGIN} positions each side, "
                   f"multiples of {rule.stride[0]} (input {full[0]}x{full[1]})")
