@@ -74,6 +74,19 @@ def test_paddleocr_character_key_marks_a_recognizer(corpus_file):
 
 
 @pytest.mark.wild
+@pytest.mark.parametrize("name", ["slanet", "layout_cdla"])
+def test_the_character_key_on_a_head_that_is_no_recognizer_is_ignored(corpus_file, name):
+    # RapidOCR writes 'character' into SLANet (table tokens) and PicoDet (class names) too; both are
+    # fed NormalizeImage, so the key must not say -1..1, and neither may the PaddleOCR-component prior
+    from onnxviz.preprocessing import priors, producers
+
+    proto = onnx.load(corpus_file(name), load_external_data=False)
+    assert "character" in producers.props(proto) and producers.read(proto) == []
+    why = [w for w, _ in priors.rules(proto, proto.graph.input[0].name, "NCHW")]
+    assert not any("recognizer" in w for w in why), why
+
+
+@pytest.mark.wild
 def test_a_file_without_sources_is_left_to_the_statistics(corpus_file):
     m = onnxviz.load(corpus_file("orinet"), infer=False)
     assert m.sourced is None and m.meta.preprocessing_source == "defaults"

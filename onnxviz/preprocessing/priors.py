@@ -12,14 +12,14 @@ except a producer's own explicit statement (Ultralytics' metadata).
 | Ultralytics metadata | metadata_props author "Ultralytics" or imgsz + stride + names | 0..1 RGB | +6 |
 | Ultralytics graph | node names /model.0/ ... /model.N/ | 0..1 RGB | +2.5 |
 | Paddle export | producer PaddlePaddle/paddle2onnx, p2o.* dims, *.w_0 / *.tmp_0 names | ImageNet in R,G,B order on BGR, -1..1 BGR | +1.5 each |
-| PaddleOCR component | a Paddle export whose head names it: a one-channel map (DB detector); a character sequence or a 2-class head (recognizer, direction classifier) | ImageNet in R,G,B order on BGR; -1..1 BGR | +3 (instead of the Paddle export rule) |
+| PaddleOCR component | a Paddle export whose head names it: a one-channel map (DB detector); a character sequence (its only 3-D output) or a 2-class head (recognizer, direction classifier) | ImageNet in R,G,B order on BGR; -1..1 BGR | +3 (instead of the Paddle export rule) |
 | anchor-free YOLO head | an (N, A, 5 + K) output, A the cells at strides 8, 16, 32 of the fixed input | 0..255 BGR; 0..1 RGB | +1; +0.5 |
 | PyTorch classifier | producer pytorch (or torch.onnx's /module.path/Op node names), NCHW, an (N, K) head from Gemm/MatMul | ImageNet mean/std, RGB | +1 |
 | PyTorch, other | producer pytorch | ImageNet mean/std, RGB | +0.4 |
 | Keras | keras2onnx/tf2onnx with NHWC input | 0..1 RGB, -1..1 RGB | +0.5 each |
 | Keras application family | MobileNet/Inception/Xception layer names; VGG/ResNet50; DenseNet | -1..1 RGB; Caffe BGR; ImageNet RGB | +0.8 |
 | Caffe | producer caffe / caffe2 / MMdnn | 0..255 BGR minus Caffe mean | +1.5 |
-| text recognizer | input height 32/48 (64 gray) or open, wide or open width, an (N, T, K >= 30) output | -1..1 (either order, gray) | +0.5 |
+| text recognizer | input height 32/48 (64 gray) or open, wide or open width, its only 3-D output (N, T, K >= 30) | -1..1 (either order, gray) | +0.5 |
 | CenterNet heads | outputs hm + wh or reg (Cycle-CenterNet has no wh) | CenterNet mean/std, BGR | +3 |
 """
 from __future__ import annotations
@@ -64,7 +64,7 @@ def rules(proto: onnx.ModelProto, input_name: str, layout: str) -> list:
     g = proto.graph
     inp = next((i for i in g.input if i.name == input_name), None)
     in_dims = _dims(inp) if inp is not None else []
-    outs = [(o.name, _dims(o)) for o in g.output]
+    outs = outputs(proto)
     if meta.get("author", "").lower().startswith("ultralytics") or {"imgsz", "stride", "names"} <= set(meta):
         out.append(("Ultralytics export (its metadata_props): Ultralytics feeds 0..1 RGB", {"0..1 RGB": 6.0}))
     elif sum(1 for n in g.node if re.match(r"^/model\.\d+/", n.name)) >= 10:
@@ -108,10 +108,7 @@ def rules(proto: onnx.ModelProto, input_name: str, layout: str) -> list:
         c, h, w = (in_dims[1], in_dims[2], in_dims[3]) if layout == "NCHW" else (in_dims[3], in_dims[1], in_dims[2])
         wide = not isinstance(w, int) or (isinstance(h, int) and w >= 3 * h)
         line_height = h in ((64, 32, 48) if c == 1 else (32, 48)) or not isinstance(h, int)
-        # per-position character scores (N, T, K): K classes (>= 30), T a short open or fixed length
-        seq = any(len(ds) == 3 and isinstance(ds[2], int) and ds[2] >= 30 and not (isinstance(ds[1], int)
-                                                                                    and ds[1] >= 1000) for _, ds in outs)
-        if line_height and wide and seq:
+        if line_height and wide and character_sequence(outs):
             out.append(("a text recognizer (a line of height 32/48 in, a sequence out): CRNNs are fed (x - 0.5) / 0.5",
                         {"-1..1 RGB": 0.5, "-1..1 BGR": 0.5, "-1..1 gray": 0.5}))
     if _anchor_free_yolo(in_dims, layout, outs):
@@ -127,11 +124,10 @@ def rules(proto: onnx.ModelProto, input_name: str, layout: str) -> list:
 def _paddle_rule(outs: list) -> tuple:
     """The Paddle prior, sharpened by the head when it names the PaddleOCR component: a one-channel map
     is a DB text detector (NormalizeImage: ImageNet's list on the cv2 BGR image), a character sequence
-    (N, T, K >= 30) a recognizer and a 2-class head the text-line direction classifier (both (x - 0.5) / 0.5
+    (``character_sequence``) a recognizer and a 2-class head the text-line direction classifier (both (x - 0.5) / 0.5
     on BGR, rec_image_shape / cls_image_shape in PaddleOCR's code)."""
     dense = any(len(ds) == 4 and ds[1] == 1 for _, ds in outs)
-    text = any((len(ds) == 3 and isinstance(ds[2], int) and ds[2] >= 30) or (len(ds) == 2 and ds[1] == 2)
-               for _, ds in outs)
+    text = character_sequence(outs) or any(len(ds) == 2 and ds[1] == 2 for _, ds in outs)
     if dense and not text:
         return ("a PaddleOCR text detector (a Paddle export with a one-channel map out): NormalizeImage lists "
                 "ImageNet's mean/std and applies it to the cv2 BGR image", {"ImageNet mean/std in R,G,B order on BGR": 3.0})
@@ -141,6 +137,25 @@ def _paddle_rule(outs: list) -> tuple:
                 {"-1..1 BGR": 3.0})
     return ("a Paddle export: Paddle's NormalizeImage lists ImageNet's mean/std and is applied to cv2 BGR "
             "images, its text nets use (x - 0.5) / 0.5", {"ImageNet mean/std in R,G,B order on BGR": 1.5, "-1..1 BGR": 1.5})
+
+
+def outputs(proto: onnx.ModelProto) -> list:
+    """[(name, dims)] of the graph's outputs (an open dimension is its name or None)."""
+    return [(o.name, _dims(o)) for o in proto.graph.output]
+
+
+def character_sequence(outs: list) -> bool:
+    """Is the graph's only 3-D output per-position character scores (N, T, K), K >= 30 classes?
+
+    A text recognizer (CRNN, SVTR) returns its character scores and nothing else. Sequences beside
+    other sequences are something else: PaddleOCR's table-structure recognizer SLANet returns a
+    (N, 501, 30) token sequence with a (N, 501, 4) box sequence, a PP-PicoDet layout detector
+    (N, A, K) class scores and (N, A, 32) box distributions per stride. T >= 1000 is an anchor grid."""
+    seqs = [ds for _, ds in outs if len(ds) == 3]
+    if len(seqs) != 1:
+        return False
+    t, k = seqs[0][1], seqs[0][2]
+    return isinstance(k, int) and k >= 30 and not (isinstance(t, int) and t >= 1000)
 
 
 def _anchor_free_yolo(in_dims: list, layout: str, outs: list) -> bool:

@@ -8,7 +8,8 @@ Some exporters write who they are into the file; their runtime code then fixes t
   ``DEFAULT_STD = (1, 1, 1)``), at ``imgsz``; ``names`` are the class labels.
 - PaddleOCR text recognizers as RapidOCR's tools and PaddleOCR's own ``paddle2onnx`` recipe write
   them: the recognition dictionary under ``character``. PaddleOCR's ``resize_norm_img`` feeds
-  ``(x / 255 - 0.5) / 0.5`` of the cv2 (BGR) image, 48 px high.
+  ``(x / 255 - 0.5) / 0.5`` of the cv2 (BGR) image, 48 px high. The same key on a graph whose head
+  is not a recognizer's (SLANet's table tokens, a PicoDet layout detector's class names) is ignored.
 
 Each reader returns ``SourceFacts`` (see ``onnxviz.preprocessing.sources``) or None.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import ast
 from typing import Optional
 
+from . import priors
 from .facts import SourceFacts
 
 
@@ -49,7 +51,7 @@ def _size(imgsz) -> Optional[tuple]:
     return None
 
 
-def ultralytics(meta: dict) -> Optional[SourceFacts]:
+def ultralytics(meta: dict, proto=None) -> Optional[SourceFacts]:
     """An Ultralytics export: 0..1 RGB at ``imgsz``, labels from ``names``."""
     author, description = meta.get("author", ""), meta.get("description", "")
     yolov5 = "stride" in meta and "names" in meta  # ultralytics/yolov5 export.py writes only these two
@@ -73,9 +75,15 @@ def ultralytics(meta: dict) -> Optional[SourceFacts]:
     return SourceFacts("Ultralytics metadata", fields, evidence, confidence=1.0)
 
 
-def paddleocr_rec(meta: dict) -> Optional[SourceFacts]:
-    """A PaddleOCR recognizer carrying its dictionary under ``character``: -1..1 BGR."""
+def paddleocr_rec(meta: dict, proto=None) -> Optional[SourceFacts]:
+    """A PaddleOCR recognizer carrying its dictionary under ``character``: -1..1 BGR.
+
+    RapidOCR's exports of other PaddleOCR nets carry ``character`` too (SLANet's table tokens, a
+    PP-PicoDet layout detector's class names), and those are fed NormalizeImage, so the key counts
+    only when the graph's head is a recognizer's: its only 3-D output is a character sequence."""
     if "character" not in meta:
+        return None
+    if proto is not None and not priors.character_sequence(priors.outputs(proto)):
         return None
     return SourceFacts("PaddleOCR metadata", {"value_range": (-1.0, 1.0), "mean": (0.0,), "std": (1.0,),
                                               "channel_order": "BGR"},
@@ -92,4 +100,4 @@ def read(proto) -> list:
     meta = props(proto)
     if not meta:
         return []
-    return [f for f in (reader(meta) for reader in READERS) if f is not None]
+    return [f for f in (reader(meta, proto) for reader in READERS) if f is not None]
