@@ -83,6 +83,22 @@ def test_rows_and_halving_keep_the_spectrum_rows_and_candidates():
     assert np.array_equal(whole.candidates[("max", "top")][1], halves.candidates[("max", "top")][1])
 
 
+def test_a_batch_over_the_pixel_budget_gives_the_same_lists_in_slices(monkeypatch):
+    """Over ``MAX_PIXELS`` the session runs in slices, and then returns whole rows, not candidates."""
+    from onnxviz.backends import ort as backend
+
+    m, layers = tiny()
+    rng = np.random.default_rng(2)
+    batches = [rng.random((b, 6, 2, 2)).astype(np.float32) for b in (8, 5)]
+    want = lists(StatsRunner(m, layers, threads=1, topk=(3, 3)), batches, 3)
+    monkeypatch.setattr(backend, "MAX_PIXELS", 3 * 2 * 2 * 3)  # three images per onnxruntime run
+    graph = StatsRunner(m, layers, threads=1, topk=(3, 3))
+    assert graph.run(batches[0]).candidates is None
+    got = lists(graph, batches, 3)
+    for key in want:
+        assert np.array_equal(want[key][0], got[key][0]) and np.array_equal(want[key][1], got[key][1]), key
+
+
 @pytest.mark.skipif(not (REPO / "models" / "mobilenet_v2.onnx").exists() or not (REPO / "data" / "photos").is_dir(),
                     reason="needs models/mobilenet_v2.onnx and data/photos")
 def test_mine_with_candidates_equals_the_host_path_on_real_photos(tmp_path):

@@ -160,7 +160,7 @@ def test_a_batch_over_the_pixel_budget_runs_in_slices_with_the_same_outputs(unet
     monkeypatch.setattr(backend, "MAX_PIXELS", 2 * 256 * 256)
     calls = []
     real = runner._run
-    monkeypatch.setattr(runner, "_run", lambda xs, names: calls.append(len(xs)) or real(xs, names))
+    monkeypatch.setattr(runner, "_run", lambda xs, names, feeds=None: calls.append(len(xs)) or real(xs, names, feeds))
     sliced = runner.run(x)
     assert calls == [2, 2]
     for k in whole:

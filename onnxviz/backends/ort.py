@@ -127,15 +127,20 @@ class Runner:
         """One batch: output name -> array (float16 results as float32). ``feeds``: other inputs, as they
         are. A batch of more than ``MAX_PIXELS`` input pixels runs in slices under it (16 photos at
         1600x1600 would need over 20 GB inside onnxruntime); outputs that are not batch-first (an RNN
-        head's (T, N, C), the in-graph top-k's (units, k)) and runs with ``feeds`` run it whole."""
+        head's (T, N, C), the in-graph top-k's (units, k)) run it whole."""
         names = list(outputs) if outputs is not None else self.output_names
-        step = max(1, MAX_PIXELS // max(1, int(np.prod(np.shape(x)[1:])) // 3 or 1))
-        if len(x) > step and not feeds:
-            first = self._run(x[:step], names)
+        step = self.slice_size(x)
+        if len(x) > step:
+            first = self._run(x[:step], names, feeds)
             if all(np.ndim(v) and np.shape(v)[0] == step for v in first.values()):
-                parts = [first] + [self._run(x[i:i + step], names) for i in range(step, len(x), step)]
+                parts = [first] + [self._run(x[i:i + step], names, feeds) for i in range(step, len(x), step)]
                 return {n: np.concatenate([p[n] for p in parts]) for n in names}
         return self._run(x, names, feeds)
+
+    @staticmethod
+    def slice_size(x: np.ndarray) -> int:
+        """How many of ``x``'s images one onnxruntime run takes (``MAX_PIXELS``)."""
+        return max(1, MAX_PIXELS // max(1, int(np.prod(np.shape(x)[1:])) // 3 or 1))
 
     def _run(self, x: np.ndarray, names: list, feeds: Optional[dict] = None) -> dict:
         feed = {self.input_name: np.ascontiguousarray(x, dtype=self.input_dtype)}
@@ -215,7 +220,7 @@ class StatsRunner:
         """One batch of model input -> :class:`Stats` ({layer name: {stat: (N, C) array}}); with ``maps``,
         also {map layer name: full activation (model layout)} as a second value. With ``topk``: the
         batch's candidates, and whole rows only at batch positions ``rows``."""
-        if self.topk is not None:
+        if self.topk is not None and len(x) <= self.runner.slice_size(x):  # else whole rows, in slices
             out = self._run_candidates(x, maps, rows)
             if out is not None:
                 return out
