@@ -16,7 +16,10 @@ Measured (MobileNetV2, models/mobilenet_v2.onnx; real photos from data/photos):
                 (each batch shifted by a few pixels so that no image ties with another); ms per batch
                 of inference and of the update, img/s; "host" is the old path, "graph" the new one
   decode        JPEG decode + resize + crop of the photos (mining's decode_bytes), in one process and in
-                every core's process (the rate end to end cannot beat)
+                every core's process (the rate end to end cannot beat); in one process also the full
+                decode and JPEG draft at 1x (reduced-size decoding as soon as the photo allows the
+                resize), each with its pixel difference from the full decode; and mine's decoders alone
+                (batches delivered to the loop, no model: what crosses from the decoder processes)
   end to end    the real `mine` from the JPEG files (listed --repeat times), candidates off and on,
                 img/s in its loop and with its end (pass 2, examples table), and its loop's stages
 Prints one line per measurement and writes the JSON (default $OUT/bench_gpu_mining.json, else ./).
@@ -84,6 +87,57 @@ def decode_rates(m, files: list, procs: int) -> dict:
         n = sum(pool.map(_decode_many, [(datas, meta)] * procs))
         every = n / (time.perf_counter() - t)
     return {"decode_img_s_one_process": one, "decode_img_s_all_processes": every, "decode_processes": procs}
+
+
+def decode_variants(m, files: list) -> dict:
+    """One process, img/s: mining's decode (JPEG draft when the photo is 2x the input or more), the full
+    decode, and draft as soon as the photo is as large as the resize (1x); with each one's pixel
+    difference from the full decode (mean |diff| over all images, the worst image's, images changed)."""
+    from onnxviz.preprocessing.images import fit, open_rgb
+
+    meta = m.meta
+    size, resize = tuple(meta.input_size), meta.resize or max(meta.input_size)
+    datas = [f.read_bytes() for f in files]
+    ways = {"mining (draft 2x)": lambda d: open_rgb(d, draft_size=(2 * size[0], 2 * size[1])),
+            "full decode": lambda d: open_rgb(d),
+            "draft 1x": lambda d: open_rgb(d, draft_size=(resize, resize))}
+    out, ref = {}, None
+    for name, way in ways.items():
+        decode = lambda d: np.asarray(fit(way(d), size, meta.resize, meta.interpolation))  # noqa: E731
+        decode(datas[0])
+        t = time.perf_counter()
+        px = [decode(d) for d in datas]
+        rate = len(datas) / (time.perf_counter() - t)
+        ref = px if ref is None and name == "full decode" else ref
+        out[name] = {"img_s": rate, "pixels": px}
+    for name, r in out.items():
+        diff = np.array([np.abs(a.astype(np.int16) - b).mean() for a, b in zip(r.pop("pixels"), ref)])
+        r.update(mean_abs_diff=float(diff.mean()), worst_image_diff=float(diff.max()), changed=int((diff > 0).sum()))
+    return out
+
+
+def decoder_pipeline(m, files: list, batch: int, workers: int, mode: str) -> float:
+    """img/s of mine's decoders alone (batches of uint8 pixels delivered to the loop, no model)."""
+    from onnxviz.mining.datasets import decode_batches, open_source
+    from onnxviz.mining.decoders import open_decoder
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_gpu_mining_"))
+    try:
+        (tmp / "list.txt").write_text("".join(f"{f.resolve()}\n" for f in files * 4))
+        src = open_source(tmp / "list.txt")
+        procs = open_decoder(src, m.meta, workers, mode)
+        try:
+            list(decode_batches(src, range(min(len(src), 2 * batch)), m.meta, batch, workers, decoder=procs,
+                                pixels=True))  # start the processes
+            t = time.perf_counter()
+            n = sum(len(b) for b, _ in decode_batches(src, range(len(src)), m.meta, batch, workers, decoder=procs,
+                                                      pixels=True) if b is not None)
+            return n / (time.perf_counter() - t)
+        finally:
+            if procs is not None:
+                procs.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def core(m, names: list, px: np.ndarray, batch: int, batches: int, providers, threads, graph: bool,
@@ -211,6 +265,17 @@ def main(argv=None) -> int:
     res.update(decode_rates(m, files, procs))
     print(f"decode: {res['decode_img_s_one_process']:.0f} img/s in one process, "
           f"{res['decode_img_s_all_processes']:.0f} in {procs}", flush=True)
+    res["decode_variants"] = decode_variants(m, files)
+    for name, r in res["decode_variants"].items():
+        print(f"  decode, one process, {name}: {r['img_s']:.0f} img/s; vs the full decode: mean |diff| "
+              f"{r['mean_abs_diff']:.3f}, worst image {r['worst_image_diff']:.2f}, {r['changed']} images changed",
+              flush=True)
+    from onnxviz.mining.decoders import default_workers, resolve
+
+    workers = args.workers or default_workers(args.decoder)
+    res["decoder_pipeline_img_s"] = decoder_pipeline(m, files, b, workers, args.decoder)
+    print(f"mine's decoders alone ({workers} {resolve(args.decoder)}, batch {b}): "
+          f"{res['decoder_pipeline_img_s']:.0f} img/s delivered", flush=True)
     if not args.no_e2e:
         res["e2e"] = {}
         for label, cand in (("host", False), ("graph", True)):

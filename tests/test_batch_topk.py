@@ -118,3 +118,21 @@ def test_mine_with_candidates_equals_the_host_path_on_real_photos(tmp_path):
                         for t in ("state", "examples", "spectrum")}
         db.close()
     assert tables[True] == tables[False]
+
+
+@pytest.mark.skipif(not (REPO / "models" / "mobilenet_v2.onnx").exists() or not (REPO / "data" / "photos").is_dir(),
+                    reason="needs models/mobilenet_v2.onnx and data/photos")
+def test_gpu_mining_bench_runs_on_cpu(tmp_path):
+    import json
+    import sys
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    import bench_gpu_mining
+
+    out = tmp_path / "b.json"
+    assert bench_gpu_mining.main(["--cpu", "--batch", "8", "--limit", "12", "--repeat", "1", "--batches", "2",
+                                  "--threads", "1", "--workers", "1", "--decoder", "threads", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["core_same_lists"] and not r["on_gpu"] and r["logits_img_s"] > 0
+    assert set(r["e2e"]) == {"host", "graph"} and r["e2e"]["graph"]["images"] == 12
+    assert r["decode_variants"]["full decode"]["changed"] == 0 and "met" in r["goal"]

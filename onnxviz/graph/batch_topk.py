@@ -1,4 +1,4 @@
-"""The batch's top-k candidates in the graph: only (k, units) rows cross from onnxruntime to the host.
+"""The batch's top-k candidates in the graph: only (units, k) per list crosses from onnxruntime to the host.
 
 Mining keeps, per unit, the k images with the largest (and the k with the smallest) mean and max.
 Without this edit onnxruntime returns every image's statistics, (batch, units) per statistic, and
