@@ -207,6 +207,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cpu", action="store_true", help="CPU execution provider only (the GPU run's dry run)")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--batches", type=int, default=12, help="distinct batches in each core measurement")
+    ap.add_argument("--model", default=str(REPO / "models" / "mobilenet_v2.onnx"))
     ap.add_argument("--photos", default=str(REPO / "data" / "photos"))
     ap.add_argument("--limit", type=int, default=0, help="only the first N photos")
     ap.add_argument("--repeat", type=int, default=32, help="end to end: list each photo this many times")
@@ -216,7 +217,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-e2e", action="store_true", help="skip the real `mine` runs")
     args = ap.parse_args(argv)
     out = Path(args.out or Path(os.environ.get("OUT", ".")) / "bench_gpu_mining.json")
-    model = REPO / "models" / "mobilenet_v2.onnx"
+    model = Path(args.model)
     files = photo_files(Path(args.photos), args.limit)
     if not model.exists() or not files:
         sys.exit(f"needs {model} (python scripts/export.py mobilenet_v2 --out models/) and photos in {args.photos} "

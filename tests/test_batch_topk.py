@@ -14,7 +14,10 @@ from onnxviz.mining import TopK
 from onnxviz.mining.batching import Halving, merge
 from onnxviz.mining.mine import fuse_lists, update_lists
 
+from models_fixture import mobilenet_v2_export  # noqa: F401 - a fixture (the real pretrained MobileNetV2, exported)
+
 REPO = Path(__file__).resolve().parent.parent
+PHOTOS = REPO / "onnxviz" / "data" / "photos"  # the real photos the package ships
 
 
 def tiny(channels: int = 6) -> tuple:
@@ -99,9 +102,7 @@ def test_a_batch_over_the_pixel_budget_gives_the_same_lists_in_slices(monkeypatc
         assert np.array_equal(want[key][0], got[key][0]) and np.array_equal(want[key][1], got[key][1]), key
 
 
-@pytest.mark.skipif(not (REPO / "models" / "mobilenet_v2.onnx").exists() or not (REPO / "data" / "photos").is_dir(),
-                    reason="needs models/mobilenet_v2.onnx and data/photos")
-def test_mine_with_candidates_equals_the_host_path_on_real_photos(tmp_path):
+def test_mine_with_candidates_equals_the_host_path_on_real_photos(tmp_path, mobilenet_v2_export):
     import sqlite3
 
     from onnxviz.mining import mine
@@ -110,8 +111,8 @@ def test_mine_with_candidates_equals_the_host_path_on_real_photos(tmp_path):
     tables = {}
     for cand in (False, True):
         out = tmp_path / str(cand)
-        mine(REPO / "models" / "mobilenet_v2.onnx", REPO / "data" / "photos", out, layers=["features.3", "features.15.conv.0", "features.18"],
-             top=3, bottom=3, batch_size=16, limit=48, progress=False, thumbs=False, spectrum=8, threads=1,
+        mine(mobilenet_v2_export["path"], PHOTOS, out, layers=["features.3", "features.15.conv.0", "features.18"],
+             top=3, bottom=3, batch_size=5, limit=48, progress=False, thumbs=False, spectrum=8, threads=1,
              positions="inline", topk="graph" if cand else "host")
         db = sqlite3.connect(mining_dir(out) / "mining.sqlite")
         tables[cand] = {t: sorted(db.execute(f"SELECT * FROM {t}").fetchall(), key=repr)
@@ -120,9 +121,7 @@ def test_mine_with_candidates_equals_the_host_path_on_real_photos(tmp_path):
     assert tables[True] == tables[False]
 
 
-@pytest.mark.skipif(not (REPO / "models" / "mobilenet_v2.onnx").exists() or not (REPO / "data" / "photos").is_dir(),
-                    reason="needs models/mobilenet_v2.onnx and data/photos")
-def test_gpu_mining_bench_runs_on_cpu(tmp_path):
+def test_gpu_mining_bench_runs_on_cpu(tmp_path, mobilenet_v2_export):
     import json
     import sys
 
@@ -131,7 +130,8 @@ def test_gpu_mining_bench_runs_on_cpu(tmp_path):
 
     out = tmp_path / "b.json"
     assert bench_gpu_mining.main(["--cpu", "--batch", "8", "--limit", "12", "--repeat", "1", "--batches", "2",
-                                  "--threads", "1", "--workers", "1", "--decoder", "threads", str(out)]) == 0
+                                  "--threads", "1", "--workers", "1", "--decoder", "threads",
+                                  "--model", str(mobilenet_v2_export["path"]), "--photos", str(PHOTOS), str(out)]) == 0
     r = json.loads(out.read_text())
     assert r["core_same_lists"] and not r["on_gpu"] and r["logits_img_s"] > 0
     assert set(r["e2e"]) == {"host", "graph"} and r["e2e"]["graph"]["images"] == 12
