@@ -46,8 +46,9 @@ def row(model, layer: str, device: str, n: int, steps: int) -> dict:
             "median_rise": round(rise[len(rise) // 2], 1) if rise else None}
 
 
-def issue24(m, args, parts: set, units: int) -> dict:
-    """The precision, memory and check parts on CUDA (see the module docstring); prints their tables."""
+def issue24(m, args, parts: set, units: int, device: str = "cuda") -> dict:
+    """The precision, memory and check parts on CUDA (see the module docstring); prints their tables.
+    ``device`` "cpu" (``--dry-run-cpu``): the same code at toy sizes."""
     import sys
     from pathlib import Path
 
@@ -58,12 +59,13 @@ def issue24(m, args, parts: set, units: int) -> dict:
     if "precision" in parts:
         from bench_precision import compare, table
 
-        out["precision"] = compare(m, args.layer, list(range(min(64, units))), 64, "cuda")
+        toy = device == "cpu"
+        out["precision"] = compare(m, args.layer, list(range(min(2 if toy else 64, units))), 2 if toy else 64, device)
         print(table(out["precision"]) + "\n")
     if "memory" in parts:
-        dev = torch.device("cuda", torch.cuda.current_device())
+        dev = torch.device("cuda", torch.cuda.current_device()) if device == "cuda" else torch.device("cpu")
         mem = memory.memory_bound(m, args.layer, list(range(units)), dev)
-        batch = min(mem["max_batch"], 512)
+        batch = min(mem["max_batch"], 512 if device == "cuda" else 4)
         mem["peak_bytes_at_bound"] = memory.step_bytes(m, args.layer, list(range(units)), batch, dev)
         mem["batch_measured"] = batch
         out["memory"] = mem
@@ -71,8 +73,9 @@ def issue24(m, args, parts: set, units: int) -> dict:
     if "check" in parts and Path(args.photos).exists():
         from bench_reliability import measure, table as check_table
 
-        out["check"] = measure(m, m.layer(args.check_layer).name, list(range(32)), args.photos, 64, (8, 64, 256),
-                               "cuda")
+        toy = device == "cpu"
+        out["check"] = measure(m, m.layer(args.check_layer).name, list(range(3 if toy else 32)), args.photos,
+                               12 if toy else 64, (8,) if toy else (8, 64, 256), device)
         print(check_table(out["check"]) + "\n")
     return out
 
@@ -85,6 +88,8 @@ def main(argv=None) -> int:
     ap.add_argument("--photos", default="data/photos")
     ap.add_argument("--check-layer", default="block_14")
     ap.add_argument("--parts", default="render,precision,memory,check")
+    ap.add_argument("--dry-run-cpu", action="store_true",
+                    help="run the issue-24 parts on the CPU at toy sizes (checks the script before a GPU is lent)")
     args = ap.parse_args(argv)
     parts = set(args.parts.split(","))
     m = onnxviz.load(args.model)
@@ -93,8 +98,8 @@ def main(argv=None) -> int:
     cuda = torch.cuda.is_available()
     if cuda and "render" in parts:
         rows += [row(m, args.layer, "cuda", min(n, units), 64) for n in (16, 64)]
-    if cuda:
-        extra = issue24(m, args, parts, units)
+    if cuda or args.dry_run_cpu:
+        extra = issue24(m, args, parts, units, "cuda" if cuda else "cpu")
     torch.set_num_threads(os.cpu_count() or 1)
     if "render" in parts:
         rows.append(row(m, args.layer, "cpu", min(16, units), 16))

@@ -2,8 +2,9 @@
 
     python scripts/bench_precision.py models/mobilenet_v2.onnx --layer block_7 --units 0-3 --steps 32
 
-Renders ``--units`` as one batch once per setting (``--settings``, default fp32 without channels_last,
-fp32, bf16 and fp16 with it), same seed, steps and transforms, through the render API
+Renders ``--units`` as one batch once per setting (``--settings``, default: fp32 one unit at a time as
+the base (``:alone``), then in one batch fp32 without channels_last, fp32, bf16 and fp16 with it),
+same seed, steps and transforms, through the render API
 (``recipes.render_layer``: what `onnxviz render --layer` and `onnxviz microscope` run). Every setting's
 end activation is measured in float32 on the final image (the record's ``activation_end``), so the
 ratios compare pictures, not arithmetic. Prints per setting ms per unit-step (the records' render
@@ -21,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-SETTINGS = "fp32:nocl,fp32:cl,bf16:cl,fp16:cl"
+SETTINGS = "fp32:cl:alone,fp32:nocl,fp32:cl,bf16:cl,fp16:cl"
 
 
 def compare(model, layer: str, units: list, steps: int, device, settings: str = SETTINGS, seed: int = 0) -> list:
@@ -30,15 +31,15 @@ def compare(model, layer: str, units: list, steps: int, device, settings: str = 
 
     rows = []
     for setting in settings.split(","):
-        precision, cl = setting.split(":")
+        precision, cl, *alone = setting.split(":")
         kw = dict(steps=steps, seed=seed, device=device, progress=False, precision=precision,
-                  channels_last=cl == "cl", batch_size=len(units))
-        for _ in recipes.render_layer(model, layer, units, **dict(kw, steps=1)):
+                  channels_last=cl == "cl", batch_size=1 if alone else len(units))
+        for _ in recipes.render_layer(model, layer, units[:kw["batch_size"]], **dict(kw, steps=1)):
             pass  # warm-up
-        (_, r), = list(recipes.render_layer(model, layer, units, **kw))
+        results = [r for _, r in recipes.render_layer(model, layer, units, **kw)]
         rows.append({"setting": setting, "precision": precision, "channels_last": cl == "cl",
-                     "ms_per_unit_step": 1e3 * r.record["seconds"] / (steps * len(units)),
-                     "end": r.record["activation_end"]})
+                     "ms_per_unit_step": 1e3 * sum(r.record["seconds"] for r in results) / (steps * len(units)),
+                     "end": [e for r in results for e in r.record["activation_end"]]})
     base = rows[0]
     for row in rows:
         row["speed"] = base["ms_per_unit_step"] / row["ms_per_unit_step"]
@@ -69,7 +70,8 @@ def main() -> None:
     ap.add_argument("--layer", default="block_7")
     ap.add_argument("--units", default="0-3")
     ap.add_argument("--steps", type=int, default=32)
-    ap.add_argument("--settings", default=SETTINGS, help="precision:cl|nocl, comma-separated; the first is the base")
+    ap.add_argument("--settings", default=SETTINGS,
+                    help="precision:cl|nocl[:alone], comma-separated; the first is the base")
     ap.add_argument("--device", default=None)
     ap.add_argument("--json", default=None)
     args = ap.parse_args()

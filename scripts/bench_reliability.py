@@ -2,6 +2,7 @@
 
     python scripts/bench_reliability.py models/mobilenet_v2.onnx data/photos --layer block_14 --units 0-15
     python scripts/bench_reliability.py models/googlenet.onnx data/photos --layer inception4d --units 0-15
+    python scripts/bench_reliability.py models/mobilenet_v2.onnx data/photos --stage runs/m   # a microscope run
 
 Each unit's top 8 of ``--photos`` photos (by channel mean, onnxruntime) are its examples and its 9th best
 photo stands in for its render (time does not depend on the picture; a real photo gives real verdicts).
@@ -10,6 +11,10 @@ is ``check_units`` over all units with ``--batch`` images per pass. Both after o
 view's conversion). Prints checks/min of each, the ratio, and the largest difference of any number of
 the reports and whether every verdict is the same. Loading photos and opening the mining run are not
 timed in either (the stage now does them once per 32 units instead of once per unit: a further gain).
+
+``--stage RUN``: the microscope's reliability stage as a whole on the channel renders of a finished run
+(PNG read, mining run opened, examples loaded, check, record written): ``trust.attach_reliability`` per
+unit (what the stage ran before) vs ``trust.attach_reliability_units`` (what it runs now), same verdicts.
 """
 from __future__ import annotations
 
@@ -63,6 +68,43 @@ def measure(m, layer: str, units: list, photo_dir, n_photos: int = 48, batches=(
     return {"layer": layer, "units": list(units), "rows": rows, "verdicts": verdicts}
 
 
+def stage(m, run, batch: int = 8, device=None) -> dict:
+    """The reliability stage both ways on every FFT channel render of microscope run ``run``."""
+    from onnxviz.microscope.stages import CHECK_UNITS
+    from onnxviz.preprocessing.images import load_image
+    from onnxviz.runs import trust
+
+    size = tuple(int(v) for v in m.meta.input_size)
+    by_layer: dict = {}
+    for png in sorted(Path(run, "render").glob("*/channel_*.png")):
+        if png.stem.count("_") == 1:
+            rec = json.loads(png.with_suffix(".json").read_text())
+            by_layer.setdefault(rec["layer"], []).append((png, rec["unit"]))
+    n = sum(len(v) for v in by_layer.values())
+    for layer, todo in by_layer.items():  # untimed: each layer's view is converted once, for both ways
+        trust.attach_reliability(m, todo[0][0], load_image(todo[0][0], size), layer, todo[0][1], run, device=device)
+    t0 = time.perf_counter()
+    alone = [trust.attach_reliability(m, png, load_image(png, size), layer, u, run, device=device)
+             for layer, todo in by_layer.items() for png, u in todo]
+    t_alone = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    together = []
+    for layer, todo in by_layer.items():
+        for i in range(0, len(todo), CHECK_UNITS):
+            items = [(png, load_image(png, size), u) for png, u in todo[i:i + CHECK_UNITS]]
+            together += trust.attach_reliability_units(m, layer, items, run, device=device, batch=batch)
+    t_together = time.perf_counter() - t0
+    same = sum(a.get("verdict") == t.get("verdict") for a, t in zip(alone, together))
+    diff = max((abs(a[k] - t[k]) for a, t in zip(alone, together) if "score" in a for k in NUMBERS), default=0.0)
+    verdicts: dict = {}
+    for a in alone:
+        verdicts[a.get("verdict")] = verdicts.get(a.get("verdict"), 0) + 1
+    return {"layer": ",".join(by_layer), "units": list(range(n)), "verdicts": verdicts,
+            "rows": {"alone": {"seconds": t_alone, "checks_per_min": 60 * n / t_alone},
+                     f"batch {batch}": {"seconds": t_together, "checks_per_min": 60 * n / t_together,
+                                        "max_abs_diff": diff, "same_verdicts": same}}}
+
+
 def table(result: dict) -> str:
     n = len(result["units"])
     lines = ["| how | seconds | checks/min | vs one at a time | max abs difference | same verdicts |",
@@ -88,9 +130,15 @@ def main() -> None:
     ap.add_argument("--photos", type=int, default=48)
     ap.add_argument("--batch", default="8,32", help="images per pass of the batched check (several: each timed)")
     ap.add_argument("--device", default=None)
+    ap.add_argument("--stage", default=None, help="a finished microscope run: time its reliability stage both ways")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
     m = onnxviz.load(args.model)
+    if args.stage:
+        result = stage(m, args.stage, int(args.batch.split(",")[0]), args.device)
+        print(f"the reliability stage on {args.stage}: {len(result['units'])} channel renders of {result['layer']}\n")
+        print(table(result))
+        return
     layer = m.layer(args.layer).name
     units = parse_units(args.units)
     result = measure(m, layer, units, args.images, args.photos, [int(v) for v in args.batch.split(",")], args.device)

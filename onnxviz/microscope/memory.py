@@ -127,8 +127,7 @@ def describe(mem: dict) -> str:
 
 def capped(candidates: Sequence[int], bound: int) -> list:
     """The candidate batch sizes that fit under ``bound``, and ``bound`` itself when a candidate did not fit."""
-    out = sorted({min(int(b), int(bound)) for b in candidates})
-    return out
+    return sorted({min(int(b), int(bound)) for b in candidates})
 
 
 def choose(cost: dict, bound: int, given: Optional[int] = None, min_gain: float = 1.1) -> tuple:

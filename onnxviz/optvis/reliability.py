@@ -86,6 +86,8 @@ def _unit_values(acts, units: list):
     """``_unit_value`` of image j for ``units[j]``: one gather when every unit is a channel."""
     import torch
 
+    if all(u is units[0] for u in units):  # one unit (or one concept's direction) for the whole pass
+        return _unit_value(acts, units[0])
     if all(isinstance(u, (int, np.integer)) for u in units):
         idx = torch.as_tensor([int(u) for u in units], device=acts.device)
         a = acts[torch.arange(len(units), device=acts.device), idx]

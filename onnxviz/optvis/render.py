@@ -80,7 +80,10 @@ def _unscale(params, img: torch.Tensor, scale: float) -> None:
     grads = [p.grad for p in params if p.grad is not None] + ([img.grad] if img.grad is not None else [])
     finite = all(bool(torch.isfinite(g).all()) for g in grads)
     for g in grads:
-        g.div_(scale) if finite else g.zero_()
+        if finite:
+            g.div_(scale)
+        else:
+            g.zero_()
 
 
 def _as_transform(transforms, size) -> Callable:
