@@ -18,6 +18,7 @@ import click
 
 from ..attribution.labels import caption
 from ..concepts import METHODS, NMF_SOLVERS, NotEnoughVectors, learn_from_run, mine_concepts, mined_folder, name_concepts
+from ..concepts.learn import MIN_VECTORS_PER_CONCEPT
 from ..errors import OnnxVizError
 from .options import ApiDefault, load_model, meta_options, no_progress_option, seed_option
 
@@ -71,7 +72,8 @@ def concepts(model_path, run_dir, layer_name, method, n_concepts, nmf_solver, nm
                            stability=not no_stability, progress=not no_progress, solver=nmf_solver,
                            max_iter=nmf_iterations)
     except NotEnoughVectors as exc:
-        raise OnnxVizError(f"{exc}. Collect them with: {collect_command(model, model_path, run_dir, layer_name, exc.need)}"
+        need = exc.need or MIN_VECTORS_PER_CONCEPT * (n_concepts or 4 * model.layer(name).units)
+        raise OnnxVizError(f"{exc}. Collect them with: {collect_command(model, model_path, run_dir, layer_name, need)}"
                            " (or ask for fewer --concepts)")
     click.echo(f"{d.concepts} {method} concepts of {name} from {d.settings['vectors']:,} vectors: "
                + ", ".join(f"{k} {v}" for k, v in d.metrics.items()))
