@@ -73,9 +73,9 @@ class NotEnoughVectors(OnnxVizError):
     """Too few sampled activation vectors for the concept dictionary asked for."""
 
     def __init__(self, layer: str, have: int, need: int, per_concept: int):
-        self.layer, self.have, self.need = layer, have, need
-        super().__init__(f"layer {layer!r} has {have:,} sampled activation vectors; {need:,} are needed "
-                         f"({per_concept} per concept)")
+        self.layer, self.have, self.need = layer, have, need  # need 0: unknown (no vectors to count channels)
+        needed = f"{need:,} are needed" if need else "some are needed"
+        super().__init__(f"layer {layer!r} has {have:,} sampled activation vectors; {needed} ({per_concept} per concept)")
 
 
 # ---------------------------------------------------------------- exit codes (the CLI's contract)

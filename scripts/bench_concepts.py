@@ -6,8 +6,12 @@ concepts on one interpretability proxy (label purity of the top examples).
     python scripts/bench_concepts.py --model models/mobilenet_v2.onnx --photos data/photos --out docs/bench_concepts.json
     python scripts/bench_concepts.py --model ~/.cache/onnxviz/corpus/open_nsfw_torch.onnx --layers LAYER:49 --methods sae
 
-Rows are merged into ``--out`` (one per model, layer and method), written after each, so the benchmark
-runs in chunks (one layer or one method per call); each layer's sampled run is mined once and kept.
+Rows are merged into ``--out`` (one per model, layer, method and --views), written after each, so the
+benchmark runs in chunks (one layer or one method per call); each layer's sampled run is mined once and kept.
+``--views N`` samples N augmented views of each photo too (``mine --atlas-views``: block_14 has 7x7
+positions, so 544 photos give 26,656 vectors; ``--views 3`` gives 106,624). Mining the units alone and
+mining the concepts in the graph are timed in the same run, interleaved (``--rounds``), the fastest of
+each compared.
 
 Per layer: mine the layer's units over the photos with every position sampled (``--atlas-per-image``),
 learn NMF and TopK-SAE dictionaries of ``--factor`` x the channels (time, explained variance, mean L0,
@@ -58,6 +62,14 @@ def main(argv=None) -> int:
                     "(MiniBatchNMF), sae (TopK)")
     ap.add_argument("--epochs", type=int, default=20, help="passes over the vectors (sae, nmf-mb)")
     ap.add_argument("--nmf-iterations", type=int, default=300, help="nmf (cd): iterations at most")
+    ap.add_argument("--views", type=int, default=0, help="mine --atlas-views: augmented views of each photo sampled "
+                    "too (more vectors from the same photos)")
+    ap.add_argument("--no-stability", action="store_true", help="learn one dictionary, not two (no stability column)")
+    ap.add_argument("--rounds", type=int, default=2, help="mining units and concepts, interleaved, this many times "
+                    "each (the fastest of each counts)")
+    ap.add_argument("--no-mine", action="store_true", help="learn only (no mining times, no purity)")
+    ap.add_argument("--reuse", action="store_true", help="mine with the dictionary an earlier call stored in the "
+                    "sampled run instead of learning it again (a long benchmark split in two calls)")
     ap.add_argument("--work", default="/tmp/bench_concepts")
     ap.add_argument("--out", default="docs/bench_concepts.json")
     a = ap.parse_args(argv)
@@ -78,17 +90,18 @@ def main(argv=None) -> int:
     work = Path(a.work) / Path(a.model).stem
     for spec in a.layers.split(","):
         layer, per_image = spec.split(":")
-        run = work / layer
+        run = work / (layer if not a.views else f"{layer}_views{a.views}")
         # resumes (or keeps) the sampled run: a chunked benchmark mines each layer once
+        t0 = time.perf_counter()
         s = mine(model, a.photos, run, layers=[layer], top=8, bottom=8, progress=False, thumbs=False, spectrum=0,
-                 atlas_layers=[layer], atlas_per_image=int(per_image))
-        timing = work / f"{layer}_units_seconds.json"
-        if not timing.exists():
+                 atlas_layers=[layer], atlas_per_image=int(per_image), atlas_views=a.views)
+        t_sample = time.perf_counter() - t0
+
+        def mine_units() -> float:
             t0 = time.perf_counter()  # the units alone, as the concepts are mined (no atlas sampling)
             mine(model, a.photos, work / f"{layer}_units", layers=[layer], top=8, bottom=8, progress=False,
                  thumbs=False, spectrum=0, overwrite=True)
-            timing.write_text(json.dumps(time.perf_counter() - t0))
-        t_units = json.loads(timing.read_text())
+            return time.perf_counter() - t0
         res = open_results(run)
         name = res.name(layer)
         unit_purity = purity(res, name, res.units(name), predicted)
@@ -96,26 +109,37 @@ def main(argv=None) -> int:
         for method in a.methods.split(","):
             solver = "minibatch" if method == "nmf-mb" else "cd"
             t0 = time.perf_counter()
-            d = concepts.learn(vecs, name, method=method.split("-")[0], concepts=a.factor * vecs.shape[1], seed=0,
+            stored = concepts.folder_of(run, name) / f"{'nmfmb' if method == 'nmf-mb' else method.split('-')[0]}{a.factor * vecs.shape[1]}.json"
+            prior = next((r for r in rows if (r.get("model"), r["layer"], r["method"], r.get("views", 0))
+                          == (Path(a.model).name, name, method, a.views)), {}) if a.reuse else {}
+            d = concepts.Dictionary.load(stored) if a.reuse else concepts.learn(vecs, name, method=method.split("-")[0], concepts=a.factor * vecs.shape[1], seed=0,
                                progress=False, solver=solver, epochs=a.epochs,
-                               max_iter=a.nmf_iterations)
-            t_learn = time.perf_counter() - t0
+                               max_iter=a.nmf_iterations, stability=not a.no_stability)
+            t_learn = prior.get("learn_s") if a.reuse else time.perf_counter() - t0
             d.save(run)
-            t0 = time.perf_counter()
-            concepts.mine_concepts(model, d, run, top=8, bottom=8, progress=False, thumbs=False, spectrum=0,
-                                   overwrite=True)
-            t_mine = time.perf_counter() - t0
-            cres = open_results(concepts.mined_folder(run, d))
-            cname = cres.name(concepts.concept_name(d))
             row = {"model": Path(a.model).name, "layer": name, "method": method, "channels": int(vecs.shape[1]),
-                   "concepts": d.concepts, "vectors": int(len(vecs)), "images": s.images, "epochs": a.epochs,
-                   "nmf_iterations": d.settings.get("nmf_iterations"),
-                   "learn_s": round(t_learn, 1), **d.metrics,
-                   "mine_units_s": round(t_units, 1), "mine_concepts_s": round(t_mine, 1),
-                   "mine_ratio": round(t_mine / t_units, 2), "purity_units": round(unit_purity, 3),
-                   "purity_concepts": round(purity(cres, cname, d.concepts, predicted), 3), "command": cmd}
-            cres.close()
-            rows = [r for r in rows if (r.get("model"), r["layer"], r["method"]) != (row["model"], name, method)]
+                   "concepts": d.concepts, "vectors": int(len(vecs)), "images": s.images, "views": a.views,
+                   "sample_s": round(t_sample, 1), "epochs": a.epochs,
+                   "nmf_iterations": d.settings.get("nmf_iterations"), "dictionaries": 1 if a.no_stability else 2,
+                   "learn_s": t_learn if a.reuse else round(t_learn, 1), **d.metrics,
+                   "command": cmd if not a.reuse else prior.get("command", "") + " ; " + cmd}
+            if not a.no_mine:
+                units_s, concepts_s = [], []
+                for _ in range(max(1, a.rounds)):  # interleaved: both see the same load
+                    units_s.append(mine_units())
+                    t0 = time.perf_counter()
+                    concepts.mine_concepts(model, d, run, top=8, bottom=8, progress=False, thumbs=False, spectrum=0,
+                                           overwrite=True)
+                    concepts_s.append(time.perf_counter() - t0)
+                cres = open_results(concepts.mined_folder(run, d))
+                cname = cres.name(concepts.concept_name(d))
+                row |= {"mine_units_s": round(min(units_s), 1), "mine_concepts_s": round(min(concepts_s), 1),
+                        "mine_rounds": [[round(u, 2), round(c, 2)] for u, c in zip(units_s, concepts_s)],
+                        "mine_ratio": round(min(concepts_s) / min(units_s), 2), "purity_units": round(unit_purity, 3),
+                        "purity_concepts": round(purity(cres, cname, d.concepts, predicted), 3)}
+                cres.close()
+            key = (row["model"], name, method, a.views)
+            rows = [r for r in rows if (r.get("model"), r["layer"], r["method"], r.get("views", 0)) != key]
             rows.append(row)
             print(json.dumps(row), flush=True)
             out.write_text(json.dumps({"rows": rows}, indent=1))  # after every row: a chunked run keeps them

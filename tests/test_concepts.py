@@ -111,13 +111,60 @@ def test_mined_concepts_rank_images_by_their_codes(concept_run, digits_onnx):
         res.close()
 
 
-def test_too_few_vectors_is_one_line_with_the_command(concept_run, digits_onnx):
+def test_too_few_vectors_is_one_line_with_the_command(concept_run, digits_onnx, tmp_path):
     with pytest.raises(NotEnoughVectors, match="needed"):
         concepts.learn_from_run(concept_run, LAYER, method="nmf", concepts=10_000, progress=False)
     r = CliRunner().invoke(main, ["concepts", str(digits_onnx), "--run", str(concept_run), "--layer", LAYER,
                                   "--concepts", "10000", "--no-progress"])
-    assert r.exit_code != 0 and "Traceback" not in r.output
-    assert "--atlas-layers relu_2 --atlas-per-image" in r.output and "needed" in r.output
+    assert r.exit_code != 0 and "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
+    # 200,000 vectors over 120 images: every one of the 64 positions, and 26 augmented views of each image
+    assert "--atlas-layers relu_2 --atlas-per-image 64 --atlas-views 26 --overwrite" in r.output and "needed" in r.output
+    # a run mined without --atlas-layers: the same line (4 x 32 concepts x 20 vectors over 10 images: 256 each)
+    mine(digits_onnx, concept_run.parent / "digits", tmp_path / "bare", layers=[LAYER], limit=10, progress=False,
+         thumbs=False, spectrum=0)
+    r = CliRunner().invoke(main, ["concepts", str(digits_onnx), "--run", str(tmp_path / "bare"), "--layer", LAYER,
+                                  "--no-progress"])
+    assert r.exit_code != 0 and "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
+    assert "has 0 sampled" in r.output and "--atlas-per-image 64 --atlas-views 3 --overwrite" in r.output
+
+
+def test_augmented_views_add_seeded_vectors_and_leave_the_examples(concept_run, digits_onnx, tmp_path):
+    """mine --atlas-views: each view's rows are the layer's activations of that seeded crop/flip of the image,
+    the same at any batch size; the photos' own rows and dataset examples are those of a run without views."""
+    from onnxviz.mining.views import input_axes, view_batch
+
+    folder = concept_run.parent / "digits"
+    kw = dict(layers=[LAYER], top=3, bottom=3, progress=False, thumbs=False, spectrum=0, atlas_layers=[LAYER],
+              atlas_per_image=4, seed=5)
+    mine(digits_onnx, folder, tmp_path / "v", batch_size=40, atlas_views=2, **kw)
+    mine(digits_onnx, folder, tmp_path / "v7", batch_size=7, atlas_views=2, **kw)
+    mine(digits_onnx, folder, tmp_path / "plain", batch_size=40, **kw)
+    v, v7, plain = (open_results(tmp_path / n) for n in ("v", "v7", "plain"))
+    s = v.atlas_samples(LAYER)
+    assert s["vectors"].shape == (N * 4 * 3, 32)
+    assert np.array_equal(s["vectors"], v7.atlas_samples(LAYER)["vectors"])  # merge-exact: any batch size
+    own = plain.atlas_samples(LAYER)["vectors"]
+    assert np.array_equal(s["vectors"].reshape(N, 12, 32)[:, :4], own.reshape(N, 4, 32))  # slots 0-3: the photo
+    ex = lambda r: [(e.index, e.activation) for e in r.examples(r.name(LAYER), 0, direction="top")]  # noqa: E731
+    assert ex(v) == ex(plain)
+    m = onnxviz.load(digits_onnx)
+    src = open_source(folder)
+    from onnxviz.mining.mine import pixel_feed
+
+    photos = np.stack([load_for_model(folder / src.key(i), m.meta) for i in range(2)])  # (2, 3, H, W) in [0, 1]
+    fed = pixel_feed(m, None)  # the batch mining runs: uint8 (B, H, W, 3) pixels, or the model's input
+    batch = np.rint(photos * 255).astype(np.uint8).transpose(0, 2, 3, 1) if fed else m.prepare(photos)
+    for view in (1, 2):
+        seen = view_batch(batch, [0, 1], view, 5, input_axes(m.meta, fed))
+        x = m.prepare(seen.transpose(0, 3, 1, 2).astype(np.float32) / 255) if fed else seen
+        acts = m.activations(x, [LAYER])[LAYER]
+        for i in range(2):
+            for slot in range(view * 4, view * 4 + 4):
+                j = i * 12 + slot
+                assert np.allclose(s["vectors"][j], acts[i, :, s["y"][j], s["x"][j]], rtol=2e-3, atol=2e-3)
+    assert not np.allclose(s["vectors"][4:8], s["vectors"][8:12])  # two different views
+    for r in (v, v7, plain):
+        r.close()
 
 
 def test_cli_learns_and_mines(concept_run, digits_onnx):
@@ -235,7 +282,7 @@ def test_site_shows_concepts_like_units_with_labels(concept_run, digits_onnx, tm
     assert all(u[3] for u in units["units"])  # the layer's units are labelled from the head too
     # the layer's own grid holds its concepts beside its units: the same rows as the set's page, each card
     # opening the set's unit page, with the set's render template; the page offers the "show" menu
-    (cset,) = units["sets"]
+    cset = next(c for c in units["sets"] if c["name"] == "nmf10")  # (earlier tests stored other sets too)
     assert cset["name"] == "nmf10" and cset["slug"] == cslug and cset["units"] == data["units"]
     assert cset["tmpl"]["render"] == data["tmpl"]["render"] and "explained variance" in cset["line"]
     assert '<select id="show">' in layer_page and '<option value="nmf10">' in layer_page
@@ -247,9 +294,9 @@ def test_site_shows_concepts_like_units_with_labels(concept_run, digits_onnx, tm
     assert any(q in text for text in labels)
     dom = _dump_dom(out / "layers" / LAYER / "index.html")  # the page as a browser draws it (skipped without one)
     if dom is not None:
-        assert dom.count('class="card"') + dom.count('class="card missing"') == 32  # every unit ...
+        total = 32 + sum(len(c["units"]) for c in units["sets"])
+        assert dom.count('data-unit="') == 32 and f"{total} units and concepts" in dom  # every unit ...
         assert dom.count('data-set="nmf10"') == 10 and f'href="../{cslug}/unit.html?u=0"' in dom  # ... and concept
-        assert "32 units and concepts" not in dom and "42 units and concepts" in dom
         only = _dump_dom(out / "layers" / LAYER / "index.html", "?show=nmf10&q=" + q.replace(" ", "+"))
         matching = sum(q.lower() in t.lower() for t in labels)  # the concepts whose label holds the query
         assert 'data-unit="' not in only and only.count('data-set="nmf10"') == matching > 0

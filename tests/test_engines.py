@@ -138,25 +138,27 @@ def test_ray_mining_equals_local_and_resumes_by_block(model, folder, local_run, 
 def test_ray_spectrum_and_atlas_samples_equal_local_and_resume_by_block(digits_onnx, model, folder, ray_session,
                                                                          tmp_path):
     """Samples taken per block on 2 workers and merged: the single pass's, bit for bit (a real sample:
-    24 of 70 images), through an interruption and a resume from the command line."""
+    24 of 70 images; atlas rows of the images and of one augmented view each), through an interruption
+    and a resume from the command line."""
     from onnxviz.cli import main as cli
     from onnxviz.engines import ray as R
 
     kw = dict(top=2, bottom=2, batch_size=16, progress=False, thumbs=False, spectrum=24, atlas_layers="relu_2",
-              atlas_per_image=3, seed=5, positions="pass2")  # pass 2 on the actors (the other test: inline)
+              atlas_per_image=3, atlas_views=1, seed=5, positions="pass2")  # pass 2 on the actors (the other test: inline)
     assert mine(model, folder, tmp_path / "local", threads=1, **kw).complete
     s1 = R.mine(model, folder, tmp_path / "ray", workers=2, block_size=16, stop_after=2, **kw)
     assert not s1.complete and s1.processed_now == 32
     res = CliRunner().invoke(cli, ["mine", digits_onnx, str(folder), "--out", str(tmp_path / "ray"), "--engine", "ray",
                                    "--workers", "2", "--block-size", "16", "--batch-size", "16", "--top", "2",
                                    "--bottom", "2", "--spectrum", "24", "--atlas-layers", "relu_2",
-                                   "--atlas-per-image", "3", "--seed", "5", "--no-progress", "--no-thumbs",
+                                   "--atlas-per-image", "3", "--atlas-views", "1", "--seed", "5", "--no-progress",
+                                   "--no-thumbs",
                                    "--positions", "pass2"])
     assert res.exit_code == 0 and "resumed after 32" in res.output, res.output
     for table in ("spectrum", "atlas_samples", "examples"):
         assert _rows(tmp_path / "ray", table) == _rows(tmp_path / "local", table), table
     r, local = onnxviz.mining.open_results(tmp_path / "ray"), onnxviz.mining.open_results(tmp_path / "local")
-    assert r.atlas_layers == ["relu_2"] and len(r.atlas_samples("relu_2")["image"]) == N * 3
+    assert r.atlas_layers == ["relu_2"] and len(r.atlas_samples("relu_2")["image"]) == N * 3 * 2  # and a view each
     spec = r.spectrum("relu_2", 3)
     assert spec == local.spectrum("relu_2", 3) and spec[0]["sample"] == 24 and not spec[0]["exact"]
 

@@ -18,6 +18,7 @@ import click
 
 from ..attribution.labels import caption
 from ..concepts import METHODS, NMF_SOLVERS, NotEnoughVectors, learn_from_run, mine_concepts, mined_folder, name_concepts
+from ..concepts.learn import MIN_VECTORS_PER_CONCEPT
 from ..errors import OnnxVizError
 from .options import ApiDefault, load_model, meta_options, no_progress_option, seed_option
 
@@ -71,9 +72,9 @@ def concepts(model_path, run_dir, layer_name, method, n_concepts, nmf_solver, nm
                            stability=not no_stability, progress=not no_progress, solver=nmf_solver,
                            max_iter=nmf_iterations)
     except NotEnoughVectors as exc:
-        per_image = -(-exc.need // max(1, _images(run_dir)))
-        raise OnnxVizError(f"{exc}. Collect them with: onnxviz mine {model_path} IMAGES --run {run_dir} "
-                           f"--atlas-layers {layer_name} --atlas-per-image {per_image} (or ask for fewer --concepts)")
+        need = exc.need or MIN_VECTORS_PER_CONCEPT * (n_concepts or 4 * model.layer(name).units)
+        raise OnnxVizError(f"{exc}. Collect them with: {collect_command(model, model_path, run_dir, layer_name, need)}"
+                           " (or ask for fewer --concepts)")
     click.echo(f"{d.concepts} {method} concepts of {name} from {d.settings['vectors']:,} vectors: "
                + ", ".join(f"{k} {v}" for k, v in d.metrics.items()))
     if d.labels is None and name_concepts(model, d, run_dir) is not None:
@@ -113,14 +114,26 @@ def _render(model, d, run_dir, which, progress, **kw) -> None:
                + (f" (reliability: {checks})" if checks else "") + kept)
 
 
-def _images(run_dir) -> int:
+def collect_command(model, model_path, run_dir, layer: str, need: int) -> str:
+    """The `onnxviz mine` line that samples ``need`` vectors of ``layer`` over the run's images: every
+    position of the map if that is not enough, then augmented views (--atlas-views) for the rest."""
     from ..mining.results import open_results
+    from ..runs import command
 
     res = open_results(run_dir)
     try:
-        return int((res.store.get("summary") or {}).get("images") or 1)
+        images = max(1, int((res.store.get("summary") or {}).get("images") or 1))
+        source = res.config.get("source") or "IMAGES"
     finally:
         res.close()
+    size = model.map_size(layer)
+    positions = size[0] * size[1] if size else None
+    per_image = -(-need // images)
+    views = 0
+    if positions and per_image > positions:
+        per_image, views = positions, -(-need // (images * positions)) - 1
+    return command("mine", model_path, source, run=run_dir, atlas_layers=layer, atlas_per_image=per_image,
+                   atlas_views=views or None, overwrite=True)
 
 
 COMMANDS = [concepts]

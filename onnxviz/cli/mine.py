@@ -55,12 +55,16 @@ _MINE = "onnxviz.mining.mine:mine"
 @click.option("--atlas-per-image", default=ApiDefault(_MINE, "atlas_per_image"), show_default=True,
               type=click.IntRange(1),
               help="Random positions sampled per image and atlas layer.")
+@click.option("--atlas-views", default=ApiDefault(_MINE, "atlas_views"), show_default=True, type=click.IntRange(0),
+              help="Also sample the atlas layers in this many seeded random crops and flips of each image (one more "
+              "forward pass each): more vectors for `onnxviz concepts` from few photos.")
 @seed_option("the spectrum and atlas samplers")
 @engine_options
 @meta_options
 def mine(model_path, source, run, layers, top, bottom, batch_size, workers, threads, decoder, positions, topk, shard,
          limit, overwrite,
-         no_progress, no_thumbs, spectrum, atlas_layers, atlas_per_image, seed, engine, address, gpus_per_worker,
+         no_progress, no_thumbs, spectrum, atlas_layers, atlas_per_image, atlas_views, seed, engine, address,
+         gpus_per_worker,
          block_size, **meta_kwargs):
     """Dataset examples: the top/bottom images of every unit of MODEL_PATH over SOURCE.
 
@@ -73,8 +77,10 @@ def mine(model_path, source, run, layers, top, bottom, batch_size, workers, thre
     warn_uncertain(model, model_path)
     cmd = command("mine", model_path, source, run=run, layers=layers, top=top, bottom=bottom, batch_size=batch_size,
                   shard=shard, limit=limit, spectrum=spectrum, atlas_layers=atlas_layers,
-                  atlas_per_image=atlas_per_image if atlas_layers else None, seed=seed, **meta_opts)
-    kw = dict(spectrum=spectrum, atlas_layers=atlas_layers, atlas_per_image=atlas_per_image, seed=seed,
+                  atlas_per_image=atlas_per_image if atlas_layers else None,
+                  atlas_views=atlas_views if atlas_layers and atlas_views else None, seed=seed, **meta_opts)
+    kw = dict(spectrum=spectrum, atlas_layers=atlas_layers, atlas_per_image=atlas_per_image, atlas_views=atlas_views,
+              seed=seed,
               positions=positions)
     if engine == "ray":
         kw |= dict(address=address, gpus_per_worker=gpus_per_worker, block_size=block_size)

@@ -34,7 +34,7 @@ def learn_from_run(run_dir, layer: str, method: str = "nmf", concepts=None, seed
     (``<run>/concepts/<layer>/<method><K>.json``). An existing one with the same settings is returned
     as it is (the result of a finished run is kept, so a killed and rerun command continues)."""
     name, vecs = vectors_of_run(run_dir, layer)
-    k = int(concepts or 4 * (vecs.shape[1] if vecs.size else 1))
+    k = int(concepts) if concepts else (4 * vecs.shape[1] if vecs.size else None)  # None: no vectors, channels unknown
     for path in stored(run_dir, name):
         d = Dictionary.load(path)
         solver_ok = method != "nmf" or d.settings.get("solver", "cd") == kwargs.get("solver", "cd")

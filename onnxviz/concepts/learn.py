@@ -42,8 +42,8 @@ def learn(vectors: np.ndarray, layer: str, method: str = "nmf", concepts: Option
     (mean cosine of matched atoms): the same concepts found twice are less likely an accident.
     ``solver``: NMF's, "cd" (every vector, ``max_iter`` iterations) or "minibatch" (``epochs`` passes)."""
     x = np.asarray(vectors, np.float32)
-    if x.ndim != 2 or x.shape[0] == 0:
-        raise OnnxVizError(f"no activation vectors of layer {layer!r} to learn concepts from")
+    if x.ndim != 2 or x.shape[0] == 0:  # a run mined without --atlas-layers: the CLI names the command
+        raise NotEnoughVectors(layer, 0, MIN_VECTORS_PER_CONCEPT * int(concepts or 0), MIN_VECTORS_PER_CONCEPT)
     m, c = x.shape
     k = int(concepts or 4 * c)
     if method not in METHODS:

@@ -124,7 +124,8 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
          overwrite: bool = False, progress: bool = True, address: Optional[str] = None, num_cpus: Optional[int] = None,
          gpus_per_worker: float = 0, block_size: Optional[int] = None, stop_after: Optional[int] = None,
          checkpoint_seconds: float = 20.0, thumbs: bool = True, command: str = "", spectrum: int = 128,
-         atlas_layers=None, atlas_per_image: int = 8, seed: int = 0, positions: str = "auto") -> Summary:
+         atlas_layers=None, atlas_per_image: int = 8, atlas_views: int = 0, seed: int = 0,
+         positions: str = "auto") -> Summary:
     """``onnxviz.mining.mine`` on Ray: the same arguments and the same store, plus where to run.
 
     workers: onnxruntime actors (one session each); gpus_per_worker: e.g. 1 to give each a GPU
@@ -144,7 +145,7 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
     block_size = int(block_size or batch_size * 8)
     if gpus_per_worker and providers is None:
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    samplers = Samplers.of(model, spectrum, atlas_layers, atlas_per_image, seed)
+    samplers = Samplers.of(model, spectrum, atlas_layers, atlas_per_image, seed, atlas_views)
     spec = work.ModelSpec.of(model, pixels=pixel_feed(model, None))
     with open_run(model, src, out, layers, top, bottom, shard, limit, overwrite, command, samplers,
                   extra={"engine": "ray", "block_size": block_size}) as run:

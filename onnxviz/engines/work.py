@@ -24,6 +24,7 @@ from ..mining.datasets import Decoded, KeyReader, decode_bytes
 from ..mining.mine import fuse_lists, update_lists
 from ..mining.run import DIRS, STATS
 from ..mining.samplers import Samplers
+from ..mining.views import input_axes, offer_views
 from ..mining.topk import TopK
 
 
@@ -130,6 +131,7 @@ class BlockMiner:
                                               maps=list(self.samplers.atlas) if self.samplers else [],
                                               pixels=spec.pixels)
         self.names = [lay.name for lay in self.runner.layers]
+        self.axes = input_axes(self.model.meta, spec.pixels)  # of the batches, for the augmented views
         self.units = {lay.name: int(lay.units) for lay in self.runner.layers}
 
     def mine(self, x: np.ndarray, good: np.ndarray) -> dict:
@@ -147,6 +149,7 @@ class BlockMiner:
             idx = good[i:i + self.batch_size]
             if samplers is not None:
                 samplers.offer(out, maps, idx)
+                offer_views(samplers, self.runner.run, x[i:i + self.batch_size], idx, self.axes)
             update_lists(fused, out, self.names, idx)
         return Partial({key: (t.keys, t.positions) for key, t in states.items()}, samplers)
 

@@ -20,24 +20,27 @@ SCHEMA = ("CREATE TABLE IF NOT EXISTS atlas_samples (layer TEXT, image INTEGER, 
           "vec BLOB, PRIMARY KEY (layer, image, slot)) WITHOUT ROWID;")
 
 
-def positions(seed: int, index: int, h: int, w: int, per_image: int) -> np.ndarray:
-    """``per_image`` distinct flat positions in an (h, w) map for image ``index`` (fewer if the map is smaller)."""
+def positions(seed: int, index: int, h: int, w: int, per_image: int, view: int = 0) -> np.ndarray:
+    """``per_image`` distinct flat positions in an (h, w) map for image ``index`` (fewer if the map is smaller);
+    ``view``: of that augmented view of the image (views.py; 0: the image itself)."""
     n = h * w
-    keys = priority(seed ^ 0x5A17, np.uint64(index) * np.uint64(n) + np.arange(n, dtype=np.uint64))
+    key = seed ^ 0x5A17 if view == 0 else (seed ^ 0x5A17) + 0x9E3779B1 * view
+    keys = priority(key, np.uint64(index) * np.uint64(n) + np.arange(n, dtype=np.uint64))
     return np.argsort(keys, kind="stable")[:min(per_image, n)]
 
 
-def sample(maps: np.ndarray, indices, per_image: int, seed: int = 0, layout: str = "NCHW") -> list:
-    """One batch's maps (B, C, H, W) (or NHWC) -> rows (image, slot, y, x, float16 vector bytes)."""
+def sample(maps: np.ndarray, indices, per_image: int, seed: int = 0, layout: str = "NCHW", view: int = 0) -> list:
+    """One batch's maps (B, C, H, W) (or NHWC) -> rows (image, slot, y, x, float16 vector bytes); the maps of
+    augmented view ``view`` (views.py) fill slots ``view * per_image`` on."""
     maps = np.asarray(maps)
     if layout == "NHWC":
         maps = maps.transpose(0, 3, 1, 2)
     _, _, h, w = maps.shape
     rows = []
     for b, idx in enumerate(np.asarray(indices, np.int64)):
-        for slot, p in enumerate(positions(seed, int(idx), h, w, per_image)):
+        for slot, p in enumerate(positions(seed, int(idx), h, w, per_image, view)):
             y, x = divmod(int(p), w)
-            rows.append((int(idx), slot, y, x, maps[b, :, y, x].astype("<f2").tobytes()))
+            rows.append((int(idx), view * per_image + slot, y, x, maps[b, :, y, x].astype("<f2").tobytes()))
     return rows
 
 

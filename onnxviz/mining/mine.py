@@ -32,6 +32,7 @@ from .datasets import ImageSource, decode_batches, open_source
 from .decoders import default_workers, open_decoder
 from .run import DIRS, STATS, MiningError, Stopper, Summary, mining_dir, open_run, set_positions, wanted_images
 from .samplers import Samplers
+from .views import input_axes, view_maps
 from .topk import TopK, fuse
 
 __all__ = ["mine", "fill_positions", "MiningError", "Summary", "mining_dir"]
@@ -44,7 +45,7 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
          limit: Optional[int] = None, overwrite: bool = False, progress: bool = True,
          stop_after: Optional[int] = None, checkpoint_seconds: float = 20.0, thumbs: bool = True,
          command: str = "", spectrum: int = 128, atlas_layers=None, atlas_per_image: int = 8,
-         seed: int = 0, decoder: str = "auto", pixels: Optional[bool] = None,
+         atlas_views: int = 0, seed: int = 0, decoder: str = "auto", pixels: Optional[bool] = None,
          positions: str = "auto", memory: Optional[int] = None, topk: str = "auto") -> Summary:
     """Mine dataset examples of ``layers`` (default all of ``model.layers``) over ``source``.
 
@@ -55,7 +56,9 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
     interrupted) after that many batches — for tests and demos. ``spectrum``: images in the
     uniform sample behind every unit's spectrum of examples (0: none; see spectrum.py).
     ``atlas_layers``: layers whose activation vectors are sampled at ``atlas_per_image`` random
-    positions per image for ``onnxviz atlas`` (samples.py). ``seed``: of both samplers. ``pixels``: feed
+    positions per image for ``onnxviz atlas`` (samples.py), and in ``atlas_views`` seeded random
+    crops and flips of each image too (views.py: one more forward pass each; more vectors for
+    ``onnxviz concepts``; examples and spectra stay the images'). ``seed``: of the samplers. ``pixels``: feed
     onnxruntime the decoded uint8 pixels and preprocess in the graph (pixelfeed.py; same input, bit
     for bit); None: wherever the model's input allows. ``positions``: "pass2" computes the argmax
     positions of the examples in a second pass over the example images only (cheapest on a CPU,
@@ -80,8 +83,9 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
     src = source if isinstance(source, ImageSource) else open_source(source)
     if batch_size < 1:
         raise MiningError("--batch-size must be at least 1")
-    samplers = Samplers.of(model, spectrum, atlas_layers, atlas_per_image, seed)
+    samplers = Samplers.of(model, spectrum, atlas_layers, atlas_per_image, seed, atlas_views)
     pixels = pixel_feed(model, pixels)
+    axes = input_axes(model.meta, pixels)
     if positions not in ("auto", "inline", "pass2"):
         raise MiningError(f"positions must be auto, inline or pass2, not {positions!r}")
     with open_run(model, src, out, layers, top, bottom, shard, limit, overwrite, command, samplers) as run:
@@ -127,16 +131,22 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
                         while len(inflight) > keep:
                             inflight.popleft().result()
 
-                def infer_batch(batch, rows):
+                def infer_batch(batch, idx, rows):
                     with clock("inference"):
-                        return runner.run(batch, maps=True, rows=rows)
+                        out = runner.run(batch, maps=True, rows=rows)
+                    if samplers is None or not samplers.views:
+                        return out, []
+                    with clock("augmented views"):
+                        return out, view_maps(samplers, runner.run, batch, idx, axes)
 
                 def absorb(job, idx):
                     """Everything a batch's statistics go into, once its inference ``job`` is done."""
-                    stats, maps = job.result()
+                    (stats, maps), views = job.result()
                     with clock("top-k"):
                         if samplers is not None:
                             samplers.offer(stats, maps, idx)
+                            for view, vmaps in views:
+                                samplers.offer_view(vmaps, idx, view)
                         update_lists(fused, stats, names, idx, lists_pool)
 
                 batches = decode_batches(src, todo, model.meta, batch_size, workers, decoder=procs, pixels=pixels)
@@ -146,7 +156,7 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
                         idx = np.array([d.index for d in good], np.int64)
                         settle(1)  # at most two batches in flight: bounded memory
                         rows = samplers.rows(idx) if samplers is not None else None  # the spectrum's rows
-                        inflight.append(post.submit(absorb, infer.submit(infer_batch, batch, rows), idx))
+                        inflight.append(post.submit(absorb, infer.submit(infer_batch, batch, idx, rows), idx))
                     for d in decoded:
                         pending_rows.append((d.index, src.key(d.index), d.size[0] if d.size else None,
                                              d.size[1] if d.size else None, d.error or None))

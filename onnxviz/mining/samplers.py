@@ -22,12 +22,14 @@ from ..errors import MiningError
 @dataclass
 class Samplers:
     """``spectrum``: reservoir size (0: none); ``atlas``: {layer: layout} of the atlas layers;
+    ``views``: augmented views per image sampled for the atlas layers too (views.py);
     ``reservoir``: the spectrum so far; ``pending``: {layer: atlas rows} not saved yet."""
 
     spectrum: int
     atlas: dict
     per_image: int
     seed: int
+    views: int = 0
     reservoir: Optional[SP.Reservoir] = None
     pending: dict = field(default_factory=dict)
 
@@ -36,25 +38,31 @@ class Samplers:
             self.reservoir = SP.empty(self.spectrum, self.seed)
 
     @classmethod
-    def of(cls, model, spectrum: int = 128, atlas_layers=None, per_image: int = 8, seed: int = 0) -> Optional["Samplers"]:
+    def of(cls, model, spectrum: int = 128, atlas_layers=None, per_image: int = 8, seed: int = 0,
+           views: int = 0) -> Optional["Samplers"]:
         """The samplers a run asked for (None when none); atlas layers must have spatial maps."""
         names = atlas_layers.split(",") if isinstance(atlas_layers, str) else list(atlas_layers or [])
         atlas = [model.layer(n) for n in names if n]
         bad = [lay.name for lay in atlas if lay.layout not in ("NCHW", "NHWC")]
         if bad:
             raise MiningError(f"atlas layers need spatial maps; {', '.join(bad)} ha{'s' if len(bad) == 1 else 've'} none")
+        if int(views or 0) < 0:
+            raise MiningError("--atlas-views must be 0 or more")
+        if views and not atlas:
+            raise MiningError("--atlas-views needs --atlas-layers (the layers whose vectors the views add to)")
         if not spectrum and not atlas:
             return None
-        return cls(int(spectrum), {lay.name: lay.layout for lay in atlas}, int(per_image), int(seed))
+        return cls(int(spectrum), {lay.name: lay.layout for lay in atlas}, int(per_image), int(seed), int(views or 0))
 
     def settings(self) -> dict:
         """The run config's entry (checked on resume and before a merge)."""
+        views = {"atlas_views": self.views} if self.views else {}  # absent when 0: older runs still resume
         return {"samplers": {"spectrum": self.spectrum, "atlas_layers": list(self.atlas),
-                             "atlas_per_image": self.per_image, "seed": self.seed}}
+                             "atlas_per_image": self.per_image, "seed": self.seed, **views}}
 
     def fresh(self) -> "Samplers":
         """The same settings, nothing sampled: what a worker fills for one block."""
-        return Samplers(self.spectrum, dict(self.atlas), self.per_image, self.seed)
+        return Samplers(self.spectrum, dict(self.atlas), self.per_image, self.seed, self.views)
 
     def offer(self, stats: dict, maps: dict, indices: np.ndarray) -> None:
         """One batch: ``stats`` {layer: {stat: (B, units)}}, ``maps`` {atlas layer: full map} of images ``indices``."""
@@ -71,6 +79,12 @@ class Samplers:
         """Batch positions of ``indices`` whose whole statistics the spectrum may need (the rest of a
         batch crosses to the host only as top-k candidates)."""
         return np.nonzero(SP.contenders(self.reservoir, indices))[0] if self.spectrum else np.zeros(0, np.int64)
+
+    def offer_view(self, maps: dict, indices: np.ndarray, view: int) -> None:
+        """The atlas maps of augmented view ``view`` (>= 1) of images ``indices`` (views.py)."""
+        for name, layout in self.atlas.items():
+            self.pending.setdefault(name, []).extend(SM.sample(maps[name], indices, self.per_image, self.seed,
+                                                               layout, view))
 
     def fold(self, other: Optional["Samplers"]) -> None:
         """Take in the samples of other images (a block, a shard): exact, in any order."""
