@@ -83,3 +83,18 @@ def test_classifier_heads_prefer_probabilities_over_a_box_regression():
     assert E.classifier_heads(proto, shapes) == [("prob", "softmax")]
     del proto.graph.node[1], proto.graph.output[1]
     assert E.classifier_heads(proto, {"box": (None, (8, 4))}) == [("box", "logits")]
+
+
+def test_statistics_cost_is_bounded_for_large_inputs():
+    from onnxviz.preprocessing.evidence import MAX_POSITIONS, photo_count, thin
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(2, 3, 512, 300)).astype(np.float32)
+    t = thin(a)
+    assert t.shape[:2] == (2, 3) and t.shape[2] * t.shape[3] <= MAX_POSITIONS
+    assert abs(float(t.mean()) - float(a.mean())) < 0.02 and abs(float(t.std()) - float(a.std())) < 0.02
+    small = rng.normal(size=(2, 8, 64, 64))
+    assert thin(small) is small or thin(small).shape == small.shape  # a 224 px net's maps are read whole
+    assert thin(rng.normal(size=(2, 40000, 8))).shape[1] <= MAX_POSITIONS  # tokens
+    assert photo_count(224, 224, 16) == 16 and photo_count(416, 416, 16) == 16
+    assert photo_count(640, 640, 16) == 6 and photo_count(1600, 1600, 16) == 4 and photo_count(1600, 1600, 3) == 3

@@ -28,6 +28,9 @@ spread and balance are indirect (a trained net behaves "naturally" on inputs lik
 data): they separate scales by one or two nats and channel orders by less than the priors, which
 then decide. docs/preprocessing.md has the table with the reasons in full.
 
+Cost is bounded (``evidence.thin``, ``evidence.photo_count``): the early-layer statistics read at most
+128x128 positions per photo and channel, and an input above 416x416 runs on fewer photos (at least 4).
+
 A quantized or float16 file is judged on its float32 view (``floatview``), so that a QDQ or fp16
 copy of a model gets what the model gets. All evidence comes from one onnxruntime session run once
 per candidate on the photos bundled with onnxviz (``photos``), never on what else is installed.
@@ -47,7 +50,7 @@ from . import photos as bundled_photos
 from .candidates import (GRAY_CANDIDATES, IMAGENET_MEAN, IMAGENET_STD, RGB_CANDIDATES, Candidate,  # noqa: F401
                          candidates_for, scale_of)
 from .evidence import (SATURATED, balance, bn_distance, bn_moments, bn_support, classifier_heads, feeds_activation,
-                       head_saturation, spread_distance)
+                       head_saturation, photo_count, spread_distance, thin)
 from .normalization import in_graph_normalization, judge_normalization  # noqa: F401 - re-exported
 from .priors import prior_scores
 
@@ -197,14 +200,16 @@ def _statistics(model, proto, base, cands: list, use_labels: bool, terms: dict, 
     runner = Runner(G.expose(proto, watch, keep_outputs=True), threads=None, input_name=model.input_name,
                     extras=feeds(base))
     h, w = base.input_size
-    paths = bundled_photos.paths()
+    paths = bundled_photos.paths()  # the labelled photos first
+    paths = paths[:photo_count(h, w, len(paths))]
     images = np.stack([load_image(p, (h, w), int(round(min(h, w) * 256 / 224))) for p in paths])
+    early_only = set(watch) - set(probe)  # the statistics read these on a grid of positions (``thin``)
 
     def run(c):
         meta = base.replace(**c.fields())
         if runner.extras:
             runner.extras = {k: v for k, v in feeds(meta).items() if k in runner.extras}
-        return runner.run(meta.to_model_input(images))
+        return {k: thin(v) if k in early_only else v for k, v in runner.run(meta.to_model_input(images)).items()}
     spread_ok = first is not None and feeds_activation(proto, first)
     stats: dict = {k: {} for k in ("top1", "loglik", "moments", "sat", "spread", "balance")}
     head = heads = None
