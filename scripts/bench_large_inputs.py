@@ -14,6 +14,7 @@ Markdown table (docs/large_inputs.md).
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -53,7 +54,9 @@ def _one(path: Path, steps: int, dynamic: bool, infer: bool = True) -> dict:
     return {"layer": layer.name, "input": "x".join(map(str, model.meta.input_size)), "size": rec["size"],
             "why": rec.get("size_choice", ""), "seconds": seconds, "ms_per_step": rec["ms_per_step"],
             "load_s": load_s, "rise": statistics.median(rises) if rises else float("nan"),
-            "note": getattr(model, "size_note", "")}
+            "note": getattr(model, "size_note", ""), "rises": [round(r, 2) for r in rises],
+            "start": rec["activation_start"], "end": rec["activation_end"], "spread": [float(d) for d in spread],
+            "op": layer.op, "source": getattr(model.meta, "preprocessing_source", "")}
 
 
 PHOTOS = None
@@ -66,6 +69,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=64)
     ap.add_argument("--before-steps", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=Path, help="append one JSON line per file here (a corpus measured file by file)")
     ap.add_argument("--no-infer", action="store_true",
                     help="preprocessing from the file's own sources only (what the statistics would only check when "
                          "those are complete, e.g. Ultralytics metadata): skips running 16 photos at the full size")
@@ -80,6 +84,10 @@ def main() -> None:
         if before is None:  # --before-steps 0: no before run (4 renders at 1600 px need over 10 GB)
             before = dict(after, ms_per_step=float("nan"), size="-", load_s=float("nan"))
         before_64 = before["ms_per_step"] * a.steps / 1000
+        if a.json:
+            with open(a.json, "a") as out:
+                out.write(json.dumps({"file": f.name, **{k: v for k, v in after.items()}, "before_ms_per_step":
+                                      before["ms_per_step"], "steps": a.steps}, default=str) + "\n")
         rows.append((f.name, after["input"], after["layer"], "x".join(map(str, after["size"])), before_64,
                      after["seconds"], before_64 / after["seconds"], after["rise"], after["note"], after["why"],
                      before["load_s"], after["load_s"]))
