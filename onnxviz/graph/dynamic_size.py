@@ -67,7 +67,7 @@ def make_dynamic(proto: onnx.ModelProto, input_name: str, layout: str,
     outputs = [o.name for o in proto.graph.output]
     consts = initializer_names(proto.graph) | {o for n in proto.graph.node if n.op_type == "Constant" for o in n.output}
     edits = [n for n in proto.graph.node if (n.op_type == "Resize" and len(n.input) > 3 and n.input[3])
-             or (n.op_type == "Reshape" and n.input[1] in consts)]
+             or (n.op_type == "Reshape" and n.input[1] in consts and n.input[0] not in consts)]  # not a constant's
     try:  # the file at its own size, with the shapes around each Resize-by-sizes and constant Reshape
         probe = expose(proto, [t for n in edits for t in (n.input[0], n.output[0])], keep_outputs=True)
         sess = session(probe)
