@@ -1,6 +1,6 @@
 """Render time of large-input files, before and after (graph/dynamic_size.py + optvis/render_size.py).
 
-    python scripts/bench_large_inputs.py FILE.onnx [FILE.onnx ...] [--steps 64] [--before-steps 8] [--no-infer]
+    python scripts/bench_large_inputs.py FILE.onnx|CORPUS_NAME [...] [--steps 64] [--before-steps 8] [--no-infer] [--json OUT]
 
 For each file, in one process: units 0-3 of its middle layer (the corpus report's, file_check.pick_layers) rendered
 in one batch at the default size. "Before": the file loaded as it is (its fixed size kept, so the
@@ -65,7 +65,7 @@ PHOTOS = None
 def main() -> None:
     global PHOTOS
     ap = argparse.ArgumentParser()
-    ap.add_argument("files", nargs="+", type=Path)
+    ap.add_argument("files", nargs="+", type=Path, help="ONNX files, or names of tests/corpus.json entries")
     ap.add_argument("--steps", type=int, default=64)
     ap.add_argument("--before-steps", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
@@ -78,6 +78,10 @@ def main() -> None:
     PHOTOS = corpus_check.photo_folder()
     rows = []
     for f in a.files:
+        if not f.exists() and f.suffix != ".onnx":  # a corpus entry's name: fetched (or derived) into the cache
+            import corpus
+
+            f = corpus.fetch_one(str(f))
         infer = not a.no_infer
         before = _one(f, a.before_steps, dynamic=False, infer=infer) if a.before_steps else None
         after = _one(f, a.steps, dynamic=True, infer=infer)
