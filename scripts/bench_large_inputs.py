@@ -60,12 +60,30 @@ def _one(path: Path, steps: int, dynamic: bool, infer: bool = True) -> dict:
 
 
 PHOTOS = None
+GOAL = 5.0  # issue 25's render goal: median rise of units 0-3 of a middle layer >= 5x, no render over 5 min
+
+
+def summary(path: Path) -> None:
+    """The render goal over the files of a --json file (the last line of each file counts)."""
+    rows = {}
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        rows[Path(r["file"]).stem] = r
+    ok = [n for n, r in rows.items() if r.get("rise", 0) >= GOAL]
+    print(f"{len(ok)}/{len(rows)} files with a median rise >= {GOAL:g}x; longest render "
+          f"{max(r.get('seconds', 0) for r in rows.values()):.0f} s (4 units x {next(iter(rows.values()))['steps']} steps)\n")
+    print("| file | input | middle layer (op) | render size | render (s) | load (s) | median rise | units 0-3 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for n, r in rows.items():
+        print(f"| {n} | {r['input']} | {r['layer']} ({r['op']}) | {'x'.join(map(str, r['size']))} | {r['seconds']:.0f} "
+              f"| {r['load_s']:.0f} | {r['rise']:.1f}x | {', '.join(f'{x:.1f}' for x in r['rises'])} |")
 
 
 def main() -> None:
     global PHOTOS
     ap = argparse.ArgumentParser()
-    ap.add_argument("files", nargs="+", type=Path, help="ONNX files, or names of tests/corpus.json entries")
+    ap.add_argument("files", nargs="*", type=Path, help="ONNX files, or names of tests/corpus.json entries")
+    ap.add_argument("--summary", type=Path, help="print the render-goal table of a --json file and stop")
     ap.add_argument("--steps", type=int, default=64)
     ap.add_argument("--before-steps", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
@@ -74,6 +92,8 @@ def main() -> None:
                     help="preprocessing from the file's own sources only (what the statistics would only check when "
                          "those are complete, e.g. Ultralytics metadata): skips running 16 photos at the full size")
     a = ap.parse_args()
+    if a.summary:
+        return summary(a.summary)
     torch.set_num_threads(a.threads)
     PHOTOS = corpus_check.photo_folder()
     rows = []
