@@ -98,10 +98,11 @@ def main() -> None:
     PHOTOS = corpus_check.photo_folder()
     rows = []
     for f in a.files:
+        name = f.name
         if not f.exists() and f.suffix != ".onnx":  # a corpus entry's name: fetched (or derived) into the cache
             import corpus
 
-            f = corpus.fetch_one(str(f))
+            f = corpus.fetch_one(name)
         infer = not a.no_infer
         before = _one(f, a.before_steps, dynamic=False, infer=infer) if a.before_steps else None
         after = _one(f, a.steps, dynamic=True, infer=infer)
@@ -110,7 +111,7 @@ def main() -> None:
         before_64 = before["ms_per_step"] * a.steps / 1000
         if a.json:
             with open(a.json, "a") as out:
-                out.write(json.dumps({"file": f.name, **{k: v for k, v in after.items()}, "before_ms_per_step":
+                out.write(json.dumps({"file": name, **{k: v for k, v in after.items()}, "before_ms_per_step":
                                       before["ms_per_step"], "steps": a.steps}, default=str) + "\n")
         rows.append((f.name, after["input"], after["layer"], "x".join(map(str, after["size"])), before_64,
                      after["seconds"], before_64 / after["seconds"], after["rise"], after["note"], after["why"],
