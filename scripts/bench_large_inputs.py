@@ -1,6 +1,6 @@
 """Render time of large-input files, before and after (graph/dynamic_size.py + optvis/render_size.py).
 
-    python scripts/bench_large_inputs.py FILE.onnx [FILE.onnx ...] [--steps 64] [--before-steps 8] [--no-infer]
+    python scripts/bench_large_inputs.py FILE.onnx|CORPUS_NAME [...] [--steps 64] [--before-steps 8] [--no-infer] [--json OUT]
 
 For each file, in one process: units 0-3 of its middle layer (the corpus report's, file_check.pick_layers) rendered
 in one batch at the default size. "Before": the file loaded as it is (its fixed size kept, so the
@@ -14,6 +14,7 @@ Markdown table (docs/large_inputs.md).
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -53,33 +54,65 @@ def _one(path: Path, steps: int, dynamic: bool, infer: bool = True) -> dict:
     return {"layer": layer.name, "input": "x".join(map(str, model.meta.input_size)), "size": rec["size"],
             "why": rec.get("size_choice", ""), "seconds": seconds, "ms_per_step": rec["ms_per_step"],
             "load_s": load_s, "rise": statistics.median(rises) if rises else float("nan"),
-            "note": getattr(model, "size_note", "")}
+            "note": getattr(model, "size_note", ""), "rises": [round(r, 2) for r in rises],
+            "start": rec["activation_start"], "end": rec["activation_end"], "spread": [float(d) for d in spread],
+            "op": layer.op, "source": getattr(model.meta, "preprocessing_source", "")}
 
 
 PHOTOS = None
+GOAL = 5.0  # issue 25's render goal: median rise of units 0-3 of a middle layer >= 5x, no render over 5 min
+
+
+def summary(path: Path) -> None:
+    """The render goal over the files of a --json file (the last line of each file counts)."""
+    rows = {}
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        rows[Path(r["file"]).stem] = r
+    ok = [n for n, r in rows.items() if r.get("rise", 0) >= GOAL]
+    print(f"{len(ok)}/{len(rows)} files with a median rise >= {GOAL:g}x; longest render "
+          f"{max(r.get('seconds', 0) for r in rows.values()):.0f} s (4 units x {next(iter(rows.values()))['steps']} steps)\n")
+    print("| file | input | middle layer (op) | render size | render (s) | load (s) | median rise | units 0-3 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for n, r in rows.items():
+        print(f"| {n} | {r['input']} | {r['layer']} ({r['op']}) | {'x'.join(map(str, r['size']))} | {r['seconds']:.0f} "
+              f"| {r['load_s']:.0f} | {r['rise']:.1f}x | {', '.join(f'{x:.1f}' for x in r['rises'])} |")
 
 
 def main() -> None:
     global PHOTOS
     ap = argparse.ArgumentParser()
-    ap.add_argument("files", nargs="+", type=Path)
+    ap.add_argument("files", nargs="*", type=Path, help="ONNX files, or names of tests/corpus.json entries")
+    ap.add_argument("--summary", type=Path, help="print the render-goal table of a --json file and stop")
     ap.add_argument("--steps", type=int, default=64)
     ap.add_argument("--before-steps", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=Path, help="append one JSON line per file here (a corpus measured file by file)")
     ap.add_argument("--no-infer", action="store_true",
                     help="preprocessing from the file's own sources only (what the statistics would only check when "
                          "those are complete, e.g. Ultralytics metadata): skips running 16 photos at the full size")
     a = ap.parse_args()
+    if a.summary:
+        return summary(a.summary)
     torch.set_num_threads(a.threads)
     PHOTOS = corpus_check.photo_folder()
     rows = []
     for f in a.files:
+        name = f.name
+        if not f.exists() and f.suffix != ".onnx":  # a corpus entry's name: fetched (or derived) into the cache
+            import corpus
+
+            f = corpus.fetch_one(name)
         infer = not a.no_infer
         before = _one(f, a.before_steps, dynamic=False, infer=infer) if a.before_steps else None
         after = _one(f, a.steps, dynamic=True, infer=infer)
         if before is None:  # --before-steps 0: no before run (4 renders at 1600 px need over 10 GB)
             before = dict(after, ms_per_step=float("nan"), size="-", load_s=float("nan"))
         before_64 = before["ms_per_step"] * a.steps / 1000
+        if a.json:
+            with open(a.json, "a") as out:
+                out.write(json.dumps({"file": name, **{k: v for k, v in after.items()}, "before_ms_per_step":
+                                      before["ms_per_step"], "steps": a.steps}, default=str) + "\n")
         rows.append((f.name, after["input"], after["layer"], "x".join(map(str, after["size"])), before_64,
                      after["seconds"], before_64 / after["seconds"], after["rise"], after["note"], after["why"],
                      before["load_s"], after["load_s"]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -148,6 +149,26 @@ def test_attention_reshapes_written_as_numbers_follow_the_size_and_wide_fields_a
                        original, atol=1e-5)
     size, why = default_size(m, [m.layers[-1].name])  # field 8 * (2 * 40 + 1) + ... > 512 px
     assert size == (512, 512) and "capped at 512" in why, why
+
+
+def test_a_reshaped_constant_does_not_stop_the_edit(tmp_path):
+    """A Reshape of an initializer (YOLOX's anchor grid, exported by the dynamo exporter) is no map: the
+    edit leaves it alone instead of failing on it."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.normal(size=(4, 3, 3, 3)).astype(np.float32), "w"),
+             numpy_helper.from_array(np.arange(4, dtype=np.float32), "grid"),
+             numpy_helper.from_array(np.array([1, 4, 1, 1], np.int64), "shape")]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("Reshape", ["grid", "shape"], ["g"]),
+             helper.make_node("Add", ["c", "g"], ["y"]), helper.make_node("Relu", ["y"], ["out"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, SIDE, SIDE])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)], inits)
+    path = tmp_path / "grid.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    m = onnxviz.load(path, mean=(0.0,), std=(1.0,))
+    assert "made dynamic" in m.size_note, m.size_note
 
 
 def test_a_batch_over_the_pixel_budget_runs_in_slices_with_the_same_outputs(unet, monkeypatch):

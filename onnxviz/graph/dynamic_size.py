@@ -67,7 +67,7 @@ def make_dynamic(proto: onnx.ModelProto, input_name: str, layout: str,
     outputs = [o.name for o in proto.graph.output]
     consts = initializer_names(proto.graph) | {o for n in proto.graph.node if n.op_type == "Constant" for o in n.output}
     edits = [n for n in proto.graph.node if (n.op_type == "Resize" and len(n.input) > 3 and n.input[3])
-             or (n.op_type == "Reshape" and n.input[1] in consts)]
+             or (n.op_type == "Reshape" and n.input[1] in consts and n.input[0] not in consts)]  # not a constant's
     try:  # the file at its own size, with the shapes around each Resize-by-sizes and constant Reshape
         probe = expose(proto, [t for n in edits for t in (n.input[0], n.output[0])], keep_outputs=True)
         sess = session(probe)
@@ -216,23 +216,26 @@ def _shape_from_maps(g: onnx.GraphProto, node, src: tuple, dst: tuple, maps: dic
                                                           const(f"{len(nodes)}_b", [k + 1])], [out])])
         return out
 
+    written = _constant(g, node.input[1])
     for i, d in enumerate(dst):
         found = None
-        if i == 0 and len(src) and d == src[0]:
+        if written is not None and len(written) == len(dst) and written[i] in (0, -1):
+            found = const(f"w{i}", [written[i]])  # already follows the input (copied or inferred)
+        elif i == 0 and len(src) and d == src[0]:
             found = dim(node.input[0], 0)
-        else:
-            for t in order:
-                h, w = maps[t][2], maps[t][3]
-                if d == h * w and h > 1 and w > 1:
-                    found = f"{tag}_{i}_hw"
-                    nodes.append(onnx.helper.make_node("Mul", [dim(t, 2), dim(t, 3)], [found]))
-                elif d == h and h > 1:
-                    found = dim(t, 2)
-                elif d == w and w > 1:
-                    found = dim(t, 3)
-                if found:
-                    dynamic = True
-                    break
+        elif i == 1 and len(src) > 1 and d == src[1]:
+            pass  # the channels kept: a constant, even where a map's side happens to equal them
+        elif order:  # the nearest map only: a farther one's side may equal a channel count by chance
+            t = order[0]
+            h, w = maps[t][2], maps[t][3]
+            if d == h * w and h > 1 and w > 1:
+                found = f"{tag}_{i}_hw"
+                nodes.append(onnx.helper.make_node("Mul", [dim(t, 2), dim(t, 3)], [found]))
+            elif d == h and h > 1:
+                found = dim(t, 2)
+            elif d == w and w > 1:
+                found = dim(t, 3)
+            dynamic = dynamic or found is not None
         parts.append(found or const(f"c{i}", [d]))
     if not dynamic:
         kept = [t for t in g.initializer if not t.name.startswith(tag)]
@@ -243,6 +246,17 @@ def _shape_from_maps(g: onnx.GraphProto, node, src: tuple, dst: tuple, maps: dic
     nodes.append(onnx.helper.make_node("Concat", parts, [target], axis=0))
     node.input[1] = target
     return nodes
+
+
+def _constant(g: onnx.GraphProto, name: str) -> Optional[list]:
+    """The values of an initializer or Constant node output ``name`` as a list (None if neither)."""
+    for t in g.initializer:
+        if t.name == name:
+            return numpy_helper.to_array(t).reshape(-1).tolist()
+    for n in g.node:
+        if n.op_type == "Constant" and n.output[0] == name and n.attribute and n.attribute[0].HasField("t"):
+            return numpy_helper.to_array(n.attribute[0].t).reshape(-1).tolist()
+    return None
 
 
 def _transpose_equivalent(src: tuple, dst: tuple) -> Optional[list]:
