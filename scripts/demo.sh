@@ -25,9 +25,11 @@ echo "== 3/5 the microscope: inspect, mine every layer, render + check units of 
 # one resumable command (rerun it after a kill and it continues); it prints its plan and estimate
 # first and ends with where the time went (runs/mobilenet_v2/summary.json)
 onnxviz microscope "$MODEL" data/photos --out "$RUN" --layers block_7,block_14 --units 0-7 --maco \
-  --steps "$STEPS" --top 8
+  --steps "$STEPS" --top 8 --concepts 32   # + 32 NMF concepts of block_14, mined in the graph
 
-echo "== 4/5 beyond one unit: accentuations, diversity, classes, DeepDream, a caricature =="
+echo "== 4/5 beyond one unit: concept renders, accentuations, diversity, classes, DeepDream, a caricature =="
+# the microscope's concepts read back, four of them rendered and checked against their own examples
+onnxviz concepts "$MODEL" --run "$RUN" --layer block_14 --method nmf --concepts 32 --top 8 --bottom 8 --render 0-3 --steps "$ACCENT_STEPS"
 for layer in block_7 block_14; do
   onnxviz render "$MODEL" --layer "$layer" --units 0-3 --accentuate top --top 2 --steps "$ACCENT_STEPS" --run "$RUN"
 done

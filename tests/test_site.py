@@ -484,6 +484,9 @@ def test_browser_click_through(digits_site, served, tmp_path):
             page.click(".crumbs a >> nth=1")
             page.wait_for_url(f"**/layers/{slug(first)}/index.html")
             page.wait_for_selector("body[data-ready='1']")
+            page.goto(base + f"layers/{slug(first)}/index.html?rendered=1")  # a link that keeps the view
+            page.wait_for_selector("body[data-ready='1']")
+            assert page.is_checked("#rendered-only") and page.locator("#grid .card").count() == 3
             page.fill("#filter", "7")
             page.press("#filter", "Enter")  # Enter on a unit number opens its page
             page.wait_for_url("**/unit.html?u=7")

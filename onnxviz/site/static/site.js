@@ -143,6 +143,7 @@
     var params = new URLSearchParams(window.location.search);
     if (params.get("sort")) sortSel.value = params.get("sort");
     if (params.get("q")) filter.value = params.get("q");
+    if (params.get("rendered") === "1") renderedOnly.checked = true;  /* a link to what has pictures */
     if (show && params.get("show")) { show.value = params.get("show"); if (!show.value) show.selectedIndex = 0; }
     update();
     document.body.setAttribute("data-ready", "1");
