@@ -200,3 +200,31 @@ def test_ray_render_maco_writes_the_local_pictures_and_importance(digits_onnx, r
             assert np.array_equal(a, b), name
         rec = json.loads((tmp_path / "ray" / "relu_2" / f"channel_{u}_maco.json").read_text())
         assert rec["param"] == "maco" and rec["importance"] == f"channel_{u}_maco_importance.png"
+
+
+def test_concepts_mined_on_ray_from_the_cli_equal_local(digits_onnx, model, folder, ray_session, tmp_path):
+    """`onnxviz concepts --engine ray`: the concepts' examples (mined in the graph on 2 workers) are the local ones."""
+    from onnxviz import concepts
+    from onnxviz.cli import main as cli
+
+    run = tmp_path / "run"
+    assert mine(model, folder, run, top=2, bottom=2, batch_size=16, progress=False, thumbs=False, spectrum=0,
+                atlas_layers="relu_2", atlas_per_image=16, seed=0, threads=1).complete
+    r = CliRunner().invoke(cli, ["concepts", str(digits_onnx), "--run", str(run), "--layer", "relu_2", "--concepts", "8",
+                                 "--no-stability", "--top", "3", "--bottom", "3", "--no-progress", "--engine", "ray",
+                                 "--address", "auto"])
+    assert r.exit_code == 0, r.output
+    d = concepts.learn_from_run(run, "relu_2", method="nmf", concepts=8, seed=0, stability=False, progress=False)
+    ray_folder = concepts.mined_folder(run, d)
+    from onnxviz.mining.results import open_results
+
+    res = open_results(ray_folder)
+    try:
+        assert res.config.get("engine") == "ray"  # mined by Ray's engine, not quietly in this process
+    finally:
+        res.close()
+    local = tmp_path / "local"
+    ray_folder.rename(local)  # the same set mined again, locally, where the CLI put it
+    s = concepts.mine_concepts(model, d, run, top=3, bottom=3, progress=False)
+    assert s.complete and s.images == N
+    assert _rows(local) == _rows(ray_folder) and len(_rows(local)) == 8 * 2 * (3 + 3)  # concepts x stats x examples

@@ -20,7 +20,7 @@ from ..attribution.labels import caption
 from ..concepts import METHODS, NMF_SOLVERS, NotEnoughVectors, learn_from_run, mine_concepts, mined_folder, name_concepts
 from ..concepts.learn import MIN_VECTORS_PER_CONCEPT
 from ..errors import OnnxVizError
-from .options import ApiDefault, load_model, meta_options, no_progress_option, seed_option
+from .options import ApiDefault, engine_options, load_model, meta_options, no_progress_option, seed_option
 
 
 @click.command()
@@ -59,11 +59,12 @@ from .options import ApiDefault, load_model, meta_options, no_progress_option, s
 @click.option("--render-batch", default=16, show_default=True, type=click.IntRange(1),
               help="With --render: concepts rendered per batch.")
 @click.option("--render-seed", default=0, show_default=True, type=int, help="With --render: seed of the renders.")
+@engine_options
 @no_progress_option
 @meta_options
 def concepts(model_path, run_dir, layer_name, method, n_concepts, nmf_solver, nmf_iterations, top_k, epochs, seed, no_stability, do_mine, top,
-             bottom, batch_size, render_which, param, steps, size, render_batch, render_seed, no_progress,
-             **meta_kwargs):
+             bottom, batch_size, render_which, param, steps, size, render_batch, render_seed, engine, address,
+             gpus_per_worker, block_size, no_progress, **meta_kwargs):
     """Learn concepts (NMF or a TopK SAE) over --layer's activation vectors in --run, and mine their examples."""
     model, meta_opts = load_model(model_path, **meta_kwargs)
     name = model.layer(layer_name).name
@@ -85,7 +86,9 @@ def concepts(model_path, run_dir, layer_name, method, n_concepts, nmf_solver, nm
     if not unit_labels_path(run_dir, name).exists() and name_units(model, run_dir, name) is not None:
         click.echo(f"labelled the {model.layer(name).units} units of {name} too (for the site)")
     if do_mine:
-        s = mine_concepts(model, d, run_dir, top=top, bottom=bottom, batch_size=batch_size, progress=not no_progress)
+        ray = dict(address=address, gpus_per_worker=gpus_per_worker, block_size=block_size) if engine == "ray" else {}
+        s = mine_concepts(model, d, run_dir, top=top, bottom=bottom, batch_size=batch_size, progress=not no_progress,
+                          engine=engine, **ray)
         click.echo(f"mined {d.concepts} concepts over {s.images} images into {mined_folder(run_dir, d)}")
     if render_which:
         _render(model, d, run_dir, render_which, param=param, batch_size=render_batch, steps=steps, size=size,
