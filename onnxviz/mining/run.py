@@ -250,7 +250,8 @@ def open_run(model, src: ImageSource, out, layers, top: int, bottom: int, shard,
         if old is not None and old != config:
             diff = sorted(k for k in set(config) | set(old) if old.get(k) != config.get(k))
             raise MiningError(f"{path} holds a run with other settings ({', '.join(diff)} differ); "
-                              "use another --out, or --overwrite to start over")
+                              "repeat the settings it was mined with, use another --run directory, or start "
+                              "over (`onnxviz mine --overwrite`, or remove that file)")
         if old is None:
             with store.db:
                 store.put("config", config)
