@@ -228,3 +228,35 @@ def test_concepts_mined_on_ray_from_the_cli_equal_local(digits_onnx, model, fold
     s = concepts.mine_concepts(model, d, run, top=3, bottom=3, progress=False)
     assert s.complete and s.images == N
     assert _rows(local) == _rows(ray_folder) and len(_rows(local)) == 8 * 2 * (3 + 3)  # concepts x stats x examples
+
+
+def test_blocks_with_the_top_k_in_the_graph_equal_the_host(model, folder):
+    """A Ray worker's block with the top-k in the graph: the same lists and samples as with the host's."""
+    from onnxviz.mining.samplers import Samplers
+
+    src = open_source(folder)
+    names = [lay.name for lay in model.layers]
+    settings = Samplers.of(model, spectrum=20, atlas_layers="relu_2", per_image=2, seed=7)
+    spec = work.ModelSpec.of(model)
+    host = work.BlockMiner(spec, names, 5, 4, 16, threads=1, samplers=settings, topk="host")
+    graph = work.BlockMiner(spec, names, 5, 4, 16, threads=1, samplers=settings, topk="graph")
+    assert host.runner.topk is None and graph.runner.topk == (5, 4)
+    for idx in work.plan_blocks(range(len(src)), 23):
+        keys = [src.key(i) for i in idx]
+        packed = work.pack_decoded(work.decode_block(key_reader(src), model.meta, idx, keys), keys)
+        a, b = host.mine_block(packed["x"], packed["good"]), graph.mine_block(packed["x"], packed["good"])
+        for key, (k, pos) in a.topk.items():
+            assert np.array_equal(k, b.topk[key][0]) and np.array_equal(pos, b.topk[key][1]), key
+        assert np.array_equal(a.samplers.reservoir.index, b.samplers.reservoir.index)
+        for key, v in a.samplers.reservoir.values.items():
+            assert np.array_equal(b.samplers.reservoir.values[key], v, equal_nan=True), key
+
+
+def test_ray_with_the_top_k_in_the_graph_equals_local(model, folder, local_run, ray_session, tmp_path):
+    from onnxviz.engines import ray as R
+
+    out = tmp_path / "ray_graph"
+    s = R.mine(model, folder, out, top=5, bottom=4, batch_size=16, workers=2, block_size=16, progress=False,
+               thumbs=False, topk="graph")
+    assert s.complete and s.images == N
+    assert _rows(out) == _rows(local_run)

@@ -40,9 +40,9 @@ _MINE = "onnxviz.mining.mine:mine"
               "pass over the example images only (pass2); auto: inline on CUDA or when most images will be examples.")
 @click.option("--topk", type=click.Choice(["auto", "graph", "host"]),
               default=ApiDefault(_MINE, "topk"), show_default=True,
-              help="local: reduce each batch to its top/bottom-k candidates in the graph (only those reach the "
+              help="Reduce each batch to its top/bottom-k candidates in the graph (only those reach the "
               "host; same results) or scan every image's statistics on the host; auto: graph on CUDA or at "
-              "--batch-size 128+.")
+              "--batch-size 128+ (on Ray too, in each worker).")
 @click.option("--shard", default=None, help="i/n: mine every n-th image starting at i (merge with mine-merge).")
 @click.option("--limit", default=None, type=click.IntRange(1), help="Only the first N images.")
 @click.option("--overwrite", is_flag=True, help="Start over instead of resuming an existing run.")
@@ -81,12 +81,12 @@ def mine(model_path, source, run, layers, top, bottom, batch_size, workers, thre
                   atlas_views=atlas_views if atlas_layers and atlas_views else None, seed=seed, **meta_opts)
     kw = dict(spectrum=spectrum, atlas_layers=atlas_layers, atlas_per_image=atlas_per_image, atlas_views=atlas_views,
               seed=seed,
-              positions=positions)
+              positions=positions, topk=topk)
     if engine == "ray":
         kw |= dict(address=address, gpus_per_worker=gpus_per_worker, block_size=block_size)
         workers = workers or 2
     else:
-        kw |= dict(decoder=decoder, topk=topk)
+        kw |= dict(decoder=decoder)
     s = run_mine(model, source, run, engine=engine, layers=layers, top=top, bottom=bottom, batch_size=batch_size,
                  workers=workers, threads=threads, shard=shard, limit=limit, overwrite=overwrite,
                  progress=not no_progress, thumbs=not no_thumbs, command=cmd, **kw)

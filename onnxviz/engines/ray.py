@@ -91,9 +91,9 @@ def _decode(row: dict, reader, spec: work.ModelSpec, threads: int) -> dict:
 
 
 class _Mine:
-    def __init__(self, spec, layers, top, bottom, batch_size, threads, providers, positions, samplers, inline):
+    def __init__(self, spec, layers, top, bottom, batch_size, threads, providers, positions, samplers, inline, topk):
         self.worker = work.BlockMiner(spec, layers, top, bottom, batch_size, threads, providers, positions, samplers,
-                                      inline)
+                                      inline, topk)
 
     def __call__(self, row: dict) -> dict:
         x, good = row["x"], row["good"]
@@ -106,7 +106,7 @@ class _Mine:
 
 def _pipeline(ray, blocks: dict, reader, spec, layers, top, bottom, batch_size, workers, threads, providers,
               gpus: float, decode_threads: int, positions: bool, samplers: Optional[Samplers] = None,
-              inline: bool = False):
+              inline: bool = False, topk: str = "auto"):
     """The Ray Data dataset: one row per block in, one partial result per block out."""
     items = [{"block": b, "indices": np.asarray(idx, np.int64), "keys": pickle.dumps(keys)}
              for b, (idx, keys) in blocks.items()]
@@ -115,7 +115,8 @@ def _pipeline(ray, blocks: dict, reader, spec, layers, top, bottom, batch_size, 
     actor = dict(num_gpus=gpus) if gpus else dict(num_cpus=0.5)
     return ds.map(_Mine, fn_constructor_kwargs=dict(spec=spec, layers=layers, top=top, bottom=bottom,
                                                    batch_size=batch_size, threads=threads, providers=providers,
-                                                   positions=positions, samplers=samplers, inline=inline),
+                                                   positions=positions, samplers=samplers, inline=inline,
+                                                   topk=topk),
                   compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, workers)), **actor)
 
 
@@ -125,14 +126,14 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
          gpus_per_worker: float = 0, block_size: Optional[int] = None, stop_after: Optional[int] = None,
          checkpoint_seconds: float = 20.0, thumbs: bool = True, command: str = "", spectrum: int = 128,
          atlas_layers=None, atlas_per_image: int = 8, atlas_views: int = 0, seed: int = 0,
-         positions: str = "auto") -> Summary:
+         positions: str = "auto", topk: str = "auto") -> Summary:
     """``onnxviz.mining.mine`` on Ray: the same arguments and the same store, plus where to run.
 
     workers: onnxruntime actors (one session each); gpus_per_worker: e.g. 1 to give each a GPU
     (providers default to CUDA then); block_size: images per block (default 8 batches);
     stop_after: stop after that many blocks (as if interrupted; tests). address/num_cpus: see
     :func:`session`. The spectrum and atlas samples are taken per block and merged exactly.
-    ``positions``: as ``mining.mine``'s (pass 2 runs on the actors).
+    ``positions``, ``topk``: as ``mining.mine``'s (pass 2 and the in-graph top-k run on the actors).
     """
     from .. import load
 
@@ -167,7 +168,7 @@ def mine(model, source, out, layers=None, top: int = 16, bottom: int = 16, batch
                     positions = auto_positions(providers, run, top, bottom)
                 ds = _pipeline(ray, todo, reader, spec, names, top, bottom, batch_size, workers, threads, providers,
                                gpus_per_worker, 2, positions=False, samplers=samplers.fresh() if samplers else None,
-                               inline=positions == "inline")
+                               inline=positions == "inline", topk=topk)
                 for row in ds.iter_rows():
                     work.fold_block(run.states, samplers, pickle.loads(row["result"]))
                     rows = pickle.loads(row["rows"])

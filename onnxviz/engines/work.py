@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..mining.datasets import Decoded, KeyReader, decode_bytes
-from ..mining.mine import fuse_lists, update_lists
+from ..mining.mine import fuse_lists, in_graph, update_lists
 from ..mining.run import DIRS, STATS
 from ..mining.samplers import Samplers
 from ..mining.views import input_axes, offer_views
@@ -119,9 +119,10 @@ class BlockMiner:
 
     def __init__(self, spec: ModelSpec, layers: Sequence[str], top: int, bottom: int, batch_size: int,
                  threads: Optional[int] = None, providers=None, positions: bool = False,
-                 samplers: Optional[Samplers] = None, inline: bool = False):
+                 samplers: Optional[Samplers] = None, inline: bool = False, topk: str = "auto"):
         """``positions``: this miner computes pass 2's argmax; ``inline``: pass 1 ranks with the
-        positions too (see ``mining.mine``'s ``positions``)."""
+        positions too (see ``mining.mine``'s ``positions``); ``topk``: where each batch's top-k
+        candidates are found (``mining.mine``'s ``topk``: in the graph, only they leave onnxruntime)."""
         self.model = spec.load()
         self.top, self.bottom, self.batch_size = top, bottom, batch_size
         self.positions = positions
@@ -129,7 +130,9 @@ class BlockMiner:
         self.runner = self.model.stats_runner(list(layers), providers=providers, threads=threads,
                                               stats=("argmax",) if positions else STATS + (("argmax",) if inline else ()),
                                               maps=list(self.samplers.atlas) if self.samplers else [],
-                                              pixels=spec.pixels)
+                                              pixels=spec.pixels,
+                                              topk=(top, bottom) if not positions and in_graph(topk, providers, batch_size)
+                                              else None)
         self.names = [lay.name for lay in self.runner.layers]
         self.axes = input_axes(self.model.meta, spec.pixels)  # of the batches, for the augmented views
         self.units = {lay.name: int(lay.units) for lay in self.runner.layers}
@@ -145,8 +148,9 @@ class BlockMiner:
         fused = fuse_lists(states, self.names)  # one list per (stat, dir), as the local loop
         samplers = self.samplers.fresh() if self.samplers else None
         for i in range(0, len(good), self.batch_size):
-            out, maps = self.runner.run(x[i:i + self.batch_size], maps=True)
             idx = good[i:i + self.batch_size]
+            rows = samplers.rows(idx) if samplers is not None else None  # the spectrum's whole rows
+            out, maps = self.runner.run(x[i:i + self.batch_size], maps=True, rows=rows)
             if samplers is not None:
                 samplers.offer(out, maps, idx)
                 offer_views(samplers, self.runner.run, x[i:i + self.batch_size], idx, self.axes)
