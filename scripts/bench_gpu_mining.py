@@ -41,18 +41,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+from bench_gpu import timed  # noqa: E402 - the fastest of reps after warm-up, as bench_gpu.py times it
 GOAL = 0.8
-
-
-def timed(fn, warmup: int, reps: int) -> float:
-    for _ in range(warmup):
-        fn()
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def photo_files(folder: Path, limit: int) -> list:
