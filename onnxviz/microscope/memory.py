@@ -7,8 +7,8 @@ the device's free memory, and caps the batch with :func:`batch_for_memory`:
 
 - CUDA: free memory from ``torch.cuda.mem_get_info(device)``; per image the difference of
   ``torch.cuda.max_memory_allocated(device)`` over one render step at two batch sizes.
-- CPU: available RAM from psutil (or /proc/meminfo's MemAvailable); per image the difference of the
-  bytes autograd keeps for the backward pass (``saved_tensors_hooks``) at two batch sizes, times
+- CPU: available RAM (``mining.batching.available_memory``: MemAvailable, or the cgroup limit left);
+  per image the difference of the bytes autograd keeps for the backward pass (``saved_tensors_hooks``) at two batch sizes, times
   ``BACKWARD_FACTOR`` for the gradients that exist alongside them during the backward pass.
 
 Only a ``FRACTION`` of the free memory is planned for (the other stages, the allocator's slack and
@@ -43,20 +43,9 @@ def free_bytes(device) -> tuple:
     if dev.type == "cuda":
         free, _ = torch.cuda.mem_get_info(dev)
         return int(free), f"torch.cuda.mem_get_info({dev})"
-    try:
-        import psutil
+    from ..mining.batching import available_memory  # the host's one answer: MemAvailable or the cgroup limit left
 
-        return int(psutil.virtual_memory().available), "psutil available RAM"
-    except ImportError:
-        pass
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024, "/proc/meminfo MemAvailable"
-    except OSError:
-        pass
-    return 0, "unknown (no psutil, no /proc/meminfo): not bounded"
+    return available_memory(), "available RAM (MemAvailable, or the cgroup limit left if smaller)"
 
 
 def step_bytes(model, layer: str, units: Sequence[int], batch: int, device, **render_kw) -> int:
