@@ -239,21 +239,70 @@ def interesting(lay: Layer, node, consumers: dict, node_of: dict, graph_outputs:
         return not any(u.op_type == "Mul" and is_gelu(u, node_of) for u in users)
     if branch_output(lay, node, consumers, node_of):
         return True
-    if op == "Sigmoid" and any(u.op_type == "Mul" and set(u.input) == {node.input[0], lay.tensor} for u in users):
-        return False  # the Mul of a swish is the layer
+    if is_gate(node, lay.tensor, consumers, node_of):
+        return False  # swish, hard-swish, squeeze-excitation: the gated product is the layer
     if op in ACTIVATIONS or op in POOLS or op in ("Concat", "Softmax"):
         return op != "Concat" or lay.layout in ("NCHW", "NHWC") and len(node.input) > 1
+    if op in ("Mul", "Div") and _scaled_gate_product(node, node_of, consumers):
+        return True  # x * clip(x + 3, 0, 6) / 6: the Div (or Mul by 1/6) ends the hard-swish
     if op in ("Add", "Sum", "Mul"):
-        computed = [i for i in node.input if i in node_of and node_of[i].op_type not in ("Constant",)]
-        if op == "Mul":  # swish: x * sigmoid(x)
-            return any(node_of[i].op_type == "Sigmoid" for i in computed)
+        computed = _computed(node, node_of)
+        if op == "Mul":  # swish x * sigmoid(x), hard-swish, a gated feature map
+            gated = any(is_gate(node_of[i], i, consumers, node_of) for i in computed)
+            return gated and not _rescaled(lay.tensor, users, node_of)
         return len(computed) >= 2 and lay.layout != "NC"
     if op in ("Conv", "BatchNormalization", "Gemm", "MatMul", "ConvTranspose", "ReduceMean"):
         if op == "ReduceMean" and lay.layout not in ("NCHW", "NC"):
             return False
         # conv -> bn -> relu is one layer; an output that also branches elsewhere is a layer itself
-        return not (len(users) == 1 and users[0].op_type in ABSORBERS)
+        return not (len(users) == 1 and users[0].op_type in ABSORBERS or
+                    _feeds_gated_activation(lay.tensor, users, consumers, node_of))
     return False
+
+
+GATES = {"Sigmoid", "HardSigmoid", "Clip"}
+
+
+def _computed(node, node_of: dict) -> list:
+    """Inputs of ``node`` computed by the graph (not initializers or Constant nodes)."""
+    return [i for i in node.input if i in node_of and node_of[i].op_type != "Constant"]
+
+
+def is_gate(node, tensor: str, consumers: dict, node_of: dict) -> bool:
+    """A bounded activation (sigmoid, hard-sigmoid, clip) that only multiplies another computed
+    tensor: the gate of a swish, hard-swish, squeeze-excitation or recurrent cell. Its values sit near
+    their ceiling, so it is no layer to optimize or browse (the product is); a Clip that is a ReLU6
+    feeding a conv stays a layer."""
+    users = consumers.get(tensor, [])
+    return node.op_type in GATES and bool(users) and all(
+        u.op_type == "Mul" and any(i != tensor for i in _computed(u, node_of)) for u in users)
+
+
+def _feeds_gated_activation(tensor: str, users: list, consumers: dict, node_of: dict) -> bool:
+    """Whether every use of ``tensor`` is a piece of one swish-like activation of it (the gate, the
+    + 3 before a hard-swish's clip, the product): conv -> bn -> hard-swish is one layer, like -> relu."""
+    def piece(u) -> bool:
+        out = u.output[0]
+        if u.op_type == "Mul" or is_gate(u, out, consumers, node_of):
+            return u.op_type != "Mul" or any(i != tensor and is_gate(node_of[i], i, consumers, node_of)
+                                             for i in _computed(u, node_of))
+        return (u.op_type in ("Add", "Sub") and _computed(u, node_of) == [tensor]
+                and all(is_gate(v, v.output[0], consumers, node_of) for v in consumers.get(out, [])))
+    return len(users) >= 2 and all(piece(u) for u in users)
+
+
+def _rescaled(tensor: str, users: list, node_of: dict) -> bool:
+    """Whether ``tensor``'s only use is a Div or Mul by a constant (the / 6 of a hard-swish)."""
+    return len(users) == 1 and users[0].op_type in ("Div", "Mul") and _computed(users[0], node_of) == [tensor]
+
+
+def _scaled_gate_product(node, node_of: dict, consumers: dict) -> bool:
+    """``node`` divides or multiplies a gated product by a constant (x * clip(x + 3, 0, 6) / 6)."""
+    computed = _computed(node, node_of)
+    if len(computed) != 1 or node_of[computed[0]].op_type != "Mul":
+        return False
+    prod = node_of[computed[0]]
+    return any(is_gate(node_of[i], i, consumers, node_of) for i in _computed(prod, node_of))
 
 
 # --------------------------------------------------------------------------- short names
