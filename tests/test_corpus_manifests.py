@@ -1,7 +1,7 @@
 """The corpus manifests stay apart and honest, and scripts/corpus.py fetches npm entries too.
 
-tests/eval_fresh.json is a held-out set: none of its packages or ONNX files may appear in the sets the
-inference was designed or tuned on (tests/corpus.json, tests/eval_corpus.json), and every truth is
+tests/eval_corpus.json is the held-out set: none of its packages or ONNX files may appear in the set the
+inference was designed or tuned on (tests/corpus.json, which holds the earlier held-out set too), and every truth is
 numeric in the units the score reads. No network: the npm fetch runs against a stand-in ``npm``.
 """
 from __future__ import annotations
@@ -20,8 +20,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import corpus  # noqa: E402
 
-SEEN = [ROOT / "tests" / "corpus.json", ROOT / "tests" / "eval_corpus.json"]
-FRESH = ROOT / "tests" / "eval_fresh.json"
+SEEN = [ROOT / "tests" / "corpus.json"]
+FRESH = ROOT / "tests" / "eval_corpus.json"
 
 
 def _files(path):
