@@ -107,8 +107,9 @@ def real_mine(m, args, batch: int) -> dict:
     import tempfile
 
     from onnxviz.mining import mine
+    from onnxviz.preprocessing.images import image_files
 
-    files = sorted(p for p in Path(args.photos).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    files = image_files(args.photos)
     tmp = Path(tempfile.mkdtemp())
     (tmp / "list.txt").write_text("".join(f"{f.resolve()}\n" for f in files * args.repeat))
     workers = max(2, (os.cpu_count() or 2) - 2)

@@ -47,8 +47,9 @@ GOAL = 0.8
 
 
 def photo_files(folder: Path, limit: int) -> list:
-    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    return files[:limit] if limit else files
+    from onnxviz.preprocessing.images import image_files
+
+    return image_files(folder, limit)
 
 
 def _decode_many(job) -> int:

@@ -36,8 +36,9 @@ def measure(m, layer: str, units: list, photo_dir, n_photos: int = 48, batches=(
     import torch
 
     from onnxviz.optvis.reliability import check, check_units
+    from onnxviz.preprocessing.images import image_files
 
-    paths = sorted(p for p in Path(photo_dir).rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:n_photos]
+    paths = image_files(photo_dir, n_photos)
     images = np.asarray(m.load_images(paths), np.float32)
     acts = m.channel_stats(m.prepare(images), [layer])[layer]["mean"]
     items = []

@@ -47,14 +47,14 @@ def spectrum_from_images(images: Union[str, Path, np.ndarray, Iterable], size: i
     files are skipped; none readable -> ImageError.
     """
     from ..errors import ImageError
-    from ..preprocessing.images import IMAGE_SUFFIXES, load_image
+    from ..preprocessing.images import image_files, load_image
 
     if isinstance(images, np.ndarray):
         arr = np.asarray(images, dtype=np.float32)
     else:
         if isinstance(images, (str, Path)):
             folder = Path(images)
-            files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            files = image_files(folder)
             where = str(folder)
         else:
             files, where = [Path(p) for p in images], "the given paths"

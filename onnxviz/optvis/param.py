@@ -40,11 +40,11 @@ def color_matrix_from_images(images: Union[str, Path, np.ndarray, Iterable], max
     Unreadable files are skipped; none readable -> ImageError.
     """
     from ..errors import ImageError
-    from ..preprocessing.images import IMAGE_SUFFIXES, load_image
+    from ..preprocessing.images import image_files, load_image
 
     if isinstance(images, (str, Path)):
         folder = Path(images)
-        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:max_images]
+        files = image_files(folder, max_images)
         arrays = []
         for f in files:
             try:

@@ -19,6 +19,15 @@ Image.MAX_IMAGE_PIXELS = 400_000_000  # allow big photos; decompression bombs be
 # file names that are taken for images when walking folders and archives
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm",
                   ".jfif", ".jpe", ".tga", ".ico"}
+
+
+def image_files(folder: Union[str, Path], limit: Optional[int] = None) -> list:
+    """Every image file under ``folder`` (recursively, by suffix), sorted, the first ``limit`` if given:
+    the one listing of a photo folder that renders, checks and benchmarks share."""
+    files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return files[:limit] if limit else files
+
+
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,
