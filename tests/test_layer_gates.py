@@ -3,7 +3,9 @@
 A decomposed hard-swish (x * clip(x + 3, 0, 6) / 6, Paddle's and some torch exports') and a
 squeeze-excitation gate (a hard-sigmoid that multiplies the features) put bounded tensors between the
 feature maps: listed, they became "middle layers" whose units start near their ceiling, where no
-render can rise 5x. The product is the layer; the gate and the pre-activation are not.
+render can rise 5x. The product is the layer; the gate and the pre-activation are not. An unrolled
+recurrent cell's steps (gated products of (N, C) vectors) listed hundreds of such tensors beside a few
+convolutional ones, so the middle layer of a CRNN was a cell's hidden state.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ def _gated_net(path):
              _c("three", 3.0), _c("zero", 0.0), _c("six", 6.0),
              _c("Wse1", rng.normal(0, .3, (4, 8, 1, 1))), _c("Wse2", rng.normal(0, .3, (8, 4, 1, 1))),
              _c("W2", rng.normal(0, .3, (8, 8, 3, 3))), _c("W3", rng.normal(0, .3, (8, 8, 3, 3))),
+             _c("Wo", rng.normal(0, .3, (8, 8))), _c("Wg", rng.normal(0, .3, (8, 8))), _c("b8", np.zeros(8)),
              _c("fcW", rng.normal(0, .3, (10, 8))), _c("fcb", np.zeros(10))]
     n = helper.make_node
     nodes = [
@@ -49,7 +52,13 @@ def _gated_net(path):
         n("Relu", ["conv3"], ["relu3"], name="relu3"),
         n("GlobalAveragePool", ["relu3"], ["gap"], name="gap"),
         n("Flatten", ["gap"], ["flat"], name="flat"),
-        n("Gemm", ["flat", "fcW", "fcb"], ["logits"], name="fc", transB=1),
+        # one step of an unrolled recurrent cell on (N, C) vectors: h = sigmoid(o) * tanh(g)
+        n("Gemm", ["flat", "Wo", "b8"], ["o_pre"], name="o_pre", transB=1),
+        n("Sigmoid", ["o_pre"], ["o"], name="o"),
+        n("Gemm", ["flat", "Wg", "b8"], ["g_pre"], name="g_pre", transB=1),
+        n("Tanh", ["g_pre"], ["g"], name="g"),
+        n("Mul", ["o", "g"], ["h"], name="h"),
+        n("Gemm", ["h", "fcW", "fcb"], ["logits"], name="fc", transB=1),
     ]
     graph = helper.make_graph(nodes, "gated", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 32, 32])],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], inits)
@@ -66,6 +75,8 @@ def test_gates_are_not_layers_their_products_are(tmp_path):
     assert {"hswish", "se_out", "relu6", "relu3"} <= listed, listed
     # the clip and the hard-sigmoid only gate; bn1 and the first Mul are pieces of the hard-swish
     assert not listed & {"clip1", "se_gate", "bn1", "plus3", "hswish_mul"}, listed
+    # a recurrent step's gates and its gated (N, C) product are not feature maps either
+    assert not listed & {"o", "g", "h"}, listed
 
 
 def test_a_gate_stays_reachable_by_its_tensor_name(tmp_path):

@@ -249,7 +249,8 @@ def interesting(lay: Layer, node, consumers: dict, node_of: dict, graph_outputs:
         computed = _computed(node, node_of)
         if op == "Mul":  # swish x * sigmoid(x), hard-swish, a gated feature map
             gated = any(is_gate(node_of[i], i, consumers, node_of) for i in computed)
-            return gated and not _rescaled(lay.tensor, users, node_of)
+            # on (N, C) vectors a gated product is a step of an unrolled recurrent cell, not a feature map
+            return gated and lay.layout != "NC" and not _rescaled(lay.tensor, users, node_of)
         return len(computed) >= 2 and lay.layout != "NC"
     if op in ("Conv", "BatchNormalization", "Gemm", "MatMul", "ConvTranspose", "ReduceMean"):
         if op == "ReduceMean" and lay.layout not in ("NCHW", "NC"):
@@ -260,7 +261,7 @@ def interesting(lay: Layer, node, consumers: dict, node_of: dict, graph_outputs:
     return False
 
 
-GATES = {"Sigmoid", "HardSigmoid", "Clip"}
+GATES = {"Sigmoid", "HardSigmoid", "Clip", "Tanh"}
 
 
 def _computed(node, node_of: dict) -> list:
@@ -269,8 +270,8 @@ def _computed(node, node_of: dict) -> list:
 
 
 def is_gate(node, tensor: str, consumers: dict, node_of: dict) -> bool:
-    """A bounded activation (sigmoid, hard-sigmoid, clip) that only multiplies another computed
-    tensor: the gate of a swish, hard-swish, squeeze-excitation or recurrent cell. Its values sit near
+    """A bounded activation (sigmoid, hard-sigmoid, clip, tanh) that only multiplies another computed
+    tensor: the gate of a swish, hard-swish, mish, squeeze-excitation or recurrent cell. Its values sit near
     their ceiling, so it is no layer to optimize or browse (the product is); a Clip that is a ReLU6
     feeding a conv stays a layer."""
     users = consumers.get(tensor, [])
