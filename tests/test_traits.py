@@ -152,3 +152,27 @@ def test_torch_view_agrees_and_passes_gradients(trait):
             (out.float() ** 2).mean().backward()
             assert xt.grad is not None and torch.isfinite(xt.grad).all()
             assert float(xt.grad.abs().sum()) > 0, "no gradient reached the input"
+
+
+def test_clip_with_one_constant_bound_and_the_other_left_empty_converts():
+    """Clip(x, min, "") (torch.onnx writes it for clamp(min=...), e.g. trueocr_rec's squeeze-excitation):
+    onnx2torch looked the empty max up as a tensor and refused the whole file."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    import torch
+    from onnx import helper, numpy_helper
+
+    from onnxviz.backends.fx import convert
+
+    nodes = [helper.make_node("Constant", [], ["lo"], value=numpy_helper.from_array(np.array(0.25, np.float32))),
+             helper.make_node("Clip", ["x", "lo", ""], ["y"], name="clip")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    x = np.array([[-1.0, 0.0, 0.5, 3.0]], np.float32)
+    want = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    got = convert(proto)[0](torch.from_numpy(x))
+    got = got[0] if isinstance(got, (tuple, list)) else got
+    np.testing.assert_allclose(got.detach().numpy(), want)
+    assert want.min() == 0.25 and want.max() == 3.0

@@ -5,7 +5,8 @@
 - Gelu (opset 20), GlobalMaxPool, Mish.
 - SpaceToDepth (tf2onnx writes it for TF's space_to_depth / YOLOv2-style reorg) and DepthToSpace in both
   modes (onnx2torch only has CRD, while DCR is the default and what TF writes).
-- Clip whose min/max are computed in the graph (onnx2torch only takes constants).
+- Clip whose min/max are computed in the graph (onnx2torch only takes constants), or with one constant
+  bound and the other left empty (onnx2torch looks the empty name up as a tensor: trueocr_rec).
 - LayerNormalization normalizing over the dims the input has at run time (onnx2torch reads them from
   shape inference, which leaves unknown dims as 0 on dynamic-shape files).
 - ``auto_pad="SAME_UPPER"/"SAME_LOWER"`` on Conv, MaxPool and AveragePool (keras2onnx, tf2onnx): the padding is
@@ -212,6 +213,17 @@ class DynamicClip(nn.Module):
         return torch.clamp(x, min, max)
 
 
+class ConstClip(nn.Module):
+    """ONNX Clip with constant bounds, one of them absent (an empty input name)."""
+
+    def __init__(self, lo: Optional[float], hi: Optional[float]):
+        super().__init__()
+        self.lo, self.hi = lo, hi
+
+    def forward(self, x):
+        return torch.clamp(x, self.lo, self.hi)
+
+
 def register() -> None:
     """Add onnxviz's converters to onnx2torch's registry (once)."""
     global _registered
@@ -311,13 +323,18 @@ def register() -> None:
         base = _CONVERTER_REGISTRY[OperationDescription("", "Clip", v)]
 
         def clip_converter(node, graph, base=base):
-            bounds = [name for name in node.input_values[1:3] if name]
+            slots = list(node.input_values[1:3])
             try:
-                for name in bounds:
-                    get_const_value(name, graph)
+                consts = {name: float(get_const_value(name, graph)) for name in slots if name}
             except KeyError:  # computed in the graph: clamp to the tensors themselves
                 return OperationConverterResult(torch_module=DynamicClip(), onnx_mapping=onnx_mapping_from_node(node))
-            return base(node, graph)
+            if all(slots):
+                return base(node, graph)
+            # an optional bound left empty (Clip(x, min, "")): onnx2torch would look "" up as a tensor
+            lo, hi = (consts.get(name) if name else None for name in (slots + ["", ""])[:2])
+            return OperationConverterResult(torch_module=ConstClip(lo, hi),
+                                            onnx_mapping=OnnxMapping(inputs=(node.input_values[0],),
+                                                                     outputs=node.output_values))
 
         _CONVERTER_REGISTRY[OperationDescription("", "Clip", v)] = clip_converter
 

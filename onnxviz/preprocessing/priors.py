@@ -8,19 +8,21 @@ except a producer's own explicit statement (Ultralytics' metadata).
 
 | rule | what it reads | candidates | nats |
 |---|---|---|---|
-| base | nothing | RGB before BGR; ImageNet mean/std is the most common single convention; CenterNet's stats are rare | -2..+0.3 |
+| base | nothing | RGB before BGR; 0..1, ImageNet mean/std and -1..1 alike (no one of them is commoner); CenterNet's stats are rare | -2..0 |
 | Ultralytics metadata | metadata_props author "Ultralytics" or imgsz + stride + names | 0..1 RGB | +6 |
 | Ultralytics graph | node names /model.0/ ... /model.N/ | 0..1 RGB | +2.5 |
-| Paddle export | producer PaddlePaddle/paddle2onnx, p2o.* dims, *.w_0 / *.tmp_0 names | ImageNet in R,G,B order on BGR, -1..1 BGR | +1.5 each |
+| Paddle export | producer PaddlePaddle/paddle2onnx, p2o.* dims, *.w_0 (*.w_0_deepcopy_N) / *.tmp_0 names | ImageNet in R,G,B order on BGR, -1..1 BGR | +1.5 each |
 | PaddleOCR component | a Paddle export whose head names it: a one-channel map (DB detector); a character sequence (its only 3-D output) or a 2-class head (recognizer, direction classifier) | ImageNet in R,G,B order on BGR; -1..1 BGR | +3 (instead of the Paddle export rule) |
 | anchor-free YOLO head | an (N, A, 5 + K) output, A the cells at strides 8, 16, 32 of the fixed input | 0..255 BGR; 0..1 RGB | +1; +0.5 |
-| PyTorch classifier | producer pytorch (or torch.onnx's /module.path/Op node names), NCHW, an (N, K) head from Gemm/MatMul | ImageNet mean/std, RGB | +1 |
-| PyTorch, other | producer pytorch | ImageNet mean/std, RGB | +0.4 |
-| Keras | keras2onnx/tf2onnx with NHWC input | 0..1 RGB, -1..1 RGB | +0.5 each |
-| Keras application family | MobileNet/Inception/Xception layer names; VGG/ResNet50; DenseNet | -1..1 RGB; Caffe BGR; ImageNet RGB | +0.8 |
+| PyTorch classifier | producer pytorch (or torch.onnx's /module.path/Op node names), NCHW, an (N, K) head from Gemm/MatMul, input sides open or >= 64 | ImageNet mean/std, RGB | +1 |
+| PyTorch, other | producer pytorch, input sides open or >= 64 | ImageNet mean/std, RGB | +0.4 |
+| Keras | keras2onnx/tf2onnx with NHWC input | 0..1 RGB, -1..1 RGB; ImageNet mean/std, RGB | +0.5 each; -0.5 |
+| Keras application family | MobileNet/Inception/Xception layer names; VGG/ResNet50; DenseNet, with a 1000/1001-class head | -1..1 RGB; Caffe BGR; ImageNet RGB | +0.8 |
 | Caffe | producer caffe / caffe2 / MMdnn | 0..255 BGR minus Caffe mean | +1.5 |
-| text recognizer | input height 32/48 (64 gray) or open, wide or open width, its only 3-D output (N, T, K >= 30) | -1..1 (either order, gray) | +0.5 |
+| text recognizer | a wide (W >= 3H) or open-width input, its only 3-D output (N, T, K >= 30) | -1..1 (either order, gray) | +0.5 |
 | CenterNet heads | outputs hm + wh or reg (Cycle-CenterNet has no wh) | CenterNet mean/std, BGR | +3 |
+| CenterFace heads | four maps of 1, 2, 2, 10 channels at one stride | 0..255 RGB | +3 |
+| RetinaFace heads | outputs loc, conf, landms | 0..255 BGR minus Caffe mean | +3 |
 """
 from __future__ import annotations
 
@@ -29,12 +31,12 @@ import re
 import onnx
 
 BASE = {
-    "0..1 RGB": 0.0, "ImageNet mean/std, RGB": 0.3, "-1..1 RGB": 0.0, "0..255 BGR minus Caffe mean": -0.3,
+    "0..1 RGB": 0.0, "ImageNet mean/std, RGB": 0.0, "-1..1 RGB": 0.0, "0..255 BGR minus Caffe mean": -0.3,
     "0..255 RGB": -0.5, "0..1 BGR": -0.7, "ImageNet mean/std, BGR": -1.0,
     "ImageNet mean/std in R,G,B order on BGR": -0.7, "-1..1 BGR": -0.7, "0..255 BGR": -0.7,
     "CenterNet mean/std, BGR": -2.0, "0..1 gray": 0.0, "-1..1 gray": 0.0, "0..255 gray": -0.3,
 }
-_PADDLE_NAME = re.compile(r"(\.(w|b)_\d+|\.tmp_\d+|^save_infer_model/)$|^save_infer_model/")
+_PADDLE_NAME = re.compile(r"(\.(w|b)_\d+(_deepcopy_\d+)?|\.tmp_\d+|^save_infer_model/)$|^save_infer_model/")
 _KERAS_FAMILIES = (
     (("block_1_expand", "conv_dw_1", "expanded_conv", "mixed0", "mixed_5b", "block1_sepconv1", "conv2_block1_preact"),
      "Keras application of the MobileNet/Inception/Xception/ResNetV2 family ('tf' mode)", {"-1..1 RGB": 0.8}),
@@ -56,7 +58,7 @@ def _names(proto: onnx.ModelProto) -> list:
 
 def rules(proto: onnx.ModelProto, input_name: str, layout: str) -> list:
     """[(why, {candidate name: nats})] for the priors that apply to this file (the base prior first)."""
-    out = [("base prior: RGB and ImageNet mean/std are the commonest conventions", dict(BASE))]
+    out = [("base prior: RGB before BGR; 0..1, ImageNet mean/std and -1..1 alike", dict(BASE))]
     producer = (proto.producer_name or "").strip()
     prod = producer.lower()
     meta = {p.key: p.value for p in proto.metadata_props}
@@ -79,7 +81,8 @@ def rules(proto: onnx.ModelProto, input_name: str, layout: str) -> list:
     # torch.onnx names nodes after module paths ("/body/body.0/Conv"); a quantizer or converter that
     # rewrites producer_name keeps them
     torch_names = sum(1 for n in g.node if re.match(r"^/[\w.]+/", n.name)) >= 3
-    if (prod == "pytorch" or (torch_names and not prod.startswith(("tf2onnx", "keras2onnx")))) and layout == "NCHW":
+    if (prod == "pytorch" or (torch_names and not prod.startswith(("tf2onnx", "keras2onnx")))) and layout == "NCHW" \
+            and _backbone_sized(in_dims, layout):
         prods = {o: n for n in g.node for o in n.output}
         head = False
         for name, dims in outs:
@@ -94,10 +97,12 @@ def rules(proto: onnx.ModelProto, input_name: str, layout: str) -> list:
             out.append(("a PyTorch export: ImageNet mean/std RGB is its commonest convention",
                         {"ImageNet mean/std, RGB": 0.4}))
     if keras and layout == "NHWC":
-        out.append(("a Keras export (NHWC): Keras nets are mostly fed x / 255 or (x - 127.5) / 127.5, RGB",
-                    {"0..1 RGB": 0.5, "-1..1 RGB": 0.5}))
+        out.append(("a Keras export (NHWC): Keras nets are mostly fed x / 255 or (x - 127.5) / 127.5, RGB; "
+                    "ImageNet mean/std is only DenseNet's ('torch' mode)",
+                    {"0..1 RGB": 0.5, "-1..1 RGB": 0.5, "ImageNet mean/std, RGB": -0.5}))
         low = " ".join(names).lower()
-        for keys, why, bonus in _KERAS_FAMILIES:
+        imagenet_head = any(len(ds) == 2 and ds[1] in (1000, 1001) for _, ds in outs)
+        for keys, why, bonus in _KERAS_FAMILIES if imagenet_head else ():
             if any(k in low for k in keys):
                 out.append((why, bonus))
                 break
@@ -107,9 +112,8 @@ def rules(proto: onnx.ModelProto, input_name: str, layout: str) -> list:
     if len(in_dims) == 4:
         c, h, w = (in_dims[1], in_dims[2], in_dims[3]) if layout == "NCHW" else (in_dims[3], in_dims[1], in_dims[2])
         wide = not isinstance(w, int) or (isinstance(h, int) and w >= 3 * h)
-        line_height = h in ((64, 32, 48) if c == 1 else (32, 48)) or not isinstance(h, int)
-        if line_height and wide and character_sequence(outs):
-            out.append(("a text recognizer (a line of height 32/48 in, a sequence out): CRNNs are fed (x - 0.5) / 0.5",
+        if wide and character_sequence(outs):
+            out.append(("a text recognizer (a wide line in, a character sequence out): CRNNs are fed (x - 0.5) / 0.5",
                         {"-1..1 RGB": 0.5, "-1..1 BGR": 0.5, "-1..1 gray": 0.5}))
     if _anchor_free_yolo(in_dims, layout, outs):
         out.append(("an anchor-free YOLO head (N, A, 5 + K), A cells at strides 8, 16, 32: YOLOX's own demo feeds "
@@ -118,7 +122,33 @@ def rules(proto: onnx.ModelProto, input_name: str, layout: str) -> list:
     if "hm" in onames and onames & {"wh", "reg"}:  # every CenterNet variant keeps hm and reg or wh
         out.append(("CenterNet heads (hm with wh or reg): CenterNet's own mean/std on cv2 BGR",
                     {"CenterNet mean/std, BGR": 3.0}))
+    elif _centerface(outs):
+        out.append(("CenterFace heads (heatmap, scale, offset, 5 landmarks: 1, 2, 2, 10 channels at one stride): "
+                    "CenterFace's demo feeds cv2.dnn.blobFromImage(scalefactor 1, mean 0, swapRB) of the cv2 image, "
+                    "0..255 RGB", {"0..255 RGB": 3.0}))
+    if {"loc", "conf", "landms"} <= onames:
+        out.append(("RetinaFace heads (loc, conf, landms): Pytorch_Retinaface's detect.py subtracts (104, 117, 123) "
+                    "from the cv2 BGR image, 0..255", {"0..255 BGR minus Caffe mean": 3.0}))
     return out
+
+
+def _centerface(outs: list) -> bool:
+    """Four 4-D outputs of 1, 2, 2 and 10 channels at one resolution: CenterFace's heatmap, box scale,
+    box offset and five landmarks (its ONNX file names them by number: 537..540)."""
+    maps = [ds for _, ds in outs if len(ds) == 4]
+    return (len(maps) == len(outs) == 4 and all(isinstance(ds[1], int) for ds in maps)
+            and sorted(ds[1] for ds in maps) == [1, 2, 2, 10]
+            and len({(str(ds[2]), str(ds[3])) for ds in maps}) == 1)
+
+
+def _backbone_sized(in_dims: list, layout: str) -> bool:
+    """Is the input big enough for an ImageNet backbone (both sides open or at least 64 px)? Those
+    downsample 32 times; a net for 16 px-high thumbnails or 32 px crops was built from scratch, and
+    torchvision's habit (ImageNet mean/std) says nothing about it."""
+    if len(in_dims) != 4:
+        return True
+    hw = (in_dims[2], in_dims[3]) if layout == "NCHW" else (in_dims[1], in_dims[2])
+    return all(not isinstance(v, int) or v <= 0 or v >= 64 for v in hw)
 
 
 def _paddle_rule(outs: list) -> tuple:
