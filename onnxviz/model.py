@@ -220,7 +220,7 @@ class Model(ModelInput):
             sub = G.subgraph(self.float_proto, tensors)
             extras = {k: v for k, v in self._extras.items() if k in {i.name for i in sub.graph.input}}
             if extras:  # other image inputs become constants of the torch module (batch 1, broadcast)
-                sub = G.bake_inputs(sub, {k: v.astype(np.float32) for k, v in extras.items()})
+                sub = G.bake_inputs(sub, {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in extras.items()})
             cache[key] = convert(sub)
         return cache[key]
 

@@ -41,7 +41,16 @@ def test_manifest_covers_the_traits():
     assert all(len(e["sha256"]) == 64 and "==" not in e["version"] for e in foreign)
 
 
-@pytest.mark.parametrize("name", NAMES)
+# Known gaps, each strict: the test fails the day the gap closes, so the entry must then go.
+KNOWN = {
+    # its second input, widths (int64, (N,)), masks the features; onnxviz feeds zeros to inputs that are
+    # not images, so every unit is constant and no render can rise (parity itself is right)
+    "trueocr_rec": "a zero 'widths' input masks every feature: no unit can rise",
+}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=KNOWN[n]))
+                                  if n in KNOWN else n for n in NAMES])
 def test_corpus_file(name, photos, tmp_path):
     row = corpus_check.check_file(name, photos, steps=STEPS, work=tmp_path)
     assert row["inspect"].startswith("ok"), row["inspect"]
