@@ -121,6 +121,8 @@ class Runner:
         kind = inputs[self.input_name].type if self.input_name in inputs else ""
         self.input_dtype = {"tensor(float16)": np.float16, "tensor(uint8)": np.uint8}.get(kind, np.float32)
         self.extras = {k: v for k, v in (extras or {}).items() if k in inputs and k != self.input_name}
+        # another input whose batch is fixed at 1 (a siamese net's second image): run one image at a time
+        self.one_at_a_time = any(inputs[k].shape and inputs[k].shape[0] == 1 for k in self.extras)
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def run(self, x: np.ndarray, outputs: Optional[Iterable[str]] = None, feeds: Optional[dict] = None) -> dict:
@@ -143,6 +145,9 @@ class Runner:
         return max(1, MAX_PIXELS // max(1, int(np.prod(np.shape(x)[1:])) // 3 or 1))
 
     def _run(self, x: np.ndarray, names: list, feeds: Optional[dict] = None) -> dict:
+        if self.one_at_a_time and len(x) > 1 and not feeds:
+            parts = [self._run(x[i:i + 1], names) for i in range(len(x))]
+            return {n: np.concatenate([p[n] for p in parts]) for n in names}
         feed = {self.input_name: np.ascontiguousarray(x, dtype=self.input_dtype)}
         for k, v in self.extras.items():
             feed[k] = np.repeat(v, len(x), axis=0) if v.ndim and v.shape[0] == 1 else v
