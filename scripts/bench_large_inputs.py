@@ -75,6 +75,9 @@ def summary(path: Path) -> None:
     print("| file | input | middle layer (op) | render size | render (s) | load (s) | median rise | units 0-3 |")
     print("|---|---|---|---|---|---|---|---|")
     for n, r in rows.items():
+        if "error" in r:
+            print(f"| {n} | | | | | | fails | {r['error'][:160]} |")
+            continue
         print(f"| {n} | {r['input']} | {r['layer']} ({r['op']}) | {'x'.join(map(str, r['size']))} | {r['seconds']:.0f} "
               f"| {r['load_s']:.0f} | {r['rise']:.1f}x | {', '.join(f'{x:.1f}' for x in r['rises'])} |")
 
@@ -104,8 +107,16 @@ def main() -> None:
 
             f = corpus.fetch_one(name)
         infer = not a.no_infer
-        before = _one(f, a.before_steps, dynamic=False, infer=infer) if a.before_steps else None
-        after = _one(f, a.steps, dynamic=True, infer=infer)
+        try:
+            before = _one(f, a.before_steps, dynamic=False, infer=infer) if a.before_steps else None
+            after = _one(f, a.steps, dynamic=True, infer=infer)
+        except Exception as exc:  # noqa: BLE001 - a file that cannot render is a row of the goal, not the end
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            print(f"{name}: cannot render: {why}", flush=True)
+            if a.json:
+                with open(a.json, "a") as out:
+                    out.write(json.dumps({"file": name, "error": why, "steps": a.steps}) + "\n")
+            continue
         if before is None:  # --before-steps 0: no before run (4 renders at 1600 px need over 10 GB)
             before = dict(after, ms_per_step=float("nan"), size="-", load_s=float("nan"))
         before_64 = before["ms_per_step"] * a.steps / 1000
