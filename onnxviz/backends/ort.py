@@ -139,15 +139,14 @@ class Runner:
                 return {n: np.concatenate([p[n] for p in parts]) for n in names}
         return self._run(x, names, feeds)
 
-    @staticmethod
-    def slice_size(x: np.ndarray) -> int:
-        """How many of ``x``'s images one onnxruntime run takes (``MAX_PIXELS``)."""
+    def slice_size(self, x: np.ndarray) -> int:
+        """How many of ``x``'s images one onnxruntime run takes (``MAX_PIXELS``; one where another input
+        has its batch fixed at 1)."""
+        if self.one_at_a_time:
+            return 1
         return max(1, MAX_PIXELS // max(1, int(np.prod(np.shape(x)[1:])) // 3 or 1))
 
     def _run(self, x: np.ndarray, names: list, feeds: Optional[dict] = None) -> dict:
-        if self.one_at_a_time and len(x) > 1 and not feeds:
-            parts = [self._run(x[i:i + 1], names) for i in range(len(x))]
-            return {n: np.concatenate([p[n] for p in parts]) for n in names}
         feed = {self.input_name: np.ascontiguousarray(x, dtype=self.input_dtype)}
         for k, v in self.extras.items():
             feed[k] = np.repeat(v, len(x), axis=0) if v.ndim and v.shape[0] == 1 else v
