@@ -248,9 +248,8 @@ def interesting(lay: Layer, node, consumers: dict, node_of: dict, graph_outputs:
     if op in ("Add", "Sum", "Mul"):
         computed = _computed(node, node_of)
         if op == "Mul":  # swish x * sigmoid(x), hard-swish, a gated feature map
-            gated = any(is_gate(node_of[i], i, consumers, node_of) for i in computed)
             # on (N, C) vectors a gated product is a step of an unrolled recurrent cell, not a feature map
-            return gated and lay.layout != "NC" and not _rescaled(lay.tensor, users, node_of)
+            return _gated(node, consumers, node_of) and lay.layout != "NC" and not _rescaled(lay.tensor, users, node_of)
         return len(computed) >= 2 and lay.layout != "NC"
     if op in ("Conv", "BatchNormalization", "Gemm", "MatMul", "ConvTranspose", "ReduceMean"):
         if op == "ReduceMean" and lay.layout not in ("NCHW", "NC"):
@@ -279,14 +278,20 @@ def is_gate(node, tensor: str, consumers: dict, node_of: dict) -> bool:
         u.op_type == "Mul" and any(i != tensor for i in _computed(u, node_of)) for u in users)
 
 
+def _gated(node, consumers: dict, node_of: dict, besides: str = "") -> bool:
+    """Whether a computed input of ``node`` (other than ``besides``) is a gate: a gated product."""
+    return any(i != besides and is_gate(node_of[i], i, consumers, node_of) for i in _computed(node, node_of))
+
+
 def _feeds_gated_activation(tensor: str, users: list, consumers: dict, node_of: dict) -> bool:
     """Whether every use of ``tensor`` is a piece of one swish-like activation of it (the gate, the
     + 3 before a hard-swish's clip, the product): conv -> bn -> hard-swish is one layer, like -> relu."""
     def piece(u) -> bool:
         out = u.output[0]
-        if u.op_type == "Mul" or is_gate(u, out, consumers, node_of):
-            return u.op_type != "Mul" or any(i != tensor and is_gate(node_of[i], i, consumers, node_of)
-                                             for i in _computed(u, node_of))
+        if u.op_type == "Mul":
+            return _gated(u, consumers, node_of, besides=tensor)
+        if is_gate(u, out, consumers, node_of):
+            return True
         return (u.op_type in ("Add", "Sub") and _computed(u, node_of) == [tensor]
                 and all(is_gate(v, v.output[0], consumers, node_of) for v in consumers.get(out, [])))
     return len(users) >= 2 and all(piece(u) for u in users)
@@ -302,8 +307,7 @@ def _scaled_gate_product(node, node_of: dict, consumers: dict) -> bool:
     computed = _computed(node, node_of)
     if len(computed) != 1 or node_of[computed[0]].op_type != "Mul":
         return False
-    prod = node_of[computed[0]]
-    return any(is_gate(node_of[i], i, consumers, node_of) for i in _computed(prod, node_of))
+    return _gated(node_of[computed[0]], consumers, node_of)
 
 
 # --------------------------------------------------------------------------- short names
