@@ -46,12 +46,6 @@ from bench_gpu import timed  # noqa: E402 - the fastest of reps after warm-up, a
 GOAL = 0.8
 
 
-def photo_files(folder: Path, limit: int) -> list:
-    from onnxviz.preprocessing.images import image_files
-
-    return image_files(folder, limit)
-
-
 def _decode_many(job) -> int:
     datas, meta_dict = job
     from onnxviz.mining.decoding import decode_bytes
@@ -210,7 +204,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     out = Path(args.out or Path(os.environ.get("OUT", ".")) / "bench_gpu_mining.json")
     model = Path(args.model)
-    files = photo_files(Path(args.photos), args.limit)
+    from onnxviz.preprocessing.images import image_files
+
+    files = image_files(args.photos, args.limit)
     if not model.exists() or not files:
         sys.exit(f"needs {model} (python scripts/export.py mobilenet_v2 --out models/) and photos in {args.photos} "
                  "(python scripts/collect_photos.py data/photos)")
