@@ -16,6 +16,7 @@ from torch import fx, nn
 
 from ..errors import ConversionError
 from ..graph.edits import opset, with_opset
+from ..graph.fold import fold_constants
 from . import converters
 
 
@@ -24,6 +25,7 @@ def convert(proto: onnx.ModelProto) -> tuple:
     converters.register()
     from onnx2torch import convert as o2t_convert
 
+    proto = fold_constants(proto)  # weights computed in the graph (cast, dequantized) become initializers
     missing = converters.unconvertible_nodes(proto)
     if missing and opset(proto) < 13:
         upgraded = with_opset(proto, 13)

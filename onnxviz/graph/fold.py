@@ -1,0 +1,102 @@
+"""Weights computed in the graph, folded to initializers: what onnx2torch needs to convert.
+
+Some exporters store a weight compressed and compute it when the model runs: an int8 tensor cast
+and multiplied by a scale (tinyocr's rec net), a float16 tensor cast up to float32 (an fp16
+conversion that keeps float32 compute), a Constant node. onnxruntime folds these itself; onnx2torch
+reads Conv, Gemm and BatchNorm weights only from initializers and stops at "cannot find weight".
+Every node whose inputs are all constants is evaluated once (onnxruntime, on the constant part of the
+graph alone) and replaced by an initializer, so the torch module sees plain weights.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from .edits import initializer_names
+
+#: ops whose value is not a function of their inputs, or that hold subgraphs: never folded
+_KEEP = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
+         "Bernoulli", "If", "Loop", "Scan", "SequenceConstruct", "SequenceEmpty"}
+#: a folded tensor larger than this (elements) stays computed: the file would grow, not convert better
+MAX_ELEMENTS = 1 << 24
+
+
+def constant_nodes(graph: onnx.GraphProto) -> list:
+    """Indices of the nodes that read only initializers and other constant nodes' outputs (nodes sorted)."""
+    known = initializer_names(graph)
+    inputs = {i.name for i in graph.input} - known
+    out = []
+    for k, node in enumerate(graph.node):
+        if node.op_type in _KEEP or node.domain not in ("", "ai.onnx") or any(
+                a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
+            continue
+        if all(not i or (i in known and i not in inputs) for i in node.input):
+            out.append(k)
+            known.update(o for o in node.output if o)
+    return out
+
+
+def fold_constants(proto: onnx.ModelProto, keep: Iterable[str] = ()) -> onnx.ModelProto:
+    """``proto`` with its constant nodes replaced by initializers (``proto`` itself when there are none
+    that another node reads). Tensors in ``keep`` and graph outputs stay computed by their nodes."""
+    graph = proto.graph
+    folded = constant_nodes(graph)
+    if not folded:
+        return proto
+    kept = set(keep) | {o.name for o in graph.output}
+    fold_set = set(folded)
+    made = {o for k in folded for o in graph.node[k].output if o}
+    needed = [t for k, n in enumerate(graph.node) if k not in fold_set for t in n.input if t in made and t not in kept]
+    needed = list(dict.fromkeys(needed))
+    if not needed:
+        return proto
+    values = _evaluate(proto, folded, needed)
+    values = {k: v for k, v in values.items() if v is not None and v.size <= MAX_ELEMENTS}
+    if not values:
+        return proto
+    # drop the folded nodes whose outputs are no longer read (by remaining nodes, outputs or keep)
+    new = onnx.ModelProto()
+    new.CopyFrom(proto)
+    g = new.graph
+    g.initializer.extend(numpy_helper.from_array(v, name) for name, v in values.items())
+    nodes = list(g.node)
+    alive = [True] * len(nodes)
+    for k in folded:  # a folded node stays if it writes something still computed and read
+        alive[k] = False
+    read = set(kept)
+    for k, n in enumerate(nodes):
+        if alive[k]:
+            read.update(i for i in n.input if i and i not in values)
+    for k in reversed(folded):  # reverse: a kept folded node keeps its own inputs' producers
+        if any(o in read and o not in values for o in nodes[k].output):
+            alive[k] = True
+            read.update(i for i in nodes[k].input if i and i not in values)
+    del g.node[:]
+    g.node.extend(n for k, n in enumerate(nodes) if alive[k])
+    used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+    inits = [t for t in g.initializer if t.name in used]
+    del g.initializer[:]
+    g.initializer.extend(inits)
+    return new
+
+
+def _evaluate(proto: onnx.ModelProto, folded: list, needed: list) -> dict:
+    """The values of ``needed`` computed by onnxruntime from the constant nodes alone ({} if it cannot)."""
+    import onnxruntime as ort
+
+    graph = proto.graph
+    reads = {i for k in folded for i in graph.node[k].input if i}
+    sub = helper.make_graph([graph.node[k] for k in folded], "constants", [],
+                            [onnx.ValueInfoProto(name=t) for t in needed],
+                            [t for t in graph.initializer if t.name in reads])
+    model = helper.make_model(sub, opset_imports=list(proto.opset_import), ir_version=proto.ir_version)
+    try:
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        return dict(zip(needed, (np.asarray(v) for v in sess.run(needed, {}))))
+    except Exception:  # noqa: BLE001 - folding is an aid; onnx2torch then reports what it cannot read
+        return {}
