@@ -72,3 +72,43 @@ def test_a_real_graph_with_skip_connections_runs_at_every_fitted_size():
     for want in ((57, 57), (100, 300), (231, 117)):
         h, w = rule.fit(want)
         OrtRunner().run(np.zeros((1, 3, h, w), np.float32))
+
+
+def _upsample_net(side=None) -> onnx.ModelProto:
+    """YuNet's neck in small: four 2x2 max-pools, the deepest map upsampled 2x (Resize by scales) and
+    added to the one above it. It runs only where that map has an even side: multiples of 16, while
+    225, 226 and 227 (three consecutive sizes) all run by chance."""
+    dims = [1, 3, side, side] if side else ["N", 3, "H", "W"]
+    nodes = [helper.make_node("MaxPool", [f"p{k}"], [f"p{k + 1}"], kernel_shape=[2, 2], strides=[2, 2])
+             for k in range(4)]
+    nodes += [helper.make_node("Resize", ["p4", "", "scales"], ["up"], mode="nearest"),
+              helper.make_node("Add", ["up", "p3"], ["out"])]
+    scales = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
+    graph = helper.make_graph(nodes, "neck", [helper.make_tensor_value_info("p0", TensorProto.FLOAT, dims)],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)], [scales])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
+
+
+def test_a_stride_is_checked_at_odd_sizes_of_every_level_not_at_consecutive_multiples():
+    sess = ort.InferenceSession(_upsample_net().SerializeToString(), providers=["CPUExecutionProvider"])
+
+    class OrtRunner:
+        def run(self, x):
+            return sess.run(None, {"p0": x})
+
+    rule = input_sizes.probe(lambda: OrtRunner(), 3, "NCHW", None, None)
+    assert rule.stride == (16, 16), rule
+    for want in (437, 300, 57):  # 437 px: the YuNet render size that failed at 27 vs 26
+        h, w = rule.fit((want, want))
+        OrtRunner().run(np.zeros((1, 3, h, w), np.float32))
+
+
+def test_a_fixed_640_neck_made_dynamic_gets_the_stride_of_its_levels():
+    from onnxviz.graph import dynamic_size
+
+    rng = np.random.default_rng(0)
+    edit = dynamic_size.make_dynamic(_upsample_net(640), "p0", "NCHW",
+                                     lambda h, w: rng.random((1, 3, h, w), dtype=np.float32))
+    assert edit.proto is not None and edit.stride == 16, edit.reason

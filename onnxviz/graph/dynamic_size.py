@@ -30,6 +30,7 @@ import onnx
 from onnx import numpy_helper
 
 from .edits import expose, infer_shapes, initializer_names, value_shapes
+from .input_sizes import steps_to_try
 
 LARGE = 640  # a fixed input with a side this large or larger is made dynamic (Ultralytics exports: 640)
 STRIDES = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -109,7 +110,8 @@ def make_dynamic(proto: onnx.ModelProto, input_name: str, layout: str,
     stride = None
     for s in STRIDES:
         try:
-            session(test).run(None, {input_name: photo(small[0] + s, small[1] + s)})
+            for n in steps_to_try(0, s):  # odd sizes at every downsampling level, not one step
+                session(test).run(None, {input_name: photo(small[0] + n, small[1] + n)})
             stride = s
             break
         except Exception:  # noqa: BLE001 - this step does not run

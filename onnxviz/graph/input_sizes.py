@@ -18,6 +18,22 @@ import numpy as np
 log = logging.getLogger("onnxviz")
 
 STRIDES = (1, 2, 4, 8, 16, 32, 64)
+DEEPEST = 128  # the largest downsampling whose odd sizes the stride checks look for
+
+
+def steps_to_try(base: int, s: int) -> list:
+    """Sizes above ``base`` (a multiple of every stride) that must all run for ``s`` to be a stride.
+
+    ``base + s*(2^j - 1)`` for each level j up to DEEPEST: at each, some downsampling level of the net
+    sees an odd size. Consecutive multiples do not show it: 257, 258 and 259 px all halve to the same
+    8 px at stride 32, and a skip connection that fails at 27 vs 26 (437 px) then looks like stride 1.
+    """
+    out, j = [], 1
+    while True:
+        out.append(base + s * (2 ** j - 1))
+        if s * 2 ** j >= DEEPEST:
+            return out
+        j += 1
 SQUARE = (224, 320, 416, 640)
 TEXT_LINE = ((48, 320), (32, 320), (64, 256))
 
@@ -78,12 +94,12 @@ def probe(runner_factory, channels: int, layout: str, known_h: Optional[int], kn
         return InputRule(size, (None if known_h else 1, None if known_w else 1),
                          f"no candidate size ran ({', '.join(f'{h}x{w}' for h, w in candidates)})")
     def multiples_run(axis: int, s: int) -> bool:
-        """Three consecutive multiples of ``s`` above the default run: one size that happens to run
+        """Every size of :func:`steps_to_try` above the default runs: one size that happens to run
         (skip connections whose sizes agree by chance, e.g. 228 but not 232) does not make a stride."""
         first = -(-size[axis] // s) * s
-        for k in range(1, 4):
+        for n in steps_to_try(first, s):
             bigger = list(size)
-            bigger[axis] = first + k * s
+            bigger[axis] = n
             if not runs(*bigger):
                 return False
         return True
