@@ -54,7 +54,8 @@ def image_input(proto: onnx.ModelProto, name: Optional[str] = None) -> onnx.Valu
 def normalize(proto: onnx.ModelProto, input_name: Optional[str] = None) -> onnx.ModelProto:
     """Make a real-world file uniform for everything downstream.
 
-    - weights that are also listed as graph inputs (old exporters, PaddlePaddle) stop being inputs;
+    - weights that are also listed as graph inputs (old exporters, PaddlePaddle) stop being inputs, and
+      an IR 3 file (whose weights count only when listed as inputs) is read as IR 4;
     - ``Constant`` nodes become initializers (older Paddle2ONNX stores every weight that way, which
       onnx2torch's Conv cannot read);
     - ``Identity`` nodes that merely alias a weight (the classic torch exporter merges identical
@@ -75,6 +76,8 @@ def normalize(proto: onnx.ModelProto, input_name: Optional[str] = None) -> onnx.
     for inp in list(graph.input):
         if inp.name in inits:
             graph.input.remove(inp)
+    if proto.ir_version < 4 and inits:  # IR 3 reads only weights listed as inputs: shape inference saw none
+        proto.ir_version = 4
 
     outputs = {o.name for o in graph.output}
     for node in list(graph.node):
