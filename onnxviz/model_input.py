@@ -88,7 +88,8 @@ class ModelInput:
     def other_inputs(self, meta: Optional[ModelMeta] = None) -> dict:
         """Feeds for the inputs that are not the chosen image: a mid-gray image through the chosen
         input's preprocessing (``meta``, default the model's) when 4-d (its own fixed size, else the
-        chosen input's), zeros otherwise."""
+        chosen input's); the image's width (or height) for an integer per-image size named so (widths,
+        lengths, seq_len); zeros otherwise."""
         extras = {}
         inits = G.initializer_names(self.proto.graph)
         meta = meta if meta is not None else getattr(self, "meta", None)
@@ -103,6 +104,10 @@ class ModelInput:
                 size = (h or meta.input_size[0], w or meta.input_size[1])
                 gray = np.full((1, 3) + tuple(size), 0.5, np.float32)
                 extras[inp.name] = meta.to_model_input(gray).astype(dtype)
+            elif meta is not None and len(dims) <= 2 and np.dtype(dtype).kind in "iu" and _size_word(inp.name):
+                # a per-image length (an OCR recognizer's widths): the whole image is valid, not none of it
+                side = meta.input_size[0] if _size_word(inp.name) == "height" else meta.input_size[1]
+                extras[inp.name] = np.full([1] + [d or 1 for d in dims[1:]], int(side), dtype)
             else:
                 extras[inp.name] = np.zeros([1] + [d or 1 for d in dims[1:]], dtype)
         return extras
@@ -148,3 +153,11 @@ class ModelInput:
             if h and w:
                 return h, w
         return tuple(self.meta.input_size)
+
+
+def _size_word(name: str) -> str:
+    """"width" or "height" when an input's name says it holds a per-image size, else ""."""
+    low = name.lower()
+    if "height" in low:
+        return "height"
+    return "width" if any(w in low for w in ("width", "length", "seq_len", "seqlen")) else ""

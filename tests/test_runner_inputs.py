@@ -31,3 +31,31 @@ def test_a_second_input_fixed_at_batch_one_runs_image_by_image():
     assert got.shape == (5, 2, 4, 4) and np.allclose(got, want)
     # an open batch still runs the whole batch at once
     assert not Runner(_siamese("M"), input_name="a", extras={"b": other}).one_at_a_time
+
+
+def test_a_widths_input_is_fed_the_image_width_so_features_are_not_masked(tmp_path):
+    """trueocr_rec's second input, widths (int64, (N,)), masks every column at or past it: fed zeros,
+    every unit was constant over photos and no render could rise. It now gets the image's width."""
+    import onnxviz
+
+    w = helper.make_tensor("W", TensorProto.FLOAT, [4, 1, 3, 3], np.random.default_rng(0).normal(0, 1, 36).tolist())
+    cols = helper.make_tensor("cols", TensorProto.INT64, [1, 1, 1, 32], list(range(32)))
+    shape = helper.make_tensor("shape", TensorProto.INT64, [4], [-1, 1, 1, 1])
+    nodes = [helper.make_node("Conv", ["x", "W"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("Reshape", ["widths", "shape"], ["w4"]),
+             helper.make_node("Less", ["cols", "w4"], ["valid"]),
+             helper.make_node("Cast", ["valid"], ["validf"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["r", "validf"], ["out"], name="masked")]
+    graph = helper.make_graph(nodes, "rec", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 16, 32]),
+                                             helper.make_tensor_value_info("widths", TensorProto.INT64, ["N"])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 4, 16, 32])], [w, cols, shape])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = tmp_path / "rec.onnx"
+    onnx.save(model, path)
+    m = onnxviz.load(path, value_range=(0.0, 1.0), mean=(0.0,), std=(1.0,), channel_order="L")
+    assert m.other_inputs()["widths"].tolist() == [32]
+    photos = np.random.default_rng(1).random((3, 3, 16, 32), dtype=np.float32)
+    out = m.activations(m.meta.to_model_input(photos), ["masked"])["masked"]
+    assert out.std(0).max() > 0.01  # the units vary with the photo: nothing masks them

@@ -42,11 +42,7 @@ def test_manifest_covers_the_traits():
 
 
 # Known gaps, each strict: the test fails the day the gap closes, so the entry must then go.
-KNOWN = {
-    # its second input, widths (int64, (N,)), masks the features; onnxviz feeds zeros to inputs that are
-    # not images, so every unit is constant and no render can rise (parity itself is right)
-    "trueocr_rec": "a zero 'widths' input masks every feature: no unit can rise",
-}
+KNOWN: dict = {}  # none now (trueocr_rec's widths input, once fed zeros, gets the image width)
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=KNOWN[n]))
