@@ -104,12 +104,14 @@ class ModelInput:
                 size = (h or meta.input_size[0], w or meta.input_size[1])
                 gray = np.full((1, 3) + tuple(size), 0.5, np.float32)
                 extras[inp.name] = meta.to_model_input(gray).astype(dtype)
-            elif meta is not None and len(dims) <= 2 and np.dtype(dtype).kind in "iu" and _size_word(inp.name):
-                # a per-image length (an OCR recognizer's widths): the whole image is valid, not none of it
-                side = meta.input_size[0] if _size_word(inp.name) == "height" else meta.input_size[1]
-                extras[inp.name] = np.full([1] + [d or 1 for d in dims[1:]], int(side), dtype)
+                continue
+            shape = [1] + [d or 1 for d in dims[1:]]
+            sized = meta is not None and len(dims) <= 2 and np.dtype(dtype).kind in "iu"
+            word = _size_word(inp.name) if sized else ""
+            if word:  # a per-image length (an OCR recognizer's widths): the whole image is valid, not none of it
+                extras[inp.name] = np.full(shape, int(meta.input_size[0 if word == "height" else 1]), dtype)
             else:
-                extras[inp.name] = np.zeros([1] + [d or 1 for d in dims[1:]], dtype)
+                extras[inp.name] = np.zeros(shape, dtype)
         return extras
 
     def _sourced(self, raw):

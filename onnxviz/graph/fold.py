@@ -9,8 +9,6 @@ graph alone) and replaced by an initializer, so the torch module sees plain weig
 """
 from __future__ import annotations
 
-from typing import Iterable
-
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
@@ -39,14 +37,14 @@ def constant_nodes(graph: onnx.GraphProto) -> list:
     return out
 
 
-def fold_constants(proto: onnx.ModelProto, keep: Iterable[str] = ()) -> onnx.ModelProto:
+def fold_constants(proto: onnx.ModelProto) -> onnx.ModelProto:
     """``proto`` with its constant nodes replaced by initializers (``proto`` itself when there are none
-    that another node reads). Tensors in ``keep`` and graph outputs stay computed by their nodes."""
+    that another node reads). Graph outputs stay computed by their nodes."""
     graph = proto.graph
     folded = constant_nodes(graph)
     if not folded:
         return proto
-    kept = set(keep) | {o.name for o in graph.output}
+    kept = {o.name for o in graph.output}
     fold_set = set(folded)
     made = {o for k in folded for o in graph.node[k].output if o}
     needed = [t for k, n in enumerate(graph.node) if k not in fold_set for t in n.input if t in made and t not in kept]
@@ -57,7 +55,7 @@ def fold_constants(proto: onnx.ModelProto, keep: Iterable[str] = ()) -> onnx.Mod
     values = {k: v for k, v in values.items() if v is not None and v.size <= MAX_ELEMENTS}
     if not values:
         return proto
-    # drop the folded nodes whose outputs are no longer read (by remaining nodes, outputs or keep)
+    # drop the folded nodes whose outputs are no longer read (by remaining nodes or outputs)
     new = onnx.ModelProto()
     new.CopyFrom(proto)
     g = new.graph

@@ -18,6 +18,8 @@ import numpy as np
 log = logging.getLogger("onnxviz")
 
 STRIDES = (1, 2, 4, 8, 16, 32, 64)
+SQUARE = (224, 320, 416, 640)
+TEXT_LINE = ((48, 320), (32, 320), (64, 256))
 DEEPEST = 128  # the largest downsampling whose odd sizes the stride checks look for
 
 
@@ -34,8 +36,6 @@ def steps_to_try(base: int, s: int) -> list:
         if s * 2 ** j >= DEEPEST:
             return out
         j += 1
-SQUARE = (224, 320, 416, 640)
-TEXT_LINE = ((48, 320), (32, 320), (64, 256))
 
 
 @dataclass
