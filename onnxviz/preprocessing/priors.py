@@ -23,6 +23,11 @@ except a producer's own explicit statement (Ultralytics' metadata).
 | CenterNet heads | outputs hm + wh or reg (Cycle-CenterNet has no wh) | CenterNet mean/std, BGR | +3 |
 | CenterFace heads | four maps of 1, 2, 2, 10 channels at one stride | 0..255 RGB | +3 |
 | RetinaFace heads | outputs loc, conf, landms | 0..255 BGR minus Caffe mean | +3 |
+| YuNet heads | outputs cls_8, obj_8, bbox_8, kps_8 (and the 16, 32 strides) | 0..255 BGR | +3 |
+| face embedding | one (N, 128/256/512) output, fixed square 96..160 px input | -1..1 RGB; -1..1 BGR | +2.5; +1 |
+| 3DDFA head | one (N, 62) output | -1..1 RGB | +3 |
+| SSD head | exactly two outputs (N, A, K) and (N, A, 4), A >= 1000 | -1..1 RGB; -1..1 BGR | +2; +0.7 |
+| image out | a 3-channel output at the input's size or a multiple | 0..1 (-1..1 after a Tanh), RGB; BGR | +2; +1.3 |
 """
 from __future__ import annotations
 
@@ -126,10 +131,85 @@ def rules(proto: onnx.ModelProto, input_name: str, layout: str) -> list:
         out.append(("CenterFace heads (heatmap, scale, offset, 5 landmarks: 1, 2, 2, 10 channels at one stride): "
                     "CenterFace's demo feeds cv2.dnn.blobFromImage(scalefactor 1, mean 0, swapRB) of the cv2 image, "
                     "0..255 RGB", {"0..255 RGB": 3.0}))
+    out.extend(_task_heads(proto, in_dims, layout, outs))
+    if {"cls_8", "obj_8", "bbox_8", "kps_8"} <= onames:
+        out.append(("YuNet heads (cls, obj, bbox, kps at strides 8, 16, 32): OpenCV's FaceDetectorYN feeds "
+                    "blobFromImage of the cv2 image, 0..255 BGR, no mean", {"0..255 BGR": 3.0}))
     if {"loc", "conf", "landms"} <= onames:
         out.append(("RetinaFace heads (loc, conf, landms): Pytorch_Retinaface's detect.py subtracts (104, 117, 123) "
                     "from the cv2 BGR image, 0..255", {"0..255 BGR minus Caffe mean": 3.0}))
     return out
+
+
+def _task_heads(proto: onnx.ModelProto, in_dims: list, layout: str, outs: list) -> list:
+    """Priors from heads whose task has one habit across the code that trains and feeds it.
+
+    - a face embedding: one (N, 128 | 256 | 512) output of a fixed square 96..160 px input (ArcFace,
+      InsightFace, MobileFaceNet, FaceNet): (x - 127.5) / 128 or / 127.5, RGB;
+    - 3DDFA's 62 3DMM parameters, its only output: 3DDFA and 3DDFA_V2 normalize (x - 127.5) / 128;
+    - an SSD head, exactly two (N, A, K) and (N, A, 4) outputs over A >= 1000 anchors (pytorch-ssd,
+      UltraFace, MobileNet-SSD, TF Object Detection's SSDs): (x - 127) / 128 or 2x / 255 - 1;
+    - an image out, three channels at the input's size or a multiple (super-resolution, denoising, image
+      translation): the net's output domain is its input's, 0..1, or -1..1 when a Tanh makes the image."""
+    out = []
+    hw = _hw(in_dims, layout)
+    single = len(outs) == 1 and len(outs[0][1]) == 2 and outs[0][1][1]
+    if single in (128, 256, 512) and hw and hw[0] == hw[1] and 96 <= hw[0] <= 160:
+        out.append((f"a face embedding ({single} values from a {hw[0]} px square): ArcFace, MobileFaceNet and FaceNet "
+                    "are fed (x - 127.5) / 128, RGB", {"-1..1 RGB": 2.5, "-1..1 BGR": 1.0}))
+    elif single == 62:
+        out.append(("3DDFA's 62 3DMM parameters (pose 12, shape 40, expression 10): 3DDFA normalizes "
+                    "(x - 127.5) / 128, RGB", {"-1..1 RGB": 3.0}))
+    seqs = [ds for _, ds in outs if len(ds) == 3]
+    if len(outs) == 2 and len(seqs) == 2 and seqs[0][1] == seqs[1][1] and isinstance(seqs[0][1], int) \
+            and seqs[0][1] >= 1000 and sorted(isinstance(d[2], int) and d[2] == 4 for d in seqs) == [False, True]:
+        out.append(("an SSD head (class scores and 4 box offsets per anchor): pytorch-ssd, UltraFace and "
+                    "MobileNet-SSD are fed (x - 127) / 128, RGB", {"-1..1 RGB": 2.0, "-1..1 BGR": 0.7}))
+    if _image_out(proto, in_dims, layout, outs):
+        tanh = _ends_in(proto, "Tanh")
+        out.append(("an image out (3 channels at the input's size or a multiple: super-resolution, restoration, "
+                    "translation): fed in its output's domain, " + ("-1..1 (a Tanh makes it)" if tanh else "0..1"),
+                    {"-1..1 RGB": 2.0, "-1..1 BGR": 1.3} if tanh else {"0..1 RGB": 2.0, "0..1 BGR": 1.3}))
+    return out
+
+
+def _hw(in_dims: list, layout: str):
+    """(H, W) of a fixed 4-D input, else None."""
+    if len(in_dims) != 4:
+        return None
+    hw = (in_dims[2], in_dims[3]) if layout == "NCHW" else (in_dims[1], in_dims[2])
+    return hw if all(isinstance(v, int) and v > 0 for v in hw) else None
+
+
+def _image_out(proto: onnx.ModelProto, in_dims: list, layout: str, outs: list) -> bool:
+    """An output of 3 channels whose H and W are the input's (the same names when open) or an integer multiple."""
+    if len(in_dims) != 4:
+        return False
+    ihw = (in_dims[2], in_dims[3]) if layout == "NCHW" else (in_dims[1], in_dims[2])
+    for _, ds in outs:
+        if len(ds) != 4:
+            continue
+        c, ohw = (ds[1], (ds[2], ds[3])) if layout == "NCHW" else (ds[3], (ds[1], ds[2]))
+        if c != 3:
+            continue
+        if all(isinstance(a, str) and a == b for a, b in zip(ihw, ohw)):
+            return True
+        if all(isinstance(a, int) and isinstance(b, int) and a > 0 and b >= a and b % a == 0 for a, b in zip(ihw, ohw)) \
+                and ohw[0] // ihw[0] == ohw[1] // ihw[1]:
+            return True
+    return False
+
+
+def _ends_in(proto: onnx.ModelProto, op: str) -> bool:
+    """Is ``op`` among the last few nodes before a graph output (past reshapes, clips and scalings)?"""
+    prods = {o: n for n in proto.graph.node for o in n.output}
+    for o in proto.graph.output:
+        node, hops = prods.get(o.name), 0
+        while node is not None and hops < 4:
+            if node.op_type == op:
+                return True
+            node, hops = prods.get(node.input[0]) if node.input else None, hops + 1
+    return False
 
 
 def _centerface(outs: list) -> bool:
