@@ -186,6 +186,12 @@ def test_image_out_follows_its_final_activation_and_other_heads_stay_quiet():
     _, seq = best(_net([1, 3, 64, 64], {"s": [1, 501, 30], "b": [1, 501, 4]}))
     assert seq["-1..1 RGB"] == priors.BASE["-1..1 RGB"]
     assert best(_net([1, 3, 300, 300], {"s": [1, 3000, 21], "b": [1, 3000, 4]}))[0] == "-1..1 RGB"
+    # SCRFD's score, box and landmark maps per stride; YOLOv5's 3 anchors per cell and Ultralytics' (N, 4 + K, cells)
+    scrfd = {f"{k}{s}": [1, n, d] for s, n in ((8, 12800), (16, 3200), (32, 800)) for k, d in (("s", 1), ("b", 4), ("k", 10))}
+    assert best(_net([1, 3, 640, 640], scrfd))[0] == "-1..1 RGB"
+    assert best(_net([1, 3, 640, 640], {"y": [1, 25200, 85]}))[0] == "0..1 RGB"
+    assert best(_net([1, 3, 640, 640], {"y": [1, 84, 8400]}))[0] == "0..1 RGB"
+    assert best(_net([1, 3, 608, 640], {"y": [1, 84, 8400]}))[1]["0..1 RGB"] == priors.BASE["0..1 RGB"]
     # an embedding of a 112 px face, not of a 224 px image
     assert best(_net([1, 3, 112, 112], {"e": [1, 512]}))[0] == "-1..1 RGB"
     assert best(_net([1, 3, 224, 224], {"e": [1, 512]}))[1]["-1..1 RGB"] == priors.BASE["-1..1 RGB"]
@@ -239,6 +245,26 @@ def test_the_same_answer_with_or_without_foolbox(name, request, tmp_path, monkey
     assert without.ranked == with_foolbox.ranked
     assert without.candidate.name == C.by_name(
         "ImageNet mean/std, RGB" if name == "mobilenet_v2" else "0..255 BGR minus Caffe mean").name
+
+
+def test_an_integer_image_input_takes_pixel_bytes(tmp_path):
+    """A uint8 input (an NHWC export whose Rescaling was folded into a BatchNorm, say) can only mean 0..255 with
+    no mean: candidates in 0..1 would reach the net as zeros and ones. Only the channel order is scored."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.normal(size=(8, 3, 3, 3)).astype(np.float32), "w")
+    nodes = [helper.make_node("Cast", ["x"], ["xf"], to=TensorProto.FLOAT),
+             helper.make_node("Transpose", ["xf"], ["xt"], perm=[0, 3, 1, 2]),
+             helper.make_node("Conv", ["xt", "w"], ["c"]), helper.make_node("Relu", ["c"], ["y"])]
+    g = helper.make_graph(nodes, "bytes", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 64, 64, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 62, 62])], [w])
+    path = tmp_path / "bytes.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    m = _load(path)
+    found = P.infer(m, m.meta)
+    assert found.candidate.value_range == (0.0, 255.0) and set(found.candidate.mean) == {0.0}
+    assert {c.channel_order for c, _ in found.ranked} == {"RGB", "BGR"} and len(found.ranked) == 2
+    assert any("pixel bytes" in line for line in found.evidence)
 
 
 def test_confidence_is_the_softmax_probability_of_the_answer():

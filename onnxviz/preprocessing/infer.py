@@ -102,6 +102,12 @@ def _learned_nodes(proto: onnx.ModelProto, input_name: str, k: int = 3) -> list:
     return found
 
 
+def _takes_bytes(proto: onnx.ModelProto, input_name: str) -> bool:
+    """Is the image input uint8 or int8 (pixel bytes, as NHWC exports with a Rescaling layer inside take)?"""
+    inp = next((i for i in proto.graph.input if i.name == input_name), None)
+    return inp is not None and inp.type.tensor_type.elem_type in (onnx.TensorProto.UINT8, onnx.TensorProto.INT8)
+
+
 # ---------------------------------------------------------------------------------------- inference
 @dataclass
 class Finding:
@@ -157,6 +163,10 @@ def infer(model, base, use_labels: bool = True, fixed: Optional[dict] = None) ->
         cands = _graph_candidates(norm, channels, evidence)
         if "channel_order" in fixed:
             cands = [c for c in cands if c.channel_order == fixed["channel_order"]] or cands
+    elif norm is None and _takes_bytes(proto, model.input_name) and "value_range" not in fixed:
+        # an integer image input takes the pixel bytes themselves; only the channel order is open
+        evidence.append("the input is an integer tensor: the file takes pixel bytes, 0..255 (no mean, no std)")
+        cands = [c for c in cands if scale_of(c) == 255 and set(c.mean) == {0.0}] or cands
     if len(cands) == 1:
         return Finding(cands[0], 0.9, evidence, {"total": {cands[0].name: 0.0}}, [(cands[0], 0.0)])
     terms: dict = {}  # term -> {candidate name: nats}

@@ -27,6 +27,8 @@ except a producer's own explicit statement (Ultralytics' metadata).
 | face embedding | one (N, 128/256/512) output, fixed square 96..160 px input | -1..1 RGB; -1..1 BGR | +2.5; +1 |
 | 3DDFA head | one (N, 62) output | -1..1 RGB | +3 |
 | SSD head | exactly two outputs (N, A, K) and (N, A, 4), A >= 1000 | -1..1 RGB; -1..1 BGR | +2; +0.7 |
+| SCRFD heads | 6 or 9 outputs with last dimensions 1, 4 (and 10), three of each | -1..1 RGB; -1..1 BGR | +2.5; +1 |
+| YOLO heads | (N, 3 x cells, 5 + K) or (N, 4 + K, cells), cells at strides 8, 16, 32 | 0..1 RGB | +2 |
 | image out | a 3-channel output at the input's size or a multiple | 0..1 (-1..1 after a Tanh), RGB; BGR | +2; +1.3 |
 """
 from __future__ import annotations
@@ -165,12 +167,42 @@ def _task_heads(proto: onnx.ModelProto, in_dims: list, layout: str, outs: list) 
             and seqs[0][1] >= 1000 and sorted(isinstance(d[2], int) and d[2] == 4 for d in seqs) == [False, True]:
         out.append(("an SSD head (class scores and 4 box offsets per anchor): pytorch-ssd, UltraFace and "
                     "MobileNet-SSD are fed (x - 127) / 128, RGB", {"-1..1 RGB": 2.0, "-1..1 BGR": 0.7}))
+    if _scrfd(outs):
+        out.append(("SCRFD heads (scores, boxes and 5 landmarks at strides 8, 16, 32): InsightFace feeds SCRFD "
+                    "(x - 127.5) / 128, RGB", {"-1..1 RGB": 2.5, "-1..1 BGR": 1.0}))
+    yolo = _yolo_head(in_dims, layout, outs)
+    if yolo:
+        out.append((f"a {yolo} head on the cells at strides 8, 16, 32: YOLOv5, YOLOv7 and Ultralytics feed 0..1 RGB",
+                    {"0..1 RGB": 2.0}))
     if _image_out(proto, in_dims, layout, outs):
         tanh = _ends_in(proto, "Tanh")
         out.append(("an image out (3 channels at the input's size or a multiple: super-resolution, restoration, "
                     "translation): fed in its output's domain, " + ("-1..1 (a Tanh makes it)" if tanh else "0..1"),
                     {"-1..1 RGB": 2.0, "-1..1 BGR": 1.3} if tanh else {"0..1 RGB": 2.0, "0..1 BGR": 1.3}))
     return out
+
+
+def _scrfd(outs: list) -> bool:
+    """Six or nine outputs whose last dimensions are 1, 4 (and 10) three times each: SCRFD's score, box and
+    landmark maps per stride, flattened to (A, k) or (N, A, k)."""
+    last = sorted(ds[-1] for _, ds in outs if len(ds) in (2, 3) and isinstance(ds[-1], int))
+    return len(last) == len(outs) and last in ([1, 1, 1, 4, 4, 4], [1, 1, 1, 4, 4, 4, 10, 10, 10])
+
+
+def _yolo_head(in_dims: list, layout: str, outs: list) -> str:
+    """"YOLOv5-style" for an (N, 3 x cells, 5 + K) output (three anchors per cell), "YOLOv8-style" for
+    (N, 4 + K, cells) (Ultralytics' anchor-free head, also with mask or keypoint channels); cells are those
+    at strides 8, 16 and 32 of the fixed input. YOLOX's (N, cells, 5 + K) is ``_anchor_free_yolo``."""
+    hw = _hw(in_dims, layout)
+    if hw is None:
+        return ""
+    cells = sum((-(-hw[0] // s)) * (-(-hw[1] // s)) for s in (8, 16, 32))
+    for _, ds in outs:
+        if len(ds) == 3 and ds[1] == 3 * cells and isinstance(ds[2], int) and 6 <= ds[2] <= 300:
+            return "YOLOv5-style"
+        if len(ds) == 3 and ds[2] == cells and isinstance(ds[1], int) and 5 <= ds[1] <= 400:
+            return "YOLOv8-style"
+    return ""
 
 
 def _hw(in_dims: list, layout: str):
