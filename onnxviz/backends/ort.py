@@ -122,6 +122,7 @@ class Runner:
         self.input_dtype = {"tensor(float16)": np.float16, "tensor(uint8)": np.uint8}.get(kind, np.float32)
         self.extras = {k: v for k, v in (extras or {}).items() if k in inputs and k != self.input_name}
         # another input whose batch is fixed at 1 (a siamese net's second image): run one image at a time
+        # (``run`` also turns this on when a batch fails and one image runs)
         self.one_at_a_time = any(inputs[k].shape and inputs[k].shape[0] == 1 for k in self.extras)
         self.output_names = [o.name for o in self.session.get_outputs()]
 
@@ -131,6 +132,20 @@ class Runner:
         1600x1600 would need over 20 GB inside onnxruntime); outputs that are not batch-first (an RNN
         head's (T, N, C), the in-graph top-k's (units, k)) run it whole."""
         names = list(outputs) if outputs is not None else self.output_names
+        try:
+            return self._run_sliced(x, names, feeds)
+        except RuntimeModelError as exc:
+            if len(x) < 2 or self.one_at_a_time:
+                raise
+            try:  # a graph whose reshapes were traced at batch 1 takes one image, whatever its input declares
+                self._run(x[:1], names, feeds)
+            except RuntimeModelError:
+                raise exc from None
+            self.one_at_a_time = True
+            log.info("this model runs one image at a time: a batch of %d fails (%s)", len(x), str(exc)[:200])
+            return self._run_sliced(x, names, feeds)
+
+    def _run_sliced(self, x: np.ndarray, names: list, feeds: Optional[dict]) -> dict:
         step = self.slice_size(x)
         if len(x) > step:
             first = self._run(x[:step], names, feeds)
