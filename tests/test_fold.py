@@ -58,3 +58,44 @@ def test_a_graph_without_constant_nodes_is_returned_as_it_is():
     model = _compressed_conv()
     plain = fold_constants(model)
     assert fold_constants(plain) is plain
+
+
+def _keras_bn(cond: bool) -> onnx.ModelProto:
+    """tf2onnx's Keras BatchNormalization: If(keras_learning_phase stored as a constant, Relu branch, BN branch),
+    the BN normalizing with the batch's own moments (mean and variance computed by ReduceMean in the graph)."""
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(np.array(cond), "phase"),
+             numpy_helper.from_array(rng.normal(1, 0.1, 3).astype(np.float32), "gamma"),
+             numpy_helper.from_array(rng.normal(0, 0.1, 3).astype(np.float32), "beta"),
+             numpy_helper.from_array(np.array([0, 2, 3], np.int64), "axes")]
+    moments = [helper.make_node("ReduceMean", ["x"], ["m4"], axes=[0, 2, 3], keepdims=1),
+               helper.make_node("Squeeze", ["m4", "axes"], ["mean"]),
+               helper.make_node("Sub", ["x", "m4"], ["d"]), helper.make_node("Mul", ["d", "d"], ["d2"]),
+               helper.make_node("ReduceMean", ["d2"], ["v4"], axes=[0, 2, 3], keepdims=1),
+               helper.make_node("Squeeze", ["v4", "axes"], ["var"])]
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    then = helper.make_graph([helper.make_node("Relu", ["x"], ["t"])], "then", [], [helper.make_tensor_value_info(
+        "t", TensorProto.FLOAT, None)])
+    other = helper.make_graph([helper.make_node("BatchNormalization", ["x", "gamma", "beta", "mean", "var"], ["e"],
+                                                epsilon=0.001)], "else", [],
+                              [helper.make_tensor_value_info("e", TensorProto.FLOAT, None)])
+    nodes = moments + [helper.make_node("If", ["phase"], ["y"], name="bn/cond", then_branch=then, else_branch=other)]
+    graph = helper.make_graph(nodes, "keras_bn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 4, 4])],
+                              [out], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=7)
+
+
+def test_an_if_on_a_stored_phase_becomes_its_branch_and_a_computed_batchnorm_takes_gradients():
+    """NudeNetClassifier v2 (tf2onnx) stopped at "no converter for If", then at a BatchNormalization whose mean
+    and variance are computed in the graph (torch takes no gradient through running statistics)."""
+    x = np.random.default_rng(1).normal(0, 1, (2, 3, 4, 4)).astype(np.float32)
+    for cond in (False, True):
+        proto = _keras_bn(cond)
+        want = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        assert "If" not in [n.op_type for n in fold_constants(proto).graph.node]
+        xt = torch.from_numpy(x).requires_grad_(True)
+        got = convert(proto)[0](xt)
+        got = got[0] if isinstance(got, (tuple, list)) else got
+        np.testing.assert_allclose(got.detach().numpy(), want, rtol=1e-4, atol=1e-5)
+        got.square().mean().backward()
+        assert xt.grad is not None and float(xt.grad.abs().sum()) > 0

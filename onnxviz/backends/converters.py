@@ -8,6 +8,8 @@
   modes (onnx2torch only has CRD, while DCR is the default and what TF writes).
 - Clip whose min/max are computed in the graph (onnx2torch only takes constants), or with one constant
   bound and the other left empty (onnx2torch looks the empty name up as a tensor: trueocr_rec).
+- BatchNormalization whose mean and variance are computed in the graph (a tf2onnx Keras file normalizing
+  with the batch's moments; onnx2torch hands them to torch as running statistics, which take no gradient).
 - LayerNormalization normalizing over the dims the input has at run time (onnx2torch reads them from
   shape inference, which leaves unknown dims as 0 on dynamic-shape files).
 - ``auto_pad="SAME_UPPER"/"SAME_LOWER"`` on Conv, MaxPool and AveragePool (keras2onnx, tf2onnx): the padding is
@@ -228,6 +230,20 @@ class DynamicClip(nn.Module):
         return torch.clamp(x, min, max)
 
 
+class ComputedBatchNorm(nn.Module):
+    """ONNX BatchNormalization (inference) whose mean and variance are computed in the graph (a tf2onnx Keras
+    file that normalizes with the batch's own moments): the formula itself, differentiable in every input."""
+
+    def __init__(self, epsilon: float):
+        super().__init__()
+        self.epsilon = epsilon
+
+    def forward(self, x, scale, bias, mean, var):
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        return (x - mean.reshape(shape)) / torch.sqrt(var.reshape(shape) + self.epsilon) * scale.reshape(shape) \
+            + bias.reshape(shape)
+
+
 class ConstClip(nn.Module):
     """ONNX Clip with constant bounds, one of them absent (an empty input name)."""
 
@@ -331,6 +347,20 @@ def register() -> None:
 
     for v in since_versions("Reshape", 0):  # every version: the batch-1 reshape of a traced file, allowzero
         _CONVERTER_REGISTRY[OperationDescription("", "Reshape", v)] = reshape_converter
+
+    for v in registered_versions("BatchNormalization"):
+        base = _CONVERTER_REGISTRY[OperationDescription("", "BatchNormalization", v)]
+
+        def bn_converter(node, graph, base=base):
+            try:
+                for name in node.input_values[3:5]:
+                    get_const_value(name, graph)
+            except KeyError:  # mean/var computed in the graph: onnx2torch would pass them as running statistics
+                return OperationConverterResult(torch_module=ComputedBatchNorm(float(node.attributes.get("epsilon", 1e-5))),
+                                                onnx_mapping=onnx_mapping_from_node(node))
+            return base(node, graph)
+
+        _CONVERTER_REGISTRY[OperationDescription("", "BatchNormalization", v)] = bn_converter
 
     for v in registered_versions("Clip"):
         if v < 11:  # Clip 6 has min/max as attributes

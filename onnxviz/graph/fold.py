@@ -5,7 +5,8 @@ and multiplied by a scale (tinyocr's rec net), a float16 tensor cast up to float
 conversion that keeps float32 compute), a Constant node. onnxruntime folds these itself; onnx2torch
 reads Conv, Gemm and BatchNorm weights only from initializers and stops at "cannot find weight".
 Every node whose inputs are all constants is evaluated once (onnxruntime, on the constant part of the
-graph alone) and replaced by an initializer, so the torch module sees plain weights.
+graph alone) and replaced by an initializer, so the torch module sees plain weights. An ``If`` whose
+condition is stored as a constant (tf2onnx's Keras BatchNormalization) becomes the branch it takes.
 """
 from __future__ import annotations
 
@@ -37,9 +38,52 @@ def constant_nodes(graph: onnx.GraphProto) -> list:
     return out
 
 
+def inline_constant_ifs(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """``proto`` with every ``If`` whose condition is an initializer replaced by the branch it takes (``proto``
+    itself when there is none). tf2onnx writes Keras' BatchNormalization as If(keras_learning_phase, training
+    branch, inference branch) with the phase stored as a constant False; onnx2torch has no If."""
+    graph = proto.graph
+    consts = {t.name: t for t in graph.initializer if t.name not in {i.name for i in graph.input}}
+    todo = [k for k, n in enumerate(graph.node) if n.op_type == "If" and n.input and n.input[0] in consts]
+    if not todo:
+        return proto
+    new = onnx.ModelProto()
+    new.CopyFrom(proto)
+    nodes = []
+    for k, node in enumerate(new.graph.node):
+        if k not in todo:
+            nodes.append(node)
+            continue
+        cond = bool(numpy_helper.to_array(consts[node.input[0]]).reshape(-1)[0])
+        branch = next(a.g for a in node.attribute if a.name == ("then_branch" if cond else "else_branch"))
+        inner = {o for n in branch.node for o in n.output if o} | {t.name for t in branch.initializer}
+        rename = {o.name: out for o, out in zip(branch.output, node.output)}
+        prefix = f"{node.name or node.output[0]}/inlined/"
+        name = lambda t: rename.get(t) or (prefix + t if t in inner else t)  # noqa: E731
+        for t in branch.initializer:
+            c = onnx.TensorProto()
+            c.CopyFrom(t)
+            c.name = name(t.name)
+            new.graph.initializer.append(c)
+        for n in branch.node:
+            c = onnx.NodeProto()
+            c.CopyFrom(n)
+            c.input[:] = [name(i) if i else i for i in n.input]
+            c.output[:] = [name(o) if o else o for o in n.output]
+            c.name = prefix + n.name if n.name else ""
+            nodes.append(c)
+        for o, out in zip(branch.output, node.output):
+            if o.name not in inner:  # a branch that returns an outer tensor as it is
+                nodes.append(helper.make_node("Identity", [o.name], [out]))
+    del new.graph.node[:]
+    new.graph.node.extend(nodes)
+    return new
+
+
 def fold_constants(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """``proto`` with its constant nodes replaced by initializers (``proto`` itself when there are none
-    that another node reads). Graph outputs stay computed by their nodes."""
+    """``proto`` with its constant ``If`` nodes inlined and its constant nodes replaced by initializers (``proto``
+    itself when there are none that another node reads). Graph outputs stay computed by their nodes."""
+    proto = inline_constant_ifs(proto)
     graph = proto.graph
     folded = constant_nodes(graph)
     if not folded:
