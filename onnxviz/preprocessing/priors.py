@@ -193,16 +193,18 @@ def _yolo_head(in_dims: list, layout: str, outs: list) -> str:
     """"YOLOv5-style" for an (N, 3 x cells, 5 + K) output (three anchors per cell), "YOLOv8-style" for
     (N, 4 + K, cells) (Ultralytics' anchor-free head, also with mask or keypoint channels); cells are those
     at strides 8, 16 and 32 of the fixed input. YOLOX's (N, cells, 5 + K) is ``_anchor_free_yolo``."""
-    hw = _hw(in_dims, layout)
-    if hw is None:
-        return ""
-    cells = sum((-(-hw[0] // s)) * (-(-hw[1] // s)) for s in (8, 16, 32))
-    for _, ds in outs:
+    cells = _cells(_hw(in_dims, layout))
+    for _, ds in outs if cells else ():
         if len(ds) == 3 and ds[1] == 3 * cells and isinstance(ds[2], int) and 6 <= ds[2] <= 300:
             return "YOLOv5-style"
         if len(ds) == 3 and ds[2] == cells and isinstance(ds[1], int) and 5 <= ds[1] <= 400:
             return "YOLOv8-style"
     return ""
+
+
+def _cells(hw) -> int:
+    """Cells of a detection head at strides 8, 16 and 32 of an (H, W) input (0 without a fixed size)."""
+    return sum((-(-hw[0] // s)) * (-(-hw[1] // s)) for s in (8, 16, 32)) if hw else 0
 
 
 def _hw(in_dims: list, layout: str):
@@ -303,13 +305,9 @@ def character_sequence(outs: list) -> bool:
 def _anchor_free_yolo(in_dims: list, layout: str, outs: list) -> bool:
     """An (N, A, 5 + K) output whose A is the number of cells at strides 8, 16 and 32 of a fixed input
     (YOLOX, YOLOv6; YOLOv5's anchor-based head has three times as many rows, Ultralytics' v8+ is (N, 4 + K, A))."""
-    if len(in_dims) != 4:
-        return False
-    h, w = (in_dims[2], in_dims[3]) if layout == "NCHW" else (in_dims[1], in_dims[2])
-    if not (isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0):
-        return False
-    cells = sum((-(-h // s)) * (-(-w // s)) for s in (8, 16, 32))
-    return any(len(ds) == 3 and ds[1] == cells and isinstance(ds[2], int) and 6 <= ds[2] <= 300 for _, ds in outs)
+    cells = _cells(_hw(in_dims, layout))
+    return bool(cells) and any(len(ds) == 3 and ds[1] == cells and isinstance(ds[2], int) and 6 <= ds[2] <= 300
+                               for _, ds in outs)
 
 
 def prior_scores(proto: onnx.ModelProto, input_name: str, layout: str, cands: list) -> tuple:
