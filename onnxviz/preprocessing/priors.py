@@ -151,6 +151,8 @@ def _task_heads(proto: onnx.ModelProto, in_dims: list, layout: str, outs: list) 
     - 3DDFA's 62 3DMM parameters, its only output: 3DDFA and 3DDFA_V2 normalize (x - 127.5) / 128;
     - an SSD head, exactly two (N, A, K) and (N, A, 4) outputs over A >= 1000 anchors (pytorch-ssd,
       UltraFace, MobileNet-SSD, TF Object Detection's SSDs): (x - 127) / 128 or 2x / 255 - 1;
+    - SCRFD's score, box and landmark maps per stride (InsightFace): (x - 127.5) / 128;
+    - a YOLOv5-style or YOLOv8-style head on the stride 8/16/32 cells (YOLOv5, YOLOv7, Ultralytics): 0..1 RGB;
     - an image out, three channels at the input's size or a multiple (super-resolution, denoising, image
       translation): the net's output domain is its input's, 0..1, or -1..1 when a Tanh makes the image."""
     out = []
@@ -174,7 +176,7 @@ def _task_heads(proto: onnx.ModelProto, in_dims: list, layout: str, outs: list) 
     if yolo:
         out.append((f"a {yolo} head on the cells at strides 8, 16, 32: YOLOv5, YOLOv7 and Ultralytics feed 0..1 RGB",
                     {"0..1 RGB": 2.0}))
-    if _image_out(proto, in_dims, layout, outs):
+    if _image_out(in_dims, layout, outs):
         tanh = _ends_in(proto, "Tanh")
         out.append(("an image out (3 channels at the input's size or a multiple: super-resolution, restoration, "
                     "translation): fed in its output's domain, " + ("-1..1 (a Tanh makes it)" if tanh else "0..1"),
@@ -215,7 +217,7 @@ def _hw(in_dims: list, layout: str):
     return hw if all(isinstance(v, int) and v > 0 for v in hw) else None
 
 
-def _image_out(proto: onnx.ModelProto, in_dims: list, layout: str, outs: list) -> bool:
+def _image_out(in_dims: list, layout: str, outs: list) -> bool:
     """An output of 3 channels whose H and W are the input's (the same names when open) or an integer multiple."""
     if len(in_dims) != 4:
         return False
