@@ -125,6 +125,10 @@ class Runner:
         # (``run`` also turns this on when a batch fails and one image runs)
         self.one_at_a_time = any(inputs[k].shape and inputs[k].shape[0] == 1 for k in self.extras)
         self.output_names = [o.name for o in self.session.get_outputs()]
+        # a failing run raises with onnxruntime's message, which the caller turns into one line: its own
+        # red log line of the same failure (and of the batch tried before one image at a time) is noise
+        self.run_options = ort.RunOptions()
+        self.run_options.log_severity_level = 4
 
     def run(self, x: np.ndarray, outputs: Optional[Iterable[str]] = None, feeds: Optional[dict] = None) -> dict:
         """One batch: output name -> array (float16 results as float32). ``feeds``: other inputs, as they
@@ -167,7 +171,7 @@ class Runner:
             feed[k] = np.repeat(v, len(x), axis=0) if v.ndim and v.shape[0] == 1 else v
         feed.update(feeds or {})
         try:
-            result = self.session.run(names, feed)
+            result = self.session.run(names, feed, self.run_options)
         except Exception as exc:  # noqa: BLE001
             raise RuntimeModelError(f"onnxruntime failed on an input of shape {tuple(np.shape(x))} "
                                     f"({self.input_name!r}): {_first_line(exc)}") from exc
