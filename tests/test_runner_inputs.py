@@ -60,25 +60,6 @@ def test_a_graph_traced_at_batch_one_runs_image_by_image_and_a_broken_one_still_
         Runner(_traced_at_batch_one(2)).run(x)
 
 
-@pytest.mark.parametrize("rows, middle", [(1, 2), (1, -1)])
-def test_the_torch_view_of_a_graph_traced_at_batch_one_takes_a_batch(rows, middle):
-    """Render optimizes several units in one batch: a Reshape traced to a fixed (1, 2, 16) (or (1, -1, 16))
-    reshapes each image as the file reshapes one, so the batch gives what onnxruntime gives image by image."""
-    import torch
-
-    from onnxviz.backends.fx import convert
-
-    proto = _traced_at_batch_one(rows)
-    proto.graph.initializer[1].CopyFrom(helper.make_tensor("S", TensorProto.INT64, [3], [rows, middle, 16]))
-    x = np.random.default_rng(1).random((4, 3, 4, 4), np.float32)
-    want = np.concatenate([Runner(proto).run(x[i:i + 1])["out"] for i in range(4)])
-    with torch.no_grad():
-        got = convert(proto)[0](torch.from_numpy(x))
-    got = got[0] if isinstance(got, (tuple, list)) else got
-    assert tuple(got.shape) == (4, 2, 16)
-    np.testing.assert_allclose(got.numpy(), want, rtol=1e-6)
-
-
 def test_a_widths_input_is_fed_the_image_width_so_features_are_not_masked(tmp_path):
     """trueocr_rec's second input, widths (int64, (N,)), masks every column at or past it: fed zeros,
     every unit was constant over photos and no render could rise. It now gets the image's width."""

@@ -1,8 +1,7 @@
 """onnx2torch converters for ops and op versions that real files contain and onnx2torch 1.5.15 lacks.
 
 - Reduce* at opset 18+ (axes became an input; the dynamo exporter writes ReduceMean v18).
-- Reshape 19/21 with ``allowzero`` (the dynamo exporter writes allowzero=1), and a Reshape traced at batch 1
-  to a fixed (1, ...) shape run on a batch (each image reshaped as the file reshapes one; EdgeFace's attention).
+- Reshape 19/21 with ``allowzero`` (the dynamo exporter writes allowzero=1).
 - Gelu (opset 20), GlobalMaxPool, Mish.
 - SpaceToDepth (tf2onnx writes it for TF's space_to_depth / YOLOv2-style reorg) and DepthToSpace in both
   modes (onnx2torch only has CRD, while DCR is the default and what TF writes).
@@ -23,7 +22,6 @@
 """
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
@@ -115,13 +113,6 @@ class Reshape(nn.Module):
         dims = [int(d) for d in shape.tolist()]
         if not self.allowzero:
             dims = [x.shape[i] if d == 0 else d for i, d in enumerate(dims)]
-        rest = [d for d in dims[1:] if d != -1]
-        if len(dims) > 1 and dims[0] == 1 and x.dim() and x.shape[0] > 1 and dims[1:].count(-1) <= 1 \
-                and (math.prod(rest) == x[0].numel() if len(rest) == len(dims) - 1
-                     else rest and x[0].numel() % math.prod(rest) == 0):
-            # traced at batch 1 (a timm attention block's fixed (1, C, H*W)): each image reshaped as the file does
-            # it for one, so a batch of units renders in one pass; onnxruntime refuses that batch outright
-            dims[0] = x.shape[0]
         return torch.reshape(x, dims)
 
 
@@ -345,8 +336,8 @@ def register() -> None:
         return OperationConverterResult(torch_module=Reshape(bool(node.attributes.get("allowzero", 0))),
                                         onnx_mapping=onnx_mapping_from_node(node))
 
-    for v in since_versions("Reshape", 0):  # every version: the batch-1 reshape of a traced file, allowzero
-        _CONVERTER_REGISTRY[OperationDescription("", "Reshape", v)] = reshape_converter
+    for v in since_versions("Reshape", max(registered_versions("Reshape"))):
+        add_converter(operation_type="Reshape", version=v)(reshape_converter)
 
     for v in registered_versions("BatchNormalization"):
         base = _CONVERTER_REGISTRY[OperationDescription("", "BatchNormalization", v)]
