@@ -104,8 +104,8 @@ def _learned_nodes(proto: onnx.ModelProto, input_name: str, k: int = 3) -> list:
 
 def _takes_bytes(proto: onnx.ModelProto, input_name: str) -> bool:
     """Is the image input uint8 or int8 (pixel bytes, as NHWC exports with a Rescaling layer inside take)?"""
-    inp = next((i for i in proto.graph.input if i.name == input_name), None)
-    return inp is not None and inp.type.tensor_type.elem_type in (onnx.TensorProto.UINT8, onnx.TensorProto.INT8)
+    kind = G.image_input(proto, input_name).type.tensor_type.elem_type
+    return kind in (onnx.TensorProto.UINT8, onnx.TensorProto.INT8)
 
 
 # ---------------------------------------------------------------------------------------- inference
