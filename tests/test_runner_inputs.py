@@ -1,4 +1,5 @@
-"""onnxruntime runs of a model with a second input whose batch is fixed at 1 (backends/ort.py)."""
+"""Runs of a model that takes one image at a time: a second input whose batch is fixed at 1, or a graph
+traced at batch 1, in onnxruntime (backends/ort.py) and in the torch view that renders (backends/fx.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -86,3 +87,49 @@ def test_a_widths_input_is_fed_the_image_width_so_features_are_not_masked(tmp_pa
     photos = np.random.default_rng(1).random((3, 3, 16, 32), dtype=np.float32)
     out = m.activations(m.meta.to_model_input(photos), ["masked"])["masked"]
     assert out.std(0).max() > 0.01  # the units vary with the photo: nothing masks them
+
+
+def _traced_at_batch_one_deep():
+    """conv -> relu ("feat") -> a Reshape to a fixed (1, 4, 64) and back -> conv -> relu ("deep"): a unit after
+    the batch-1 reshape, as in EdgeFace, whose render takes its units in one batch."""
+    rng = np.random.default_rng(1)
+    w1 = helper.make_tensor("W1", TensorProto.FLOAT, [4, 3, 3, 3], rng.normal(0, 0.5, 108).astype(np.float32).tolist())
+    w2 = helper.make_tensor("W2", TensorProto.FLOAT, [4, 4, 3, 3], rng.normal(0, 0.5, 144).astype(np.float32).tolist())
+    flat = helper.make_tensor("S1", TensorProto.INT64, [3], [1, 4, 64])
+    back = helper.make_tensor("S2", TensorProto.INT64, [4], [1, 4, 8, 8])
+    nodes = [helper.make_node("Conv", ["x", "W1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+             helper.make_node("Relu", ["c1"], ["feat"], name="feat"),
+             helper.make_node("Reshape", ["feat", "S1"], ["f"], name="flat"),
+             helper.make_node("Reshape", ["f", "S2"], ["g"], name="back"),
+             helper.make_node("Conv", ["g", "W2"], ["c2"], pads=[1, 1, 1, 1], name="conv2"),
+             helper.make_node("Relu", ["c2"], ["deep"], name="deep")]
+    graph = helper.make_graph(nodes, "traced", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+                              [helper.make_tensor_value_info("deep", TensorProto.FLOAT, None)], [w1, w2, flat, back])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
+
+
+def test_a_graph_traced_at_batch_one_renders_its_units_in_one_call(tmp_path):
+    import torch
+
+    import onnxviz
+    from onnxviz.optvis import render
+    from onnxviz.optvis.forward import Forward
+
+    path = tmp_path / "traced.onnx"
+    onnx.save(_traced_at_batch_one_deep(), path)
+    m = onnxviz.load(path, meta=onnxviz.ModelMeta(input_size=(8, 8)))
+    fwd = Forward(m, ["deep"], device="cpu")
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    got = fwd(x)("deep")
+    assert fwd.view.one_at_a_time and got.shape == (3, 4, 8, 8)
+    want = torch.cat([fwd(x[i:i + 1])("deep") for i in range(3)])
+    torch.testing.assert_close(got, want)
+    # the render of two units in one batch reaches each unit (it failed at the batched forward before)
+    res = render(m, "deep:0", steps=4, batch=2, seed=0, device="cpu", transforms="none")
+    assert res.images.shape == (2, 3, 8, 8)
+    from onnxviz.optvis import objectives as obj
+    res = render(m, obj.channel("deep", [0, 1]), steps=8, seed=0, device="cpu", transforms="none")
+    start, end = np.asarray(res.record["activation_start"]), np.asarray(res.record["activation_end"])
+    assert res.images.shape[0] == 2 and (end > start).all()

@@ -100,11 +100,33 @@ class ActivationView(nn.Module):
         self.module.delete_all_unused_submodules()
         self.module.recompile()
         self.names = list(wanted)
+        self.one_at_a_time = False  # set when a batch fails and one image runs (``forward``)
         self.eval()
         self.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> dict:
-        return self.module(x)
+        if self.one_at_a_time and len(x) > 1:
+            return _stack([self.module(x[i:i + 1]) for i in range(len(x))])
+        try:
+            return self.module(x)
+        except RuntimeError as exc:
+            if len(x) < 2:
+                raise
+            # a graph whose reshapes were traced at batch 1 (EdgeFace's attention) takes one image, whatever
+            # its input declares: the same fallback as onnxruntime's Runner, kept for the view's lifetime
+            try:
+                first = self.module(x[:1])
+            except RuntimeError:
+                raise exc from None
+            if not all(torch.is_tensor(v) and v.dim() and v.shape[0] == 1 for v in first.values()):
+                raise exc from None
+            self.one_at_a_time = True
+            return _stack([first] + [self.module(x[i:i + 1]) for i in range(1, len(x))])
+
+
+def _stack(parts: list) -> dict:
+    """One dict of batch-first activations from a dict per image."""
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
 def max_relative_error(a: torch.Tensor, b) -> float:
