@@ -157,7 +157,8 @@ def _net(in_shape, outs: dict, last_op=None):
     from onnx import TensorProto, helper, numpy_helper
     nodes, inits, outputs = [], [], []
     for i, (name, shape) in enumerate(outs.items()):
-        w = numpy_helper.from_array(np.zeros((3, in_shape[1], 1, 1), np.float32), f"w{i}")
+        chans = in_shape[1] if isinstance(in_shape[1], int) else 3
+        w = numpy_helper.from_array(np.zeros((3, chans, 1, 1), np.float32), f"w{i}")
         inits.append(w)
         nodes.append(helper.make_node("Conv", ["x", f"w{i}"], [f"c{i}"]))
         src = f"c{i}"
@@ -195,6 +196,31 @@ def test_image_out_follows_its_final_activation_and_other_heads_stay_quiet():
     # an embedding of a 112 px face, not of a 224 px image
     assert best(_net([1, 3, 112, 112], {"e": [1, 512]}))[0] == "-1..1 RGB"
     assert best(_net([1, 3, 224, 224], {"e": [1, 512]}))[1]["-1..1 RGB"] == priors.BASE["-1..1 RGB"]
+
+
+def test_keras_leans_to_x_over_255_unless_mtcnn_heads_or_an_application_say_otherwise():
+    def score(proto, layout="NHWC"):
+        proto.producer_name = "tf2onnx"
+        return priors.prior_scores(proto, "x", layout, list(C.RGB_CANDIDATES))[0]
+    # a Keras net trained from scratch (a captcha reader, a custom classifier): x / 255 before (x - 127.5) / 127.5
+    plain = score(_net(["n", 60, 60, 3], {"p": ["n", 1]}))
+    assert plain["0..1 RGB"] > plain["-1..1 RGB"] > plain["ImageNet mean/std, RGB"]
+    # MTCNN's R-Net and O-Net (a 24/48 px crop; score 2, box 4, landmarks 10) and P-Net (open size, NHWC maps)
+    for proto in (_net(["n", 24, 24, 3], {"box": ["n", 4], "prob": ["n", 2]}),
+                  _net(["n", 48, 48, 3], {"box": ["n", 4], "lm": ["n", 10], "prob": ["n", 2]}),
+                  _net(["n", "h", "w", 3], {"box": ["n", "a", "b", 4], "prob": ["n", "a", "b", 2]})):
+        s = score(proto)
+        assert max(s, key=s.get) == "-1..1 RGB" and s["-1..1 RGB"] > s["-1..1 BGR"]
+    # the same heads from a 96 px input, or with another head beside them, are not MTCNN's
+    for proto in (_net(["n", 96, 96, 3], {"box": ["n", 4], "prob": ["n", 2]}),
+                  _net(["n", 24, 24, 3], {"box": ["n", 4], "prob": ["n", 2], "age": ["n", 1]})):
+        s = score(proto)
+        assert max(s, key=s.get) == "0..1 RGB"
+    # a Keras MobileNet with its ImageNet head keeps the application's 'tf' mode over the Keras lean
+    app = _net(["n", 224, 224, 3], {"predictions": ["n", 1000]})
+    app.graph.node[0].name = "block_1_expand/Conv2D"
+    s = score(app)
+    assert max(s, key=s.get) == "-1..1 RGB"
 
 
 @pytest.mark.wild

@@ -16,8 +16,8 @@ except a producer's own explicit statement (Ultralytics' metadata).
 | anchor-free YOLO head | an (N, A, 5 + K) output, A the cells at strides 8, 16, 32 of the fixed input | 0..255 BGR; 0..1 RGB | +1; +0.5 |
 | PyTorch classifier | producer pytorch (or torch.onnx's /module.path/Op node names), NCHW, an (N, K) head from Gemm/MatMul, input sides open or >= 64 | ImageNet mean/std, RGB | +1 |
 | PyTorch, other | producer pytorch, input sides open or >= 64 | ImageNet mean/std, RGB | +0.4 |
-| Keras | keras2onnx/tf2onnx with NHWC input | 0..1 RGB, -1..1 RGB; ImageNet mean/std, RGB | +0.5 each; -0.5 |
-| Keras application family | MobileNet/Inception/Xception layer names; VGG/ResNet50; DenseNet, with a 1000/1001-class head | -1..1 RGB; Caffe BGR; ImageNet RGB | +0.8 |
+| Keras | keras2onnx/tf2onnx with NHWC input | 0..1 RGB; ImageNet mean/std, RGB | +1; -0.5 |
+| Keras application family | MobileNet/Inception/Xception layer names; VGG/ResNet50; DenseNet, with a 1000/1001-class head | -1..1 RGB; Caffe BGR; ImageNet RGB | +1.8 |
 | Caffe | producer caffe / caffe2 / MMdnn | 0..255 BGR minus Caffe mean | +1.5 |
 | text recognizer | a wide (W >= 3H) or open-width input, its only 3-D output (N, T, K >= 30) | -1..1 (either order, gray) | +0.5 |
 | CenterNet heads | outputs hm + wh or reg (Cycle-CenterNet has no wh) | CenterNet mean/std, BGR | +3 |
@@ -26,6 +26,7 @@ except a producer's own explicit statement (Ultralytics' metadata).
 | YuNet heads | outputs cls_8, obj_8, bbox_8, kps_8 (and the 16, 32 strides) | 0..255 BGR | +3 |
 | face embedding | one (N, 128/256/512) output, fixed square 96..160 px input | -1..1 RGB; -1..1 BGR | +2.5; +1 |
 | 3DDFA head | one (N, 62) output | -1..1 RGB | +3 |
+| MTCNN heads | outputs of 2 and 4 (and 10) channels only, an input of at most 48 px or open | -1..1 RGB; -1..1 BGR | +1.5; +0.5 |
 | SSD head | exactly two outputs (N, A, K) and (N, A, 4), A >= 1000 | -1..1 RGB; -1..1 BGR | +2; +0.7 |
 | SCRFD heads | 6 or 9 outputs with last dimensions 1, 4 (and 10), three of each | -1..1 RGB; -1..1 BGR | +2.5; +1 |
 | YOLO heads | (N, 3 x cells, 5 + K) or (N, 4 + K, cells), cells at strides 8, 16, 32 | 0..1 RGB | +2 |
@@ -46,11 +47,11 @@ BASE = {
 _PADDLE_NAME = re.compile(r"(\.(w|b)_\d+(_deepcopy_\d+)?|\.tmp_\d+|^save_infer_model/)$|^save_infer_model/")
 _KERAS_FAMILIES = (
     (("block_1_expand", "conv_dw_1", "expanded_conv", "mixed0", "mixed_5b", "block1_sepconv1", "conv2_block1_preact"),
-     "Keras application of the MobileNet/Inception/Xception/ResNetV2 family ('tf' mode)", {"-1..1 RGB": 0.8}),
+     "Keras application of the MobileNet/Inception/Xception/ResNetV2 family ('tf' mode)", {"-1..1 RGB": 1.8}),
     (("conv1_conv", "block1_conv1"), "Keras application of the VGG/ResNet50 family ('caffe' mode)",
-     {"0..255 BGR minus Caffe mean": 0.8}),
+     {"0..255 BGR minus Caffe mean": 1.8}),
     (("pool2_conv", "conv1/conv"), "Keras application of the DenseNet family ('torch' mode)",
-     {"ImageNet mean/std, RGB": 0.8}),
+     {"ImageNet mean/std, RGB": 1.8}),
 )
 
 
@@ -104,9 +105,11 @@ def rules(proto: onnx.ModelProto, input_name: str, layout: str) -> list:
             out.append(("a PyTorch export: ImageNet mean/std RGB is its commonest convention",
                         {"ImageNet mean/std, RGB": 0.4}))
     if keras and layout == "NHWC":
-        out.append(("a Keras export (NHWC): Keras nets are mostly fed x / 255 or (x - 127.5) / 127.5, RGB; "
+        # Keras's own examples and ImageDataGenerator(rescale=1/255) feed x / 255; (x - 127.5) / 127.5 is the
+        # applications' 'tf' mode (the family rule below, +1.8 so that it outweighs this one)
+        out.append(("a Keras export (NHWC): Keras nets trained from scratch are mostly fed x / 255, RGB; "
                     "ImageNet mean/std is only DenseNet's ('torch' mode)",
-                    {"0..1 RGB": 0.5, "-1..1 RGB": 0.5, "ImageNet mean/std, RGB": -0.5}))
+                    {"0..1 RGB": 1.0, "ImageNet mean/std, RGB": -0.5}))
         low = " ".join(names).lower()
         imagenet_head = any(len(ds) == 2 and ds[1] in (1000, 1001) for _, ds in outs)
         for keys, why, bonus in _KERAS_FAMILIES if imagenet_head else ():
@@ -149,6 +152,7 @@ def _task_heads(proto: onnx.ModelProto, in_dims: list, layout: str, outs: list) 
     - a face embedding: one (N, 128 | 256 | 512) output of a fixed square 96..160 px input (ArcFace,
       InsightFace, MobileFaceNet, FaceNet): (x - 127.5) / 128 or / 127.5, RGB;
     - 3DDFA's 62 3DMM parameters, its only output: 3DDFA and 3DDFA_V2 normalize (x - 127.5) / 128;
+    - MTCNN's P-, R- and O-Net (a face score, a box, and O-Net's landmarks, nothing else): (x - 127.5) / 128;
     - an SSD head, exactly two (N, A, K) and (N, A, 4) outputs over A >= 1000 anchors (pytorch-ssd,
       UltraFace, MobileNet-SSD, TF Object Detection's SSDs): (x - 127) / 128 or 2x / 255 - 1;
     - SCRFD's score, box and landmark maps per stride (InsightFace): (x - 127.5) / 128;
@@ -164,6 +168,10 @@ def _task_heads(proto: onnx.ModelProto, in_dims: list, layout: str, outs: list) 
     elif single == 62:
         out.append(("3DDFA's 62 3DMM parameters (pose 12, shape 40, expression 10): 3DDFA normalizes "
                     "(x - 127.5) / 128, RGB", {"-1..1 RGB": 3.0}))
+    if _mtcnn(in_dims, layout, outs):
+        out.append(("MTCNN heads (a face score of 2, a box of 4 and 5 landmarks of 10 channels, a <= 48 px crop or "
+                    "an open size): MTCNN (Caffe, facenet-pytorch, ipazc's Keras port) feeds (x - 127.5) / 128, RGB",
+                    {"-1..1 RGB": 1.5, "-1..1 BGR": 0.5}))
     seqs = [ds for _, ds in outs if len(ds) == 3]
     if len(outs) == 2 and len(seqs) == 2 and seqs[0][1] == seqs[1][1] and isinstance(seqs[0][1], int) \
             and seqs[0][1] >= 1000 and sorted(isinstance(d[2], int) and d[2] == 4 for d in seqs) == [False, True]:
@@ -182,6 +190,19 @@ def _task_heads(proto: onnx.ModelProto, in_dims: list, layout: str, outs: list) 
                     "translation): fed in its output's domain, " + ("-1..1 (a Tanh makes it)" if tanh else "0..1"),
                     {"-1..1 RGB": 2.0, "-1..1 BGR": 1.3} if tanh else {"0..1 RGB": 2.0, "0..1 BGR": 1.3}))
     return out
+
+
+def _mtcnn(in_dims: list, layout: str, outs: list) -> bool:
+    """Outputs of 2 and 4 channels (and 10), nothing else, all of one rank, from an open or <= 48 px input:
+    MTCNN's face/non-face score, box regression and O-Net's landmarks (channels last in 2-D and NHWC
+    outputs, second in NCHW maps)."""
+    if len(in_dims) != 4 or len({len(ds) for _, ds in outs}) != 1 or len(outs[0][1]) not in (2, 4):
+        return False
+    hw = (in_dims[2], in_dims[3]) if layout == "NCHW" else (in_dims[1], in_dims[2])
+    if any(isinstance(v, int) and v > 48 for v in hw):
+        return False
+    chans = sorted(ds[1] if len(ds) == 4 and layout == "NCHW" else ds[-1] for _, ds in outs)
+    return chans in ([2, 4], [2, 4, 10])
 
 
 def _scrfd(outs: list) -> bool:
