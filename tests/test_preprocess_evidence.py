@@ -51,6 +51,42 @@ def test_float_view_keeps_the_relu_a_quantizer_fused_into_a_zero_based_range():
     assert "Relu" not in {n.op_type for n in signed.graph.node}
 
 
+def _mixed_precision_loop() -> onnx.ModelProto:
+    """x (float32) -> Cast to float16 -> a Loop adding a float16 constant twice, in its body -> Cast back:
+    a Keras mixed-precision LSTM's shape (its recurrence is a Loop whose carried value is float16)."""
+    half = TensorProto.FLOAT16
+    body = helper.make_graph(
+        [helper.make_node("Add", ["v_in", "k"], ["v_out"]), helper.make_node("Identity", ["cond_in"], ["cond_out"])],
+        "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                 helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+                 helper.make_tensor_value_info("v_in", half, [1, 2])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_out", half, [1, 2])],
+        [numpy_helper.from_array(np.asarray([[0.5, 0.25]], np.float16), "k")])
+    nodes = [helper.make_node("Cast", ["x"], ["xh"], to=half),
+             helper.make_node("Mul", ["xh", "scale"], ["xs"]),
+             helper.make_node("Loop", ["trips", "cond", "xs"], ["v"], body=body),
+             helper.make_node("Cast", ["v"], ["y"], to=TensorProto.FLOAT)]
+    inits = [numpy_helper.from_array(np.asarray([[2.0, 3.0]], np.float16), "scale"),
+             numpy_helper.from_array(np.asarray(2, np.int64), "trips"),
+             numpy_helper.from_array(np.asarray(True), "cond")]
+    graph = helper.make_graph(nodes, "mixed", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])], inits)
+    return helper.make_model(graph, ir_version=8, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_float_view_reaches_into_loop_bodies():
+    """mk8dx_digits (a Keras mixed-precision CRNN) computes in float16 inside its LSTM Loops: a float view
+    that changed only the main graph could not be loaded (Loop carried type 1 != 10), and the preprocessing
+    inference fell back to defaults."""
+    mixed = _mixed_precision_loop()
+    view = floatview.float_view(mixed)
+    assert view is not mixed
+    x = np.asarray([[1.0, -1.0]], np.float32)
+    np.testing.assert_allclose(_run(view, x), _run(mixed, x), rtol=1e-3)  # 2x + 1 and 3x + 0.5
+    np.testing.assert_allclose(_run(view, x), [[3.0, -2.5]])
+
+
 def test_a_learned_input_normalization_does_not_tell_the_channel_order():
     """The captcha CRNN's folded input BatchNorm: 'means' of 266.7, 84.2, 59.8 are no photo's channel means."""
     mean, std = np.asarray([266.7, 84.23, 59.83]), np.asarray([70.22, 53.27, 68.27])

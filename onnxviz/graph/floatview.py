@@ -54,10 +54,12 @@ def float_view(proto: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _to_float32(graph: onnx.GraphProto) -> None:
+    """Every float16 tensor, type and cast of ``graph`` and of its subgraphs becomes float32 (a Keras
+    mixed-precision LSTM computes in float16 inside its Loop bodies, whose carried types must match)."""
     for t in graph.initializer:
         if t.data_type == TensorProto.FLOAT16:
             t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.float32), t.name))
-    for vi in list(graph.input) + list(graph.output):
+    for vi in list(graph.input) + list(graph.output) + list(graph.value_info):
         if vi.type.tensor_type.elem_type == TensorProto.FLOAT16:
             vi.type.tensor_type.elem_type = TensorProto.FLOAT
     for node in graph.node:
@@ -66,6 +68,8 @@ def _to_float32(graph: onnx.GraphProto) -> None:
                 a.i = TensorProto.FLOAT
             if a.type == onnx.AttributeProto.TENSOR and a.t.data_type == TensorProto.FLOAT16:
                 a.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(a.t).astype(np.float32), a.t.name))
+            for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                _to_float32(sub)
 
 
 def _dequantize(graph: onnx.GraphProto) -> None:

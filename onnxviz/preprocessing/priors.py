@@ -16,7 +16,7 @@ except a producer's own explicit statement (Ultralytics' metadata).
 | anchor-free YOLO head | an (N, A, 5 + K) output, A the cells at strides 8, 16, 32 of the fixed input | 0..255 BGR; 0..1 RGB | +1; +0.5 |
 | PyTorch classifier | producer pytorch (or torch.onnx's /module.path/Op node names), NCHW, an (N, K) head from Gemm/MatMul, input sides open or >= 64 | ImageNet mean/std, RGB | +1 |
 | PyTorch, other | producer pytorch, input sides open or >= 64 | ImageNet mean/std, RGB | +0.4 |
-| Keras | keras2onnx/tf2onnx with NHWC input | 0..1 RGB; ImageNet mean/std, RGB | +1; -0.5 |
+| Keras | keras2onnx/tf2onnx with NHWC input | 0..1 RGB, 0..1 gray; ImageNet mean/std, RGB | +1; -0.5 |
 | Keras application family | MobileNet/Inception/Xception layer names; VGG/ResNet50; DenseNet, with a 1000/1001-class head | -1..1 RGB; Caffe BGR; ImageNet RGB | +1.8 |
 | Caffe | producer caffe / caffe2 / MMdnn | 0..255 BGR minus Caffe mean | +1.5 |
 | text recognizer | a wide (W >= 3H) or open-width input, its only 3-D output (N, T, K >= 30) | -1..1 (either order, gray) | +0.5 |
@@ -107,9 +107,9 @@ def rules(proto: onnx.ModelProto, input_name: str, layout: str) -> list:
     if keras and layout == "NHWC":
         # Keras's own examples and ImageDataGenerator(rescale=1/255) feed x / 255; (x - 127.5) / 127.5 is the
         # applications' 'tf' mode (the family rule below, +1.8 so that it outweighs this one)
-        out.append(("a Keras export (NHWC): Keras nets trained from scratch are mostly fed x / 255, RGB; "
+        out.append(("a Keras export (NHWC): Keras nets trained from scratch are mostly fed x / 255 (RGB or gray); "
                     "ImageNet mean/std is only DenseNet's ('torch' mode)",
-                    {"0..1 RGB": 1.0, "ImageNet mean/std, RGB": -0.5}))
+                    {"0..1 RGB": 1.0, "0..1 gray": 1.0, "ImageNet mean/std, RGB": -0.5}))
         low = " ".join(names).lower()
         imagenet_head = any(len(ds) == 2 and ds[1] in (1000, 1001) for _, ds in outs)
         for keys, why, bonus in _KERAS_FAMILIES if imagenet_head else ():
