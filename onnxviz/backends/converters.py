@@ -2,7 +2,8 @@
 
 - Reduce* at opset 18+ (axes became an input; the dynamo exporter writes ReduceMean v18).
 - Reshape 19/21 with ``allowzero`` (the dynamo exporter writes allowzero=1).
-- Gelu (opset 20), GlobalMaxPool, Mish.
+- Gelu (opset 20), GlobalMaxPool, Mish; GroupNormalization (18, 21), GridSample (16, 20), LpNormalization,
+  CastLike, Trilu and ScatterElements, which onnx2torch 1.5.15 has no converter for.
 - SpaceToDepth (tf2onnx writes it for TF's space_to_depth / YOLOv2-style reorg) and DepthToSpace in both
   modes (onnx2torch only has CRD, while DCR is the default and what TF writes).
 - Clip whose min/max are computed in the graph (onnx2torch only takes constants), or with one constant
@@ -25,8 +26,9 @@ from __future__ import annotations
 import torch
 
 from ..compat import import_onnx2torch
-from .torch_ops import _REDUCE, ComputedBatchNorm, ConstClip, DepthToSpace, DynamicClip, Gelu, GlobalMaxPool, \
-    LayerNorm, Mish, Reduce, Reshape, SamePadded, SpaceToDepth
+from .torch_ops import _REDUCE, CastLike, ComputedBatchNorm, ConstClip, DepthToSpace, DynamicClip, Gelu, \
+    GlobalMaxPool, GridSample, GroupNorm, LayerNorm, LpNorm, Mish, Reduce, Reshape, SamePadded, ScatterElements, \
+    SpaceToDepth, Trilu
 
 _registered = False
 
@@ -197,6 +199,16 @@ def register() -> None:
         "SpaceToDepth": lambda node: SpaceToDepth(int(node.attributes["blocksize"])),
         "DepthToSpace": lambda node: DepthToSpace(int(node.attributes["blocksize"]),
                                                   node.attributes.get("mode", "DCR")),
+        "GroupNormalization": lambda node: GroupNorm(int(node.attributes["num_groups"]),
+                                                     float(node.attributes.get("epsilon", 1e-5))),
+        "GridSample": lambda node: GridSample(_text(node.attributes.get("mode", "bilinear")),
+                                              _text(node.attributes.get("padding_mode", "zeros")),
+                                              bool(node.attributes.get("align_corners", 0))),
+        "LpNormalization": lambda node: LpNorm(int(node.attributes.get("axis", -1)), int(node.attributes.get("p", 2))),
+        "CastLike": lambda node: CastLike(),
+        "Trilu": lambda node: Trilu(bool(node.attributes.get("upper", 1))),
+        "ScatterElements": lambda node: ScatterElements(int(node.attributes.get("axis", 0)),
+                                                        _text(node.attributes.get("reduction", "none"))),
     }
     for op, factory in simple.items():
         if registered_versions(op) and op not in ("DepthToSpace", "LayerNormalization"):  # see the docstring
@@ -215,6 +227,11 @@ def register() -> None:
             _CONVERTER_REGISTRY[OperationDescription("", op, 22)] = _CONVERTER_REGISTRY[
                 OperationDescription("", op, versions[-1])]
     _registered = True
+
+
+def _text(value) -> str:
+    """An ONNX string attribute as str (onnx2torch hands some over as bytes)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def unconvertible_nodes(proto) -> list:

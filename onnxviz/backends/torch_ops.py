@@ -192,3 +192,81 @@ class ConstClip(nn.Module):
 
     def forward(self, x):
         return torch.clamp(x, self.lo, self.hi)
+
+
+class GroupNorm(nn.Module):
+    """ONNX GroupNormalization: scale and bias per group (opset 18) or per channel (opset 21)."""
+
+    def __init__(self, groups: int, epsilon: float):
+        super().__init__()
+        self.groups, self.epsilon = groups, epsilon
+
+    def forward(self, x, scale, bias):
+        n, c, g = x.shape[0], x.shape[1], self.groups
+        y = x.reshape(n, g, -1)
+        mean = y.mean(dim=-1, keepdim=True)
+        y = (y - mean) / torch.sqrt((y - mean).square().mean(dim=-1, keepdim=True) + self.epsilon)
+        if scale.numel() == g and g != c:
+            return (y * scale.reshape(1, g, 1) + bias.reshape(1, g, 1)).reshape(x.shape)
+        ones = (1,) * (x.dim() - 2)
+        return y.reshape(x.shape) * scale.reshape(1, c, *ones) + bias.reshape(1, c, *ones)
+
+
+class GridSample(nn.Module):
+    """ONNX GridSample (opset 16's and 20's names for the modes) as torch's grid_sample."""
+
+    _MODES = {"linear": "bilinear", "cubic": "bicubic"}
+
+    def __init__(self, mode: str, padding_mode: str, align_corners: bool):
+        super().__init__()
+        self.mode, self.padding_mode, self.align_corners = self._MODES.get(mode, mode), padding_mode, align_corners
+
+    def forward(self, x, grid):
+        return nn.functional.grid_sample(x, grid, mode=self.mode, padding_mode=self.padding_mode,
+                                         align_corners=self.align_corners)
+
+
+class LpNorm(nn.Module):
+    """ONNX LpNormalization: x divided by its p-norm along ``axis`` (a face embedding's last step)."""
+
+    def __init__(self, axis: int, p: int):
+        super().__init__()
+        self.axis, self.p = axis, p
+
+    def forward(self, x):
+        return x / x.norm(p=self.p, dim=self.axis, keepdim=True)
+
+
+class CastLike(nn.Module):
+    """ONNX CastLike (the dynamo exporter writes it): x in the dtype of the second input."""
+
+    def forward(self, x, like):
+        return x.to(like.dtype)
+
+
+class Trilu(nn.Module):
+    """ONNX Trilu: the upper or lower triangle of the last two dims, from diagonal k."""
+
+    def __init__(self, upper: bool):
+        super().__init__()
+        self.upper = upper
+
+    def forward(self, x, k=None):
+        k = int(k) if k is not None else 0
+        return torch.triu(x, k) if self.upper else torch.tril(x, k)
+
+
+class ScatterElements(nn.Module):
+    """ONNX ScatterElements: updates written (or added, multiplied) at indices along ``axis``."""
+
+    def __init__(self, axis: int, reduction: str):
+        super().__init__()
+        self.axis, self.reduction = axis, reduction
+
+    def forward(self, x, indices, updates):
+        axis = self.axis % x.dim()
+        indices = torch.where(indices < 0, indices + x.shape[axis], indices).long()
+        if self.reduction == "none":
+            return x.scatter(axis, indices, updates)
+        reduce = {"add": "sum", "mul": "prod", "max": "amax", "min": "amin"}[self.reduction]
+        return x.scatter_reduce(axis, indices, updates, reduce=reduce, include_self=True)
