@@ -87,9 +87,10 @@ class ModelInput:
 
     def other_inputs(self, meta: Optional[ModelMeta] = None) -> dict:
         """Feeds for the inputs that are not the chosen image: a mid-gray image through the chosen
-        input's preprocessing (``meta``, default the model's) when 4-d (its own fixed size, else the
-        chosen input's); the image's width (or height) for an integer per-image size named so (widths,
-        lengths, seq_len); zeros otherwise."""
+        input's preprocessing (``meta``, default the model's) when 4-d with the image's channel count (its
+        own fixed size, else the chosen input's); the image's width (or height) for an integer per-image
+        size named so (widths, lengths, seq_len); 1 for one float named a ratio, scale or factor (a
+        matting net's downsample_ratio: 0 would resize to nothing); zeros otherwise (recurrent states)."""
         extras = {}
         inits = G.initializer_names(self.proto.graph)
         meta = meta if meta is not None else getattr(self, "meta", None)
@@ -99,7 +100,8 @@ class ModelInput:
             tt = inp.type.tensor_type
             dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
             dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type) if tt.elem_type else np.float32
-            if len(dims) == 4 and meta is not None:
+            chans = (dims[1] if self.input_layout == "NCHW" else dims[3]) if len(dims) == 4 else None
+            if len(dims) == 4 and meta is not None and chans == meta.channels:  # a second image
                 h, w = (dims[2], dims[3]) if self.input_layout == "NCHW" else (dims[1], dims[2])
                 size = (h or meta.input_size[0], w or meta.input_size[1])
                 gray = np.full((1, 3) + tuple(size), 0.5, np.float32)
@@ -110,7 +112,9 @@ class ModelInput:
             word = _size_word(inp.name) if sized else ""
             if word:  # a per-image length (an OCR recognizer's widths): the whole image is valid, not none of it
                 extras[inp.name] = np.full(shape, int(meta.input_size[0 if word == "height" else 1]), dtype)
-            else:
+            elif np.dtype(dtype).kind == "f" and int(np.prod(shape)) == 1 and _ratio_word(inp.name):
+                extras[inp.name] = np.ones(shape, dtype)  # a resize ratio or scale factor: 1 leaves the image as it is
+            else:  # recurrent states (a video net's r1i..r4i, a tracker's memory) start at zero
                 extras[inp.name] = np.zeros(shape, dtype)
         return extras
 
@@ -155,6 +159,11 @@ class ModelInput:
             if h and w:
                 return h, w
         return tuple(self.meta.input_size)
+
+
+def _ratio_word(name: str) -> bool:
+    """Does an input's name say it holds a ratio or scale factor (RVM's downsample_ratio)?"""
+    return any(w in name.lower() for w in ("ratio", "scale", "factor"))
 
 
 def _size_word(name: str) -> str:

@@ -133,3 +133,32 @@ def test_a_graph_traced_at_batch_one_renders_its_units_in_one_call(tmp_path):
     res = render(m, obj.channel("deep", [0, 1]), steps=8, seed=0, device="cpu", transforms="none")
     start, end = np.asarray(res.record["activation_start"]), np.asarray(res.record["activation_end"])
     assert res.images.shape[0] == 2 and (end > start).all()
+
+
+def test_a_matting_nets_states_start_at_zero_and_its_ratio_at_one(tmp_path):
+    """Robust Video Matting's inputs: the frame, four recurrent states (N, channels, h, w) with open channels,
+    and downsample_ratio (1,). The states are not images (zeros, as RVM documents), and a ratio of 0 would
+    resize the frame to nothing (onnxruntime: "Scale value should be greater than 0")."""
+    import onnxviz
+
+    w = helper.make_tensor("W", TensorProto.FLOAT, [2, 3, 1, 1], np.ones(6, np.float32).tolist())
+    scales = helper.make_tensor("ones", TensorProto.FLOAT, [2], [1.0, 1.0])
+    nodes = [helper.make_node("Concat", ["ones", "ratio", "ratio"], ["sc"], axis=0),
+             helper.make_node("Resize", ["src", "", "sc"], ["small"], mode="linear"),
+             helper.make_node("Conv", ["small", "W"], ["feat"], name="feat"),
+             helper.make_node("ReduceMean", ["r1i"], ["state"], keepdims=1),
+             helper.make_node("Add", ["feat", "state"], ["out"], name="out")]
+    graph = helper.make_graph(nodes, "rvm", [helper.make_tensor_value_info("src", TensorProto.FLOAT, ["N", 3, "h", "w"]),
+                                             helper.make_tensor_value_info("r1i", TensorProto.FLOAT, ["N", "c", "h", "w"]),
+                                             helper.make_tensor_value_info("ratio", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)], [w, scales])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = tmp_path / "rvm.onnx"
+    onnx.save(model, path)
+    m = onnxviz.load(path, meta=onnxviz.ModelMeta(input_size=(16, 16)))
+    extras = m.other_inputs()
+    assert extras["r1i"].shape == (1, 1, 1, 1) and not extras["r1i"].any()
+    assert extras["ratio"].tolist() == [1.0]
+    x = np.random.default_rng(0).random((2, 3, 16, 16), np.float32)
+    assert Runner(m.proto, input_name="src", extras=extras).run(x)["out"].shape == (2, 2, 16, 16)
