@@ -198,7 +198,7 @@ def _mtcnn(in_dims: list, layout: str, outs: list) -> bool:
     outputs, second in NCHW maps)."""
     if len(in_dims) != 4 or len({len(ds) for _, ds in outs}) != 1 or len(outs[0][1]) not in (2, 4):
         return False
-    hw = (in_dims[2], in_dims[3]) if layout == "NCHW" else (in_dims[1], in_dims[2])
+    hw = _sides(in_dims, layout)
     if any(isinstance(v, int) and v > 48 for v in hw):
         return False
     chans = sorted(ds[1] if len(ds) == 4 and layout == "NCHW" else ds[-1] for _, ds in outs)
@@ -230,11 +230,16 @@ def _cells(hw) -> int:
     return sum((-(-hw[0] // s)) * (-(-hw[1] // s)) for s in (8, 16, 32)) if hw else 0
 
 
+def _sides(in_dims: list, layout: str):
+    """(H, W) of a 4-D input as declared (an open side is its name or None)."""
+    return (in_dims[2], in_dims[3]) if layout == "NCHW" else (in_dims[1], in_dims[2])
+
+
 def _hw(in_dims: list, layout: str):
     """(H, W) of a fixed 4-D input, else None."""
     if len(in_dims) != 4:
         return None
-    hw = (in_dims[2], in_dims[3]) if layout == "NCHW" else (in_dims[1], in_dims[2])
+    hw = _sides(in_dims, layout)
     return hw if all(isinstance(v, int) and v > 0 for v in hw) else None
 
 
@@ -242,7 +247,7 @@ def _image_out(in_dims: list, layout: str, outs: list) -> bool:
     """An output of 3 channels whose H and W are the input's (the same names when open) or an integer multiple."""
     if len(in_dims) != 4:
         return False
-    ihw = (in_dims[2], in_dims[3]) if layout == "NCHW" else (in_dims[1], in_dims[2])
+    ihw = _sides(in_dims, layout)
     for _, ds in outs:
         if len(ds) != 4:
             continue
@@ -284,7 +289,7 @@ def _backbone_sized(in_dims: list, layout: str) -> bool:
     torchvision's habit (ImageNet mean/std) says nothing about it."""
     if len(in_dims) != 4:
         return True
-    hw = (in_dims[2], in_dims[3]) if layout == "NCHW" else (in_dims[1], in_dims[2])
+    hw = _sides(in_dims, layout)
     return all(not isinstance(v, int) or v <= 0 or v >= 64 for v in hw)
 
 
