@@ -202,14 +202,10 @@ class GroupNorm(nn.Module):
         self.groups, self.epsilon = groups, epsilon
 
     def forward(self, x, scale, bias):
-        n, c, g = x.shape[0], x.shape[1], self.groups
-        y = x.reshape(n, g, -1)
-        mean = y.mean(dim=-1, keepdim=True)
-        y = (y - mean) / torch.sqrt((y - mean).square().mean(dim=-1, keepdim=True) + self.epsilon)
-        if scale.numel() == g and g != c:
-            return (y * scale.reshape(1, g, 1) + bias.reshape(1, g, 1)).reshape(x.shape)
-        ones = (1,) * (x.dim() - 2)
-        return y.reshape(x.shape) * scale.reshape(1, c, *ones) + bias.reshape(1, c, *ones)
+        c, g = x.shape[1], self.groups
+        if scale.numel() == g and g != c:  # opset 18: one scale and bias per group, shared by its channels
+            scale, bias = scale.repeat_interleave(c // g), bias.repeat_interleave(c // g)
+        return nn.functional.group_norm(x, g, scale, bias, self.epsilon)
 
 
 class GridSample(nn.Module):
