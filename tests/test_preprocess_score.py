@@ -187,6 +187,10 @@ def test_image_out_follows_its_final_activation_and_other_heads_stay_quiet():
     _, seq = best(_net([1, 3, 64, 64], {"s": [1, 501, 30], "b": [1, 501, 4]}))
     assert seq["-1..1 RGB"] == priors.BASE["-1..1 RGB"]
     assert best(_net([1, 3, 300, 300], {"s": [1, 3000, 21], "b": [1, 3000, 4]}))[0] == "-1..1 RGB"
+    # UltraFace's Keras port: scores and boxes of 4420 anchors in one tensor; YOLOX's and YOLOv5's rows are cells
+    assert best(_net([1, 3, 240, 320], {"y": [1, 4420, 6]}))[0] == "-1..1 RGB"
+    for rows in (8400, 25200):
+        assert best(_net([1, 3, 640, 640], {"y": [1, rows, 6]}))[1]["-1..1 RGB"] == priors.BASE["-1..1 RGB"]
     # SCRFD's score, box and landmark maps per stride; YOLOv5's 3 anchors per cell and Ultralytics' (N, 4 + K, cells)
     scrfd = {f"{k}{s}": [1, n, d] for s, n in ((8, 12800), (16, 3200), (32, 800)) for k, d in (("s", 1), ("b", 4), ("k", 10))}
     assert best(_net([1, 3, 640, 640], scrfd))[0] == "-1..1 RGB"
@@ -205,6 +209,9 @@ def test_keras_leans_to_x_over_255_unless_mtcnn_heads_or_an_application_say_othe
     # a Keras net trained from scratch (a captcha reader, a custom classifier): x / 255 before (x - 127.5) / 127.5
     plain = score(_net(["n", 60, 60, 3], {"p": ["n", 1]}))
     assert plain["0..1 RGB"] > plain["-1..1 RGB"] > plain["ImageNet mean/std, RGB"]
+    # Keras's one ImageNet mean/std habit ('torch' mode) is RGB: its BGR variants lose as much
+    for c in ("ImageNet mean/std, BGR", "ImageNet mean/std in R,G,B order on BGR"):
+        assert plain[c] == pytest.approx(priors.BASE[c] - 0.5)
     # MTCNN's R-Net and O-Net (a 24/48 px crop; score 2, box 4, landmarks 10) and P-Net (open size, NHWC maps)
     for proto in (_net(["n", 24, 24, 3], {"box": ["n", 4], "prob": ["n", 2]}),
                   _net(["n", 48, 48, 3], {"box": ["n", 4], "lm": ["n", 10], "prob": ["n", 2]}),
@@ -224,6 +231,25 @@ def test_keras_leans_to_x_over_255_unless_mtcnn_heads_or_an_application_say_othe
 
 
 @pytest.mark.wild
+def test_tensorflow_op_names_mark_a_keras_export_whatever_its_producer_says():
+    """onnx.utils.extract_model (or an optimizer) rewrites producer_name; tf2onnx's node names and its "unk__N"
+    dims stay, and still say Keras."""
+    def score(proto):
+        proto.producer_name = "onnx.utils.extract_model"
+        return priors.prior_scores(proto, "x", "NHWC", list(C.RGB_CANDIDATES))[0]
+
+    def net(batch):
+        proto = _net([batch, 256, 256, 3], {"p": [batch, 1], "q": [batch, 1]})
+        for node, op in zip(proto.graph.node, ("Conv2D", "BiasAdd", "FusedBatchNormV3", "depthwise")):
+            node.name = f"model/block/{op}"
+        return proto
+    keras = score(net("unk__12"))
+    assert keras["0..1 RGB"] > keras["-1..1 RGB"] > keras["ImageNet mean/std, RGB"]
+    # four TF names without tf2onnx's dims are too few to say it; no TF names at all say nothing
+    for proto in (net("n"), _net(["unk__12", 256, 256, 3], {"p": ["unk__12", 1]})):
+        assert score(proto)["0..1 RGB"] == priors.BASE["0..1 RGB"]
+
+
 def test_statistics_terms_move_the_score_the_right_way_on_real_files():
     orinet = P.infer(_load(corpus.fetch_one("orinet")), _load(corpus.fetch_one("orinet")).meta)
     nats = orinet.scores["nats"]

@@ -16,7 +16,7 @@ except a producer's own explicit statement (Ultralytics' metadata).
 | anchor-free YOLO head | an (N, A, 5 + K) output, A the cells at strides 8, 16, 32 of the fixed input | 0..255 BGR; 0..1 RGB | +1; +0.5 |
 | PyTorch classifier | producer pytorch (or torch.onnx's /module.path/Op node names), NCHW, an (N, K) head from Gemm/MatMul, input sides open or >= 64 | ImageNet mean/std, RGB | +1 |
 | PyTorch, other | producer pytorch, input sides open or >= 64 | ImageNet mean/std, RGB | +0.4 |
-| Keras | keras2onnx/tf2onnx with NHWC input | 0..1 RGB, 0..1 gray; ImageNet mean/std, RGB | +1; -0.5 |
+| Keras | keras2onnx/tf2onnx (or TensorFlow op names, whatever the producer) with NHWC input | 0..1 RGB, 0..1 gray; ImageNet mean/std (RGB, BGR, R,G,B on BGR) | +1; -0.5 |
 | Keras application family | MobileNet/Inception/Xception layer names; VGG/ResNet50; DenseNet, with a 1000/1001-class head | -1..1 RGB; Caffe BGR; ImageNet RGB | +1.8 |
 | Caffe | producer caffe / caffe2 / MMdnn | 0..255 BGR minus Caffe mean | +1.5 |
 | text recognizer | a wide (W >= 3H) or open-width input, its only 3-D output (N, T, K >= 30) | -1..1 (either order, gray) | +0.5 |
@@ -27,7 +27,7 @@ except a producer's own explicit statement (Ultralytics' metadata).
 | face embedding | one (N, 128/256/512) output, fixed square 96..160 px input | -1..1 RGB; -1..1 BGR | +2.5; +1 |
 | 3DDFA head | one (N, 62) output | -1..1 RGB | +3 |
 | MTCNN heads | outputs of 2 and 4 (and 10) channels only, an input of at most 48 px or open | -1..1 RGB; -1..1 BGR | +1.5; +0.5 |
-| SSD head | exactly two outputs (N, A, K) and (N, A, 4), A >= 1000 | -1..1 RGB; -1..1 BGR | +2; +0.7 |
+| SSD head | exactly two outputs (N, A, K) and (N, A, 4), A >= 1000; or one (N, A, K + 4) whose A is not a YOLO head's cells | -1..1 RGB; -1..1 BGR | +2; +0.7 |
 | SCRFD heads | 6 or 9 outputs with last dimensions 1, 4 (and 10), three of each | -1..1 RGB; -1..1 BGR | +2.5; +1 |
 | YOLO heads | (N, 3 x cells, 5 + K) or (N, 4 + K, cells), cells at strides 8, 16, 32 | 0..1 RGB | +2 |
 | image out | a 3-channel output at the input's size or a multiple | 0..1 (-1..1 after a Tanh), RGB; BGR | +2; +1.3 |
@@ -85,7 +85,9 @@ def rules(proto: onnx.ModelProto, input_name: str, layout: str) -> list:
     paddle = paddle or sum(1 for n in names if _PADDLE_NAME.search(n)) >= 5
     if paddle:
         out.append(_paddle_rule(outs))
-    keras = prod.startswith(("keras2onnx", "tf2onnx"))
+    # tf2onnx names nodes after TensorFlow ops ("model/conv2d/BiasAdd", ".../FusedBatchNormV3") and its open
+    # dims "unk__N"; a tool that rewrites producer_name (onnx.utils.extract_model, an optimizer) keeps both
+    keras = prod.startswith(("keras2onnx", "tf2onnx")) or (layout == "NHWC" and _tensorflow_named(names, in_dims))
     # torch.onnx names nodes after module paths ("/body/body.0/Conv"); a quantizer or converter that
     # rewrites producer_name keeps them
     torch_names = sum(1 for n in g.node if re.match(r"^/[\w.]+/", n.name)) >= 3
@@ -108,8 +110,9 @@ def rules(proto: onnx.ModelProto, input_name: str, layout: str) -> list:
         # Keras's own examples and ImageDataGenerator(rescale=1/255) feed x / 255; (x - 127.5) / 127.5 is the
         # applications' 'tf' mode (the family rule below, +1.8 so that it outweighs this one)
         out.append(("a Keras export (NHWC): Keras nets trained from scratch are mostly fed x / 255 (RGB or gray); "
-                    "ImageNet mean/std is only DenseNet's ('torch' mode)",
-                    {"0..1 RGB": 1.0, "0..1 gray": 1.0, "ImageNet mean/std, RGB": -0.5}))
+                    "ImageNet mean/std is only DenseNet's ('torch' mode, RGB), and never applied to BGR",
+                    {"0..1 RGB": 1.0, "0..1 gray": 1.0, "ImageNet mean/std, RGB": -0.5, "ImageNet mean/std, BGR": -0.5,
+                     "ImageNet mean/std in R,G,B order on BGR": -0.5}))
         low = " ".join(names).lower()
         imagenet_head = any(len(ds) == 2 and ds[1] in (1000, 1001) for _, ds in outs)
         for keys, why, bonus in _KERAS_FAMILIES if imagenet_head else ():
@@ -146,6 +149,17 @@ def rules(proto: onnx.ModelProto, input_name: str, layout: str) -> list:
     return out
 
 
+_TF_NAME = re.compile(r"/(Conv2D|BiasAdd|FusedBatchNorm(V3)?|depthwise|ReadVariableOp)(:0)?$")
+
+
+def _tensorflow_named(names: list, in_dims: list) -> bool:
+    """At least 10 tensor names end in a TensorFlow op (Conv2D, BiasAdd, FusedBatchNormV3, depthwise,
+    ReadVariableOp), or the input has tf2onnx's "unk__N" batch dim and 3 such names."""
+    tf = sum(1 for n in names if _TF_NAME.search(n))
+    unk = any(isinstance(d, str) and d.startswith("unk__") for d in in_dims)
+    return tf >= 10 or (unk and tf >= 3)
+
+
 def _task_heads(proto: onnx.ModelProto, in_dims: list, layout: str, outs: list) -> list:
     """Priors from heads whose task has one habit across the code that trains and feeds it.
 
@@ -177,6 +191,10 @@ def _task_heads(proto: onnx.ModelProto, in_dims: list, layout: str, outs: list) 
             and seqs[0][1] >= 1000 and sorted(isinstance(d[2], int) and d[2] == 4 for d in seqs) == [False, True]:
         out.append(("an SSD head (class scores and 4 box offsets per anchor): pytorch-ssd, UltraFace and "
                     "MobileNet-SSD are fed (x - 127) / 128, RGB", {"-1..1 RGB": 2.0, "-1..1 BGR": 0.7}))
+    elif _ssd_concatenated(in_dims, layout, outs):
+        out.append(("an SSD head in one tensor (N, A, K + 4) over A >= 1000 anchors that are not a YOLO head's cells "
+                    "(UltraFace's Keras/TF port concatenates scores and boxes): fed (x - 127) / 128, RGB",
+                    {"-1..1 RGB": 2.0, "-1..1 BGR": 0.7}))
     if _scrfd(outs):
         out.append(("SCRFD heads (scores, boxes and 5 landmarks at strides 8, 16, 32): InsightFace feeds SCRFD "
                     "(x - 127.5) / 128, RGB", {"-1..1 RGB": 2.5, "-1..1 BGR": 1.0}))
@@ -328,6 +346,17 @@ def character_sequence(outs: list) -> bool:
         return False
     t, k = seqs[0][1], seqs[0][2]
     return isinstance(k, int) and k >= 30 and not (isinstance(t, int) and t >= 1000)
+
+
+def _ssd_concatenated(in_dims: list, layout: str, outs: list) -> bool:
+    """One (N, A, K + 4) output, 6 <= K + 4 <= 25, A >= 1000 and neither the cells at strides 8, 16, 32 of
+    a fixed input nor three times them (YOLOX's and YOLOv5's rows): an SSD's scores and boxes in one tensor."""
+    if len(outs) != 1 or len(outs[0][1]) != 3:
+        return False
+    a, k = outs[0][1][1:]
+    cells = _cells(_hw(in_dims, layout))
+    return isinstance(a, int) and isinstance(k, int) and a >= 1000 and 6 <= k <= 25 and bool(cells) \
+        and a not in (cells, 3 * cells)
 
 
 def _anchor_free_yolo(in_dims: list, layout: str, outs: list) -> bool:
