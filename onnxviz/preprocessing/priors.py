@@ -123,7 +123,7 @@ def rules(proto: onnx.ModelProto, input_name: str, layout: str) -> list:
         out.append((f"a Caffe model ({producer}): Caffe feeds 0..255 BGR minus the mean",
                     {"0..255 BGR minus Caffe mean": 1.5}))
     if len(in_dims) == 4:
-        c, h, w = (in_dims[1], in_dims[2], in_dims[3]) if layout == "NCHW" else (in_dims[3], in_dims[1], in_dims[2])
+        h, w = _sides(in_dims, layout)
         wide = not isinstance(w, int) or (isinstance(h, int) and w >= 3 * h)
         if wide and character_sequence(outs):
             out.append(("a text recognizer (a wide line in, a character sequence out): CRNNs are fed (x - 0.5) / 0.5",
