@@ -4,6 +4,8 @@
 - Reshape 19/21 with ``allowzero`` (the dynamo exporter writes allowzero=1).
 - Gelu (opset 20), GlobalMaxPool, Mish; GroupNormalization (18, 21), GridSample (16, 20), LpNormalization,
   CastLike, Trilu and ScatterElements, which onnx2torch 1.5.15 has no converter for.
+- LSTM, GRU and RNN (7, 14, 22: a CRNN's recurrent head), step by step in torch (``recurrent_ops``), so units in
+  or after the head can be rendered; every direction, layout, peepholes, clip, sequence_lens, initial states.
 - SpaceToDepth (tf2onnx writes it for TF's space_to_depth / YOLOv2-style reorg) and DepthToSpace in both
   modes (onnx2torch only has CRD, while DCR is the default and what TF writes).
 - Clip whose min/max are computed in the graph (onnx2torch only takes constants), or with one constant
@@ -29,6 +31,7 @@ from ..compat import import_onnx2torch
 from .torch_ops import _REDUCE, CastLike, ComputedBatchNorm, ConstClip, DepthToSpace, DynamicClip, Gelu, \
     GlobalMaxPool, GridSample, GroupNorm, LayerNorm, LpNorm, Mish, Reduce, Reshape, SamePadded, ScatterElements, \
     SpaceToDepth, Trilu
+from . import recurrent_ops
 
 _registered = False
 
@@ -221,6 +224,34 @@ def register() -> None:
 
         for v in since_versions(op, 0):
             _CONVERTER_REGISTRY[OperationDescription("", op, v)] = make_simple()
+    def recurrent_converter(node, graph):
+        op, attrs = node.operation_type, node.attributes
+        direction = _text(attrs.get("direction", "forward"))
+        constants, inputs, runtime = {}, [node.input_values[0]], []
+        for slot, name in list(zip(recurrent_ops.INPUTS[op], node.input_values))[1:]:
+            if not name:
+                continue
+            try:  # a constant is read once into a buffer
+                constants[slot] = torch.as_tensor(get_const_value(name, graph))
+            except KeyError:  # computed in the graph: passed at run time
+                inputs.append(name)
+                runtime.append(slot)
+        directions = 2 if direction == "bidirectional" else 1
+        acts = recurrent_ops.activation_functions(op, attrs.get("activations"), attrs.get("activation_alpha"),
+                                                  attrs.get("activation_beta"), directions)
+        clip = attrs.get("clip")
+        module = recurrent_ops.Recurrent(
+            op, int(attrs["hidden_size"]), direction, acts, None if clip is None else float(clip),
+            int(attrs.get("layout", 0)), len(node.output_values), constants, tuple(runtime),
+            input_forget=bool(attrs.get("input_forget", 0)),
+            linear_before_reset=bool(attrs.get("linear_before_reset", 0)))
+        return OperationConverterResult(torch_module=module,
+                                        onnx_mapping=OnnxMapping(inputs=tuple(inputs), outputs=node.output_values))
+
+    for op in recurrent_ops.GATES:  # version 22 (bfloat16 only) comes from the loop below
+        for v in since_versions(op, 6):
+            if v < 22:
+                _CONVERTER_REGISTRY[OperationDescription("", op, v)] = recurrent_converter
     for op in _TYPES_ONLY_22:  # after the wrappers above, so version 22 gets them too (Conv's auto_pad)
         versions = registered_versions(op)
         if versions and since_versions(op, versions[-1]) == [22]:
