@@ -152,3 +152,37 @@ def test_unsupported_activation_is_refused():
     proto, _, _ = _model("RNN", 14, activations=["Gelu"])
     with pytest.raises(ConversionError, match="activation 'Gelu'"):
         convert(proto)
+
+
+@pytest.mark.parametrize("cell", ["LSTM", "GRU", "RNN"])
+def test_torch_exported_crnn_renders_a_unit_after_the_head(cell, tmp_path):
+    """A tiny CRNN exported by torch (conv, columns as time steps, a bidirectional recurrent head, per-column
+    logits) through onnxviz's own API: the torch view of the logits passes onnxviz's faithfulness check against
+    onnxruntime, and gradient ascent raises one logit."""
+    import onnxviz
+    from onnxviz.optvis import objectives as obj
+    from onnxviz.optvis import render
+
+    class CRNN(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, 2, 1), torch.nn.ReLU())
+            self.rnn = getattr(torch.nn, cell)(8 * 8, 6, bidirectional=True)
+            self.fc = torch.nn.Linear(12, 5)
+
+        def forward(self, x):
+            f = self.conv(x)  # (N, 8, 8, 16): 16 columns
+            seq = f.flatten(1, 2).permute(2, 0, 1)  # (T, N, C)
+            return self.fc(self.rnn(seq)[0]).permute(1, 0, 2)  # (N, T, classes)
+
+    torch.manual_seed(0)
+    path = tmp_path / f"crnn_{cell.lower()}.onnx"
+    with torch.no_grad():
+        torch.onnx.export(CRNN().eval(), (torch.zeros(1, 3, 16, 32),), str(path), dynamo=False, opset_version=14,
+                          input_names=["image"], output_names=["logits"], dynamic_axes={"image": {0: "N"}})
+    assert cell in {n.op_type for n in onnx.load(str(path)).graph.node}
+    m = onnxviz.load(path)
+    lay = m.layer("logits")
+    m.torch_view([lay.name])  # check=True: compared with onnxruntime on a real photo, raises when they differ
+    r = render(m, obj.channel(lay.name, 2), steps=8, seed=0, device="cpu")
+    assert r.record["activation_end"][0] > r.record["activation_start"][0]
