@@ -146,6 +146,22 @@ def test_rnn(config):
     _parity(*_model("RNN", **config))
 
 
+@pytest.mark.parametrize("op,config", [
+    ("RNN", dict(activations=["ScaledTanh"], activation_alpha=[0.8], activation_beta=[1.3])),
+    ("RNN", dict(activations=["Affine"], activation_alpha=[0.5], activation_beta=[0.1])),
+    ("RNN", dict(activations=["ThresholdedRelu"], activation_alpha=[0.2])),
+    ("RNN", dict(activations=["LeakyRelu"], activation_alpha=[0.1])),
+    ("RNN", dict(activations=["Elu"], activation_alpha=[0.7])),
+    ("RNN", dict(activations=["Softsign"])),
+    ("RNN", dict(activations=["Softplus"])),
+    # alphas and betas are consumed in order by the activations that take them, across both directions
+    ("GRU", dict(direction="bidirectional", activations=["HardSigmoid", "Tanh", "Sigmoid", "ScaledTanh"],
+                 activation_alpha=[0.3, 0.9], activation_beta=[0.45, 1.1])),
+])
+def test_activations(op, config):
+    _parity(*_model(op, 14, **config))
+
+
 def test_unsupported_activation_is_refused():
     from onnxviz.errors import ConversionError
 

@@ -35,12 +35,11 @@ DEFAULT_ACTIVATIONS = {"LSTM": ("Sigmoid", "Tanh", "Tanh"), "GRU": ("Sigmoid", "
 def activation_functions(op: str, names, alphas, betas, directions: int) -> list:
     """One list of (name, alpha, beta) per direction. ``activation_alpha``/``beta`` are consumed in order by
     the activations that take a parameter (onnxruntime's reading); a missing one takes the function's default."""
-    names = [n.decode() if isinstance(n, bytes) else str(n) for n in (names or DEFAULT_ACTIVATIONS[op])]
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in (names or DEFAULT_ACTIVATIONS[op] * directions)]
     per = len(DEFAULT_ACTIVATIONS[op])
-    if len(names) == per and directions == 2:
-        names = names * 2
     if len(names) != per * directions:
-        raise NotImplementedError(f"{op} with activations {names}: expected {per} per direction")
+        raise NotImplementedError(f"{op} with activations {names}: expected {per} per direction "
+                                  f"({per * directions} in all)")
     alphas, betas = list(alphas or []), list(betas or [])
     out = []
     for name in names:
