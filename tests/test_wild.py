@@ -99,3 +99,17 @@ def test_once_low_rise_units_rise_five_times(name, layer, unit, steps, photos):
     r = render(m, obj.channel(layer, unit), steps=steps, seed=0, device="cpu")
     start, end = r.record["activation_start"][0], r.record["activation_end"][0]
     assert corpus_check.rise(start, end, spread) >= corpus_check.RISE_TARGET, (start, end, spread)
+
+
+@pytest.mark.parametrize("name, layer, unit", [("ppocr_v2_rec", "softmax_0", 10)])  # after a BiLSTM head
+def test_a_unit_after_the_recurrent_head_renders(name, layer, unit):
+    """The torch view past a file's LSTM (onnxviz's converter) agrees with onnxruntime, and the unit rises."""
+    import onnxviz
+    from onnxviz.optvis import objectives as obj
+    from onnxviz.optvis import render
+
+    m = onnxviz.load(corpus.fetch_one(name))
+    assert {"LSTM", "GRU", "RNN"} & set(m.ops())
+    m.torch_view([layer])  # check=True: raises FaithfulnessError past the tolerance
+    r = render(m, obj.channel(layer, unit), steps=8, seed=0, device="cpu")
+    assert r.record["activation_end"][0] > 5 * r.record["activation_start"][0]
