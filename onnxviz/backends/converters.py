@@ -224,6 +224,7 @@ def register() -> None:
 
         for v in since_versions(op, 0):
             _CONVERTER_REGISTRY[OperationDescription("", op, v)] = make_simple()
+
     def recurrent_converter(node, graph):
         op, attrs = node.operation_type, node.attributes
         direction = _text(attrs.get("direction", "forward"))
