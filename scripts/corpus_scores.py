@@ -90,6 +90,15 @@ def preprocess_rows(names: list[str] | None = None, header: bool = True) -> list
     return rows
 
 
+def _exit_reason(r: subprocess.CompletedProcess) -> str:
+    """Why a CLI run failed, in one line: the signal that killed it (SIGKILL is most often the kernel's
+    out-of-memory killer), else the last line of its stderr that is not the CUDA-provider notice."""
+    if r.returncode < 0:
+        return f"killed by signal {-r.returncode}" + (" (out of memory?)" if r.returncode == -9 else "")
+    lines = [ln for ln in r.stderr.strip().splitlines() if not ln.startswith("onnxruntime: CUDAExecutionProvider")]
+    return (lines or ["exit %d" % r.returncode])[-1][:300]
+
+
 def _usable_one(path: Path, photos: Path, timeout: int) -> dict:
     """`onnxviz inspect --json FILE`, then `onnxviz mine FILE PHOTOS --layers A,B` with two of its layers."""
     cli = [sys.executable, "-c", "import sys; from onnxviz.cli import main; sys.exit(main())"]
@@ -104,7 +113,7 @@ def _usable_one(path: Path, photos: Path, timeout: int) -> dict:
                "--std", ",".join(map(str, meta["std"])), "--channel-order", meta["channel_order"]] if meta else []
         row.update(inspect=bool(layers), layers=len(layers), inspect_seconds=round(time.time() - t0, 1))
         if r.returncode != 0:
-            row["inspect_error"] = (r.stderr.strip().splitlines() or ["exit %d" % r.returncode])[-1][:300]
+            row["inspect_error"] = _exit_reason(r)
     except (subprocess.TimeoutExpired, ValueError, KeyError) as exc:
         row.update(inspect=False, layers=0, inspect_error=_one_line(exc))
     if not row["inspect"]:
@@ -119,7 +128,7 @@ def _usable_one(path: Path, photos: Path, timeout: int) -> dict:
                                       "--no-progress"] + pre, capture_output=True, text=True, timeout=timeout)
             row["mine"] = r.returncode == 0
             if r.returncode != 0:
-                row["mine_error"] = (r.stderr.strip().splitlines() or ["exit %d" % r.returncode])[-1][:300]
+                row["mine_error"] = _exit_reason(r)
         except subprocess.TimeoutExpired:
             row.update(mine=False, mine_error=f"did not finish in {timeout} s")
     row["mine_seconds"] = round(time.time() - t0, 1)
