@@ -8,6 +8,7 @@ keep each command short) and writes the markdown beside it.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -90,12 +91,16 @@ def preprocess_rows(names: list[str] | None = None, header: bool = True) -> list
     return rows
 
 
+#: the one line backends/ort.usable_providers logs when a preferred provider (CUDA, TensorRT...) is dropped
+_PROVIDER_NOTICE = re.compile(r"onnxruntime: .+ (not usable|cannot load) here; running on ")
+
+
 def _exit_reason(r: subprocess.CompletedProcess) -> str:
     """Why a CLI run failed, in one line: the signal that killed it (SIGKILL is most often the kernel's
-    out-of-memory killer), else the last line of its stderr that is not the CUDA-provider notice."""
+    out-of-memory killer), else the last line of its stderr that is not the provider-fallback notice."""
     if r.returncode < 0:
         return f"killed by signal {-r.returncode}" + (" (out of memory?)" if r.returncode == -9 else "")
-    lines = [ln for ln in r.stderr.strip().splitlines() if not ln.startswith("onnxruntime: CUDAExecutionProvider")]
+    lines = [ln for ln in r.stderr.strip().splitlines() if not _PROVIDER_NOTICE.match(ln)]
     return (lines or ["exit %d" % r.returncode])[-1][:300]
 
 

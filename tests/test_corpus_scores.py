@@ -19,3 +19,6 @@ def test_a_failed_run_is_named_by_its_signal_or_its_last_real_line():
     assert reason(-9, NOTICE) == "killed by signal 9 (out of memory?)"
     assert reason(3, NOTICE + "error: model.onnx: no such layer\n") == "error: model.onnx: no such layer"
     assert reason(4, NOTICE) == "exit 4"
+    # the same notice for another provider, or one the user asked for
+    other = "onnxruntime: TensorrtExecutionProvider cannot load here; running on CPUExecutionProvider\n"
+    assert reason(4, other) == "exit 4"
