@@ -276,3 +276,40 @@ def test_out_of_memory_halves_the_batch_and_gives_the_same_statistics(digits_onn
 class _Broken(_Tight):
     def run(self, x, maps=False):
         raise RuntimeModelError("onnxruntime failed: Non-zero status code returned while running Conv node")
+
+
+class FullResolutionBody(nn.Module):
+    """A super-resolution-like body: 64 channels at full resolution, no downsampling."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.head = nn.Conv2d(3, 64, 3, padding=1)
+        self.body = nn.ModuleList(nn.Conv2d(64, 64, 3, padding=1) for _ in range(8))
+        self.down = nn.Conv2d(64, 64, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        x = F.relu(self.head(x))
+        for conv in self.body:
+            x = F.relu(conv(x))
+        return F.relu(self.down(x))
+
+
+def test_a_layer_that_costs_much_per_pixel_renders_under_the_floor(tmp_path):
+    from onnxviz.optvis.render_size import RENDER_MACS, macs_per_pixel
+
+    path = tmp_path / "body.onnx"
+    torch.onnx.export(FullResolutionBody().eval(), torch.rand(1, 3, 64, 64), str(path), dynamo=False, opset_version=17,
+                      input_names=["x"], dynamic_axes={"x": {2: "h", 3: "w"}})
+    m = onnxviz.load(path, mean=(0.0,), std=(1.0,))
+    relus = [lay.name for lay in m.layers if lay.op == "Relu"]  # one after each convolution
+    first, last_body, down = relus[0], relus[8], relus[9]
+    per_conv = 64 * 64 * 9
+    assert macs_per_pixel(m, [first]) == 3 * 64 * 9
+    assert macs_per_pixel(m, [last_body]) == 3 * 64 * 9 + 8 * per_conv
+    assert macs_per_pixel(m, [down]) == 3 * 64 * 9 + 8 * per_conv + per_conv / 4  # a quarter of the positions
+    assert default_size(m, [first])[0] == (224, 224)  # cheap: the floor holds
+    size, why = default_size(m, [last_body])
+    side = (RENDER_MACS / macs_per_pixel(m, [last_body])) ** 0.5
+    assert size[0] == size[1] == int(np.ceil(side)) < 224, (size, why)
+    assert "multiply-accumulates per pixel" in why

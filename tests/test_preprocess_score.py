@@ -178,6 +178,11 @@ def test_image_out_follows_its_final_activation_and_other_heads_stay_quiet():
     assert best(_net(["n", 3, "h", "w"], {"y": ["n", 3, "h", "w"]}))[0] == "0..1 RGB"
     assert best(_net(["n", 3, "h", "w"], {"y": ["n", 3, "h", "w"]}, last_op="Tanh"))[0] == "-1..1 RGB"
     assert best(_net([1, 3, 64, 64], {"y": [1, 3, 128, 128]}))[0] == "0..1 RGB"  # a 2x upscaler
+    # the torch exporter's symbolic sides of an open-size 4x upscaler; two different factors are no image
+    up = best(_net([1, 3, "height", "width"], {"y": [1, 3, "4*height", "4*width"]}))[1]
+    assert up["0..1 RGB"] == pytest.approx(priors.BASE["0..1 RGB"] + 2.0)
+    _, skew = best(_net([1, 3, "height", "width"], {"y": [1, 3, "2*height", "4*width"]}))
+    assert skew["0..1 RGB"] == priors.BASE["0..1 RGB"]
     # one channel out (a mask), or another size: no image-out prior
     _, mask = best(_net([1, 3, 64, 64], {"y": [1, 1, 64, 64]}))
     _, odd = best(_net([1, 3, 64, 64], {"y": [1, 3, 96, 64]}))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import onnxruntime
 import pytest
 from onnx import TensorProto, helper
 
@@ -162,3 +163,39 @@ def test_a_matting_nets_states_start_at_zero_and_its_ratio_at_one(tmp_path):
     assert extras["ratio"].tolist() == [1.0]
     x = np.random.default_rng(0).random((2, 3, 16, 16), np.float32)
     assert Runner(m.proto, input_name="src", extras=extras).run(x)["out"].shape == (2, 2, 16, 16)
+
+
+def _chain(old_ir: bool = False):
+    """x -> Conv(W1) -> Relu -> Conv(W2) -> out, beside a dangling branch that nothing reads and that fails
+    when run (a Reshape to 7 elements); ``old_ir``: weights also listed as graph inputs (IR 3 files)."""
+    ws = [helper.make_tensor(f"W{i}", TensorProto.FLOAT, [3, 3, 1, 1], np.eye(3, dtype=np.float32).ravel() * i)
+          for i in (1, 2, 3)] + [helper.make_tensor("S", TensorProto.INT64, [1], [7])]
+    nodes = [helper.make_node("Conv", ["x", "W1"], ["c1"]), helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "W2"], ["out"]), helper.make_node("Conv", ["x", "W3"], ["c3"]),
+             helper.make_node("Reshape", ["c3", "S"], ["unused"])]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 4, 4])]
+    if old_ir:
+        inputs += [helper.make_tensor_value_info(w.name, w.data_type, list(w.dims)) for w in ws]
+    graph = helper.make_graph(nodes, "chain", inputs, [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)], ws)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 3 if old_ir else 8
+    return model
+
+
+@pytest.mark.parametrize("old_ir", [False, True])
+def test_a_session_runs_only_the_nodes_its_outputs_need(old_ir):
+    """onnxruntime itself runs every node: exposing an early layer of a heavy net cost the whole net."""
+    from onnxviz.graph.edits import expose, prune
+
+    model = expose(_chain(old_ir), ["r1"])
+    pruned = prune(model)
+    assert [n.op_type for n in pruned.graph.node] == ["Conv", "Relu"]
+    assert {t.name for t in pruned.graph.initializer} == {"W1"}
+    assert {i.name for i in pruned.graph.input} == ({"x", "W1"} if old_ir else {"x"})
+    assert len(model.graph.node) == 5  # the given model is not modified
+    assert prune(pruned) is pruned  # nothing left to drop: the same model back
+    x = np.random.default_rng(0).random((2, 3, 4, 4), np.float32) - 0.5
+    got = Runner(model, input_name="x").run(x)["r1"]  # the failing branch is not run
+    assert np.allclose(got, np.maximum(x, 0))
+    with pytest.raises(Exception):  # onnxruntime by itself runs it
+        onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})

@@ -18,7 +18,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from ..errors import RuntimeModelError
-from ..graph.edits import expose
+from ..graph.edits import expose, prune
 from ..graph.reductions import STATS, add_channel_reductions, fuse_outputs
 
 log = logging.getLogger("onnxviz")
@@ -110,6 +110,7 @@ class Runner:
         """``extras``: {input name: array with batch 1} for the model's other inputs (repeated to the
         batch size); inputs the session does not have are ignored."""
         self.providers_requested = usable_providers(providers)
+        proto = prune(proto)  # onnxruntime would run the nodes no output needs
         try:
             self.session = ort.InferenceSession(proto.SerializeToString(), session_options(threads, quiet, spin),
                                                 providers=self.providers_requested)

@@ -321,28 +321,53 @@ def with_opset(proto: onnx.ModelProto, target: int) -> Optional[onnx.ModelProto]
         return None
 
 
-def subgraph(proto: onnx.ModelProto, tensors: Iterable[str]) -> onnx.ModelProto:
-    """The part of the model that computes ``tensors`` (its outputs): nodes, weights and inputs that
-    they do not need are dropped, so an op after them (an LSTM head, NMS, post-processing) or an
-    input they do not read (the other image of a siamese net) no longer matters."""
-    tensors = list(dict.fromkeys(tensors))
-    proto = expose(proto, tensors)
-    graph = proto.graph
-    needed = set(tensors)
+def needed_nodes(graph: onnx.GraphProto, outputs: Optional[Iterable[str]] = None) -> tuple:
+    """(indices of the nodes that ``outputs`` (default: the graph's outputs) need, in order; every
+    tensor name they read)."""
+    needed = set(outputs) if outputs is not None else {o.name for o in graph.output}
     keep = []
-    for node in reversed(list(graph.node)):
+    for k in range(len(graph.node) - 1, -1, -1):
+        node = graph.node[k]
         if any(o in needed for o in node.output):
-            keep.append(node)
+            keep.append(k)
             needed.update(i for i in node.input if i)
             for a in node.attribute:  # subgraphs (If/Loop) read outer tensors by name
                 for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
                     needed.update(i for n in g.node for i in n.input if i)
     keep.reverse()
+    return keep, needed
+
+
+def prune(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """The model without the nodes and weights that its outputs do not need; image and other inputs stay.
+
+    onnxruntime runs every node of a graph, needed or not: a model exposing the first three convolutions
+    of a 4x super-resolution net ran as long as the whole net (1.8 s per photo at 224 px), and 0.07 s pruned.
+    Returns ``proto`` itself when nothing is to drop."""
+    keep, needed = needed_nodes(proto.graph)
+    if len(keep) == len(proto.graph.node):
+        return proto
+    proto = copy.deepcopy(proto)
+    graph = proto.graph
+    nodes = [graph.node[k] for k in keep]
     del graph.node[:]
-    graph.node.extend(keep)
-    for coll in (graph.initializer, graph.input):
-        for item in [x for x in coll if x.name not in needed]:
+    graph.node.extend(nodes)
+    dropped = {t.name for t in graph.initializer if t.name not in needed}
+    for coll in (graph.initializer, graph.input):  # an initializer listed as an input goes with it
+        for item in [x for x in coll if x.name in dropped]:
             coll.remove(item)
+    return proto
+
+
+def subgraph(proto: onnx.ModelProto, tensors: Iterable[str]) -> onnx.ModelProto:
+    """The part of the model that computes ``tensors`` (its outputs): nodes, weights and inputs that
+    they do not need are dropped, so an op after them (an LSTM head, NMS, post-processing) or an
+    input they do not read (the other image of a siamese net) no longer matters."""
+    proto = prune(expose(proto, list(dict.fromkeys(tensors))))
+    graph = proto.graph
+    _, needed = needed_nodes(graph)
+    for item in [x for x in graph.input if x.name not in needed]:
+        graph.input.remove(item)
     return proto
 
 

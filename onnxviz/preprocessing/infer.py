@@ -123,6 +123,15 @@ class Finding:
     ranked: list = field(default_factory=list)
 
 
+def _may_score_classes(output) -> bool:
+    """Can this graph output be a classification head, (N, K), that the statistics read? Only those are
+    run besides the early layers, so that the session (``edits.prune``) drops a detector's or a
+    super-resolution net's body and head, which no statistic reads (a 4x SR net ran 352 s here,
+    11 candidates x 16 photos, for early-layer moments that its first convolutions give in seconds)."""
+    tt = output.type.tensor_type
+    return not tt.HasField("shape") or len(tt.shape.dim) == 2
+
+
 def _softmax_top(totals: dict, best: str) -> float:
     v = np.asarray(list(totals.values()), np.float64)
     return float(np.exp(totals[best] - v.max()) / np.exp(v - v.max()).sum())
@@ -200,15 +209,15 @@ def _statistics(model, proto, base, cands: list, use_labels: bool, terms: dict, 
 
     first, bns = _first_learned(proto, model.input_name)
     early = _learned_nodes(proto, model.input_name)
-    probe = [o.name for o in proto.graph.output]
+    probe = [o.name for o in proto.graph.output if _may_score_classes(o)]
     watch = list(dict.fromkeys(([first.output[0]] if first is not None else []) + [bn.input[0] for bn in bns]
                                + [n.output[0] for n in early]))
     other = model.other_inputs  # several inputs: the others get mid-gray, same preprocessing
 
     def feeds(meta):  # float16 feeds become float32, as the float view's inputs did
         return {k: v.astype(np.float32) if v.dtype == np.float16 else v for k, v in other(meta).items()}
-    runner = Runner(G.expose(proto, watch, keep_outputs=True), threads=None, input_name=model.input_name,
-                    extras=feeds(base))
+    exposed = G.expose(proto, watch + probe) if watch + probe else G.expose(proto, [], keep_outputs=True)
+    runner = Runner(exposed, threads=None, input_name=model.input_name, extras=feeds(base))
     h, w = base.input_size
     paths = bundled_photos.paths()  # the labelled photos first
     paths = paths[:photo_count(h, w, len(paths))]

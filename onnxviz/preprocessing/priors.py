@@ -262,7 +262,8 @@ def _hw(in_dims: list, layout: str):
 
 
 def _image_out(in_dims: list, layout: str, outs: list) -> bool:
-    """An output of 3 channels whose H and W are the input's (the same names when open) or an integer multiple."""
+    """An output of 3 channels whose H and W are the input's (the same names when open) or one integer multiple of
+    them (fixed sizes, or "4*height" written by the torch exporter)."""
     if len(in_dims) != 4:
         return False
     ihw = _sides(in_dims, layout)
@@ -272,12 +273,23 @@ def _image_out(in_dims: list, layout: str, outs: list) -> bool:
         c, ohw = (ds[1], (ds[2], ds[3])) if layout == "NCHW" else (ds[3], (ds[1], ds[2]))
         if c != 3:
             continue
-        if all(isinstance(a, str) and a == b for a, b in zip(ihw, ohw)):
-            return True
-        if all(isinstance(a, int) and isinstance(b, int) and a > 0 and b >= a and b % a == 0 for a, b in zip(ihw, ohw)) \
-                and ohw[0] // ihw[0] == ohw[1] // ihw[1]:
+        factors = {_multiple(a, b) for a, b in zip(ihw, ohw)}
+        if len(factors) == 1 and None not in factors:
             return True
     return False
+
+
+def _multiple(side, out_side):
+    """k when ``out_side`` is k times ``side`` (k >= 1): fixed sides, the same open name, or the torch exporter's
+    symbolic "4*height" of an open "height"; else None."""
+    if isinstance(side, int) and isinstance(out_side, int):
+        return out_side // side if side > 0 and out_side >= side and out_side % side == 0 else None
+    if not isinstance(side, str) or not isinstance(out_side, str):
+        return None
+    if out_side == side:
+        return 1
+    m = re.fullmatch(rf"\s*(\d+)\s*\*\s*{re.escape(side)}\s*|\s*{re.escape(side)}\s*\*\s*(\d+)\s*", out_side)
+    return int(m.group(1) or m.group(2)) if m else None
 
 
 def _ends_in(proto: onnx.ModelProto, op: str) -> bool:
