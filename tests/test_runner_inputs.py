@@ -199,3 +199,26 @@ def test_a_session_runs_only_the_nodes_its_outputs_need(old_ir):
     assert np.allclose(got, np.maximum(x, 0))
     with pytest.raises(Exception):  # onnxruntime by itself runs it
         onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+
+
+def test_prune_keeps_what_only_a_nested_subgraph_reads():
+    """A tensor read only inside an If nested in an If's branch is an outer tensor the outputs need."""
+    from onnxviz.graph.edits import prune
+
+    def branch(name, nodes, out):
+        return helper.make_graph(nodes, name, [], [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)])
+    inner = branch("inner", [helper.make_node("Identity", ["o"], ["r"])], "r")
+    outer = branch("outer", [helper.make_node("If", ["c"], ["y"], then_branch=inner, else_branch=inner)], "y")
+    graph = helper.make_graph([helper.make_node("Neg", ["x"], ["o"]), helper.make_node("Neg", ["x"], ["unused"]),
+                               helper.make_node("If", ["c"], ["z"], then_branch=outer, else_branch=outer)], "nested",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2]),
+                               helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    pruned = prune(model)
+    assert [(n.op_type, n.output[0]) for n in pruned.graph.node] == [("Neg", "o"), ("If", "z")]
+    x = np.array([1.0, -2.0], np.float32)
+    got = onnxruntime.InferenceSession(pruned.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x, "c": np.array(True)})[0]
+    assert np.allclose(got, -x)
