@@ -31,7 +31,8 @@ PIXEL_BUDGET = 16 * 416 * 416  # pixels per candidate run: 16 photos up to 416 p
 
 def photo_count(h: int, w: int, available: int) -> int:
     """How many photos each candidate is run on: all of them up to 416x416, then as many as the pixel
-    budget allows (at least 4). Every candidate costs a forward pass of the whole net, so a 1024 px
+    budget allows (at least 4). Every candidate costs a forward pass (of the whole net where it has a class
+    head, of its first layers otherwise: the session is pruned), so a 1024 px
     detector on 16 photos x 11 candidates ran for minutes on 2 cores; its early maps hold far more
     positions than the statistics need (``thin``)."""
     return max(min(4, available), min(available, PIXEL_BUDGET // max(1, h * w)))

@@ -28,8 +28,9 @@ spread and balance are indirect (a trained net behaves "naturally" on inputs lik
 data): they separate scales by one or two nats and channel orders by less than the priors, which
 then decide. docs/preprocessing.md has the table with the reasons in full.
 
-Cost is bounded (``evidence.thin``, ``evidence.photo_count``): the early-layer statistics read at most
-128x128 positions per photo and channel, and an input above 416x416 runs on fewer photos (at least 4).
+Cost is bounded (``evidence.thin``, ``evidence.photo_count``, ``_may_score_classes``): the early-layer
+statistics read at most 128x128 positions per photo and channel, an input above 416x416 runs on fewer
+photos (at least 4), and only the early layers and possible class heads are run (the session is pruned).
 
 A quantized or float16 file is judged on its float32 view (``floatview``), so that a QDQ or fp16
 copy of a model gets what the model gets. All evidence comes from one onnxruntime session run once
