@@ -330,21 +330,9 @@ def needed_nodes(graph: onnx.GraphProto, outputs: Optional[Iterable[str]] = None
         node = graph.node[k]
         if any(o in needed for o in node.output):
             keep.append(k)
-            needed.update(i for i in node.input if i)
-            needed.update(_subgraph_reads(node))
+            needed.update(_reads(node))
     keep.reverse()
     return keep, needed
-
-
-def _subgraph_reads(node) -> set:
-    """Every tensor name read inside a node's subgraphs (If/Loop/Scan, nested ones too): they may be outer ones."""
-    names: set = set()
-    for a in node.attribute:
-        for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
-            for n in g.node:
-                names.update(i for i in n.input if i)
-                names |= _subgraph_reads(n)
-    return names
 
 
 def prune(proto: onnx.ModelProto) -> onnx.ModelProto:

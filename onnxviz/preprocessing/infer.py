@@ -217,8 +217,8 @@ def _statistics(model, proto, base, cands: list, use_labels: bool, terms: dict, 
 
     def feeds(meta):  # float16 feeds become float32, as the float view's inputs did
         return {k: v.astype(np.float32) if v.dtype == np.float16 else v for k, v in other(meta).items()}
-    exposed = G.expose(proto, watch + probe) if watch + probe else G.expose(proto, [], keep_outputs=True)
-    runner = Runner(exposed, threads=None, input_name=model.input_name, extras=feeds(base))
+    runner = Runner(G.expose(proto, watch + probe) if watch + probe else proto, threads=None,
+                    input_name=model.input_name, extras=feeds(base))
     h, w = base.input_size
     paths = bundled_photos.paths()  # the labelled photos first
     paths = paths[:photo_count(h, w, len(paths))]
