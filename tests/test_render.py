@@ -170,6 +170,27 @@ def test_negative_slope_objective_climbs_its_steep_side(tmp_path):
     assert a.record["activation_end"] == b.record["activation_end"]
 
 
+def test_unit_dead_on_the_grey_start_is_redirected_until_it_rises(tmp_path):
+    """A 3x3 mean filter, bias -0.74, ReLU: zero on grey (0.5) and on most of the image space. 16
+    redirected steps bring the pre-activation close to zero but not across, and plain ReLU gradients
+    after them leave it dead (this is what vk-captcha's 130x50 CRNN's units 1 and 3 did); redirection
+    that goes on while the objective is still at its start brings it alive."""
+    from torch import nn
+
+    net = nn.Sequential(nn.Conv2d(3, 1, 3), nn.ReLU()).eval()
+    with torch.no_grad():
+        net[0].weight.fill_(1 / 27)
+        net[0].bias.fill_(-0.74)
+    path = tmp_path / "dead_on_grey.onnx"
+    torch.onnx.export(net, torch.rand(1, 3, 16, 16), path, dynamo=False, opset_version=13)
+    m = onnxviz.load(path, value_range=(0, 1), mean=[0, 0, 0], std=[1, 1, 1])
+    name = next(lay.name for lay in m.layers if lay.op == "Relu")
+    r = render(m, obj.channel(name, 0), steps=64, seed=0)
+    assert r.record["activation_start"] == [0.0]
+    assert 16 < r.record["redirect_steps"] <= 33  # past the first 16, never past half the steps (+1)
+    assert r.record["activation_end"][0] > 0.01 and r.record["dead"] == [False]
+
+
 def test_from_photo_starts_at_the_photo():
     photo = np.random.default_rng(0).uniform(0.05, 0.95, (3, 20, 24)).astype(np.float32)
     for fft in (True, False):

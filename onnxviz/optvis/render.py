@@ -16,7 +16,9 @@ module that maps a model-input tensor to ``{layer name: activation}``.
 Dead units: a unit whose every input position is below a ReLU gives no gradient and the image
 would stay grey. For the first ``redirect_steps`` steps ReLU/ReLU6 gradients are *redirected*
 (Lucid): an image whose gradient through a ReLU is all zero gets the gradient of the units that
-would move back into range; an objective layer that is a PReLU with a negative slope (a V-shaped
+would move back into range; while an image's objective has not yet risen above its start (a unit
+dead on the grey start: redirection pushed it toward zero but not across), redirection goes on, up to
+half the steps (a 130x50 CRNN's units 1 and 3 stayed at 0.0 after 16 steps, and crossed later); an objective layer that is a PReLU with a negative slope (a V-shaped
 unit) gets the gradient of its steep side (``optvis/redirect.py`` says why). Whatever remains
 dead is reported in the record (``dead``, ``warnings``), never returned silently.
 """
@@ -238,9 +240,16 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
         redirect = stack.enter_context(redirected_relus(fwd.view, enabled=redirect_steps > 0, objective_modules=own))
         iterator = progress_bar(steps, f"render {objective.name}"[:60], "step", enabled=progress,
                                 iterable=range(1, steps + 1), leave=False)
+        start_t = torch.as_tensor(start, dtype=torch.float32)
+        risen_above = start_t + 1e-6 * start_t.abs().clamp(min=1.0)  # the same margin as `dead` below
+        risen = torch.zeros(n, dtype=torch.bool)  # images whose objective has risen above its start
+        redirected_for = 0
         for step in iterator:
-            if step == redirect_steps + 1:
+            if redirect and step > redirect_steps and (
+                    bool(risen.all()) or step > max(redirect_steps, steps // 2)):
                 stack.close()  # hooks removed: plain ReLU gradients from here on
+                redirect = 0
+            redirected_for += bool(redirect)
             opt.zero_grad(set_to_none=True)
             img = image_f()
             img.retain_grad()
@@ -258,7 +267,9 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
                 grad_seen |= (g.flatten(1).sum(1) > 0).cpu()
                 importance = g if importance is None else importance + g
             opt.step()
-            per_step.append([round(float(v), 6) for v in values.detach().float().cpu()])
+            now = values.detach().float().cpu()
+            risen |= now > risen_above
+            per_step.append([round(float(v), 6) for v in now])
             if step in thresholds:
                 with torch.no_grad():
                     snapshots[step] = image_f().detach().float().cpu().numpy()
@@ -299,7 +310,7 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
         "param": param_desc,
         "transforms": _transform_names(transform),
         "fit_input": bool(fit_input),
-        "redirect_steps": redirect_steps if redirect else 0,
+        "redirect_steps": redirected_for,
         "activation_start": start,
         "activation_end": end,
         "activation_per_step": per_step,
