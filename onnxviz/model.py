@@ -106,7 +106,7 @@ class Model(ModelInput):
             return tuple(lay.spatial)
         if lay.tensor not in self._probed:
             self._probed.update(probe_shapes(self.proto, self.input_name, self.input_shape, self.input_layout,
-                                             self._probe_size(), [lay.tensor]))
+                                             self._probe_size(), [lay.tensor], extras=self._extras))
         shape = self._probed[lay.tensor]
         return tuple(shape[2:4]) if lay.layout == "NCHW" else tuple(shape[1:3])
 

@@ -51,6 +51,31 @@ def test_float_view_keeps_the_relu_a_quantizer_fused_into_a_zero_based_range():
     assert "Relu" not in {n.op_type for n in signed.graph.node}
 
 
+def test_float_view_runs_value_moving_ops_between_quantize_and_dequantize_on_floats():
+    """tf2onnx's QDQ files put a Reshape between QuantizeLinear and its DequantizeLinear (Magenta's
+    style predictor): the float view dropped the QuantizeLinear and left the Reshape reading nothing,
+    and onnxruntime refused the view. Now the Reshape runs on the floats and the view matches the file."""
+    rng = np.random.default_rng(0)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 6, 6])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])
+    inits = [numpy_helper.from_array(rng.normal(0, 1, (4, 2, 3, 3)).astype(np.float32), "w1"),
+             numpy_helper.from_array(np.asarray(0.2, np.float32), "s"),
+             numpy_helper.from_array(np.zeros((), np.int8), "zp"),
+             numpy_helper.from_array(np.asarray([1, 64], np.int64), "flat")]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"]),
+             helper.make_node("QuantizeLinear", ["c1", "s", "zp"], ["q1"]),
+             helper.make_node("Reshape", ["q1", "flat"], ["r1"]),
+             helper.make_node("DequantizeLinear", ["r1", "s", "zp"], ["y"])]
+    quantized = helper.make_model(helper.make_graph(nodes, "qdq_reshape", [x], [y], inits), ir_version=8,
+                                  opset_imports=[helper.make_opsetid("", 13)])
+    view = floatview.float_view(quantized)
+    assert not {"QuantizeLinear", "DequantizeLinear"} & {n.op_type for n in view.graph.node}
+    xin = rng.normal(0, 1, (1, 2, 6, 6)).astype(np.float32)
+    got, want = _run(view, xin), _run(quantized, xin)
+    assert got.shape == want.shape == (1, 64)
+    assert np.abs(got - want).max() <= 0.101  # half a 0.2 step of rounding, no more
+
+
 def _mixed_precision_loop() -> onnx.ModelProto:
     """x (float32) -> Cast to float16 -> a Loop adding a float16 constant twice, in its body -> Cast back:
     a Keras mixed-precision LSTM's shape (its recurrence is a Loop whose carried value is float16)."""

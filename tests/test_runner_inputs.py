@@ -165,6 +165,33 @@ def test_a_matting_nets_states_start_at_zero_and_its_ratio_at_one(tmp_path):
     assert Runner(m.proto, input_name="src", extras=extras).run(x)["out"].shape == (2, 2, 16, 16)
 
 
+def test_a_vector_of_style_weights_keeps_its_length_and_feeds_the_shape_probe(tmp_path):
+    """A style-transfer net's second input: 2 style weights (shape (2,), no batch dim) that scale the
+    feature channels, and an open input size. The weights are fed at their own length (a batch dim of 1
+    put in front gave onnxruntime (1,) for (2,)), and probing a layer's map size feeds them too (it
+    fed nothing, and onnxruntime stopped at "Required inputs (['style']) are missing")."""
+    import onnxviz
+
+    w = helper.make_tensor("W", TensorProto.FLOAT, [2, 3, 1, 1], np.ones(6, np.float32).tolist())
+    shape = helper.make_tensor("S", TensorProto.INT64, [4], [1, 2, 1, 1])
+    nodes = [helper.make_node("Conv", ["img", "W"], ["feat"], name="feat"),
+             helper.make_node("Reshape", ["style", "S"], ["gain"]),
+             helper.make_node("Mul", ["feat", "gain"], ["out"], name="out")]
+    graph = helper.make_graph(nodes, "styled", [helper.make_tensor_value_info("img", TensorProto.FLOAT, [1, 3, "h", "w"]),
+                                                helper.make_tensor_value_info("style", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)], [w, shape])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = tmp_path / "styled.onnx"
+    onnx.save(model, path)
+    m = onnxviz.load(path, meta=onnxviz.ModelMeta(input_size=(16, 24)))
+    assert m.other_inputs()["style"].shape == (2,)
+    layer = next(lay for lay in m.layers if lay.units == 2 and lay.op == "Mul")
+    layer.shape = (1, 2, None, None)  # as when the shapes found at load failed (the real file's did):
+    m._probed.clear()  # map_size probes again
+    assert m.map_size(layer.name) == (16, 24)
+
+
 def _chain(old_ir: bool = False):
     """x -> Conv(W1) -> Relu -> Conv(W2) -> out, beside a dangling branch that nothing reads and that fails
     when run (a Reshape to 7 elements); ``old_ir``: weights also listed as graph inputs (IR 3 files)."""

