@@ -107,7 +107,7 @@ class ModelInput:
                 gray = np.full((1, 3) + tuple(size), 0.5, np.float32)
                 extras[inp.name] = meta.to_model_input(gray).astype(dtype)
                 continue
-            shape = [d or 1 for d in dims]  # a fixed first dim is the input's own (26 style weights), not a batch
+            shape = [d or 1 for d in dims] or [1]  # a fixed first dim is the input's own (26 style weights), not a batch
             sized = meta is not None and len(dims) <= 2 and np.dtype(dtype).kind in "iu"
             word = _size_word(inp.name) if sized else ""
             if word:  # a per-image length (an OCR recognizer's widths): the whole image is valid, not none of it
