@@ -16,11 +16,12 @@ module that maps a model-input tensor to ``{layer name: activation}``.
 Dead units: a unit whose every input position is below a ReLU gives no gradient and the image
 would stay grey. For the first ``redirect_steps`` steps ReLU/ReLU6 gradients are *redirected*
 (Lucid): an image whose gradient through a ReLU is all zero gets the gradient of the units that
-would move back into range; while an image's objective has not yet risen above its start (a unit
-dead on the grey start: redirection pushed it toward zero but not across), redirection goes on, up to
-half the steps (a 130x50 CRNN's units 1 and 3 stayed at 0.0 after 16 steps, and crossed later); an objective layer that is a PReLU with a negative slope (a V-shaped
-unit) gets the gradient of its steep side (``optvis/redirect.py`` says why). Whatever remains
-dead is reported in the record (``dead``, ``warnings``), never returned silently.
+would move back into range, and while an image's objective has not yet risen above its start (a
+unit dead on the grey start, pushed toward zero but not across) this goes on, up to half the steps
+(vk-captcha's 130x50 CRNN: a unit still at 0.0 after 16 steps rises with more); an objective layer
+that is a PReLU with a negative slope (a V-shaped unit) gets the gradient of its steep side
+(``optvis/redirect.py`` says why). Whatever remains dead is reported in the record (``dead``,
+``warnings``), never returned silently.
 """
 from __future__ import annotations
 
