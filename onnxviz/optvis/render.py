@@ -234,6 +234,8 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
     if len(start) != n:
         raise ObjectiveError(f"objective {objective.name} gave {len(start)} values for a batch of {n}")
 
+    start_t = torch.as_tensor(start, dtype=torch.float64)
+    risen_above = start_t + 1e-6 * start_t.abs().clamp(min=1.0)  # what counts as a rise (here and for `dead`)
     loss_scale = FP16_LOSS_SCALE if precision == "fp16" else 1.0
     t0 = time.perf_counter()
     with contextlib.ExitStack() as stack:
@@ -241,8 +243,6 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
         redirect = stack.enter_context(redirected_relus(fwd.view, enabled=redirect_steps > 0, objective_modules=own))
         iterator = progress_bar(steps, f"render {objective.name}"[:60], "step", enabled=progress,
                                 iterable=range(1, steps + 1), leave=False)
-        start_t = torch.as_tensor(start, dtype=torch.float32)
-        risen_above = start_t + 1e-6 * start_t.abs().clamp(min=1.0)  # the same margin as `dead` below
         risen = torch.zeros(n, dtype=torch.bool)  # images whose objective has risen above its start
         redirected_for = 0
         for step in iterator:
@@ -269,7 +269,7 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
                 importance = g if importance is None else importance + g
             opt.step()
             now = values.detach().float().cpu()
-            risen |= now > risen_above
+            risen |= now.double() > risen_above
             per_step.append([round(float(v), 6) for v in now])
             if step in thresholds:
                 with torch.no_grad():
@@ -283,8 +283,7 @@ def render(model: VisionModel, objective, param_f=None, transforms=None, steps: 
     best = np.max(np.asarray(per_step, dtype=np.float64), axis=0) if per_step else np.asarray(end)
     dead = []
     for i in range(n):
-        eps = 1e-6 * max(1.0, abs(start[i]))
-        no_gain = end[i] <= start[i] + eps and best[i] <= start[i] + eps
+        no_gain = end[i] <= float(risen_above[i]) and best[i] <= float(risen_above[i])
         dead.append(bool(not grad_seen[i] or no_gain))
         if dead[i]:
             why = ("no gradient reached the image" if not grad_seen[i] else
