@@ -25,6 +25,15 @@ def _siamese(batch_of_second):
     return model
 
 
+def _saved(graph, tmp_path):
+    """``graph`` as an opset-13, IR-8 model file in ``tmp_path`` (named after the graph)."""
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = tmp_path / f"{graph.name}.onnx"
+    onnx.save(model, path)
+    return path
+
+
 def test_a_second_input_fixed_at_batch_one_runs_image_by_image():
     x = np.random.default_rng(0).random((5, 3, 4, 4), np.float32)
     other = np.full((1, 3, 4, 4), 0.5, np.float32)
@@ -79,11 +88,7 @@ def test_a_widths_input_is_fed_the_image_width_so_features_are_not_masked(tmp_pa
     graph = helper.make_graph(nodes, "rec", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 16, 32]),
                                              helper.make_tensor_value_info("widths", TensorProto.INT64, ["N"])],
                               [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 4, 16, 32])], [w, cols, shape])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    path = tmp_path / "rec.onnx"
-    onnx.save(model, path)
-    m = onnxviz.load(path, value_range=(0.0, 1.0), mean=(0.0,), std=(1.0,), channel_order="L")
+    m = onnxviz.load(_saved(graph, tmp_path), value_range=(0.0, 1.0), mean=(0.0,), std=(1.0,), channel_order="L")
     assert m.other_inputs()["widths"].tolist() == [32]
     photos = np.random.default_rng(1).random((3, 3, 16, 32), dtype=np.float32)
     out = m.activations(m.meta.to_model_input(photos), ["masked"])["masked"]
@@ -153,11 +158,7 @@ def test_a_matting_nets_states_start_at_zero_and_its_ratio_at_one(tmp_path):
                                              helper.make_tensor_value_info("r1i", TensorProto.FLOAT, ["N", "c", "h", "w"]),
                                              helper.make_tensor_value_info("ratio", TensorProto.FLOAT, [1])],
                               [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)], [w, scales])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    path = tmp_path / "rvm.onnx"
-    onnx.save(model, path)
-    m = onnxviz.load(path, meta=onnxviz.ModelMeta(input_size=(16, 16)))
+    m = onnxviz.load(_saved(graph, tmp_path), meta=onnxviz.ModelMeta(input_size=(16, 16)))
     extras = m.other_inputs()
     assert extras["r1i"].shape == (1, 1, 1, 1) and not extras["r1i"].any()
     assert extras["ratio"].tolist() == [1.0]
@@ -180,11 +181,7 @@ def test_a_vector_of_style_weights_keeps_its_length_and_feeds_the_shape_probe(tm
     graph = helper.make_graph(nodes, "styled", [helper.make_tensor_value_info("img", TensorProto.FLOAT, [1, 3, "h", "w"]),
                                                 helper.make_tensor_value_info("style", TensorProto.FLOAT, [2])],
                               [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)], [w, shape])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    path = tmp_path / "styled.onnx"
-    onnx.save(model, path)
-    m = onnxviz.load(path, meta=onnxviz.ModelMeta(input_size=(16, 24)))
+    m = onnxviz.load(_saved(graph, tmp_path), meta=onnxviz.ModelMeta(input_size=(16, 24)))
     assert m.other_inputs()["style"].shape == (2,)
     layer = next(lay for lay in m.layers if lay.units == 2 and lay.op == "Mul")
     layer.shape = (1, 2, None, None)  # as when the shapes found at load failed (the real file's did):
